@@ -1,0 +1,247 @@
+//! The error type of `osa-core` and of every port.
+//!
+//! Each variant carries enough context to say what was wrong. Callers branch on
+//! [`Error::kind`] (the HTTP layer maps it to a status code) and on
+//! [`Error::retry_class`] (the saga decides whether a job is retried).
+
+use std::fmt;
+
+use crate::contract::ContractError;
+use crate::id::IdentifierError;
+
+/// Result alias used across OSA.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Boxed error source kept for diagnostics.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Normalised category of an [`Error`], stable across backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The addressed object does not exist.
+    NotFound,
+    /// The request contradicts stored state (a changed contract, a duplicate).
+    Conflict,
+    /// The input is malformed or breaks a rule.
+    Invalid,
+    /// No valid credentials were presented.
+    Unauthenticated,
+    /// The caller is known but lacks a scope or role.
+    Forbidden,
+    /// A dependency (database, object store, container engine) is unreachable or busy.
+    Unavailable,
+    /// A bug or an unexpected state.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The lower-case name used in logs and in the HTTP error body's `code`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether repeating the same operation can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryClass {
+    /// Repeating the operation unchanged fails the same way.
+    Permanent,
+    /// The operation may succeed later (lost connection, lock timeout, busy engine).
+    Transient,
+}
+
+/// The error of every OSA operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The addressed object does not exist.
+    #[error("{what} `{id}` not found")]
+    NotFound {
+        /// The kind of object (`hook`, `release`, `validation run`, ...).
+        what: &'static str,
+        /// The identifier that was looked up.
+        id: String,
+    },
+
+    /// The request contradicts stored state.
+    #[error("{what} `{id}` conflicts with stored state: {detail}")]
+    Conflict {
+        /// The kind of object.
+        what: &'static str,
+        /// Its identifier.
+        id: String,
+        /// What differs and what to do about it.
+        detail: String,
+    },
+
+    /// The input breaks a rule; `field` is the path of the offending value.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// Path of the offending value (`hooks[0].name`, `title`, `limits.memory`).
+        field: String,
+        /// What was wrong and what is expected.
+        message: String,
+    },
+
+    /// A validated identifier was malformed.
+    #[error(transparent)]
+    Identifier(#[from] IdentifierError),
+
+    /// A hook broke the batch contract, or a batch could not be prepared.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+
+    /// No valid credentials were presented.
+    #[error("unauthenticated: {reason}")]
+    Unauthenticated {
+        /// Why the credentials were refused.
+        reason: String,
+    },
+
+    /// The caller lacks a scope or role.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// The scope or role that was missing.
+        reason: String,
+    },
+
+    /// A dependency is unreachable or busy; retrying may help.
+    #[error("{what} unavailable: {detail}")]
+    Unavailable {
+        /// The dependency (`database`, `object store`, `container engine`).
+        what: &'static str,
+        /// What happened.
+        detail: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A bug or an unexpected state.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What went wrong.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl Error {
+    /// The normalised category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Invalid { .. } | Error::Identifier(_) => ErrorKind::Invalid,
+            Error::Contract(e) => e.kind(),
+            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the operation may succeed when repeated unchanged.
+    pub fn retry_class(&self) -> RetryClass {
+        match self.kind() {
+            ErrorKind::Unavailable => RetryClass::Transient,
+            _ => match self {
+                Error::Contract(e) => e.retry_class(),
+                _ => RetryClass::Permanent,
+            },
+        }
+    }
+
+    /// Whether this error is [`RetryClass::Transient`].
+    pub fn is_transient(&self) -> bool {
+        self.retry_class() == RetryClass::Transient
+    }
+
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(what: &'static str, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            what,
+            id: id.to_string(),
+        }
+    }
+
+    /// Shorthand for [`Error::Conflict`].
+    pub fn conflict(what: &'static str, id: impl fmt::Display, detail: impl Into<String>) -> Self {
+        Error::Conflict {
+            what,
+            id: id.to_string(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Invalid`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Internal`] without a source.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The path of the offending field, when the error is about one input value.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::Invalid { field, .. } => Some(field),
+            Error::Identifier(e) => Some(e.what()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_retry_classes() {
+        assert_eq!(Error::not_found("hook", "x").kind(), ErrorKind::NotFound);
+        assert_eq!(
+            Error::conflict("hook", "x", "changed").kind(),
+            ErrorKind::Conflict
+        );
+        let unavailable = Error::Unavailable {
+            what: "database",
+            detail: "connection refused".into(),
+            source: None,
+        };
+        assert_eq!(unavailable.retry_class(), RetryClass::Transient);
+        assert!(unavailable.is_transient());
+        assert_eq!(
+            Error::invalid("title", "blank").retry_class(),
+            RetryClass::Permanent
+        );
+        assert_eq!(
+            Error::not_found("hook", "abc").to_string(),
+            "hook `abc` not found"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! The feature store port: one typed table per hook.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::FeatureValue;
+use crate::Result;
+use crate::hook::{HookIdentity, HookRelease, HookRun};
+use crate::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
+
+/// One row to insert: system fields plus values in column order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFeatureRow {
+    /// The record the row describes.
+    pub record_id: RecordId,
+    /// Position of the row among the record's rows (0-based).
+    pub row_index: u32,
+    /// Values in the hook's column order (already coerced by the contract).
+    pub values: Vec<FeatureValue>,
+}
+
+/// Rows of one hook run, replacing each listed record's previous rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureBatch {
+    /// The hook (its table must exist).
+    pub hook: HookName,
+    /// The hook run that produced every row (must be recorded).
+    pub run_id: HookRunId,
+    /// The validation run, when the rows come from one.
+    pub validation_run_id: Option<ValidationRunId>,
+    /// Records whose rows are replaced (a record with no rows here loses its old ones).
+    pub records: Vec<RecordId>,
+    /// The new rows.
+    pub rows: Vec<NewFeatureRow>,
+}
+
+/// A stored feature row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureRow {
+    /// Row id (unique per hook table).
+    pub id: i64,
+    /// The record.
+    pub record_id: RecordId,
+    /// The validation run that produced it, if any.
+    pub validation_run_id: Option<ValidationRunId>,
+    /// The hook run that produced it.
+    pub run_id: HookRunId,
+    /// Position among the record's rows.
+    pub row_index: u32,
+    /// Insert time.
+    pub created_at: DateTime<Utc>,
+    /// Data values in column order.
+    pub values: Vec<FeatureValue>,
+}
+
+/// A filter on one data column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnFilter {
+    /// `column = value`.
+    Eq(ColumnName, FeatureValue),
+    /// `column >= value`.
+    Gte(ColumnName, FeatureValue),
+    /// `column <= value`.
+    Lte(ColumnName, FeatureValue),
+    /// `column IS NULL`.
+    IsNull(ColumnName),
+}
+
+/// A page request over one feature table, in row-id order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeatureQuery {
+    /// Only rows of this record.
+    pub record_id: Option<RecordId>,
+    /// Only rows of this hook run.
+    pub run_id: Option<HookRunId>,
+    /// Column filters, combined with AND.
+    pub filters: Vec<ColumnFilter>,
+    /// Keyset cursor: only rows with `id > after`.
+    pub after: Option<i64>,
+    /// Page size (backends cap it).
+    pub limit: u32,
+}
+
+/// One page of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeaturePage {
+    /// The rows.
+    pub rows: Vec<FeatureRow>,
+    /// Cursor for the next page, when there may be more.
+    pub next_after: Option<i64>,
+}
+
+/// Where a feature row came from: row → hook run → release (digest, runtime,
+/// config, source_ref, built_by) and the log locator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The hook.
+    pub hook: HookName,
+    /// The row.
+    pub row: FeatureRow,
+    /// The run that produced it.
+    pub run: HookRun,
+    /// The release that ran.
+    pub release: HookRelease,
+}
+
+/// Typed per-hook feature tables.
+///
+/// Guarantees every backend gives:
+/// - [`ensure_table`](Self::ensure_table) is idempotent (redelivery-safe) and a Conflict
+///   when the table exists with a different contract; identifiers are validated types
+///   and are quoted; no value is interpolated into SQL.
+/// - [`replace_rows`](Self::replace_rows) is atomic: for every record listed it deletes
+///   the record's rows of that hook and inserts the new ones, all in one transaction;
+///   any failure (such as a missing hook run) leaves the table unchanged.
+/// - Every stored row references an existing hook run.
+#[async_trait]
+pub trait FeatureStore: Send + Sync {
+    /// Creates the hook's table if absent; Conflict if it exists with another contract.
+    async fn ensure_table(&self, identity: &HookIdentity) -> Result<()>;
+
+    /// Replaces the rows of the listed records; returns the rows inserted.
+    async fn replace_rows(&self, batch: &FeatureBatch) -> Result<u64>;
+
+    /// A page of a hook's rows. Unknown hook → NotFound.
+    async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage>;
+
+    /// Every row of one record, per hook that has rows for it.
+    async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>>;
+
+    /// The provenance chain of one row.
+    async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>>;
+}

@@ -1,0 +1,396 @@
+//! Validation runs (sagas): their state, the plans that advance them, and the ports.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::feature::store::FeatureBatch;
+use crate::hook::{HookRun, OutcomeCounts};
+use crate::id::{
+    ConventionSlug, FileName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId,
+};
+use crate::jobs::{JobLease, NewJob};
+
+/// The state of a validation run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Created, no step finished.
+    Pending,
+    /// At least one step finished.
+    Running,
+    /// Every step ran; at least one record was accepted, or there were no hooks.
+    Completed,
+    /// Every record was rejected or errored.
+    Rejected,
+    /// Aborted (environment failure, exhausted retries).
+    Failed,
+    /// Cancelled by a caller.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run can no longer change.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Rejected | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// The release a step runs, fixed when the run is submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRelease {
+    /// Step index (0-based).
+    pub index: u32,
+    /// The hook.
+    pub hook: HookName,
+    /// The release snapshotted at submit time.
+    pub release_id: ReleaseId,
+    /// Its version (for display).
+    pub version: u32,
+}
+
+/// A validation run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRun {
+    /// Run id.
+    pub id: ValidationRunId,
+    /// The convention validated against.
+    pub convention: ConventionSlug,
+    /// Current state.
+    pub status: RunStatus,
+    /// Index of the next step to commit (`steps.len()` when all are done).
+    pub current_step: u32,
+    /// The release of every step.
+    pub steps: Vec<StepRelease>,
+    /// Number of records submitted.
+    pub record_count: u32,
+    /// Why the run failed, when it did.
+    pub failure: Option<String>,
+    /// Submit time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The status of one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Not run yet.
+    Pending,
+    /// Every record in play passed.
+    Passed,
+    /// Some records were rejected.
+    Failed,
+    /// The execution failed or some records errored.
+    Error,
+    /// Not run: no record was left in play.
+    Skipped,
+}
+
+/// Progress of one step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepProgress {
+    /// The step's release.
+    pub release: StepRelease,
+    /// Its status.
+    pub status: StepStatus,
+    /// The hook run that committed it.
+    pub hook_run_id: Option<HookRunId>,
+    /// Outcome counts.
+    pub counts: OutcomeCounts,
+    /// Execution start.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Commit time.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Where a record stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "lowercase")]
+pub enum Verdict {
+    /// Still being validated.
+    Pending,
+    /// Passed every hook; its features are stored.
+    Accepted,
+    /// Rejected by a hook.
+    Rejected {
+        /// The step.
+        step: u32,
+        /// The hook.
+        hook: HookName,
+        /// The hook's reason.
+        reason: String,
+    },
+    /// Errored in a hook.
+    Errored {
+        /// The step.
+        step: u32,
+        /// The hook.
+        hook: HookName,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// The verdict of one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordVerdict {
+    /// The record.
+    pub record_id: RecordId,
+    /// Its verdict.
+    pub verdict: Verdict,
+}
+
+/// A record's file at submit time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case")]
+pub enum FileSource {
+    /// A local path, copied into the object store at submit.
+    Local {
+        /// The path.
+        path: PathBuf,
+    },
+    /// An object-store key already holding the file.
+    Object {
+        /// The key.
+        key: String,
+    },
+}
+
+/// A file of a submitted record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// Name under the record's directory.
+    pub name: FileName,
+    /// Where it is.
+    pub source: FileSource,
+}
+
+/// A record submitted for validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputRecord {
+    /// Record id.
+    pub id: RecordId,
+    /// Metadata (a JSON object).
+    pub metadata: serde_json::Value,
+    /// Files.
+    #[serde(default)]
+    pub files: Vec<InputFile>,
+}
+
+/// Everything written when a run is submitted, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitPlan {
+    /// The run (status pending, or completed when there are no hooks).
+    pub run: ValidationRun,
+    /// The records (verdict pending) and the object-store key of the stored inputs.
+    pub records: Vec<RecordId>,
+    /// Object-store key of the stored inputs.
+    pub inputs_ref: String,
+    /// The first job (step 0 or, without hooks, none).
+    pub first_job: Option<NewJob>,
+    /// Events to persist.
+    pub events: Vec<RunEventKind>,
+}
+
+/// The commit of one step, applied in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPlan {
+    /// The run.
+    pub run_id: ValidationRunId,
+    /// The step (must equal the run's `current_step`, else the plan is a no-op).
+    pub step: u32,
+    /// Provenance of the execution (insert-once).
+    pub hook_run: HookRun,
+    /// Step status.
+    pub status: StepStatus,
+    /// Verdicts of records rejected or errored in this step.
+    pub verdicts: Vec<RecordVerdict>,
+    /// Object-store key of the step's outputs (features are inserted at finalize).
+    pub outputs_ref: String,
+    /// The next job (next step or finalize).
+    pub next_job: NewJob,
+    /// The job being completed with this commit, when run by a worker.
+    pub completes: Option<JobLease>,
+    /// Events to persist.
+    pub events: Vec<RunEventKind>,
+}
+
+/// The end of a run, applied in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinalizePlan {
+    /// The run.
+    pub run_id: ValidationRunId,
+    /// Final status.
+    pub status: RunStatus,
+    /// Records accepted (passed every hook).
+    pub accepted: Vec<RecordId>,
+    /// Features of the accepted records, per hook, stamped with each hook's run id.
+    pub features: Vec<FeatureBatch>,
+    /// The job being completed with this commit.
+    pub completes: Option<JobLease>,
+    /// Events to persist.
+    pub events: Vec<RunEventKind>,
+}
+
+/// Whether a plan changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The plan was applied.
+    Applied,
+    /// The plan's step was already committed (redelivery): nothing changed.
+    AlreadyApplied,
+}
+
+/// What happened in a run, persisted and streamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunEventKind {
+    /// The run was created.
+    Submitted {
+        /// Records submitted.
+        records: u32,
+        /// Steps planned.
+        steps: u32,
+    },
+    /// A step started executing.
+    StepStarted {
+        /// Step index.
+        step: u32,
+        /// Hook.
+        hook: HookName,
+        /// Records fed.
+        records: u32,
+    },
+    /// A hook wrote a progress line.
+    HookProgress {
+        /// Step index.
+        step: u32,
+        /// Progress step label.
+        label: Option<String>,
+        /// Progress status.
+        status: String,
+        /// Message.
+        message: Option<String>,
+    },
+    /// A step attempt failed and will be retried.
+    StepRetrying {
+        /// Step index.
+        step: u32,
+        /// Why.
+        reason: String,
+    },
+    /// A step committed.
+    StepFinished {
+        /// Step index.
+        step: u32,
+        /// Hook.
+        hook: HookName,
+        /// Status.
+        status: StepStatus,
+        /// Counts.
+        counts: OutcomeCounts,
+    },
+    /// The run reached a terminal state.
+    Finished {
+        /// Final status.
+        status: RunStatus,
+        /// Records accepted.
+        accepted: u32,
+        /// Failure reason.
+        reason: Option<String>,
+    },
+}
+
+/// A persisted run event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// Sequence number within the run, from 1.
+    pub seq: u64,
+    /// When it was persisted.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: RunEventKind,
+}
+
+/// A run with its steps and verdicts, as readable at any moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRunView {
+    /// The run.
+    pub run: ValidationRun,
+    /// Per-step progress, in order.
+    pub steps: Vec<StepProgress>,
+    /// Per-record verdicts, in submit order.
+    pub verdicts: Vec<RecordVerdict>,
+}
+
+/// Storage of validation runs.
+///
+/// Guarantees every backend gives:
+/// - each `apply_*` call runs in ONE transaction: everything in the plan is written,
+///   or nothing is;
+/// - [`apply_step`](Self::apply_step) is a no-op returning
+///   [`Applied::AlreadyApplied`] when `plan.step` is below the run's `current_step`
+///   (redelivery) or the run is terminal; the hook run is inserted once;
+/// - events get gap-free sequence numbers per run, in commit order.
+#[async_trait]
+pub trait ValidationRunStore: Send + Sync {
+    /// Creates a run, its pending verdicts, the first job and events.
+    async fn create_run(&self, plan: &SubmitPlan) -> Result<()>;
+
+    /// Commits one step.
+    async fn apply_step(&self, plan: &StepPlan) -> Result<Applied>;
+
+    /// Inserts the accepted records' features and completes the run.
+    async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied>;
+
+    /// Marks a non-terminal run failed (or cancelled) with a reason; `false` when it
+    /// was already terminal.
+    async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool>;
+
+    /// The run with steps and verdicts.
+    async fn get_run(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>>;
+
+    /// Events with `seq > after`, in order.
+    async fn events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>>;
+}
+
+/// A request to validate records against a convention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmitValidation {
+    /// The convention.
+    pub convention: ConventionSlug,
+    /// The records.
+    pub records: Vec<InputRecord>,
+}
+
+/// Validates records against a convention's hooks as a durable saga.
+///
+/// Guarantees: `submit` snapshots the live release of every hook (a concurrent deploy or
+/// rollback never splits a run across versions) and returns once the run and its first
+/// job are committed; each step commits atomically; a record rejected or errored by a
+/// hook is not fed to later hooks; features become visible atomically at the end, only
+/// for accepted records; redelivered or re-executed steps never duplicate provenance.
+#[async_trait]
+pub trait ValidationService: Send + Sync {
+    /// Creates a run; zero hooks → completed at once.
+    async fn submit(&self, request: SubmitValidation) -> Result<ValidationRunId>;
+
+    /// The run's progress. Unknown run → NotFound.
+    async fn get(&self, run: ValidationRunId) -> Result<ValidationRunView>;
+
+    /// Persisted events, then live ones until the run ends.
+    async fn events(&self, run: ValidationRunId) -> Result<BoxStream<'static, Result<RunEvent>>>;
+
+    /// Cancels a non-terminal run; `false` when it had already ended.
+    async fn cancel(&self, run: ValidationRunId) -> Result<bool>;
+}
