@@ -17,7 +17,14 @@ use crate::runtime::{Limits, RuntimeConfig};
 
 /// Parses a JSON payload, rejecting unknown keys at every level; errors name the path
 /// of the offending value (`hooks[0].feature.columns[1]: unknown field ...`).
+///
+/// The body must be a JSON object (serde would otherwise also accept a struct written
+/// as an array).
 pub fn parse_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Error::invalid("body", "expected a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -29,6 +36,27 @@ pub fn parse_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         Error::invalid(field, e.into_inner().to_string())
     })?;
     Ok(value)
+}
+
+/// JSON Schemas of the payloads users send, keyed by type name.
+pub fn payload_schemas() -> std::collections::BTreeMap<&'static str, serde_json::Value> {
+    let schema = |s: schemars::Schema| s.to_value();
+    [
+        (
+            "DeployConvention",
+            schema(schemars::schema_for!(DeployConvention)),
+        ),
+        (
+            "ReleaseRequest",
+            schema(schemars::schema_for!(ReleaseRequest)),
+        ),
+        (
+            "SetLiveRequest",
+            schema(schemars::schema_for!(SetLiveRequest)),
+        ),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// The build artifact of a release: an image or a command, with its digest.

@@ -332,6 +332,9 @@ fn progress_entry(object: &Map<String, Value>) -> Result<ProgressEntry, String> 
     })
 }
 
+/// A JSON object with its 1-based line number.
+type NumberedLine = (usize, Map<String, Value>);
+
 /// Reads one output file as JSON objects with their 1-based line numbers; a missing
 /// file is empty. Blank lines are skipped but counted.
 fn read_lines(
@@ -339,7 +342,7 @@ fn read_lines(
     file: &'static str,
     limits: &OutputLimits,
     torn: &mut Vec<&'static str>,
-) -> Result<Vec<(usize, Map<String, Value>)>, ContractError> {
+) -> Result<Vec<NumberedLine>, ContractError> {
     let Some(bytes) = read_capped(&out_dir.join(file), file, limits.max_file_bytes)? else {
         return Ok(Vec::new());
     };

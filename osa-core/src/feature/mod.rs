@@ -21,7 +21,7 @@ pub mod store;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JsonType {
-    /// Text (or a timestamp, date or uuid with a [`ColumnFormat`]).
+    /// Text (or a timestamp, date or uuid with a `format`).
     String,
     /// A double precision float.
     Number,

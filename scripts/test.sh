@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one test command of OSA: prepares what the tests need, then runs format, lint,
+# docs and every test suite. Usage: scripts/test.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+LOG_DIR=${OSA_TEST_LOG_DIR:-"$ROOT/target/test-logs"}
+mkdir -p "$LOG_DIR"
+PASSED=0
+FAILED=0
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+# Runs a cargo test invocation, echoing its output and adding its counts to the total.
+run_cargo_tests() {
+    local name=$1
+    shift
+    local log="$LOG_DIR/$name.log"
+    local status=0
+    cargo test "$@" 2>&1 | tee "$log" || status=$?
+    local counts
+    counts=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+                  END { print p + 0, f + 0 }' "$log")
+    PASSED=$((PASSED + ${counts% *}))
+    FAILED=$((FAILED + ${counts#* }))
+    [ "$status" -eq 0 ] || die "cargo test ($name) failed"
+}
+
+step "toolchain"
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
+cargo --version
+rustc --version
+
+step "format"
+cargo fmt --all --check
+
+step "lint"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
+
+step "rust tests"
+run_cargo_tests workspace --workspace --all-features
+
+step "summary"
+printf '%s passed, %s failed\n' "$PASSED" "$FAILED"
+[ "$FAILED" -eq 0 ]
