@@ -1,7 +1,4 @@
-//! Shared test material for backends and runners (feature `testing`).
-//!
-//! Storage backends and runners call the conformance suites defined here from their
-//! own tests, so every implementation is held to the same behaviour.
+//! Fixtures: sample payloads, identities and digests.
 
 use crate::deploy::DeployConvention;
 use crate::feature::{Cardinality, ColumnDef, FeatureSpec, JsonType};

@@ -1,0 +1,8 @@
+//! Shared test material and conformance suites (feature `testing`).
+//!
+//! Storage backends and runners call the suites defined here from their own tests, so
+//! every implementation is held to the same behaviour.
+
+mod fixtures;
+
+pub use fixtures::*;
