@@ -7,7 +7,7 @@ use crate::id::{ColumnName, Digest, HookName};
 
 /// A deploy payload in the exact shape the published Python SDK sends (two hooks,
 /// an ingester, docs), as shipped in `tests/fixtures/deploy_sdk.json`.
-pub const SDK_DEPLOY_PAYLOAD: &str = include_str!("../tests/fixtures/deploy_sdk.json");
+pub const SDK_DEPLOY_PAYLOAD: &str = include_str!("../../tests/fixtures/deploy_sdk.json");
 
 /// [`SDK_DEPLOY_PAYLOAD`], parsed.
 pub fn sdk_deploy_payload() -> DeployConvention {
