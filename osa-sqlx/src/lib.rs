@@ -1,4 +1,66 @@
 //! Postgres and SQLite storage backends for OSA.
 //!
-//! The backends are not implemented yet; this crate only fixes the package layout and
-//! its features (`sqlite`, `postgres`).
+//! [`SqliteBackend`] (feature `sqlite`, the embedded default) and [`PgBackend`] (feature
+//! `postgres`) implement the storage ports of `osa-core` on one type each:
+//! [`HookRegistry`](osa_core::HookRegistry), [`FeatureStore`](osa_core::FeatureStore)
+//! and [`JobQueue`](osa_core::JobQueue). Both pass the conformance suite in
+//! `osa_core::testing`.
+//!
+//! ```no_run
+//! # async fn demo() -> osa_core::Result<()> {
+//! use osa_core::HookRegistry;
+//! use osa_sqlx::SqliteBackend;
+//!
+//! let backend = SqliteBackend::open("archive.db").await?;
+//! backend.migrate().await?;
+//! let hooks = backend.list_hooks().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod feature_sql;
+mod rows;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PgBackend, PgConfig};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteBackend;
+
+pub use error::StorageError;
+
+/// The current time, truncated to microseconds (the precision both databases keep),
+/// so values read back equal values written.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    truncate_micros(chrono::Utc::now())
+}
+
+/// Truncates a timestamp to microseconds.
+pub(crate) fn truncate_micros(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    t.trunc_subsecs(6)
+}
+
+/// The end of a lease of `lease_for` starting at `now`.
+pub(crate) fn lease_end(
+    now: chrono::DateTime<chrono::Utc>,
+    lease_for: std::time::Duration,
+) -> osa_core::Result<chrono::DateTime<chrono::Utc>> {
+    chrono::Duration::from_std(lease_for)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .map(truncate_micros)
+        .ok_or_else(|| osa_core::Error::invalid("lease_for", "lease duration out of range"))
+}
+
+/// Errors stored with jobs are cut to keep rows small.
+pub(crate) fn cap_error(error: &str) -> String {
+    error.chars().take(4000).collect()
+}
+
+/// Largest page returned by feature reads.
+pub const MAX_PAGE: u32 = 1000;

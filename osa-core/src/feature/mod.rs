@@ -431,6 +431,39 @@ impl FeatureValue {
     }
 }
 
+impl FeatureValue {
+    /// The storage type of this value; `None` for [`FeatureValue::Null`].
+    pub fn value_type(&self) -> Option<ValueType> {
+        Some(match self {
+            FeatureValue::Null => return None,
+            FeatureValue::Text(_) => ValueType::Text,
+            FeatureValue::Timestamp(_) => ValueType::Timestamp,
+            FeatureValue::Date(_) => ValueType::Date,
+            FeatureValue::Uuid(_) => ValueType::Uuid,
+            FeatureValue::Float(_) => ValueType::Float,
+            FeatureValue::Integer(_) => ValueType::Integer,
+            FeatureValue::Boolean(_) => ValueType::Boolean,
+            FeatureValue::Json(_) => ValueType::Json,
+        })
+    }
+
+    /// Describes the value for error messages (`text "x"`, `null`).
+    pub fn describe(&self) -> String {
+        let kind = match self.value_type() {
+            None => return "null".into(),
+            Some(ValueType::Text) => "text",
+            Some(ValueType::Timestamp) => "timestamp",
+            Some(ValueType::Date) => "date",
+            Some(ValueType::Uuid) => "uuid",
+            Some(ValueType::Float) => "float",
+            Some(ValueType::Integer) => "integer",
+            Some(ValueType::Boolean) => "boolean",
+            Some(ValueType::Json) => "json",
+        };
+        format!("{kind} {}", truncate(&self.to_json().to_string(), 60))
+    }
+}
+
 impl fmt::Display for FeatureValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.to_json() {

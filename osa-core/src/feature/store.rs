@@ -4,10 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::FeatureValue;
-use crate::Result;
+use super::{FeatureSpec, FeatureValue};
 use crate::hook::{HookIdentity, HookRelease, HookRun};
 use crate::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
+use crate::{Error, Result};
 
 /// One row to insert: system fields plus values in column order.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +33,59 @@ pub struct FeatureBatch {
     pub records: Vec<RecordId>,
     /// The new rows.
     pub rows: Vec<NewFeatureRow>,
+}
+
+impl FeatureBatch {
+    /// Checks every row against the hook's contract before any storage work: the
+    /// number of values, each value's type, NOT NULL columns, and that every row's
+    /// record is listed. The error names the row (0-based position in the batch), the
+    /// record and the column.
+    pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
+        let columns = spec.columns();
+        for (index, row) in self.rows.iter().enumerate() {
+            let field = || format!("rows[{index}]");
+            if !self.records.contains(&row.record_id) {
+                return Err(Error::invalid(
+                    field(),
+                    format!(
+                        "record {:?} is not listed in the batch's records",
+                        row.record_id.as_str()
+                    ),
+                ));
+            }
+            if row.values.len() != columns.len() {
+                return Err(Error::invalid(
+                    field(),
+                    format!(
+                        "row {index} (record {:?}) has {} values but `{}` has {} columns",
+                        row.record_id.as_str(),
+                        row.values.len(),
+                        self.hook,
+                        columns.len()
+                    ),
+                ));
+            }
+            for (column, value) in columns.iter().zip(&row.values) {
+                let ok = match value {
+                    FeatureValue::Null => !column.required,
+                    other => other.value_type() == Some(column.value_type()),
+                };
+                if !ok {
+                    return Err(Error::invalid(
+                        format!("rows[{index}].{}", column.name),
+                        format!(
+                            "row {index} (record {:?}): column `{}` expects {}, got {}",
+                            row.record_id.as_str(),
+                            column.name,
+                            column.expected(),
+                            value.describe()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A stored feature row.

@@ -4,5 +4,6 @@
 //! every implementation is held to the same behaviour.
 
 mod fixtures;
+pub mod storage;
 
 pub use fixtures::*;

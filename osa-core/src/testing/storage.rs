@@ -1,0 +1,964 @@
+//! The storage conformance suite: every backend runs these from its own tests through
+//! [`storage_conformance!`](crate::storage_conformance), each test on a fresh, empty,
+//! migrated store.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as ChronoDuration, NaiveDate, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::fixtures::{column, digest, every_type_identity};
+use crate::feature::store::{ColumnFilter, FeatureBatch, FeatureQuery, NewFeatureRow};
+use crate::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
+use crate::hook::{HookIdentity, HookRun, HookRunStatus, NewRelease, OutcomeCounts};
+use crate::id::{ColumnName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId};
+use crate::jobs::{FailOutcome, NewJob};
+use crate::runtime::{Limits, RuntimeConfig};
+use crate::{ErrorKind, FeatureStore, HookRegistry, JobQueue};
+
+/// What a backend must implement to run the suite.
+pub trait Storage: HookRegistry + FeatureStore + JobQueue + Clone + Send + Sync + 'static {}
+
+impl<T: HookRegistry + FeatureStore + JobQueue + Clone + Send + Sync + 'static> Storage for T {}
+
+/// Generates one `#[tokio::test]` per conformance check; `$make` is an async
+/// expression producing `(store, guard)`: a fresh, migrated backend and whatever must
+/// live as long as the test (a temp dir, a schema dropper).
+#[macro_export]
+macro_rules! storage_conformance {
+    ($make:expr) => {
+        $crate::storage_conformance!(@tests $make;
+            concurrent_releases_get_consecutive_versions,
+            concurrent_same_digest_creates_once,
+            concurrent_first_identity_registration,
+            changed_contract_conflicts_and_writes_nothing,
+            set_live_moves_the_pointer,
+            record_run_is_insert_once,
+            resolve_live_snapshots_in_order,
+            ensure_table_is_idempotent_and_guards_the_contract,
+            replace_rows_replaces_per_record,
+            bad_row_rolls_back_the_whole_insert,
+            every_type_round_trips,
+            pages_and_filters,
+            provenance_chain,
+            expired_lease_is_claimed_again,
+            concurrent_claimers_never_share_a_job,
+            exhausted_job_dies_once,
+            dedupe_key_and_lease_checks,
+        );
+    };
+    (@tests $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (store, _guard) = $make.await;
+                $crate::testing::storage::$name(store).await;
+            }
+        )*
+    };
+}
+
+fn name(s: &str) -> HookName {
+    HookName::new(s).expect("valid hook name")
+}
+
+fn record(s: &str) -> RecordId {
+    RecordId::new(s).expect("valid record id")
+}
+
+fn scored_identity(hook: &str) -> HookIdentity {
+    HookIdentity {
+        name: name(hook),
+        feature: FeatureSpec::table(
+            Cardinality::Many,
+            vec![
+                column("score", JsonType::Number, None, true),
+                column("label", JsonType::String, None, false),
+            ],
+        )
+        .expect("distinct columns"),
+    }
+}
+
+fn process_release(hook: &HookName, n: u64) -> NewRelease {
+    NewRelease {
+        hook: hook.clone(),
+        runtime: RuntimeConfig::Process {
+            command: vec!["python3".into(), "hook.py".into()],
+            digest: digest(n),
+            config: serde_json::Map::new(),
+            limits: Limits::default(),
+        },
+        source_ref: format!("git:{n}"),
+        built_by: Some("conformance".into()),
+    }
+}
+
+fn hook_run(id: HookRunId, release: ReleaseId, status: HookRunStatus) -> HookRun {
+    let started_at = Utc::now() - ChronoDuration::seconds(2);
+    HookRun {
+        id,
+        release_id: release,
+        status,
+        started_at,
+        finished_at: started_at + ChronoDuration::milliseconds(1500),
+        duration_s: 1.5,
+        oom_retries: 1,
+        log_ref: Some("logs/run.log".into()),
+        input_sha256: Some(digest(99)),
+        counts: OutcomeCounts {
+            passed: 3,
+            rejected: 1,
+            errored: 0,
+        },
+    }
+}
+
+/// Registers `identity` with one release and a recorded run; returns the run id.
+async fn hook_with_run<S: Storage>(store: &S, identity: &HookIdentity) -> HookRunId {
+    store.upsert_identity(identity).await.expect("register");
+    let release = store
+        .create_release(&process_release(&identity.name, 1))
+        .await
+        .expect("release")
+        .release;
+    store.ensure_table(identity).await.expect("table");
+    let run = HookRunId::new_random();
+    assert!(
+        store
+            .record_run(&hook_run(run, release.id, HookRunStatus::Passed))
+            .await
+            .expect("run")
+    );
+    run
+}
+
+fn scored_rows(record_id: &RecordId, scores: &[f64]) -> Vec<NewFeatureRow> {
+    scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| NewFeatureRow {
+            record_id: record_id.clone(),
+            row_index: i as u32,
+            values: vec![
+                FeatureValue::Float(*s),
+                FeatureValue::Text(format!("{record_id}-{i}")),
+            ],
+        })
+        .collect()
+}
+
+async fn all_rows<S: Storage>(
+    store: &S,
+    hook: &HookName,
+) -> Vec<crate::feature::store::FeatureRow> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .rows(
+                hook,
+                &FeatureQuery {
+                    after,
+                    limit: 1000,
+                    ..FeatureQuery::default()
+                },
+            )
+            .await
+            .expect("rows");
+        out.extend(page.rows);
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
+    }
+}
+
+/// 16 concurrent releases with distinct digests get versions 1..=16; live is 16.
+pub async fn concurrent_releases_get_consecutive_versions<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    store.upsert_identity(&identity).await.expect("register");
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        let hook = identity.name.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_release(&process_release(&hook, n)).await
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        let outcome = task.await.expect("task").expect("create_release");
+        assert!(outcome.created);
+        versions.push(outcome.release.version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=16).collect::<Vec<u32>>());
+    let hook = store
+        .get_hook(&identity.name)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(hook.live.expect("live").version, 16);
+    assert_eq!(
+        store
+            .list_releases(&identity.name)
+            .await
+            .expect("list")
+            .len(),
+        16
+    );
+}
+
+/// 16 concurrent calls with one digest: one `created`, fifteen not, one row.
+pub async fn concurrent_same_digest_creates_once<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    store.upsert_identity(&identity).await.expect("register");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let hook = identity.name.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_release(&process_release(&hook, 7)).await
+        }));
+    }
+    let mut created = 0;
+    let mut ids = BTreeSet::new();
+    for task in tasks {
+        let outcome = task.await.expect("task").expect("create_release");
+        created += usize::from(outcome.created);
+        ids.insert(outcome.release.id);
+        assert_eq!(outcome.release.version, 1);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        store
+            .list_releases(&identity.name)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    // A second digest is version 2 and moves live; re-submitting the first leaves live alone.
+    store
+        .create_release(&process_release(&identity.name, 8))
+        .await
+        .expect("v2");
+    let again = store
+        .create_release(&process_release(&identity.name, 7))
+        .await
+        .expect("again");
+    assert!(!again.created);
+    assert_eq!(again.release.version, 1);
+    let live = store
+        .get_hook(&identity.name)
+        .await
+        .expect("get")
+        .expect("exists")
+        .live
+        .expect("live");
+    assert_eq!(live.version, 2);
+    let missing = store
+        .create_release(&process_release(&name("nope"), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+}
+
+/// Concurrent first registrations of the same identity all succeed; one row.
+pub async fn concurrent_first_identity_registration<S: Storage>(store: S) {
+    let identity = every_type_identity("probe");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let identity = identity.clone();
+        tasks.push(tokio::spawn(async move {
+            store.upsert_identity(&identity).await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        created += usize::from(task.await.expect("task").expect("upsert").created);
+    }
+    assert_eq!(created, 1);
+    let hooks = store.list_hooks().await.expect("list");
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].identity, identity);
+    assert!(hooks[0].live.is_none());
+}
+
+/// Changing a column's description is a Conflict and writes nothing.
+pub async fn changed_contract_conflicts_and_writes_nothing<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    store.upsert_identity(&identity).await.expect("register");
+    let mut changed = identity.clone();
+    let mut columns = changed.feature.columns().to_vec();
+    columns[0].description = Some("now described".into());
+    changed.feature = FeatureSpec::table(Cardinality::Many, columns).expect("spec");
+    let err = store.upsert_identity(&changed).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert!(
+        err.to_string()
+            .contains("column `score` changes definition"),
+        "{err}"
+    );
+    let stored = store
+        .get_hook(&identity.name)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored.identity, identity);
+    let again = store
+        .upsert_identity(&identity)
+        .await
+        .expect("same identity");
+    assert!(!again.created);
+}
+
+/// `set_live` moves the pointer; unknown hook or version is NotFound.
+pub async fn set_live_moves_the_pointer<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    store.upsert_identity(&identity).await.expect("register");
+    for n in 1..=3 {
+        store
+            .create_release(&process_release(&identity.name, n))
+            .await
+            .expect("release");
+    }
+    let change = store.set_live(&identity.name, 1).await.expect("rollback");
+    assert_eq!(change.previous.expect("previous").version, 3);
+    assert_eq!(change.current.version, 1);
+    let live = store
+        .get_hook(&identity.name)
+        .await
+        .expect("get")
+        .expect("exists")
+        .live
+        .expect("live");
+    assert_eq!(live.version, 1);
+    assert_eq!(
+        store.set_live(&identity.name, 9).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.set_live(&name("ghost"), 1).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let v2 = store
+        .get_release(&identity.name, 2)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        store.get_release_by_id(v2.id).await.expect("by id"),
+        Some(v2)
+    );
+    assert_eq!(
+        store.get_release(&identity.name, 4).await.expect("get"),
+        None
+    );
+}
+
+/// A run id is recorded once; the first write wins.
+pub async fn record_run_is_insert_once<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    store.upsert_identity(&identity).await.expect("register");
+    let release = store
+        .create_release(&process_release(&identity.name, 1))
+        .await
+        .expect("release")
+        .release;
+    let id = HookRunId::for_step(ValidationRunId::new_random(), 0, &identity.name);
+    let first = hook_run(id, release.id, HookRunStatus::Passed);
+    assert!(store.record_run(&first).await.expect("first"));
+    let mut second = first.clone();
+    second.status = HookRunStatus::Error;
+    second.oom_retries = 3;
+    assert!(!store.record_run(&second).await.expect("second"));
+    let stored = store.get_run(id).await.expect("get").expect("exists");
+    assert_eq!(stored.status, HookRunStatus::Passed);
+    assert_eq!(stored.oom_retries, 1);
+    assert_eq!(stored.counts, first.counts);
+    assert_eq!(stored.log_ref, first.log_ref);
+    let orphan = hook_run(
+        HookRunId::new_random(),
+        ReleaseId::new_random(),
+        HookRunStatus::Passed,
+    );
+    assert!(
+        store.record_run(&orphan).await.is_err(),
+        "a run must reference a release"
+    );
+}
+
+/// `resolve_live` returns the live releases in the order asked; a hook without a
+/// live release is NotFound.
+pub async fn resolve_live_snapshots_in_order<S: Storage>(store: S) {
+    for hook in ["alpha", "beta"] {
+        let identity = scored_identity(hook);
+        store.upsert_identity(&identity).await.expect("register");
+    }
+    store
+        .create_release(&process_release(&name("alpha"), 1))
+        .await
+        .expect("a1");
+    store
+        .create_release(&process_release(&name("beta"), 2))
+        .await
+        .expect("b1");
+    store
+        .create_release(&process_release(&name("beta"), 3))
+        .await
+        .expect("b2");
+    let live = store
+        .resolve_live(&[name("beta"), name("alpha")])
+        .await
+        .expect("resolve");
+    assert_eq!(
+        live.iter()
+            .map(|r| (r.hook.as_str(), r.version))
+            .collect::<Vec<_>>(),
+        [("beta", 2), ("alpha", 1)]
+    );
+    store
+        .upsert_identity(&scored_identity("gamma"))
+        .await
+        .expect("register");
+    let err = store
+        .resolve_live(&[name("alpha"), name("gamma")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(store.resolve_live(&[]).await.expect("empty").is_empty());
+}
+
+/// `ensure_table` twice is one table; another contract is a Conflict; unregistered
+/// hooks are NotFound; bad names never reach SQL.
+pub async fn ensure_table_is_idempotent_and_guards_the_contract<S: Storage>(store: S) {
+    let identity = every_type_identity("probe");
+    assert_eq!(
+        store.ensure_table(&identity).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    store.upsert_identity(&identity).await.expect("register");
+    store.ensure_table(&identity).await.expect("first");
+    store.ensure_table(&identity).await.expect("second");
+    let mut changed = identity.clone();
+    changed.feature =
+        FeatureSpec::table(Cardinality::One, identity.feature.columns().to_vec()).expect("spec");
+    assert_eq!(
+        store.ensure_table(&changed).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+    // Identifiers that could break out of quoting or shadow system columns cannot be built.
+    assert!(ColumnName::new("run_id").is_err());
+    assert!(ColumnName::new("a\"; drop table hooks; --").is_err());
+    assert!(HookName::new("x\"; drop table hooks; --").is_err());
+    assert!(
+        store
+            .rows(
+                &identity.name,
+                &FeatureQuery {
+                    limit: 10,
+                    ..FeatureQuery::default()
+                }
+            )
+            .await
+            .expect("rows")
+            .rows
+            .is_empty()
+    );
+}
+
+/// Inserting rows for a record twice leaves only the second set; others untouched;
+/// every row references its run.
+pub async fn replace_rows_replaces_per_record<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    let run = hook_with_run(&store, &identity).await;
+    let (r1, r2) = (record("r1"), record("r2"));
+    let mut rows = scored_rows(&r1, &[0.1, 0.2, 0.3]);
+    rows.extend(scored_rows(&r2, &[0.9]));
+    let batch = FeatureBatch {
+        hook: identity.name.clone(),
+        run_id: run,
+        validation_run_id: None,
+        records: vec![r1.clone(), r2.clone()],
+        rows,
+    };
+    assert_eq!(store.replace_rows(&batch).await.expect("insert"), 4);
+    let second = FeatureBatch {
+        records: vec![r1.clone()],
+        rows: scored_rows(&r1, &[0.5]),
+        ..batch.clone()
+    };
+    assert_eq!(store.replace_rows(&second).await.expect("replace"), 1);
+    let stored = all_rows(&store, &identity.name).await;
+    let mut by_record: Vec<(String, f64)> = stored
+        .iter()
+        .map(|r| match &r.values[0] {
+            FeatureValue::Float(f) => (r.record_id.to_string(), *f),
+            other => panic!("score decoded as {other:?}"),
+        })
+        .collect();
+    by_record.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        by_record,
+        [("r1".to_string(), 0.5), ("r2".to_string(), 0.9)]
+    );
+    assert!(stored.iter().all(|r| r.run_id == run));
+    // A record listed with no rows loses its rows.
+    let clear = FeatureBatch {
+        records: vec![r2.clone()],
+        rows: vec![],
+        ..batch.clone()
+    };
+    store.replace_rows(&clear).await.expect("clear");
+    assert_eq!(all_rows(&store, &identity.name).await.len(), 1);
+    // Rows must point at a recorded run.
+    let orphan = FeatureBatch {
+        run_id: HookRunId::new_random(),
+        ..second.clone()
+    };
+    let err = store.replace_rows(&orphan).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid, "{err}");
+    assert_eq!(
+        all_rows(&store, &identity.name).await.len(),
+        1,
+        "nothing changed"
+    );
+}
+
+/// A type violation in row 900 of 1,000 rolls back everything and names the row and
+/// column.
+pub async fn bad_row_rolls_back_the_whole_insert<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    let run = hook_with_run(&store, &identity).await;
+    let keep = record("keep");
+    let base = FeatureBatch {
+        hook: identity.name.clone(),
+        run_id: run,
+        validation_run_id: None,
+        records: vec![keep.clone()],
+        rows: scored_rows(&keep, &[1.0]),
+    };
+    store.replace_rows(&base).await.expect("seed");
+    let records: Vec<RecordId> = (0..1000).map(|i| record(&format!("rec-{i}"))).collect();
+    let mut rows: Vec<NewFeatureRow> = records
+        .iter()
+        .flat_map(|r| scored_rows(r, &[2.0]))
+        .collect();
+    rows[900].values[0] = FeatureValue::Text("high".into());
+    let mut all_records = records.clone();
+    all_records.push(keep.clone());
+    let bad = FeatureBatch {
+        records: all_records,
+        rows,
+        ..base.clone()
+    };
+    let err = store.replace_rows(&bad).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(err.field(), Some("rows[900].score"), "{err}");
+    assert!(err.to_string().contains("rec-900"), "{err}");
+    let stored = all_rows(&store, &identity.name).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "the seed row survives and nothing was inserted"
+    );
+    assert_eq!(stored[0].record_id, keep);
+    // A NULL in a required column is refused the same way.
+    let mut null_rows = scored_rows(&keep, &[1.0]);
+    null_rows[0].values[0] = FeatureValue::Null;
+    let err = store
+        .replace_rows(&FeatureBatch {
+            rows: null_rows,
+            ..base.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("rows[0].score"));
+}
+
+/// Every storage type is written and read back unchanged.
+pub async fn every_type_round_trips<S: Storage>(store: S) {
+    let identity = every_type_identity("probe");
+    let run = hook_with_run(&store, &identity).await;
+    let r = record("urn:osa:localhost:rec:abc@1");
+    let values = vec![
+        FeatureValue::Text("naïve \"quoted\" 'text'; drop table x; --".into()),
+        FeatureValue::Float(0.125),
+        FeatureValue::Integer(i64::MAX),
+        FeatureValue::Boolean(true),
+        FeatureValue::Timestamp("2024-05-01T10:00:00.123456Z".parse().expect("ts")),
+        FeatureValue::Date(NaiveDate::from_ymd_opt(2024, 2, 29).expect("date")),
+        FeatureValue::Uuid(Uuid::parse_str("67e55044-10b1-426f-9247-bb680e5fe0c8").expect("uuid")),
+        FeatureValue::Json(json!(["a", 1, {"b": null}])),
+        FeatureValue::Json(json!({"nested": {"k": [1, 2]}})),
+    ];
+    let nulls = {
+        let mut v = vec![FeatureValue::Null; values.len()];
+        v[0] = FeatureValue::Text("only label".into());
+        v
+    };
+    let validation_run = ValidationRunId::new_random();
+    let batch = FeatureBatch {
+        hook: identity.name.clone(),
+        run_id: run,
+        validation_run_id: Some(validation_run),
+        records: vec![r.clone()],
+        rows: vec![
+            NewFeatureRow {
+                record_id: r.clone(),
+                row_index: 0,
+                values: values.clone(),
+            },
+            NewFeatureRow {
+                record_id: r.clone(),
+                row_index: 1,
+                values: nulls.clone(),
+            },
+        ],
+    };
+    store.replace_rows(&batch).await.expect("insert");
+    let stored = all_rows(&store, &identity.name).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].values, values);
+    assert_eq!(stored[1].values, nulls);
+    assert_eq!(stored[0].record_id, r);
+    assert_eq!(stored[0].validation_run_id, Some(validation_run));
+    assert_eq!((stored[0].row_index, stored[1].row_index), (0, 1));
+    let per_record = store.record_features(&r).await.expect("record features");
+    assert_eq!(per_record.len(), 1);
+    assert_eq!(per_record[0].0, identity.name);
+    assert_eq!(per_record[0].1, stored);
+}
+
+/// Keyset pages cover every row once, in id order; filters combine with AND.
+pub async fn pages_and_filters<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    let run = hook_with_run(&store, &identity).await;
+    let records: Vec<RecordId> = (0..25).map(|i| record(&format!("r{i:02}"))).collect();
+    let rows = records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| scored_rows(r, &[i as f64]))
+        .collect();
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: records.clone(),
+            rows,
+        })
+        .await
+        .expect("insert");
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .rows(
+                &identity.name,
+                &FeatureQuery {
+                    after,
+                    limit: 10,
+                    ..FeatureQuery::default()
+                },
+            )
+            .await
+            .expect("page");
+        pages += 1;
+        seen.extend(page.rows.iter().map(|r| r.id));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 25);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+    let score = ColumnName::new("score").expect("column");
+    let filtered = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                filters: vec![
+                    ColumnFilter::Gte(score.clone(), FeatureValue::Float(10.0)),
+                    ColumnFilter::Lte(score.clone(), FeatureValue::Float(12.0)),
+                ],
+                limit: 100,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("filtered");
+    assert_eq!(filtered.rows.len(), 3);
+    let one = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                record_id: Some(record("r07")),
+                limit: 100,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("by record");
+    assert_eq!(one.rows.len(), 1);
+    assert_eq!(one.rows[0].values[0], FeatureValue::Float(7.0));
+    let wrong = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                filters: vec![ColumnFilter::Eq(score, FeatureValue::Text("7".into()))],
+                limit: 10,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.kind(), ErrorKind::Invalid);
+    let unknown = store
+        .rows(
+            &name("ghost"),
+            &FeatureQuery {
+                limit: 1,
+                ..FeatureQuery::default()
+            },
+        )
+        .await;
+    assert_eq!(unknown.unwrap_err().kind(), ErrorKind::NotFound);
+}
+
+/// A row leads to its run and release.
+pub async fn provenance_chain<S: Storage>(store: S) {
+    let identity = scored_identity("pockets");
+    let run = hook_with_run(&store, &identity).await;
+    let r = record("r1");
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: vec![r.clone()],
+            rows: scored_rows(&r, &[0.7]),
+        })
+        .await
+        .expect("insert");
+    let row = all_rows(&store, &identity.name).await.remove(0);
+    let provenance = store
+        .provenance(&identity.name, row.id)
+        .await
+        .expect("provenance")
+        .expect("exists");
+    assert_eq!(provenance.row, row);
+    assert_eq!(provenance.run.id, run);
+    assert_eq!(provenance.release.id, provenance.run.release_id);
+    assert_eq!(provenance.release.version, 1);
+    assert_eq!(provenance.release.digest(), &digest(1));
+    assert_eq!(provenance.release.source_ref, "git:1");
+    assert_eq!(provenance.run.log_ref.as_deref(), Some("logs/run.log"));
+    assert_eq!(
+        store
+            .provenance(&identity.name, row.id + 1000)
+            .await
+            .expect("missing"),
+        None
+    );
+}
+
+fn job(kind: &str, max_attempts: u32) -> NewJob {
+    NewJob {
+        kind: kind.into(),
+        payload: json!({"n": 1}),
+        run_at: Utc::now() - ChronoDuration::seconds(1),
+        max_attempts,
+        dedupe_key: None,
+    }
+}
+
+/// A claimed job whose lease expired is claimed again with the next attempt number.
+pub async fn expired_lease_is_claimed_again<S: Storage>(store: S) {
+    store
+        .enqueue(&job("step", 5))
+        .await
+        .expect("enqueue")
+        .expect("new");
+    let first = store
+        .claim(&["step"], 10, Duration::from_millis(200))
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].attempt, 1);
+    assert_eq!(first[0].payload, json!({"n": 1}));
+    assert!(
+        store
+            .claim(&["step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert!(
+        store
+            .heartbeat(&first[0].lease, Duration::from_millis(300))
+            .await
+            .expect("heartbeat")
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let second = store
+        .claim(&["step"], 10, Duration::from_secs(30))
+        .await
+        .expect("reclaim");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].attempt, 2);
+    assert_eq!(second[0].lease.job_id, first[0].lease.job_id);
+    // The stale holder can no longer act on the job.
+    assert!(
+        !store
+            .complete(&first[0].lease)
+            .await
+            .expect("stale complete")
+    );
+    assert!(
+        !store
+            .heartbeat(&first[0].lease, Duration::from_secs(1))
+            .await
+            .expect("stale heartbeat")
+    );
+    assert!(store.complete(&second[0].lease).await.expect("complete"));
+    assert!(
+        store
+            .claim(&["step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // Other kinds and future jobs are not claimed.
+    store.enqueue(&job("other", 1)).await.expect("enqueue");
+    let mut later = job("step", 1);
+    later.run_at = Utc::now() + ChronoDuration::hours(1);
+    store.enqueue(&later).await.expect("enqueue");
+    assert!(
+        store
+            .claim(&["step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+/// N workers claiming concurrently never receive the same job.
+pub async fn concurrent_claimers_never_share_a_job<S: Storage>(store: S) {
+    for _ in 0..60 {
+        store.enqueue(&job("step", 3)).await.expect("enqueue");
+    }
+    let claimed = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let store = store.clone();
+        let claimed = claimed.clone();
+        workers.push(tokio::spawn(async move {
+            loop {
+                let jobs = store
+                    .claim(&["step"], 4, Duration::from_secs(60))
+                    .await
+                    .expect("claim");
+                if jobs.is_empty() {
+                    return;
+                }
+                for job in jobs {
+                    claimed.lock().await.push(job.lease.job_id);
+                    assert!(store.complete(&job.lease).await.expect("complete"));
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let claimed = claimed.lock().await;
+    let distinct: BTreeSet<_> = claimed.iter().collect();
+    assert_eq!(claimed.len(), 60, "every job claimed once");
+    assert_eq!(distinct.len(), 60, "no job claimed twice");
+}
+
+/// A job failing past its attempts becomes dead, and only one `fail` reports it.
+pub async fn exhausted_job_dies_once<S: Storage>(store: S) {
+    store.enqueue(&job("step", 2)).await.expect("enqueue");
+    let first = store
+        .claim(&["step"], 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .remove(0);
+    let retry_at = Utc::now() - ChronoDuration::milliseconds(1);
+    let outcome = store
+        .fail(&first.lease, "boom", retry_at)
+        .await
+        .expect("fail");
+    assert!(
+        matches!(outcome, FailOutcome::Retrying { .. }),
+        "{outcome:?}"
+    );
+    let second = store
+        .claim(&["step"], 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        store
+            .fail(&second.lease, "boom again", retry_at)
+            .await
+            .expect("fail"),
+        FailOutcome::Dead
+    );
+    assert_eq!(
+        store
+            .fail(&second.lease, "again", retry_at)
+            .await
+            .expect("fail"),
+        FailOutcome::LeaseLost
+    );
+    assert_eq!(
+        store
+            .fail(&first.lease, "stale", retry_at)
+            .await
+            .expect("fail"),
+        FailOutcome::LeaseLost
+    );
+    assert!(
+        store
+            .claim(&["step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+/// Dedupe keys make enqueue idempotent while the job exists; zero attempts is invalid.
+pub async fn dedupe_key_and_lease_checks<S: Storage>(store: S) {
+    let mut keyed = job("finalize", 3);
+    keyed.dedupe_key = Some("run-1/finalize".into());
+    assert!(store.enqueue(&keyed).await.expect("first").is_some());
+    assert!(store.enqueue(&keyed).await.expect("second").is_none());
+    let claimed = store
+        .claim(&["finalize"], 5, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert!(store.complete(&claimed[0].lease).await.expect("complete"));
+    assert!(
+        store
+            .enqueue(&keyed)
+            .await
+            .expect("after completion")
+            .is_some()
+    );
+    let err = store.enqueue(&job("x", 0)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+}

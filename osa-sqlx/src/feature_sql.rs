@@ -1,0 +1,143 @@
+//! SQL text for feature tables: DDL and column lists.
+//!
+//! Identifiers here come only from validated types (`HookName`, `ColumnName`), and are
+//! quoted anyway; values are always bound, never interpolated.
+
+use osa_core::feature::{ColumnDef, FeatureSpec, ValueType};
+use osa_core::id::HookName;
+
+/// Quotes an identifier. The types that reach here allow only `[a-z0-9_]`, so the
+/// quotes are belt and braces.
+pub(crate) fn quote(ident: &str) -> String {
+    debug_assert!(ident.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// System columns selected before the data columns, in this order.
+pub(crate) const SYSTEM_SELECT: &str = "id, record_id, validation_run_id, run_id, row_index, created_at";
+
+/// How one backend spells feature tables.
+#[derive(Debug, Clone)]
+pub(crate) enum Dialect {
+    /// Tables in `features_schema`, foreign keys to `control_schema.hook_runs`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres { control_schema: String, features_schema: String },
+    /// Tables named `osa_feature__<hook>` in the main database.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Sqlite,
+}
+
+impl Dialect {
+    /// The qualified, quoted table name of a hook's features.
+    pub(crate) fn table(&self, hook: &HookName) -> String {
+        match self {
+            Dialect::Postgres { features_schema, .. } => format!("{}.{}", quote(features_schema), quote(hook.as_str())),
+            Dialect::Sqlite => quote(&format!("osa_feature__{hook}")),
+        }
+    }
+
+    fn column_type(&self, column: &ColumnDef) -> String {
+        let name = quote(column.name.as_str());
+        let (sql_type, check) = match (self, column.value_type()) {
+            (Dialect::Postgres { .. }, ValueType::Text) => ("TEXT", None),
+            (Dialect::Postgres { .. }, ValueType::Timestamp) => ("TIMESTAMPTZ", None),
+            (Dialect::Postgres { .. }, ValueType::Date) => ("DATE", None),
+            (Dialect::Postgres { .. }, ValueType::Uuid) => ("UUID", None),
+            (Dialect::Postgres { .. }, ValueType::Float) => ("DOUBLE PRECISION", None),
+            (Dialect::Postgres { .. }, ValueType::Integer) => ("BIGINT", None),
+            (Dialect::Postgres { .. }, ValueType::Boolean) => ("BOOLEAN", None),
+            (Dialect::Postgres { .. }, ValueType::Json) => ("JSONB", None),
+            (Dialect::Sqlite, ValueType::Text | ValueType::Timestamp | ValueType::Date | ValueType::Uuid) => {
+                ("TEXT", Some(format!("typeof({name}) = 'text'")))
+            }
+            (Dialect::Sqlite, ValueType::Float) => ("REAL", Some(format!("typeof({name}) IN ('real', 'integer')"))),
+            (Dialect::Sqlite, ValueType::Integer) => ("INTEGER", Some(format!("typeof({name}) = 'integer'"))),
+            (Dialect::Sqlite, ValueType::Boolean) => ("INTEGER", Some(format!("{name} IN (0, 1)"))),
+            (Dialect::Sqlite, ValueType::Json) => ("TEXT", Some(format!("json_valid({name})"))),
+        };
+        let not_null = if column.required { " NOT NULL" } else { "" };
+        match check {
+            Some(check) if column.required => format!("{name} {sql_type}{not_null} CHECK ({check})"),
+            Some(check) => format!("{name} {sql_type} CHECK ({name} IS NULL OR {check})"),
+            None => format!("{name} {sql_type}{not_null}"),
+        }
+    }
+
+    /// Statements creating the table and its indexes (idempotent).
+    pub(crate) fn create_table(&self, hook: &HookName, spec: &FeatureSpec) -> Vec<String> {
+        let table = self.table(hook);
+        let (id, uuid, ts, now, runs) = match self {
+            Dialect::Postgres { control_schema, .. } => (
+                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+                "UUID",
+                "TIMESTAMPTZ",
+                "now()",
+                format!("{}.hook_runs", quote(control_schema)),
+            ),
+            Dialect::Sqlite => (
+                "INTEGER PRIMARY KEY",
+                "BLOB",
+                "TEXT",
+                "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                "hook_runs".to_string(),
+            ),
+        };
+        let mut columns = vec![
+            format!("id {id}"),
+            "record_id TEXT NOT NULL".to_string(),
+            format!("validation_run_id {uuid}"),
+            format!("run_id {uuid} NOT NULL REFERENCES {runs} (id)"),
+            "row_index INTEGER NOT NULL".to_string(),
+            format!("created_at {ts} NOT NULL DEFAULT {now}"),
+        ];
+        columns.extend(spec.columns().iter().map(|c| self.column_type(c)));
+        let index_name = |suffix: &str| match self {
+            Dialect::Postgres { .. } => quote(&format!("{hook}_{suffix}")),
+            Dialect::Sqlite => quote(&format!("osa_feature__{hook}_{suffix}")),
+        };
+        vec![
+            format!("CREATE TABLE IF NOT EXISTS {table} (\n    {}\n)", columns.join(",\n    ")),
+            format!("CREATE INDEX IF NOT EXISTS {} ON {table} (record_id)", index_name("record_id_idx")),
+            format!("CREATE INDEX IF NOT EXISTS {} ON {table} (run_id)", index_name("run_id_idx")),
+        ]
+    }
+
+    /// `"a", "b", ...` for the data columns.
+    pub(crate) fn data_columns(spec: &FeatureSpec) -> Vec<String> {
+        spec.columns().iter().map(|c| quote(c.name.as_str())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osa_core::testing::every_type_identity;
+
+    #[test]
+    fn ddl_types_follow_the_contract() {
+        let identity = every_type_identity("probe");
+        let pg = Dialect::Postgres {
+            control_schema: "osa".into(),
+            features_schema: "osa_features".into(),
+        };
+        let ddl = pg.create_table(&identity.name, &identity.feature).join("\n");
+        for expected in [
+            "\"osa_features\".\"probe\"",
+            "\"label\" TEXT NOT NULL",
+            "\"score\" DOUBLE PRECISION",
+            "\"count\" BIGINT",
+            "\"ok\" BOOLEAN",
+            "\"seen_at\" TIMESTAMPTZ",
+            "\"day\" DATE",
+            "\"ref\" UUID",
+            "\"tags\" JSONB",
+            "run_id UUID NOT NULL REFERENCES \"osa\".hook_runs (id)",
+        ] {
+            assert!(ddl.contains(expected), "missing {expected} in\n{ddl}");
+        }
+        let ddl = Dialect::Sqlite.create_table(&identity.name, &identity.feature).join("\n");
+        assert!(ddl.contains("\"osa_feature__probe\""), "{ddl}");
+        assert!(ddl.contains("\"ok\" INTEGER CHECK (\"ok\" IS NULL OR \"ok\" IN (0, 1))"), "{ddl}");
+        assert!(ddl.contains("json_valid(\"extra\")"), "{ddl}");
+    }
+}

@@ -1,0 +1,101 @@
+//! The SQLite backend: the embedded default.
+//!
+//! One file, WAL journal, `synchronous = NORMAL`, a busy timeout and foreign keys on.
+//! Writes go through one connection and start with `BEGIN IMMEDIATE`, so a
+//! transaction that reads before it writes never fails to upgrade its lock; reads use
+//! a separate pool and run concurrently with the writer (WAL).
+
+mod features;
+mod jobs;
+mod registry;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use osa_core::feature::FeatureSpec;
+use osa_core::id::HookName;
+use osa_core::Result;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+
+use crate::error::{db, migrate};
+use crate::feature_sql::Dialect;
+
+/// Storage on one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    dialect: Dialect,
+    /// Feature contracts never change once stored, so they are cached per process.
+    contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
+}
+
+/// How long a writer waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file at `path` with OSA's settings.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path.as_ref())
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        Self::open_with(options, 4).await
+    }
+
+    /// Opens with explicit connection options and `readers` read connections.
+    pub async fn open_with(options: SqliteConnectOptions, readers: u32) -> Result<Self> {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db("opening the SQLite database"))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers.max(1))
+            .connect_with(options.create_if_missing(false))
+            .await
+            .map_err(db("opening the SQLite database for reading"))?;
+        Ok(SqliteBackend {
+            writer,
+            reader,
+            dialect: Dialect::Sqlite,
+            contracts: Arc::default(),
+        })
+    }
+
+    /// Applies the control-table migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("migrations/sqlite").run(&self.writer).await.map_err(migrate)
+    }
+
+    /// The pool that serialises writes (for tests and benchmarks that compare against
+    /// raw SQL).
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Starts a write transaction holding the database's write lock from the start.
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db("starting a write transaction"))
+    }
+
+    /// Closes both pools.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// `?, ?, ?` for `n` parameters.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
