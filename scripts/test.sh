@@ -33,6 +33,23 @@ command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 cargo --version
 rustc --version
 
+step "postgres"
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+pg_ready() { pg_isready -q -d "$DATABASE_URL" 2>/dev/null; }
+if ! command -v pg_isready >/dev/null; then
+    die "pg_isready not found: install the PostgreSQL client (apt-get install postgresql-client)"
+fi
+if ! pg_ready; then
+    # A local cluster that stopped can be started again; anything else is reported.
+    if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+        echo "Postgres is not answering at $DATABASE_URL; starting the local cluster"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+        for _ in $(seq 1 20); do pg_ready && break; sleep 0.5; done
+    fi
+fi
+pg_ready || die "Postgres is not reachable at $DATABASE_URL; start it or set DATABASE_URL"
+echo "Postgres reachable at $DATABASE_URL"
+
 step "format"
 cargo fmt --all --check
 

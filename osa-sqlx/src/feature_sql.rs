@@ -3,25 +3,36 @@
 //! Identifiers here come only from validated types (`HookName`, `ColumnName`), and are
 //! quoted anyway; values are always bound, never interpolated.
 
-use osa_core::feature::{ColumnDef, FeatureSpec, ValueType};
+use osa_core::feature::store::{ColumnFilter, FeatureQuery};
+use osa_core::feature::{ColumnDef, FeatureSpec, FeatureValue, ValueType};
 use osa_core::id::HookName;
+use osa_core::{Error, Result};
+use uuid::Uuid;
 
 /// Quotes an identifier. The types that reach here allow only `[a-z0-9_]`, so the
 /// quotes are belt and braces.
 pub(crate) fn quote(ident: &str) -> String {
-    debug_assert!(ident.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+    debug_assert!(
+        ident
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    );
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 /// System columns selected before the data columns, in this order.
-pub(crate) const SYSTEM_SELECT: &str = "id, record_id, validation_run_id, run_id, row_index, created_at";
+pub(crate) const SYSTEM_SELECT: &str =
+    "id, record_id, validation_run_id, run_id, row_index, created_at";
 
 /// How one backend spells feature tables.
 #[derive(Debug, Clone)]
 pub(crate) enum Dialect {
     /// Tables in `features_schema`, foreign keys to `control_schema.hook_runs`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    Postgres { control_schema: String, features_schema: String },
+    Postgres {
+        control_schema: String,
+        features_schema: String,
+    },
     /// Tables named `osa_feature__<hook>` in the main database.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Sqlite,
@@ -31,7 +42,9 @@ impl Dialect {
     /// The qualified, quoted table name of a hook's features.
     pub(crate) fn table(&self, hook: &HookName) -> String {
         match self {
-            Dialect::Postgres { features_schema, .. } => format!("{}.{}", quote(features_schema), quote(hook.as_str())),
+            Dialect::Postgres {
+                features_schema, ..
+            } => format!("{}.{}", quote(features_schema), quote(hook.as_str())),
             Dialect::Sqlite => quote(&format!("osa_feature__{hook}")),
         }
     }
@@ -47,17 +60,25 @@ impl Dialect {
             (Dialect::Postgres { .. }, ValueType::Integer) => ("BIGINT", None),
             (Dialect::Postgres { .. }, ValueType::Boolean) => ("BOOLEAN", None),
             (Dialect::Postgres { .. }, ValueType::Json) => ("JSONB", None),
-            (Dialect::Sqlite, ValueType::Text | ValueType::Timestamp | ValueType::Date | ValueType::Uuid) => {
-                ("TEXT", Some(format!("typeof({name}) = 'text'")))
+            (
+                Dialect::Sqlite,
+                ValueType::Text | ValueType::Timestamp | ValueType::Date | ValueType::Uuid,
+            ) => ("TEXT", Some(format!("typeof({name}) = 'text'"))),
+            (Dialect::Sqlite, ValueType::Float) => (
+                "REAL",
+                Some(format!("typeof({name}) IN ('real', 'integer')")),
+            ),
+            (Dialect::Sqlite, ValueType::Integer) => {
+                ("INTEGER", Some(format!("typeof({name}) = 'integer'")))
             }
-            (Dialect::Sqlite, ValueType::Float) => ("REAL", Some(format!("typeof({name}) IN ('real', 'integer')"))),
-            (Dialect::Sqlite, ValueType::Integer) => ("INTEGER", Some(format!("typeof({name}) = 'integer'"))),
             (Dialect::Sqlite, ValueType::Boolean) => ("INTEGER", Some(format!("{name} IN (0, 1)"))),
             (Dialect::Sqlite, ValueType::Json) => ("TEXT", Some(format!("json_valid({name})"))),
         };
         let not_null = if column.required { " NOT NULL" } else { "" };
         match check {
-            Some(check) if column.required => format!("{name} {sql_type}{not_null} CHECK ({check})"),
+            Some(check) if column.required => {
+                format!("{name} {sql_type}{not_null} CHECK ({check})")
+            }
             Some(check) => format!("{name} {sql_type} CHECK ({name} IS NULL OR {check})"),
             None => format!("{name} {sql_type}{not_null}"),
         }
@@ -96,16 +117,101 @@ impl Dialect {
             Dialect::Sqlite => quote(&format!("osa_feature__{hook}_{suffix}")),
         };
         vec![
-            format!("CREATE TABLE IF NOT EXISTS {table} (\n    {}\n)", columns.join(",\n    ")),
-            format!("CREATE INDEX IF NOT EXISTS {} ON {table} (record_id)", index_name("record_id_idx")),
-            format!("CREATE INDEX IF NOT EXISTS {} ON {table} (run_id)", index_name("run_id_idx")),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {table} (\n    {}\n)",
+                columns.join(",\n    ")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {table} (record_id)",
+                index_name("record_id_idx")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {table} (run_id)",
+                index_name("run_id_idx")
+            ),
         ]
     }
 
     /// `"a", "b", ...` for the data columns.
     pub(crate) fn data_columns(spec: &FeatureSpec) -> Vec<String> {
-        spec.columns().iter().map(|c| quote(c.name.as_str())).collect()
+        spec.columns()
+            .iter()
+            .map(|c| quote(c.name.as_str()))
+            .collect()
     }
+}
+
+/// Arguments of one backend, for building filtered feature queries once.
+pub(crate) trait FeatureArgs: Default {
+    /// Adds a typed feature value.
+    fn push_value(&mut self, value: &FeatureValue) -> Result<()>;
+    /// Adds text.
+    fn push_text(&mut self, text: &str) -> Result<()>;
+    /// Adds a UUID.
+    fn push_uuid(&mut self, id: Uuid) -> Result<()>;
+    /// Adds an integer.
+    fn push_i64(&mut self, n: i64) -> Result<()>;
+    /// The placeholder of the argument added last (`?`, `$3`).
+    fn placeholder(&self) -> String;
+}
+
+/// Error for a value the driver refused to bind.
+pub(crate) fn bind_error(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("binding a query argument: {e}"))
+}
+
+/// `AND`-ed conditions and their arguments for a feature query. Filters on unknown
+/// columns or with values of the wrong type are Invalid.
+pub(crate) fn query_conditions<A: FeatureArgs>(
+    spec: &FeatureSpec,
+    query: &FeatureQuery,
+) -> Result<(String, A)> {
+    let mut args = A::default();
+    let mut conditions = vec!["TRUE".to_string()];
+    if let Some(record) = &query.record_id {
+        args.push_text(record.as_str())?;
+        conditions.push(format!("record_id = {}", args.placeholder()));
+    }
+    if let Some(run) = query.run_id {
+        args.push_uuid(run.0)?;
+        conditions.push(format!("run_id = {}", args.placeholder()));
+    }
+    if let Some(after) = query.after {
+        args.push_i64(after)?;
+        conditions.push(format!("id > {}", args.placeholder()));
+    }
+    for filter in &query.filters {
+        let (column, op, value) = match filter {
+            ColumnFilter::Eq(c, v) => (c, "=", Some(v)),
+            ColumnFilter::Gte(c, v) => (c, ">=", Some(v)),
+            ColumnFilter::Lte(c, v) => (c, "<=", Some(v)),
+            ColumnFilter::IsNull(c) => (c, "IS NULL", None),
+        };
+        let def = spec
+            .columns()
+            .iter()
+            .find(|d| &d.name == column)
+            .ok_or_else(|| Error::invalid("filter", format!("unknown column `{column}`")))?;
+        let quoted = quote(column.as_str());
+        match value {
+            Some(value) => {
+                if value.value_type() != Some(def.value_type()) {
+                    return Err(Error::invalid(
+                        format!("filter.{column}"),
+                        format!(
+                            "column `{column}` expects {}, got {}",
+                            def.expected(),
+                            value.describe()
+                        ),
+                    ));
+                }
+                args.push_value(value)?;
+                conditions.push(format!("{quoted} {op} {}", args.placeholder()));
+            }
+            None => conditions.push(format!("{quoted} {op}")),
+        }
+    }
+    Ok((conditions.join(" AND "), args))
 }
 
 #[cfg(test)]
@@ -120,7 +226,9 @@ mod tests {
             control_schema: "osa".into(),
             features_schema: "osa_features".into(),
         };
-        let ddl = pg.create_table(&identity.name, &identity.feature).join("\n");
+        let ddl = pg
+            .create_table(&identity.name, &identity.feature)
+            .join("\n");
         for expected in [
             "\"osa_features\".\"probe\"",
             "\"label\" TEXT NOT NULL",
@@ -135,9 +243,14 @@ mod tests {
         ] {
             assert!(ddl.contains(expected), "missing {expected} in\n{ddl}");
         }
-        let ddl = Dialect::Sqlite.create_table(&identity.name, &identity.feature).join("\n");
+        let ddl = Dialect::Sqlite
+            .create_table(&identity.name, &identity.feature)
+            .join("\n");
         assert!(ddl.contains("\"osa_feature__probe\""), "{ddl}");
-        assert!(ddl.contains("\"ok\" INTEGER CHECK (\"ok\" IS NULL OR \"ok\" IN (0, 1))"), "{ddl}");
+        assert!(
+            ddl.contains("\"ok\" INTEGER CHECK (\"ok\" IS NULL OR \"ok\" IN (0, 1))"),
+            "{ddl}"
+        );
         assert!(ddl.contains("json_valid(\"extra\")"), "{ddl}");
     }
 }

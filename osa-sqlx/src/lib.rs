@@ -19,6 +19,7 @@
 
 mod error;
 mod feature_sql;
+mod reads;
 mod rows;
 
 #[cfg(feature = "postgres")]

@@ -66,8 +66,22 @@ pub(crate) struct HookRow {
 
 impl HookRow {
     pub(crate) fn into_hook(self) -> Result<Hook> {
-        let live = match (self.l_id, self.l_hook, self.l_version, self.l_runtime, self.l_source_ref, self.l_built_at) {
-            (Some(id), Some(hook), Some(version), Some(runtime), Some(source_ref), Some(built_at)) => Some(
+        let live = match (
+            self.l_id,
+            self.l_hook,
+            self.l_version,
+            self.l_runtime,
+            self.l_source_ref,
+            self.l_built_at,
+        ) {
+            (
+                Some(id),
+                Some(hook),
+                Some(version),
+                Some(runtime),
+                Some(source_ref),
+                Some(built_at),
+            ) => Some(
                 ReleaseRow {
                     id,
                     hook,
@@ -161,7 +175,10 @@ pub(crate) fn as_i32(v: u32, what: &'static str) -> Result<i32> {
 }
 
 /// Orders live releases like `hooks`; a hook without a live release is NotFound.
-pub(crate) fn order_live(hooks: &[HookName], releases: Vec<HookRelease>) -> Result<Vec<HookRelease>> {
+pub(crate) fn order_live(
+    hooks: &[HookName],
+    releases: Vec<HookRelease>,
+) -> Result<Vec<HookRelease>> {
     hooks
         .iter()
         .map(|name| {
@@ -195,8 +212,12 @@ impl JobRow {
             max_attempts: count(self.max_attempts)?,
             lease: osa_core::jobs::JobLease {
                 job_id: osa_core::id::JobId(self.id),
-                token: self.lease_token.ok_or_else(|| corrupt("job lease", "no token"))?,
-                locked_until: self.locked_until.ok_or_else(|| corrupt("job lease", "no expiry"))?,
+                token: self
+                    .lease_token
+                    .ok_or_else(|| corrupt("job lease", "no token"))?,
+                locked_until: self
+                    .locked_until
+                    .ok_or_else(|| corrupt("job lease", "no expiry"))?,
             },
         })
     }

@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use osa_core::feature::store::{
-    ColumnFilter, FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance,
+    FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance,
 };
 use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
 use osa_core::hook::HookIdentity;
 use osa_core::id::{HookName, HookRunId, RecordId, ValidationRunId};
-use osa_core::{Error, HookRegistry, Result};
+use osa_core::{Error, Result};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::types::Json;
 use sqlx::{Arguments, Row, SqliteConnection};
@@ -16,32 +16,19 @@ use uuid::Uuid;
 
 use super::SqliteBackend;
 use crate::error::{corrupt, db};
-use crate::feature_sql::{Dialect, SYSTEM_SELECT, quote};
+use crate::feature_sql::{Dialect, FeatureArgs, SYSTEM_SELECT, bind_error};
+use crate::reads::{self, TableAccess};
 
 /// SQLite's default limit of bound parameters per statement.
 const MAX_PARAMS: usize = 32_766;
 
 impl SqliteBackend {
-    /// The stored contract of a hook's feature table (cached; contracts never change).
-    pub(crate) async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
-        if let Some(spec) = self.contracts.lock().expect("contract cache poisoned").get(hook) {
-            return Ok(spec.clone());
-        }
-        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = ?")
-            .bind(hook.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db("reading a feature contract"))?;
-        let spec = stored.ok_or_else(|| Error::not_found("feature table", hook))?.0;
-        self.contracts
-            .lock()
-            .expect("contract cache poisoned")
-            .insert(hook.clone(), spec.clone());
-        Ok(spec)
-    }
-
     /// Replaces rows inside the caller's transaction (used by plans too).
-    pub(crate) async fn replace_rows_in(&self, tx: &mut SqliteConnection, batch: &FeatureBatch) -> Result<u64> {
+    pub(crate) async fn replace_rows_in(
+        &self,
+        tx: &mut SqliteConnection,
+        batch: &FeatureBatch,
+    ) -> Result<u64> {
         let spec = self.contract(&batch.hook).await?;
         batch.check(&spec)?;
         let run_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM hook_runs WHERE id = ?")
@@ -52,16 +39,21 @@ impl SqliteBackend {
         if run_exists.is_none() {
             return Err(Error::invalid(
                 "run_id",
-                format!("hook run {} does not exist; record the run before its features", batch.run_id),
+                format!(
+                    "hook run {} does not exist; record the run before its features",
+                    batch.run_id
+                ),
             ));
         }
         let table = self.dialect.table(&batch.hook);
         let records: Vec<&str> = batch.records.iter().map(RecordId::as_str).collect();
-        sqlx::query(&format!("DELETE FROM {table} WHERE record_id IN (SELECT value FROM json_each(?))"))
-            .bind(Json(&records))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("deleting replaced feature rows"))?;
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE record_id IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(Json(&records))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("deleting replaced feature rows"))?;
 
         let data_columns = Dialect::data_columns(&spec);
         let per_row = 5 + data_columns.len();
@@ -103,12 +95,43 @@ impl SqliteBackend {
         }
         Ok(inserted)
     }
+}
+
+#[async_trait]
+impl TableAccess for SqliteBackend {
+    type Args = SqliteArguments<'static>;
+
+    async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
+        if let Some(spec) = self
+            .contracts
+            .lock()
+            .expect("contract cache poisoned")
+            .get(hook)
+        {
+            return Ok(spec.clone());
+        }
+        let stored: Option<Json<FeatureSpec>> =
+            sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = ?")
+                .bind(hook.as_str())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db("reading a feature contract"))?;
+        let spec = stored
+            .ok_or_else(|| Error::not_found("feature table", hook))?
+            .0;
+        self.contracts
+            .lock()
+            .expect("contract cache poisoned")
+            .insert(hook.clone(), spec.clone());
+        Ok(spec)
+    }
 
     async fn feature_hooks(&self) -> Result<Vec<HookName>> {
-        let names: Vec<String> = sqlx::query_scalar("SELECT hook FROM feature_tables ORDER BY hook")
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db("listing feature tables"))?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT hook FROM feature_tables ORDER BY hook")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db("listing feature tables"))?;
         names
             .into_iter()
             .map(|n| HookName::new(n).map_err(|e| corrupt("hook name", e)))
@@ -120,7 +143,7 @@ impl SqliteBackend {
         hook: &HookName,
         spec: &FeatureSpec,
         condition: &str,
-        args: SqliteArguments<'static>,
+        args: Self::Args,
         limit: Option<u32>,
     ) -> Result<Vec<FeatureRow>> {
         let data = Dialect::data_columns(spec);
@@ -160,17 +183,27 @@ fn decode_row(row: &SqliteRow, spec: &FeatureSpec) -> Result<FeatureRow> {
     for (i, column) in spec.columns().iter().enumerate() {
         let index = 6 + i;
         let value = match column.value_type() {
-            ValueType::Text => row.try_get::<Option<String>, _>(index).map(|v| v.map(FeatureValue::Text)),
+            ValueType::Text => row
+                .try_get::<Option<String>, _>(index)
+                .map(|v| v.map(FeatureValue::Text)),
             ValueType::Timestamp => row
                 .try_get::<Option<DateTime<Utc>>, _>(index)
                 .map(|v| v.map(FeatureValue::Timestamp)),
-            ValueType::Date => row.try_get::<Option<NaiveDate>, _>(index).map(|v| v.map(FeatureValue::Date)),
+            ValueType::Date => row
+                .try_get::<Option<NaiveDate>, _>(index)
+                .map(|v| v.map(FeatureValue::Date)),
             ValueType::Uuid => row
                 .try_get::<Option<uuid::fmt::Hyphenated>, _>(index)
                 .map(|v| v.map(|h| FeatureValue::Uuid(h.into_uuid()))),
-            ValueType::Float => row.try_get::<Option<f64>, _>(index).map(|v| v.map(FeatureValue::Float)),
-            ValueType::Integer => row.try_get::<Option<i64>, _>(index).map(|v| v.map(FeatureValue::Integer)),
-            ValueType::Boolean => row.try_get::<Option<bool>, _>(index).map(|v| v.map(FeatureValue::Boolean)),
+            ValueType::Float => row
+                .try_get::<Option<f64>, _>(index)
+                .map(|v| v.map(FeatureValue::Float)),
+            ValueType::Integer => row
+                .try_get::<Option<i64>, _>(index)
+                .map(|v| v.map(FeatureValue::Integer)),
+            ValueType::Boolean => row
+                .try_get::<Option<bool>, _>(index)
+                .map(|v| v.map(FeatureValue::Boolean)),
             ValueType::Json => row
                 .try_get::<Option<Json<serde_json::Value>>, _>(index)
                 .map(|v| v.map(|j| FeatureValue::Json(j.0))),
@@ -178,7 +211,7 @@ fn decode_row(row: &SqliteRow, spec: &FeatureSpec) -> Result<FeatureRow> {
         .map_err(get_err)?;
         values.push(value.unwrap_or(FeatureValue::Null));
     }
-    let row_index: i64 = row.try_get("row_index").map_err(get_err)?;
+    let row_index: i32 = row.try_get("row_index").map_err(get_err)?;
     Ok(FeatureRow {
         id: row.try_get("id").map_err(get_err)?,
         record_id: RecordId::new(row.try_get::<String, _>("record_id").map_err(get_err)?)
@@ -194,61 +227,38 @@ fn decode_row(row: &SqliteRow, spec: &FeatureSpec) -> Result<FeatureRow> {
     })
 }
 
-/// Builds `AND`-ed conditions and their arguments for a feature query.
-fn query_conditions(spec: &FeatureSpec, query: &FeatureQuery) -> Result<(String, SqliteArguments<'static>)> {
-    let mut args = SqliteArguments::default();
-    let mut conditions = vec!["1 = 1".to_string()];
-    let bind_err = |e| Error::internal(format!("binding a filter: {e}"));
-    if let Some(record) = &query.record_id {
-        conditions.push("record_id = ?".into());
-        args.add(record.as_str().to_string()).map_err(bind_err)?;
+impl FeatureArgs for SqliteArguments<'static> {
+    fn push_value(&mut self, value: &FeatureValue) -> Result<()> {
+        add_value(self, value)
     }
-    if let Some(run) = query.run_id {
-        conditions.push("run_id = ?".into());
-        args.add(run.0).map_err(bind_err)?;
+
+    fn push_text(&mut self, text: &str) -> Result<()> {
+        self.add(text.to_string()).map_err(bind_error)
     }
-    if let Some(after) = query.after {
-        conditions.push("id > ?".into());
-        args.add(after).map_err(bind_err)?;
+
+    fn push_uuid(&mut self, id: Uuid) -> Result<()> {
+        self.add(id).map_err(bind_error)
     }
-    for filter in &query.filters {
-        let (column, op, value) = match filter {
-            ColumnFilter::Eq(c, v) => (c, "=", Some(v)),
-            ColumnFilter::Gte(c, v) => (c, ">=", Some(v)),
-            ColumnFilter::Lte(c, v) => (c, "<=", Some(v)),
-            ColumnFilter::IsNull(c) => (c, "IS NULL", None),
-        };
-        let def = spec
-            .columns()
-            .iter()
-            .find(|d| &d.name == column)
-            .ok_or_else(|| Error::invalid("filter", format!("unknown column `{column}`")))?;
-        match value {
-            Some(value) => {
-                if value.value_type() != Some(def.value_type()) {
-                    return Err(Error::invalid(
-                        format!("filter.{column}"),
-                        format!("column `{column}` expects {}, got {}", def.expected(), value.describe()),
-                    ));
-                }
-                conditions.push(format!("{} {op} ?", quote(column.as_str())));
-                add_value(&mut args, value)?;
-            }
-            None => conditions.push(format!("{} {op}", quote(column.as_str()))),
-        }
+
+    fn push_i64(&mut self, n: i64) -> Result<()> {
+        self.add(n).map_err(bind_error)
     }
-    Ok((conditions.join(" AND "), args))
+
+    fn placeholder(&self) -> String {
+        "?".into()
+    }
 }
 
 #[async_trait]
 impl FeatureStore for SqliteBackend {
     async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
         let mut tx = self.begin().await?;
-        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = ?")
-            .bind(identity.name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("reading a feature contract"))?;
+        let stored: Option<Json<FeatureSpec>> =
+            sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = ?")
+                .bind(identity.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a feature contract"))?;
         if let Some(Json(feature)) = stored {
             let stored = HookIdentity {
                 name: identity.name.clone(),
@@ -271,63 +281,31 @@ impl FeatureStore for SqliteBackend {
     }
 
     async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage> {
-        let spec = self.contract(hook).await?;
-        let (condition, args) = query_conditions(&spec, query)?;
-        let limit = query.limit.clamp(1, crate::MAX_PAGE);
-        let mut rows = self.select_rows(hook, &spec, &condition, args, Some(limit + 1)).await?;
-        let more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let next_after = if more { rows.last().map(|r| r.id) } else { None };
-        Ok(FeaturePage { rows, next_after })
+        reads::page(self, hook, query).await
     }
 
     async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>> {
-        let mut out = Vec::new();
-        for hook in self.feature_hooks().await? {
-            let spec = self.contract(&hook).await?;
-            let mut args = SqliteArguments::default();
-            args.add(record.as_str().to_string())
-                .map_err(|e| Error::internal(format!("binding a record id: {e}")))?;
-            let rows = self.select_rows(&hook, &spec, "record_id = ?", args, None).await?;
-            if !rows.is_empty() {
-                out.push((hook, rows));
-            }
-        }
-        Ok(out)
+        reads::record_features(self, record).await
     }
 
     async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>> {
-        let spec = self.contract(hook).await?;
-        let mut args = SqliteArguments::default();
-        args.add(row_id).map_err(|e| Error::internal(format!("binding a row id: {e}")))?;
-        let Some(row) = self.select_rows(hook, &spec, "id = ?", args, Some(1)).await?.pop() else {
-            return Ok(None);
-        };
-        let run = self
-            .get_run(row.run_id)
-            .await?
-            .ok_or_else(|| Error::internal(format!("feature row {row_id} points at a missing hook run")))?;
-        let release = self
-            .get_release_by_id(run.release_id)
-            .await?
-            .ok_or_else(|| Error::internal(format!("hook run {} points at a missing release", run.id)))?;
-        Ok(Some(Provenance {
-            hook: hook.clone(),
-            row,
-            run,
-            release,
-        }))
+        reads::provenance(self, hook, row_id).await
     }
 }
 
 /// Creates the table and records its contract, inside the caller's transaction. The
 /// hook's identity must be registered (else NotFound).
-pub(crate) async fn ensure_table_in(tx: &mut SqliteConnection, dialect: &Dialect, identity: &HookIdentity) -> Result<()> {
-    let registered: Option<Json<FeatureSpec>> = sqlx::query_scalar("SELECT feature FROM hooks WHERE name = ?")
-        .bind(identity.name.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db("reading a hook"))?;
+pub(crate) async fn ensure_table_in(
+    tx: &mut SqliteConnection,
+    dialect: &Dialect,
+    identity: &HookIdentity,
+) -> Result<()> {
+    let registered: Option<Json<FeatureSpec>> =
+        sqlx::query_scalar("SELECT feature FROM hooks WHERE name = ?")
+            .bind(identity.name.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("reading a hook"))?;
     let Some(Json(feature)) = registered else {
         return Err(Error::not_found("hook", &identity.name));
     };

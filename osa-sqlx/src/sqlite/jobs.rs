@@ -24,7 +24,12 @@ impl JobQueue for SqliteBackend {
         Ok(id)
     }
 
-    async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> Result<Vec<ClaimedJob>> {
+    async fn claim(
+        &self,
+        kinds: &[&str],
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
         if kinds.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -89,7 +94,12 @@ impl JobQueue for SqliteBackend {
         Ok(done)
     }
 
-    async fn fail(&self, lease: &JobLease, error: &str, retry_at: DateTime<Utc>) -> Result<FailOutcome> {
+    async fn fail(
+        &self,
+        lease: &JobLease,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<FailOutcome> {
         let mut tx = self.begin().await?;
         let row: Option<(i32, i32)> = sqlx::query_as(
             "SELECT attempt, max_attempts FROM jobs WHERE id = ? AND lease_token = ? AND status = 'running'",
@@ -126,9 +136,15 @@ impl JobQueue for SqliteBackend {
 }
 
 /// Enqueues inside the caller's transaction; `None` when the dedupe key is taken.
-pub(crate) async fn enqueue_in(tx: &mut sqlx::SqliteConnection, job: &NewJob) -> Result<Option<JobId>> {
+pub(crate) async fn enqueue_in(
+    tx: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+) -> Result<Option<JobId>> {
     if job.max_attempts == 0 {
-        return Err(Error::invalid("max_attempts", "a job needs at least one attempt"));
+        return Err(Error::invalid(
+            "max_attempts",
+            "a job needs at least one attempt",
+        ));
     }
     let id = JobId::new_random();
     let result = sqlx::query(
@@ -150,11 +166,12 @@ pub(crate) async fn enqueue_in(tx: &mut sqlx::SqliteConnection, job: &NewJob) ->
 
 /// Deletes a finished job if the lease is still held.
 pub(crate) async fn complete_in(tx: &mut sqlx::SqliteConnection, lease: &JobLease) -> Result<bool> {
-    let result = sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ? AND status = 'running'")
-        .bind(lease.job_id.0)
-        .bind(lease.token)
-        .execute(&mut *tx)
-        .await
-        .map_err(db("completing a job"))?;
+    let result =
+        sqlx::query("DELETE FROM jobs WHERE id = ? AND lease_token = ? AND status = 'running'")
+            .bind(lease.job_id.0)
+            .bind(lease.token)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("completing a job"))?;
     Ok(result.rows_affected() == 1)
 }

@@ -14,10 +14,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use osa_core::Result;
 use osa_core::feature::FeatureSpec;
 use osa_core::id::HookName;
-use osa_core::Result;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 
 use crate::error::{db, migrate};
@@ -71,7 +73,10 @@ impl SqliteBackend {
 
     /// Applies the control-table migrations (idempotent).
     pub async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("migrations/sqlite").run(&self.writer).await.map_err(migrate)
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.writer)
+            .await
+            .map_err(migrate)
     }
 
     /// The pool that serialises writes (for tests and benchmarks that compare against

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use osa_core::feature::FeatureSpec;
-use osa_core::hook::{Hook, HookIdentity, HookRelease, HookRun, LiveChange, NewRelease, ReleaseOutcome};
+use osa_core::hook::{
+    Hook, HookIdentity, HookRelease, HookRun, LiveChange, NewRelease, ReleaseOutcome,
+};
 use osa_core::id::{HookName, HookRunId, ReleaseId};
 use osa_core::registry::{HookRegistry, IdentityOutcome};
 use osa_core::{Error, Result};
@@ -12,11 +14,17 @@ use uuid::Uuid;
 use super::{SqliteBackend, placeholders};
 use crate::error::db;
 use crate::rows::{
-    HOOK_COLUMNS, HookRow, RELEASE_COLUMNS, RUN_COLUMNS, ReleaseRow, RunRow, as_i32, identity_conflict,
+    HOOK_COLUMNS, HookRow, RELEASE_COLUMNS, RUN_COLUMNS, ReleaseRow, RunRow, as_i32,
+    identity_conflict,
 };
 
 impl SqliteBackend {
-    async fn release_by(&self, condition: &str, hook: Option<&HookName>, key: ReleaseKey) -> Result<Option<HookRelease>> {
+    async fn release_by(
+        &self,
+        condition: &str,
+        hook: Option<&HookName>,
+        key: ReleaseKey,
+    ) -> Result<Option<HookRelease>> {
         let sql = format!("SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE {condition}");
         let mut query = sqlx::query_as::<_, ReleaseRow>(&sql);
         if let Some(hook) = hook {
@@ -44,11 +52,12 @@ enum ReleaseKey {
 impl HookRegistry for SqliteBackend {
     async fn upsert_identity(&self, identity: &HookIdentity) -> Result<IdentityOutcome> {
         let mut tx = self.begin().await?;
-        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar("SELECT feature FROM hooks WHERE name = ?")
-            .bind(identity.name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("reading a hook"))?;
+        let stored: Option<Json<FeatureSpec>> =
+            sqlx::query_scalar("SELECT feature FROM hooks WHERE name = ?")
+                .bind(identity.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a hook"))?;
         if let Some(Json(feature)) = stored {
             let stored = HookIdentity {
                 name: identity.name.clone(),
@@ -81,7 +90,9 @@ impl HookRegistry for SqliteBackend {
         if exists.is_none() {
             return Err(Error::not_found("hook", &release.hook));
         }
-        let sql = format!("SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? AND r.digest = ?");
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? AND r.digest = ?"
+        );
         let existing = sqlx::query_as::<_, ReleaseRow>(&sql)
             .bind(release.hook.as_str())
             .bind(release.runtime.digest().as_str())
@@ -94,15 +105,18 @@ impl HookRegistry for SqliteBackend {
                 created: false,
             });
         }
-        let version: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM hook_releases WHERE hook = ?")
-            .bind(release.hook.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db("numbering a release"))?;
+        let version: i32 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM hook_releases WHERE hook = ?",
+        )
+        .bind(release.hook.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db("numbering a release"))?;
         let created = HookRelease {
             id: ReleaseId::new_random(),
             hook: release.hook.clone(),
-            version: u32::try_from(version).map_err(|_| Error::internal("release version out of range"))?,
+            version: u32::try_from(version)
+                .map_err(|_| Error::internal("release version out of range"))?,
             runtime: release.runtime.clone(),
             source_ref: release.source_ref.clone(),
             built_by: release.built_by.clone(),
@@ -138,15 +152,18 @@ impl HookRegistry for SqliteBackend {
 
     async fn set_live(&self, hook: &HookName, version: u32) -> Result<LiveChange> {
         let mut tx = self.begin().await?;
-        let live: Option<Option<Uuid>> = sqlx::query_scalar("SELECT live_release_id FROM hooks WHERE name = ?")
-            .bind(hook.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("reading a hook"))?;
+        let live: Option<Option<Uuid>> =
+            sqlx::query_scalar("SELECT live_release_id FROM hooks WHERE name = ?")
+                .bind(hook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a hook"))?;
         let Some(previous_id) = live else {
             return Err(Error::not_found("hook", hook));
         };
-        let sql = format!("SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? AND r.version = ?");
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? AND r.version = ?"
+        );
         let current = sqlx::query_as::<_, ReleaseRow>(&sql)
             .bind(hook.as_str())
             .bind(as_i32(version, "version")?)
@@ -204,19 +221,26 @@ impl HookRegistry for SqliteBackend {
 
     async fn get_release(&self, hook: &HookName, version: u32) -> Result<Option<HookRelease>> {
         let version = as_i32(version, "version")?;
-        self.release_by("r.hook = ? AND r.version = ?", Some(hook), ReleaseKey::Version(version))
-            .await
+        self.release_by(
+            "r.hook = ? AND r.version = ?",
+            Some(hook),
+            ReleaseKey::Version(version),
+        )
+        .await
     }
 
     async fn get_release_by_id(&self, id: ReleaseId) -> Result<Option<HookRelease>> {
-        self.release_by("r.id = ?", None, ReleaseKey::Id(id.0)).await
+        self.release_by("r.id = ?", None, ReleaseKey::Id(id.0))
+            .await
     }
 
     async fn list_releases(&self, hook: &HookName) -> Result<Vec<HookRelease>> {
         if self.get_hook(hook).await?.is_none() {
             return Err(Error::not_found("hook", hook));
         }
-        let sql = format!("SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? ORDER BY r.version DESC");
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM hook_releases r WHERE r.hook = ? ORDER BY r.version DESC"
+        );
         sqlx::query_as::<_, ReleaseRow>(&sql)
             .bind(hook.as_str())
             .fetch_all(&self.reader)
@@ -240,8 +264,14 @@ impl HookRegistry for SqliteBackend {
         for hook in hooks {
             query = query.bind(hook.as_str());
         }
-        let rows = query.fetch_all(&self.reader).await.map_err(db("resolving live releases"))?;
-        let releases: Vec<HookRelease> = rows.into_iter().map(ReleaseRow::into_release).collect::<Result<_>>()?;
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db("resolving live releases"))?;
+        let releases: Vec<HookRelease> = rows
+            .into_iter()
+            .map(ReleaseRow::into_release)
+            .collect::<Result<_>>()?;
         crate::rows::order_live(hooks, releases)
     }
 

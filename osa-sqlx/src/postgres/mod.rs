@@ -1,0 +1,156 @@
+//! The Postgres backend.
+//!
+//! Control tables live in one schema (default `osa`, first on the `search_path`),
+//! feature tables in another (default `osa_features`). Release creation locks the
+//! hook's row; job claims use `FOR UPDATE SKIP LOCKED`; feature rows are written with
+//! binary `COPY`.
+
+mod copy;
+mod features;
+mod jobs;
+mod registry;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use osa_core::feature::FeatureSpec;
+use osa_core::id::HookName;
+use osa_core::{Error, Result};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::error::{db, migrate};
+use crate::feature_sql::{Dialect, quote};
+
+/// Where and how to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// Connection URL (`postgres://user@host:5432/db`).
+    pub url: String,
+    /// Schema of the control tables.
+    pub control_schema: String,
+    /// Schema of the feature tables.
+    pub features_schema: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+impl PgConfig {
+    /// The defaults for `url`: schemas `osa` and `osa_features`, 10 connections.
+    pub fn new(url: impl Into<String>) -> Self {
+        PgConfig {
+            url: url.into(),
+            control_schema: "osa".into(),
+            features_schema: "osa_features".into(),
+            max_connections: 10,
+        }
+    }
+
+    /// The same database with other schemas (tests use one pair per test).
+    pub fn with_schemas(mut self, control: impl Into<String>, features: impl Into<String>) -> Self {
+        self.control_schema = control.into();
+        self.features_schema = features.into();
+        self
+    }
+}
+
+/// Storage on Postgres.
+#[derive(Debug, Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    config: PgConfig,
+    dialect: Dialect,
+    /// Feature contracts never change once stored, so they are cached per process.
+    contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
+}
+
+/// Schema names are spliced into SQL, so they follow the column-name rule.
+fn check_schema(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            format!("{name:?} must match ^[a-z][a-z0-9_]{{0,62}}$"),
+        ))
+    }
+}
+
+impl PgBackend {
+    /// Connects a pool whose sessions use the control schema.
+    pub async fn connect(config: PgConfig) -> Result<Self> {
+        check_schema(&config.control_schema)?;
+        check_schema(&config.features_schema)?;
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| Error::invalid("url", e.to_string()))?
+            .options([("search_path", config.control_schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(db("connecting to Postgres"))?;
+        Ok(PgBackend {
+            pool,
+            dialect: Dialect::Postgres {
+                control_schema: config.control_schema.clone(),
+                features_schema: config.features_schema.clone(),
+            },
+            config,
+            contracts: Arc::default(),
+        })
+    }
+
+    /// Creates both schemas and applies the control-table migrations (idempotent).
+    pub async fn migrate(&self) -> Result<()> {
+        for schema in [&self.config.control_schema, &self.config.features_schema] {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(schema)))
+                .execute(&self.pool)
+                .await
+                .map_err(db("creating a schema"))?;
+        }
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(migrate)
+    }
+
+    /// Drops both schemas and everything in them (tests and benchmarks).
+    pub async fn drop_schemas(&self) -> Result<()> {
+        for schema in [&self.config.features_schema, &self.config.control_schema] {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(schema)))
+                .execute(&self.pool)
+                .await
+                .map_err(db("dropping a schema"))?;
+        }
+        Ok(())
+    }
+
+    /// The connection pool (for benchmarks that compare against raw SQL).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PgConfig {
+        &self.config
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool
+            .begin()
+            .await
+            .map_err(db("starting a transaction"))
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
