@@ -19,7 +19,9 @@
 
 mod error;
 mod feature_sql;
+mod jobs;
 mod reads;
+mod registry;
 mod rows;
 
 #[cfg(feature = "postgres")]

@@ -65,6 +65,16 @@ pub struct PgBackend {
     contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
 }
 
+/// `= ANY(...)` over a list bound as one array parameter.
+pub(crate) fn in_text_list(param: &str) -> String {
+    format!("= ANY({param})")
+}
+
+/// Binds a list of strings for [`in_text_list`].
+pub(crate) fn text_list(items: Vec<String>) -> Vec<String> {
+    items
+}
+
 /// Schema names are spliced into SQL, so they follow the column-name rule.
 fn check_schema(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -140,6 +150,11 @@ impl PgBackend {
     /// The configuration.
     pub fn config(&self) -> &PgConfig {
         &self.config
+    }
+
+    /// The pool reads go through.
+    pub(crate) fn read_pool(&self) -> &PgPool {
+        &self.pool
     }
 
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {

@@ -93,6 +93,11 @@ impl SqliteBackend {
             .map_err(db("starting a write transaction"))
     }
 
+    /// The pool reads go through.
+    pub(crate) fn read_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
     /// Closes both pools.
     pub async fn close(&self) {
         self.writer.close().await;
@@ -100,7 +105,12 @@ impl SqliteBackend {
     }
 }
 
-/// `?, ?, ?` for `n` parameters.
-pub(crate) fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+/// `IN (...)` over a list bound as one JSON array parameter.
+pub(crate) fn in_text_list(param: &str) -> String {
+    format!("IN (SELECT value FROM json_each({param}))")
+}
+
+/// Binds a list of strings for [`in_text_list`].
+pub(crate) fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
+    sqlx::types::Json(items)
 }

@@ -1,0 +1,163 @@
+//! `JobQueue`, written once for both backends (see [`jobs_for!`]).
+//!
+//! A claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`: due jobs and
+//! jobs whose lease expired are taken together, each with a fresh lease token and its
+//! attempt counted. On Postgres the inner select skips rows locked by concurrent
+//! claimers (`FOR UPDATE SKIP LOCKED`); on SQLite the write transaction already
+//! serialises claimers. `fail` decides dead-or-retry in the same single statement that
+//! checks the lease, so only one caller can ever see a job die.
+
+/// Implements the queue for a backend. Invoke inside the backend's `jobs` module with
+/// the SQL that creates a lease token, the row-locking clause of the claim's inner
+/// select, and the statement (if any) that wakes idle workers after an enqueue.
+macro_rules! jobs_for {
+    ($backend:ty, $conn:ty, token = $token:literal, skip_locked = $skip:literal, notify = $notify:expr) => {
+        use std::time::Duration;
+
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use osa_core::id::JobId;
+        use osa_core::jobs::{ClaimedJob, FailOutcome, JobLease, JobQueue, NewJob};
+        use osa_core::{Error, Result};
+        use sqlx::types::Json;
+
+        use crate::error::db;
+        use crate::rows::JobRow;
+
+        #[async_trait]
+        impl JobQueue for $backend {
+            async fn enqueue(&self, job: &NewJob) -> Result<Option<JobId>> {
+                let mut tx = self.begin().await?;
+                let id = enqueue_in(&mut tx, job).await?;
+                tx.commit().await.map_err(db("enqueueing a job"))?;
+                Ok(id)
+            }
+
+            async fn claim(&self, kinds: &[&str], limit: u32, lease_for: Duration) -> Result<Vec<ClaimedJob>> {
+                if kinds.is_empty() || limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let now = crate::now();
+                let locked_until = crate::lease_end(now, lease_for)?;
+                let sql = format!(
+                    "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_token = {}, locked_until = $1 \
+                     WHERE id IN (SELECT id FROM jobs WHERE kind {} AND \
+                         ((status = 'ready' AND run_at <= $3) OR (status = 'running' AND locked_until < $3)) \
+                         ORDER BY run_at, id LIMIT $4{}) \
+                     RETURNING id, kind, payload, attempt, max_attempts, lease_token, locked_until",
+                    $token,
+                    super::in_text_list("$2"),
+                    $skip,
+                );
+                let mut tx = self.begin().await?;
+                let rows: Vec<JobRow> = sqlx::query_as(&sql)
+                    .bind(locked_until)
+                    .bind(super::text_list(kinds.iter().map(|k| k.to_string()).collect()))
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db("claiming jobs"))?;
+                tx.commit().await.map_err(db("claiming jobs"))?;
+                let mut claimed = rows.into_iter().map(JobRow::into_claimed).collect::<Result<Vec<_>>>()?;
+                claimed.sort_by_key(|j| j.lease.job_id);
+                Ok(claimed)
+            }
+
+            async fn heartbeat(&self, lease: &JobLease, lease_for: Duration) -> Result<bool> {
+                let until = crate::lease_end(crate::now(), lease_for)?;
+                let mut tx = self.begin().await?;
+                let result = sqlx::query(
+                    "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
+                )
+                .bind(until)
+                .bind(lease.job_id.0)
+                .bind(lease.token)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("extending a job lease"))?;
+                tx.commit().await.map_err(db("extending a job lease"))?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn complete(&self, lease: &JobLease) -> Result<bool> {
+                let mut tx = self.begin().await?;
+                let done = complete_in(&mut tx, lease).await?;
+                tx.commit().await.map_err(db("completing a job"))?;
+                Ok(done)
+            }
+
+            async fn fail(&self, lease: &JobLease, error: &str, retry_at: DateTime<Utc>) -> Result<FailOutcome> {
+                let mut tx = self.begin().await?;
+                let status: Option<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'ready' END, \
+                     run_at = $1, locked_until = NULL, lease_token = NULL, last_error = $2 \
+                     WHERE id = $3 AND lease_token = $4 AND status = 'running' RETURNING status",
+                )
+                .bind(crate::truncate_micros(retry_at))
+                .bind(crate::cap_error(error))
+                .bind(lease.job_id.0)
+                .bind(lease.token)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("failing a job"))?;
+                tx.commit().await.map_err(db("failing a job"))?;
+                Ok(match status.as_deref() {
+                    None => FailOutcome::LeaseLost,
+                    Some("dead") => FailOutcome::Dead,
+                    Some(_) => FailOutcome::Retrying {
+                        at: crate::truncate_micros(retry_at),
+                    },
+                })
+            }
+        }
+
+        /// Enqueues inside the caller's transaction; `None` when the dedupe key is
+        /// taken by a job that still exists.
+        pub(crate) async fn enqueue_in(conn: &mut $conn, job: &NewJob) -> Result<Option<JobId>> {
+            if job.max_attempts == 0 {
+                return Err(Error::invalid("max_attempts", "a job needs at least one attempt"));
+            }
+            let id = JobId::new_random();
+            let result = sqlx::query(
+                "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, dedupe_key, created_at) \
+                 VALUES ($1, $2, $3, 'ready', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            )
+            .bind(id.0)
+            .bind(&job.kind)
+            .bind(Json(&job.payload))
+            .bind(crate::rows::as_i32(job.max_attempts, "max_attempts")?)
+            .bind(crate::truncate_micros(job.run_at))
+            .bind(&job.dedupe_key)
+            .bind(crate::now())
+            .execute(&mut *conn)
+            .await
+            .map_err(db("enqueueing a job"))?;
+            if result.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let notify: Option<&str> = $notify;
+            if let Some(statement) = notify {
+                sqlx::query(statement)
+                    .bind(&job.kind)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("notifying workers"))?;
+            }
+            Ok(Some(id))
+        }
+
+        /// Deletes a finished job if the lease is still held.
+        pub(crate) async fn complete_in(conn: &mut $conn, lease: &JobLease) -> Result<bool> {
+            let result = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running'")
+                .bind(lease.job_id.0)
+                .bind(lease.token)
+                .execute(&mut *conn)
+                .await
+                .map_err(db("completing a job"))?;
+            Ok(result.rows_affected() == 1)
+        }
+    };
+}
+
+pub(crate) use jobs_for;
