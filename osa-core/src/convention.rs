@@ -25,10 +25,23 @@ pub struct Convention {
     pub hooks: Vec<HookName>,
     /// Documentation (passed the docs gate).
     pub docs: ConventionDocs,
+    /// The ingester, stored as deployed (OSA does not run ingesters yet).
+    pub ingester: Option<crate::deploy::IngesterDeploy>,
     /// First deploy.
     pub created_at: DateTime<Utc>,
     /// Latest deploy.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Read access to registered conventions (deploys write them through
+/// [`crate::deploy::DeploymentLog::apply_deploy`]).
+#[async_trait::async_trait]
+pub trait ConventionStore: Send + Sync {
+    /// One convention by slug.
+    async fn get_convention(&self, slug: &ConventionSlug) -> crate::Result<Option<Convention>>;
+
+    /// Every convention, newest first.
+    async fn list_conventions(&self) -> crate::Result<Vec<Convention>>;
 }
 
 /// A metadata schema: id, semver version and field definitions.

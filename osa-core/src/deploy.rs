@@ -508,10 +508,10 @@ pub struct DeployApplied {
 #[async_trait]
 pub trait DeploymentLog: Send + Sync {
     /// Records a pending deployment.
-    async fn begin(&self, deployment: &NewDeployment) -> Result<Deployment>;
+    async fn record_deployment(&self, deployment: &NewDeployment) -> Result<Deployment>;
 
     /// Moves a deployment to `status` (with an error for `failed`).
-    async fn set_status(
+    async fn set_deployment_status(
         &self,
         id: DeploymentId,
         status: DeploymentStatus,
@@ -519,7 +519,7 @@ pub trait DeploymentLog: Send + Sync {
     ) -> Result<()>;
 
     /// Appends an event, evicting per [`EventLog`].
-    async fn append_event(
+    async fn append_deployment_event(
         &self,
         id: DeploymentId,
         message: &str,
@@ -534,13 +534,14 @@ pub trait DeploymentLog: Send + Sync {
     ) -> Result<DeployApplied>;
 
     /// One deployment.
-    async fn get(&self, id: DeploymentId) -> Result<Option<Deployment>>;
+    async fn get_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>>;
 
     /// A page of deployments, newest first.
-    async fn list(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>>;
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>>;
 
     /// Retained events with `seq > after`, with the gap marker, and the total count.
-    async fn events(&self, id: DeploymentId, after: u64) -> Result<Vec<DeploymentEvent>>;
+    async fn deployment_events(&self, id: DeploymentId, after: u64)
+    -> Result<Vec<DeploymentEvent>>;
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub mod validation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use convention::ConventionStore;
 pub use deploy::DeploymentLog;
 pub use error::{Error, ErrorKind, Result, RetryClass};
 pub use feature::store::FeatureStore;

@@ -358,10 +358,10 @@ pub trait ValidationRunStore: Send + Sync {
     async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool>;
 
     /// The run with steps and verdicts.
-    async fn get_run(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>>;
+    async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>>;
 
     /// Events with `seq > after`, in order.
-    async fn events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>>;
+    async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>>;
 }
 
 /// A request to validate records against a convention.

@@ -17,12 +17,14 @@
 //! # Ok(()) }
 //! ```
 
+mod deployments;
 mod error;
 mod feature_sql;
 mod jobs;
 mod reads;
 mod registry;
 mod rows;
+mod runs;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;

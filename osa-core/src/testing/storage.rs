@@ -11,18 +11,51 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::fixtures::{column, digest, every_type_identity};
+use crate::deploy::{DeploymentFilter, DeploymentKind, DeploymentStatus, EventLog, NewDeployment};
 use crate::feature::store::{ColumnFilter, FeatureBatch, FeatureQuery, NewFeatureRow};
 use crate::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
 use crate::hook::{HookIdentity, HookRun, HookRunStatus, NewRelease, OutcomeCounts};
 use crate::id::{ColumnName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId};
+use crate::id::{ConventionSlug, DeploymentId};
 use crate::jobs::{FailOutcome, NewJob};
 use crate::runtime::{Limits, RuntimeConfig};
-use crate::{ErrorKind, FeatureStore, HookRegistry, JobQueue};
+use crate::validation::{
+    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunStatus, StepPlan, StepRelease,
+    StepStatus, SubmitPlan, ValidationRun, Verdict,
+};
+use crate::{
+    ConventionStore, DeploymentLog, ErrorKind, FeatureStore, HookRegistry, JobQueue,
+    ValidationRunStore,
+};
 
 /// What a backend must implement to run the suite.
-pub trait Storage: HookRegistry + FeatureStore + JobQueue + Clone + Send + Sync + 'static {}
+pub trait Storage:
+    HookRegistry
+    + FeatureStore
+    + JobQueue
+    + ValidationRunStore
+    + DeploymentLog
+    + ConventionStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
 
-impl<T: HookRegistry + FeatureStore + JobQueue + Clone + Send + Sync + 'static> Storage for T {}
+impl<T> Storage for T where
+    T: HookRegistry
+        + FeatureStore
+        + JobQueue
+        + ValidationRunStore
+        + DeploymentLog
+        + ConventionStore
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// Generates one `#[tokio::test]` per conformance check; `$make` is an async
 /// expression producing `(store, guard)`: a fresh, migrated backend and whatever must
@@ -48,6 +81,12 @@ macro_rules! storage_conformance {
             concurrent_claimers_never_share_a_job,
             exhausted_job_dies_once,
             dedupe_key_and_lease_checks,
+            redelivered_step_changes_nothing,
+            finalize_publishes_features_once,
+            end_run_happens_once,
+            deploy_is_atomic_and_idempotent,
+            deployment_event_log_is_bounded,
+            deployments_are_listed_with_filters,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -961,4 +1000,570 @@ pub async fn dedupe_key_and_lease_checks<S: Storage>(store: S) {
     );
     let err = store.enqueue(&job("x", 0)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Invalid);
+}
+
+/// A submitted run over `records` with one step per hook in `hooks`.
+async fn submitted_run<S: Storage>(
+    store: &S,
+    hooks: &[&HookIdentity],
+    records: &[RecordId],
+) -> ValidationRun {
+    let mut steps = Vec::new();
+    for (index, identity) in hooks.iter().enumerate() {
+        store.upsert_identity(identity).await.expect("register");
+        store.ensure_table(identity).await.expect("table");
+        let release = store
+            .create_release(&process_release(&identity.name, index as u64))
+            .await
+            .expect("release")
+            .release;
+        steps.push(StepRelease {
+            index: index as u32,
+            hook: identity.name.clone(),
+            release_id: release.id,
+            version: release.version,
+        });
+    }
+    let now = Utc::now();
+    let run = ValidationRun {
+        id: ValidationRunId::new_random(),
+        convention: ConventionSlug::new("protein-structures").expect("slug"),
+        status: RunStatus::Pending,
+        current_step: 0,
+        steps,
+        record_count: records.len() as u32,
+        failure: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store
+        .create_run(&SubmitPlan {
+            run: run.clone(),
+            records: records.to_vec(),
+            inputs_ref: format!("runs/{}/inputs.jsonl", run.id),
+            first_job: Some(step_job(run.id, 0)),
+            events: vec![RunEventKind::Submitted {
+                records: records.len() as u32,
+                steps: hooks.len() as u32,
+            }],
+        })
+        .await
+        .expect("create run");
+    run
+}
+
+fn step_job(run: ValidationRunId, step: u32) -> NewJob {
+    NewJob {
+        kind: "validation.step".into(),
+        payload: json!({"run": run, "step": step}),
+        run_at: Utc::now() - ChronoDuration::seconds(1),
+        max_attempts: 3,
+        dedupe_key: Some(format!("{run}/step/{step}")),
+    }
+}
+
+fn step_plan(run: &ValidationRun, step: u32, rejected: &[RecordId]) -> StepPlan {
+    let release = &run.steps[step as usize];
+    let mut hook_run = hook_run(
+        HookRunId::for_step(run.id, step, &release.hook),
+        release.release_id,
+        if rejected.is_empty() {
+            HookRunStatus::Passed
+        } else {
+            HookRunStatus::Failed
+        },
+    );
+    hook_run.counts = OutcomeCounts {
+        passed: run.record_count - rejected.len() as u32,
+        rejected: rejected.len() as u32,
+        errored: 0,
+    };
+    StepPlan {
+        run_id: run.id,
+        step,
+        status: if rejected.is_empty() {
+            StepStatus::Passed
+        } else {
+            StepStatus::Failed
+        },
+        verdicts: rejected
+            .iter()
+            .map(|r| RecordVerdict {
+                record_id: r.clone(),
+                verdict: Verdict::Rejected {
+                    step,
+                    hook: release.hook.clone(),
+                    reason: "too blurry".into(),
+                },
+            })
+            .collect(),
+        hook_run,
+        outputs_ref: format!("runs/{}/steps/{step}", run.id),
+        next_job: step_job(run.id, step + 1),
+        completes: None,
+        events: vec![RunEventKind::StepFinished {
+            step,
+            hook: release.hook.clone(),
+            status: if rejected.is_empty() {
+                StepStatus::Passed
+            } else {
+                StepStatus::Failed
+            },
+            counts: OutcomeCounts::default(),
+        }],
+    }
+}
+
+/// A step plan applied twice (redelivery) changes nothing the second time; a step
+/// cannot jump ahead.
+pub async fn redelivered_step_changes_nothing<S: Storage>(store: S) {
+    let records = [record("a"), record("b"), record("c")];
+    let (h1, h2) = (scored_identity("first"), scored_identity("second"));
+    let run = submitted_run(&store, &[&h1, &h2], &records).await;
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(view.run.status, RunStatus::Pending);
+    assert_eq!(view.steps.len(), 2);
+    assert!(view.steps.iter().all(|s| s.status == StepStatus::Pending));
+    assert!(view.verdicts.iter().all(|v| v.verdict == Verdict::Pending));
+    assert_eq!(
+        view.verdicts
+            .iter()
+            .map(|v| v.record_id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    let job = store
+        .claim(&["validation.step"], 10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(job.len(), 1, "the submit enqueued step 0");
+
+    let ahead = step_plan(&run, 1, &[]);
+    assert_eq!(
+        store.apply_step(&ahead).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+
+    let mut plan = step_plan(&run, 0, &[record("b")]);
+    plan.completes = Some(job[0].lease.clone());
+    assert_eq!(
+        store.apply_step(&plan).await.expect("apply"),
+        Applied::Applied
+    );
+    let after_first = store.run_view(run.id).await.expect("get").expect("exists");
+    let events_first = store.run_events(run.id, 0).await.expect("events");
+    assert_eq!(after_first.run.current_step, 1);
+    assert_eq!(after_first.run.status, RunStatus::Running);
+    assert_eq!(after_first.steps[0].status, StepStatus::Failed);
+    assert_eq!(after_first.steps[0].hook_run_id, Some(plan.hook_run.id));
+    assert!(matches!(
+        after_first.verdicts[1].verdict,
+        Verdict::Rejected { step: 0, .. }
+    ));
+    assert_eq!(
+        events_first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2]
+    );
+
+    // Redelivery: same plan again. Nothing changes, and a duplicate job is acknowledged.
+    let next = store
+        .claim(&["validation.step"], 10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 1, "the commit enqueued step 1");
+    assert_eq!(next[0].payload["step"], json!(1));
+    let mut again = plan.clone();
+    again.hook_run.status = HookRunStatus::Error;
+    again.completes = Some(next[0].lease.clone());
+    assert_eq!(
+        store.apply_step(&again).await.expect("again"),
+        Applied::AlreadyApplied
+    );
+    assert_eq!(
+        store.run_view(run.id).await.expect("get").expect("exists"),
+        after_first
+    );
+    assert_eq!(
+        store.run_events(run.id, 0).await.expect("events"),
+        events_first
+    );
+    let stored_run = store
+        .get_run(plan.hook_run.id)
+        .await
+        .expect("get run")
+        .expect("run exists");
+    assert_eq!(
+        stored_run.status,
+        HookRunStatus::Failed,
+        "provenance is written once"
+    );
+    assert!(
+        store
+            .claim(&["validation.step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(store.run_events(run.id, 1).await.expect("tail").len(), 1);
+}
+
+/// Finalize publishes the accepted records' features and the verdicts in one commit,
+/// once.
+pub async fn finalize_publishes_features_once<S: Storage>(store: S) {
+    let records = [record("a"), record("b")];
+    let identity = scored_identity("pockets");
+    let run = submitted_run(&store, &[&identity], &records).await;
+    let plan = step_plan(&run, 0, &[record("b")]);
+    store.apply_step(&plan).await.expect("step");
+    let finalize = FinalizePlan {
+        run_id: run.id,
+        status: RunStatus::Completed,
+        accepted: vec![record("a")],
+        features: vec![FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: plan.hook_run.id,
+            validation_run_id: Some(run.id),
+            records: vec![record("a")],
+            rows: scored_rows(&record("a"), &[0.25, 0.5]),
+        }],
+        completes: None,
+        events: vec![RunEventKind::Finished {
+            status: RunStatus::Completed,
+            accepted: 1,
+            reason: None,
+        }],
+    };
+    // A bad batch rolls the whole finalize back.
+    let mut broken = finalize.clone();
+    broken.features[0].rows[1].values[0] = FeatureValue::Text("x".into());
+    assert!(store.apply_finalize(&broken).await.is_err());
+    assert!(all_rows(&store, &identity.name).await.is_empty());
+    assert_eq!(
+        store
+            .run_view(run.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .run
+            .status,
+        RunStatus::Running
+    );
+
+    assert_eq!(
+        store.apply_finalize(&finalize).await.expect("finalize"),
+        Applied::Applied
+    );
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(view.run.status, RunStatus::Completed);
+    assert_eq!(view.verdicts[0].verdict, Verdict::Accepted);
+    assert!(matches!(view.verdicts[1].verdict, Verdict::Rejected { .. }));
+    let rows = all_rows(&store, &identity.name).await;
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.validation_run_id == Some(run.id) && r.run_id == plan.hook_run.id)
+    );
+    assert_eq!(
+        store.apply_finalize(&finalize).await.expect("again"),
+        Applied::AlreadyApplied
+    );
+    assert_eq!(all_rows(&store, &identity.name).await.len(), 2);
+    assert!(
+        !store
+            .end_run(run.id, RunStatus::Failed, "late")
+            .await
+            .expect("end")
+    );
+}
+
+/// A run ends once; unknown runs are NotFound.
+pub async fn end_run_happens_once<S: Storage>(store: S) {
+    let run = submitted_run(&store, &[&scored_identity("pockets")], &[record("a")]).await;
+    assert!(
+        store
+            .end_run(run.id, RunStatus::Failed, "image missing")
+            .await
+            .expect("end")
+    );
+    assert!(
+        !store
+            .end_run(run.id, RunStatus::Cancelled, "again")
+            .await
+            .expect("end again")
+    );
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(view.run.status, RunStatus::Failed);
+    assert_eq!(view.run.failure.as_deref(), Some("image missing"));
+    assert_eq!(
+        store
+            .apply_step(&step_plan(&run, 0, &[]))
+            .await
+            .expect("late step"),
+        Applied::AlreadyApplied
+    );
+    let missing = store
+        .end_run(ValidationRunId::new_random(), RunStatus::Failed, "x")
+        .await;
+    assert_eq!(missing.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store
+            .run_view(ValidationRunId::new_random())
+            .await
+            .expect("get"),
+        None
+    );
+    assert!(
+        store
+            .end_run(run.id, RunStatus::Running, "x")
+            .await
+            .is_err()
+    );
+}
+
+fn new_deployment(kind: DeploymentKind, target: &str) -> NewDeployment {
+    let payload = format!("{{\"target\": \"{target}\"}}");
+    NewDeployment {
+        id: DeploymentId::new_random(),
+        kind,
+        target: target.into(),
+        principal: "ci-bot".into(),
+        payload_sha256: crate::id::Digest::of_bytes(payload.as_bytes()),
+        payload_size: payload.len() as u64,
+        payload_ref: format!("deployments/{target}.json"),
+    }
+}
+
+/// A deploy applies in one transaction: twice gives one release per hook and the
+/// same convention; a contract conflict writes nothing.
+pub async fn deploy_is_atomic_and_idempotent<S: Storage>(store: S) {
+    let plan = super::fixtures::sdk_deploy_payload()
+        .plan(Some("ci-bot"))
+        .expect("plan");
+    let first = store
+        .record_deployment(&new_deployment(
+            DeploymentKind::Convention,
+            plan.slug.as_str(),
+        ))
+        .await
+        .expect("begin");
+    assert_eq!(first.status, DeploymentStatus::Pending);
+    assert_eq!(
+        store
+            .apply_deploy(first.id, &plan)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Conflict,
+        "pending cannot succeed"
+    );
+    store
+        .set_deployment_status(first.id, DeploymentStatus::Applying, None)
+        .await
+        .expect("applying");
+    let applied = store.apply_deploy(first.id, &plan).await.expect("apply");
+    assert!(applied.releases.iter().all(|r| r.created));
+    assert_eq!(applied.convention.slug, plan.slug);
+    assert_eq!(applied.convention.hooks.len(), 2);
+    assert_eq!(
+        store
+            .get_deployment(first.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .status,
+        DeploymentStatus::Succeeded
+    );
+
+    let second = store
+        .record_deployment(&new_deployment(
+            DeploymentKind::Convention,
+            plan.slug.as_str(),
+        ))
+        .await
+        .expect("begin");
+    store
+        .set_deployment_status(second.id, DeploymentStatus::Applying, None)
+        .await
+        .expect("applying");
+    let again = store
+        .apply_deploy(second.id, &plan)
+        .await
+        .expect("apply again");
+    assert!(again.releases.iter().all(|r| !r.created));
+    assert_eq!(again.releases[1].release.id, applied.releases[1].release.id);
+    assert_eq!(again.convention.created_at, applied.convention.created_at);
+    for hook in &plan.identities {
+        assert_eq!(
+            store
+                .list_releases(&hook.name)
+                .await
+                .expect("releases")
+                .len(),
+            1
+        );
+    }
+    let stored = store
+        .get_convention(&plan.slug)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(stored, again.convention);
+    assert_eq!(store.list_conventions().await.expect("list").len(), 1);
+
+    // Second hook's contract changes and a third, new hook is added: nothing of it lands.
+    let mut changed = super::fixtures::sdk_deploy_payload();
+    changed.title = "Protein Structures v2".into();
+    changed.hooks[0].release.digest = digest(500);
+    let mut feature_columns = changed.hooks[1].feature.columns().to_vec();
+    feature_columns.pop();
+    changed.hooks[1].feature =
+        FeatureSpec::table(Cardinality::Many, feature_columns).expect("spec");
+    let changed = changed.plan(Some("ci-bot")).expect("plan");
+    let third = store
+        .record_deployment(&new_deployment(
+            DeploymentKind::Convention,
+            changed.slug.as_str(),
+        ))
+        .await
+        .expect("begin");
+    store
+        .set_deployment_status(third.id, DeploymentStatus::Applying, None)
+        .await
+        .expect("applying");
+    let err = store.apply_deploy(third.id, &changed).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(
+        store.get_convention(&changed.slug).await.expect("get"),
+        None
+    );
+    assert_eq!(
+        store
+            .list_releases(&plan.identities[0].name)
+            .await
+            .expect("releases")
+            .len(),
+        1,
+        "rolled back"
+    );
+    store
+        .set_deployment_status(third.id, DeploymentStatus::Failed, Some(&err.to_string()))
+        .await
+        .expect("failed");
+    let failed = store
+        .get_deployment(third.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(failed.status, DeploymentStatus::Failed);
+    assert!(failed.error.expect("error").contains("fixed forever"));
+    let late = store
+        .set_deployment_status(third.id, DeploymentStatus::Succeeded, None)
+        .await
+        .unwrap_err();
+    assert_eq!(late.kind(), ErrorKind::Conflict);
+}
+
+/// Deployment event logs keep the first 20 and the last 180 events, with a marker.
+pub async fn deployment_event_log_is_bounded<S: Storage>(store: S) {
+    let d = store
+        .record_deployment(&new_deployment(DeploymentKind::Live, "pockets"))
+        .await
+        .expect("begin");
+    for i in 1..=230u64 {
+        let event = store
+            .append_deployment_event(d.id, &format!("event {i}"), json!({"i": i}))
+            .await
+            .expect("append");
+        assert_eq!(event.seq, i);
+    }
+    let events = store.deployment_events(d.id, 0).await.expect("events");
+    assert_eq!(events.len(), (EventLog::MAX + 1) as usize);
+    assert_eq!(events[19].message, "event 20");
+    assert_eq!(events[20].seq, 0);
+    assert_eq!(events[20].data, json!({"dropped": 30}));
+    assert_eq!(events[21].message, "event 51");
+    assert_eq!(events.last().expect("last").message, "event 230");
+    let tail = store.deployment_events(d.id, 225).await.expect("tail");
+    assert_eq!(
+        tail.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [226, 227, 228, 229, 230]
+    );
+    assert_eq!(
+        store
+            .deployment_events(DeploymentId::new_random(), 0)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Listing filters by target and status and pages newest first.
+pub async fn deployments_are_listed_with_filters<S: Storage>(store: S) {
+    let mut ids = Vec::new();
+    for (i, target) in ["alpha", "beta", "alpha", "alpha"].iter().enumerate() {
+        let d = store
+            .record_deployment(&new_deployment(DeploymentKind::Release, target))
+            .await
+            .expect("begin");
+        if i == 3 {
+            store
+                .set_deployment_status(d.id, DeploymentStatus::Failed, Some("no"))
+                .await
+                .expect("fail");
+        }
+        ids.push(d);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let alpha = store
+        .list_deployments(&DeploymentFilter {
+            target: Some("alpha".into()),
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        alpha.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[3].id, ids[2].id, ids[0].id]
+    );
+    let failed = store
+        .list_deployments(&DeploymentFilter {
+            status: Some(DeploymentStatus::Failed),
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(failed.len(), 1);
+    let first_page = store
+        .list_deployments(&DeploymentFilter {
+            limit: 2,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(first_page.len(), 2);
+    let last = first_page.last().expect("last");
+    let second_page = store
+        .list_deployments(&DeploymentFilter {
+            before: Some((last.created_at, last.id)),
+            limit: 2,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(
+        second_page.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [ids[1].id, ids[0].id]
+    );
+    let since = store
+        .list_deployments(&DeploymentFilter {
+            since: Some(ids[2].created_at),
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("since");
+    assert_eq!(since.len(), 2);
 }

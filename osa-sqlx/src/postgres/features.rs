@@ -260,32 +260,6 @@ impl FeatureArgs for PgArguments {
 impl FeatureStore for PgBackend {
     async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
         let mut tx = self.begin().await?;
-        // Serialises concurrent creation of the same table (CREATE TABLE IF NOT EXISTS
-        // alone can still collide in the catalog).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!(
-                "osa_feature:{}",
-                self.dialect.table(&identity.name)
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("locking a feature table"))?;
-        let stored: Option<Json<FeatureSpec>> =
-            sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = $1")
-                .bind(identity.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db("reading a feature contract"))?;
-        if let Some(Json(feature)) = stored {
-            let stored = HookIdentity {
-                name: identity.name.clone(),
-                feature,
-            };
-            return match crate::rows::identity_conflict(&stored, identity) {
-                Some(conflict) => Err(conflict),
-                None => Ok(()),
-            };
-        }
         ensure_table_in(&mut tx, &self.dialect, identity).await?;
         tx.commit().await.map_err(db("creating a feature table"))
     }
@@ -310,28 +284,47 @@ impl FeatureStore for PgBackend {
     }
 }
 
-/// Creates the table and records its contract, inside the caller's transaction. The
-/// hook's identity must be registered (else NotFound).
+/// Creates the hook's table and records its contract, inside the caller's
+/// transaction; idempotent; Conflict when the table or the registered identity has
+/// another contract; NotFound when the hook is not registered.
 pub(crate) async fn ensure_table_in(
     tx: &mut PgConnection,
     dialect: &Dialect,
     identity: &HookIdentity,
 ) -> Result<()> {
-    let registered: Option<Json<FeatureSpec>> =
-        sqlx::query_scalar("SELECT feature FROM hooks WHERE name = $1")
+    // Serialises concurrent creation of the same table (CREATE TABLE IF NOT EXISTS
+    // alone can still collide in the catalog).
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("osa_feature:{}", dialect.table(&identity.name)))
+        .execute(&mut *tx)
+        .await
+        .map_err(db("locking a feature table"))?;
+    for table in ["feature_tables", "hooks"] {
+        let sql = format!(
+            "SELECT feature FROM {table} WHERE {} = $1",
+            if table == "hooks" { "name" } else { "hook" }
+        );
+        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar(&sql)
             .bind(identity.name.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(db("reading a hook"))?;
-    let Some(Json(feature)) = registered else {
-        return Err(Error::not_found("hook", &identity.name));
-    };
-    let registered = HookIdentity {
-        name: identity.name.clone(),
-        feature,
-    };
-    if let Some(conflict) = crate::rows::identity_conflict(&registered, identity) {
-        return Err(conflict);
+            .map_err(db("reading a feature contract"))?;
+        match stored {
+            Some(Json(feature)) => {
+                let stored = HookIdentity {
+                    name: identity.name.clone(),
+                    feature,
+                };
+                if let Some(conflict) = crate::rows::identity_conflict(&stored, identity) {
+                    return Err(conflict);
+                }
+                if table == "feature_tables" {
+                    return Ok(());
+                }
+            }
+            None if table == "hooks" => return Err(Error::not_found("hook", &identity.name)),
+            None => {}
+        }
     }
     for statement in dialect.create_table(&identity.name, &identity.feature) {
         sqlx::query(&statement)
@@ -339,7 +332,7 @@ pub(crate) async fn ensure_table_in(
             .await
             .map_err(db("creating a feature table"))?;
     }
-    sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3) ON CONFLICT (hook) DO NOTHING")
+    sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3)")
         .bind(identity.name.as_str())
         .bind(Json(&identity.feature))
         .bind(crate::now())

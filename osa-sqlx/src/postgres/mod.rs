@@ -6,9 +6,11 @@
 //! binary `COPY`.
 
 mod copy;
+mod deployments;
 mod features;
 mod jobs;
 mod registry;
+mod runs;
 
 use std::collections::HashMap;
 use std::str::FromStr;

@@ -253,22 +253,6 @@ impl FeatureArgs for SqliteArguments<'static> {
 impl FeatureStore for SqliteBackend {
     async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
         let mut tx = self.begin().await?;
-        let stored: Option<Json<FeatureSpec>> =
-            sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = ?")
-                .bind(identity.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db("reading a feature contract"))?;
-        if let Some(Json(feature)) = stored {
-            let stored = HookIdentity {
-                name: identity.name.clone(),
-                feature,
-            };
-            return match crate::rows::identity_conflict(&stored, identity) {
-                Some(conflict) => Err(conflict),
-                None => Ok(()),
-            };
-        }
         ensure_table_in(&mut tx, &self.dialect, identity).await?;
         tx.commit().await.map_err(db("creating a feature table"))
     }
@@ -293,28 +277,40 @@ impl FeatureStore for SqliteBackend {
     }
 }
 
-/// Creates the table and records its contract, inside the caller's transaction. The
-/// hook's identity must be registered (else NotFound).
+/// Creates the hook's table and records its contract, inside the caller's
+/// transaction; idempotent; Conflict when the table or the registered identity has
+/// another contract; NotFound when the hook is not registered.
 pub(crate) async fn ensure_table_in(
     tx: &mut SqliteConnection,
     dialect: &Dialect,
     identity: &HookIdentity,
 ) -> Result<()> {
-    let registered: Option<Json<FeatureSpec>> =
-        sqlx::query_scalar("SELECT feature FROM hooks WHERE name = ?")
+    for table in ["feature_tables", "hooks"] {
+        let sql = format!(
+            "SELECT feature FROM {table} WHERE {} = $1",
+            if table == "hooks" { "name" } else { "hook" }
+        );
+        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar(&sql)
             .bind(identity.name.as_str())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(db("reading a hook"))?;
-    let Some(Json(feature)) = registered else {
-        return Err(Error::not_found("hook", &identity.name));
-    };
-    let registered = HookIdentity {
-        name: identity.name.clone(),
-        feature,
-    };
-    if let Some(conflict) = crate::rows::identity_conflict(&registered, identity) {
-        return Err(conflict);
+            .map_err(db("reading a feature contract"))?;
+        match stored {
+            Some(Json(feature)) => {
+                let stored = HookIdentity {
+                    name: identity.name.clone(),
+                    feature,
+                };
+                if let Some(conflict) = crate::rows::identity_conflict(&stored, identity) {
+                    return Err(conflict);
+                }
+                if table == "feature_tables" {
+                    return Ok(());
+                }
+            }
+            None if table == "hooks" => return Err(Error::not_found("hook", &identity.name)),
+            None => {}
+        }
     }
     for statement in dialect.create_table(&identity.name, &identity.feature) {
         sqlx::query(&statement)
@@ -322,7 +318,7 @@ pub(crate) async fn ensure_table_in(
             .await
             .map_err(db("creating a feature table"))?;
     }
-    sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES (?, ?, ?) ON CONFLICT (hook) DO NOTHING")
+    sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3)")
         .bind(identity.name.as_str())
         .bind(Json(&identity.feature))
         .bind(crate::now())

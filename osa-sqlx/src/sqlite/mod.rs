@@ -5,9 +5,11 @@
 //! transaction that reads before it writes never fails to upgrade its lock; reads use
 //! a separate pool and run concurrently with the writer (WAL).
 
+mod deployments;
 mod features;
 mod jobs;
 mod registry;
+mod runs;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,443 @@
+//! `ValidationRunStore`, written once for both backends (see [`runs_for!`]).
+//!
+//! Every `apply_*` runs in one transaction that first locks the run's row (Postgres
+//! `FOR UPDATE`; SQLite holds the write lock from `BEGIN IMMEDIATE`), so a redelivered
+//! plan sees the committed `current_step` and becomes a no-op.
+
+use chrono::{DateTime, Utc};
+use osa_core::Result;
+use osa_core::hook::OutcomeCounts;
+use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
+use osa_core::validation::{
+    RecordVerdict, RunEvent, RunEventKind, RunStatus, StepProgress, StepRelease, StepStatus,
+    ValidationRun, ValidationRunView, Verdict,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::error::corrupt;
+
+/// The lower-case wire name of a serde enum (`running`, `passed`).
+pub(crate) fn enum_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => unreachable!("status enums serialise as strings, got {other:?}"),
+    }
+}
+
+/// Parses a stored enum name.
+pub(crate) fn parse_enum<T: DeserializeOwned>(what: &'static str, name: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|e| corrupt(what, e))
+}
+
+/// Statuses a run can no longer leave, as an SQL list.
+pub(crate) const TERMINAL: &str = "('completed', 'rejected', 'failed', 'cancelled')";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RunRow {
+    pub id: Uuid,
+    pub convention: String,
+    pub status: String,
+    pub current_step: i32,
+    pub steps: Json<Vec<StepRelease>>,
+    pub record_count: i32,
+    pub failure: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl RunRow {
+    pub(crate) fn into_run(self) -> Result<ValidationRun> {
+        Ok(ValidationRun {
+            id: ValidationRunId(self.id),
+            convention: ConventionSlug::new(self.convention)
+                .map_err(|e| corrupt("convention slug", e))?,
+            status: parse_enum("run status", &self.status)?,
+            current_step: u32::try_from(self.current_step)
+                .map_err(|e| corrupt("current step", e))?,
+            steps: self.steps.0,
+            record_count: u32::try_from(self.record_count)
+                .map_err(|e| corrupt("record count", e))?,
+            failure: self.failure,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct StepRow {
+    pub step: i32,
+    pub status: String,
+    pub hook_run_id: Uuid,
+    pub passed: i32,
+    pub rejected: i32,
+    pub errored: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Builds the view: every planned step with its committed row, if any.
+pub(crate) fn view(
+    run: ValidationRun,
+    steps: Vec<StepRow>,
+    records: Vec<(String, Json<Verdict>)>,
+) -> Result<ValidationRunView> {
+    let count = |v: i32| u32::try_from(v).map_err(|e| corrupt("step count", e));
+    let mut progress = Vec::with_capacity(run.steps.len());
+    for release in &run.steps {
+        let row = steps
+            .iter()
+            .find(|s| i64::from(s.step) == i64::from(release.index));
+        progress.push(match row {
+            Some(row) => StepProgress {
+                release: release.clone(),
+                status: parse_enum("step status", &row.status)?,
+                hook_run_id: Some(HookRunId(row.hook_run_id)),
+                counts: OutcomeCounts {
+                    passed: count(row.passed)?,
+                    rejected: count(row.rejected)?,
+                    errored: count(row.errored)?,
+                },
+                started_at: Some(row.started_at),
+                finished_at: Some(row.finished_at),
+            },
+            None => StepProgress {
+                release: release.clone(),
+                status: StepStatus::Pending,
+                hook_run_id: None,
+                counts: OutcomeCounts::default(),
+                started_at: None,
+                finished_at: None,
+            },
+        });
+    }
+    let verdicts = records
+        .into_iter()
+        .map(|(id, verdict)| {
+            Ok(RecordVerdict {
+                record_id: RecordId::new(id).map_err(|e| corrupt("record id", e))?,
+                verdict: verdict.0,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(ValidationRunView {
+        run,
+        steps: progress,
+        verdicts,
+    })
+}
+
+/// Decodes a stored event.
+pub(crate) fn event(seq: i64, at: DateTime<Utc>, kind: Json<RunEventKind>) -> Result<RunEvent> {
+    Ok(RunEvent {
+        seq: u64::try_from(seq).map_err(|e| corrupt("event sequence", e))?,
+        at,
+        kind: kind.0,
+    })
+}
+
+/// Whether a status string is terminal.
+pub(crate) fn is_terminal(status: &str) -> Result<bool> {
+    Ok(parse_enum::<RunStatus>("run status", status)?.is_terminal())
+}
+
+/// Implements `ValidationRunStore` for a backend. Invoke inside the backend's `runs`
+/// module with its row-lock clause.
+macro_rules! runs_for {
+    ($backend:ty, $conn:ty, lock = $lock:literal) => {
+        use async_trait::async_trait;
+        use osa_core::id::{RecordId, ValidationRunId};
+        use osa_core::jobs::JobLease;
+        use osa_core::validation::{
+            Applied, FinalizePlan, RunEvent, RunEventKind, RunStatus, StepPlan, SubmitPlan, ValidationRunStore,
+            ValidationRunView, Verdict,
+        };
+        use osa_core::{Error, Result};
+        use sqlx::types::Json;
+
+        use crate::error::db;
+        use crate::rows::as_i32;
+        use crate::runs::{RunRow, StepRow, TERMINAL, enum_name, is_terminal};
+
+        /// Appends events with gap-free sequence numbers (the run row is locked).
+        async fn append_events(conn: &mut $conn, run: ValidationRunId, events: &[RunEventKind]) -> Result<()> {
+            if events.is_empty() {
+                return Ok(());
+            }
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE validation_runs SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq",
+            )
+            .bind(events.len() as i64)
+            .bind(run.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db("numbering run events"))?;
+            let at = crate::now();
+            for (i, event) in events.iter().enumerate() {
+                sqlx::query("INSERT INTO validation_events (run_id, seq, at, event) VALUES ($1, $2, $3, $4)")
+                    .bind(run.0)
+                    .bind(last - events.len() as i64 + 1 + i as i64)
+                    .bind(at)
+                    .bind(Json(event))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db("recording a run event"))?;
+            }
+            Ok(())
+        }
+
+        /// Locks the run and returns (status, current_step); NotFound when absent.
+        async fn lock_run(conn: &mut $conn, run: ValidationRunId) -> Result<(String, i32)> {
+            sqlx::query_as(concat!("SELECT status, current_step FROM validation_runs WHERE id = $1", $lock))
+                .bind(run.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db("reading a validation run"))?
+                .ok_or_else(|| Error::not_found("validation run", run))
+        }
+
+        async fn set_verdict(conn: &mut $conn, run: ValidationRunId, record: &RecordId, verdict: &Verdict) -> Result<()> {
+            sqlx::query("UPDATE validation_records SET verdict = $1 WHERE run_id = $2 AND record_id = $3")
+                .bind(Json(verdict))
+                .bind(run.0)
+                .bind(record.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db("recording a verdict"))?;
+            Ok(())
+        }
+
+        async fn complete_lease(conn: &mut $conn, lease: Option<&JobLease>) -> Result<()> {
+            if let Some(lease) = lease {
+                super::jobs::complete_in(conn, lease).await?;
+            }
+            Ok(())
+        }
+
+        #[async_trait]
+        impl ValidationRunStore for $backend {
+            async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
+                let run = &plan.run;
+                let mut tx = self.begin().await?;
+                sqlx::query(
+                    "INSERT INTO validation_runs (id, convention, status, current_step, steps, record_count, \
+                     inputs_ref, failure, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(run.id.0)
+                .bind(run.convention.as_str())
+                .bind(enum_name(&run.status))
+                .bind(as_i32(run.current_step, "current_step")?)
+                .bind(Json(&run.steps))
+                .bind(as_i32(run.record_count, "record_count")?)
+                .bind(&plan.inputs_ref)
+                .bind(&run.failure)
+                .bind(crate::truncate_micros(run.created_at))
+                .bind(crate::truncate_micros(run.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => {
+                        Error::conflict("validation run", run.id, "a run with this id exists")
+                    }
+                    _ => db("creating a validation run")(e),
+                })?;
+                let pending = Json(Verdict::Pending);
+                for (chunk_index, chunk) in plan.records.chunks(500).enumerate() {
+                    let values: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+                        .collect();
+                    let sql = format!(
+                        "INSERT INTO validation_records (run_id, position, record_id, verdict) VALUES {}",
+                        values.join(", ")
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for (i, record) in chunk.iter().enumerate() {
+                        query = query
+                            .bind(run.id.0)
+                            .bind((chunk_index * 500 + i) as i32)
+                            .bind(record.as_str())
+                            .bind(&pending);
+                    }
+                    query.execute(&mut *tx).await.map_err(|e| match &e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => {
+                            Error::invalid("records", "a record id appears twice in the submission")
+                        }
+                        _ => db("recording submitted records")(e),
+                    })?;
+                }
+                append_events(&mut tx, run.id, &plan.events).await?;
+                if let Some(job) = &plan.first_job {
+                    super::jobs::enqueue_in(&mut tx, job).await?;
+                }
+                tx.commit().await.map_err(db("creating a validation run"))
+            }
+
+            async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {
+                let mut tx = self.begin().await?;
+                let (status, current) = lock_run(&mut tx, plan.run_id).await?;
+                let step = as_i32(plan.step, "step")?;
+                if is_terminal(&status)? || step < current {
+                    complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                    tx.commit().await.map_err(db("acknowledging a redelivered step"))?;
+                    return Ok(Applied::AlreadyApplied);
+                }
+                if step > current {
+                    return Err(Error::conflict(
+                        "validation run",
+                        plan.run_id,
+                        format!("step {step} cannot commit before step {current}"),
+                    ));
+                }
+                super::registry::insert_run(&mut tx, &plan.hook_run).await?;
+                let run = &plan.hook_run;
+                sqlx::query(
+                    "INSERT INTO validation_steps (run_id, step, status, hook_run_id, passed, rejected, errored, \
+                     outputs_ref, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(plan.run_id.0)
+                .bind(step)
+                .bind(enum_name(&plan.status))
+                .bind(run.id.0)
+                .bind(as_i32(run.counts.passed, "passed")?)
+                .bind(as_i32(run.counts.rejected, "rejected")?)
+                .bind(as_i32(run.counts.errored, "errored")?)
+                .bind(&plan.outputs_ref)
+                .bind(crate::truncate_micros(run.started_at))
+                .bind(crate::truncate_micros(run.finished_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("recording a step"))?;
+                for verdict in &plan.verdicts {
+                    set_verdict(&mut tx, plan.run_id, &verdict.record_id, &verdict.verdict).await?;
+                }
+                sqlx::query(
+                    "UPDATE validation_runs SET current_step = $1, status = 'running', updated_at = $2 WHERE id = $3",
+                )
+                .bind(step + 1)
+                .bind(crate::now())
+                .bind(plan.run_id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("advancing a validation run"))?;
+                append_events(&mut tx, plan.run_id, &plan.events).await?;
+                super::jobs::enqueue_in(&mut tx, &plan.next_job).await?;
+                complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                tx.commit().await.map_err(db("committing a step"))?;
+                Ok(Applied::Applied)
+            }
+
+            async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
+                let mut tx = self.begin().await?;
+                let (status, _) = lock_run(&mut tx, plan.run_id).await?;
+                if is_terminal(&status)? {
+                    complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                    tx.commit().await.map_err(db("acknowledging a redelivered finalize"))?;
+                    return Ok(Applied::AlreadyApplied);
+                }
+                if !plan.status.is_terminal() {
+                    return Err(Error::invalid("status", "a run finalizes into a terminal status"));
+                }
+                for batch in &plan.features {
+                    self.replace_rows_in(&mut tx, batch).await?;
+                }
+                let accepted = Verdict::Accepted;
+                for record in &plan.accepted {
+                    set_verdict(&mut tx, plan.run_id, record, &accepted).await?;
+                }
+                sqlx::query("UPDATE validation_runs SET status = $1, updated_at = $2 WHERE id = $3")
+                    .bind(enum_name(&plan.status))
+                    .bind(crate::now())
+                    .bind(plan.run_id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("finishing a validation run"))?;
+                append_events(&mut tx, plan.run_id, &plan.events).await?;
+                complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                tx.commit().await.map_err(db("finalizing a validation run"))?;
+                Ok(Applied::Applied)
+            }
+
+            async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
+                if !status.is_terminal() {
+                    return Err(Error::invalid("status", "a run ends in a terminal status"));
+                }
+                let mut tx = self.begin().await?;
+                lock_run(&mut tx, run).await?;
+                let sql = format!(
+                    "UPDATE validation_runs SET status = $1, failure = $2, updated_at = $3 \
+                     WHERE id = $4 AND status NOT IN {TERMINAL}"
+                );
+                let ended = sqlx::query(&sql)
+                    .bind(enum_name(&status))
+                    .bind(reason)
+                    .bind(crate::now())
+                    .bind(run.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("ending a validation run"))?
+                    .rows_affected()
+                    == 1;
+                if ended {
+                    let event = RunEventKind::Finished {
+                        status,
+                        accepted: 0,
+                        reason: Some(reason.to_string()),
+                    };
+                    append_events(&mut tx, run, &[event]).await?;
+                }
+                tx.commit().await.map_err(db("ending a validation run"))?;
+                Ok(ended)
+            }
+
+            async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
+                let pool = self.read_pool();
+                let row: Option<RunRow> = sqlx::query_as(
+                    "SELECT id, convention, status, current_step, steps, record_count, failure, created_at, \
+                     updated_at FROM validation_runs WHERE id = $1",
+                )
+                .bind(run.0)
+                .fetch_optional(pool)
+                .await
+                .map_err(db("reading a validation run"))?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let steps: Vec<StepRow> = sqlx::query_as(
+                    "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at \
+                     FROM validation_steps WHERE run_id = $1 ORDER BY step",
+                )
+                .bind(run.0)
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading validation steps"))?;
+                let records: Vec<(String, Json<Verdict>)> = sqlx::query_as(
+                    "SELECT record_id, verdict FROM validation_records WHERE run_id = $1 ORDER BY position",
+                )
+                .bind(run.0)
+                .fetch_all(pool)
+                .await
+                .map_err(db("reading verdicts"))?;
+                crate::runs::view(row.into_run()?, steps, records).map(Some)
+            }
+
+            async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>> {
+                let after = i64::try_from(after).unwrap_or(i64::MAX);
+                let rows: Vec<(i64, chrono::DateTime<chrono::Utc>, Json<RunEventKind>)> = sqlx::query_as(
+                    "SELECT seq, at, event FROM validation_events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+                )
+                .bind(run.0)
+                .bind(after)
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db("reading run events"))?;
+                rows.into_iter().map(|(seq, at, kind)| crate::runs::event(seq, at, kind)).collect()
+            }
+        }
+    };
+}
+
+pub(crate) use runs_for;

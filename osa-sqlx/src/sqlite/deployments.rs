@@ -1,0 +1,3 @@
+//! `DeploymentLog` and `ConventionStore` (the shared implementation in `crate::deployments`).
+
+crate::deployments::deployments_for!(super::SqliteBackend, sqlx::SqliteConnection, lock = "");
