@@ -62,6 +62,16 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 step "rust tests"
 run_cargo_tests workspace --workspace --all-features
 
+step "python package (wheel, ruff, mypy, pytest)"
+rm -f "$LOG_DIR"/pytest*.log
+OSA_TEST_LOG_DIR="$LOG_DIR" scripts/python-tests.sh
+for log in "$LOG_DIR"/pytest*.log; do
+    counts=$(awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+                  END { print p + 0, f + 0 }' "$log")
+    PASSED=$((PASSED + ${counts% *}))
+    FAILED=$((FAILED + ${counts#* }))
+done
+
 step "summary"
 printf '%s passed, %s failed\n' "$PASSED" "$FAILED"
 [ "$FAILED" -eq 0 ]

@@ -1,7 +1,20 @@
 //! `osa._native`: the Rust half of the `osa` Python package.
 //!
-//! The Python layer stays thin; what is pure (identifier rules, the record directory
-//! mapping of the hook contract) is implemented once in `osa-core` and exposed here.
+//! The Python layer stays thin. What is pure or touches the hook contract is
+//! implemented here, once, on top of `osa-core`, so the SDK and the engine apply the
+//! same rules:
+//!
+//! - identifier rules and the record directory mapping of the hook contract;
+//! - the mapping of hook output fields to feature columns ([`columns`]);
+//! - the streaming reader of `records.jsonl` ([`records::RecordReader`]);
+//! - the outcome writer that validates rows like the engine ([`writer::OutputWriter`]);
+//! - the check of a convention manifest against the deploy payload ([`payload`]).
+
+pub mod columns;
+mod convert;
+pub mod payload;
+pub mod records;
+pub mod writer;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -20,11 +33,44 @@ fn validate_hook_name(name: &str) -> PyResult<()> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// Validates a metadata schema id (`__schema_id__`); raises `ValueError` naming the
+/// rule when it is invalid.
+#[pyfunction]
+fn validate_schema_id(schema_id: &str) -> PyResult<()> {
+    osa_core::id::SchemaId::new(schema_id)
+        .map(drop)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Maps field descriptions (a JSON list of `{name, type, optional, has_default,
+/// description, unit}`) to feature columns (a JSON list of column definitions).
+///
+/// Raises `ValueError` for a name the engine refuses as a column, a repeated column or
+/// an unknown `type`.
+#[pyfunction]
+fn columns_for_fields(fields_json: &str) -> PyResult<String> {
+    columns::columns_json(fields_json).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Checks one convention manifest body (JSON; releases optional) against the engine's
+/// deploy payload rules; raises `ValueError` naming the offending path.
+#[pyfunction]
+fn check_convention_payload(body_json: &str) -> PyResult<()> {
+    payload::check_convention(body_json).map_err(PyValueError::new_err)
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_RECORD_LINE_BYTES", records::MAX_RECORD_LINE_BYTES)?;
     m.add_function(wrap_pyfunction!(record_dir_name, m)?)?;
     m.add_function(wrap_pyfunction!(validate_hook_name, m)?)?;
+    m.add_function(wrap_pyfunction!(validate_schema_id, m)?)?;
+    m.add_function(wrap_pyfunction!(columns_for_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(check_convention_payload, m)?)?;
+    m.add_class::<records::InputRecord>()?;
+    m.add_class::<records::RecordReader>()?;
+    m.add_class::<writer::OutputWriter>()?;
     Ok(())
 }

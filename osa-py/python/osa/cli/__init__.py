@@ -1,0 +1,1 @@
+"""The `osa` command line."""

@@ -1,0 +1,89 @@
+"""`osa`: the command line of the SDK.
+
+Commands: `osa manifest [--skip-docs-check]`. Data goes to stdout, messages to stderr.
+Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from osa import __version__, _registry
+from osa._discovery import load_conventions
+from osa.errors import OsaError
+from osa.manifest import manifest_document
+
+
+def _fail(error: OsaError) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    if error.hint:
+        print(f"hint: {error.hint}", file=sys.stderr)
+    return 1
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    try:
+        load_conventions()
+        conventions = _registry.conventions()
+        if not conventions:
+            return _fail(
+                OsaError(
+                    "no conventions registered",
+                    hint="Install a package that declares an `osa.conventions` entry point.",
+                )
+            )
+        document = manifest_document(
+            conventions,
+            docs_check=not args.skip_docs_check,
+            engine_check=not args.skip_engine_check,
+        )
+    except OsaError as e:
+        return _fail(e)
+    print(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="osa", description="OSA hook SDK")
+    parser.add_argument("--version", action="version", version=f"osa {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    manifest = commands.add_parser(
+        "manifest",
+        help="print the deploy manifest of the installed conventions (JSON)",
+        description="Loads the `osa.conventions` entry points, runs the docs gate and "
+        "prints {manifest_version, conventions} as one JSON line.",
+    )
+    manifest.add_argument("--skip-docs-check", action="store_true", help="do not run the docs gate")
+    manifest.add_argument(
+        "--skip-engine-check",
+        action="store_true",
+        help="do not check the conventions against the engine's deploy rules",
+    )
+    manifest.set_defaults(handler=_manifest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the `osa` command line; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

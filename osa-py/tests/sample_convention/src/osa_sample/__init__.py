@@ -1,0 +1,1 @@
+"""Test fixture convention package for osa-py."""

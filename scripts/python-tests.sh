@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds the `osa` wheel (osa-py, abi3) and tests it: ruff, the native stub check and the
+# pytest suite, against the installed wheel. Idempotent; safe to re-run.
+#
+# Usage: scripts/python-tests.sh
+# Environment:
+#   PYTHON                       interpreter for the main venv (default python3, >= 3.11)
+#   CARGO_TARGET_DIR             honoured by the wheel build (default: cargo's own)
+#   OSA_PY_VENV                  venv directory (default target/py-venv)
+#   OSA_UPDATE_CONTRACT_FIXTURE  1 = rewrite osa-py/tests/fixtures/contract outputs
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PYTHON=${PYTHON:-python3}
+VENV=${OSA_PY_VENV:-"$ROOT/target/py-venv"}
+WHEELS="$ROOT/target/wheels"
+LOG_DIR=${OSA_TEST_LOG_DIR:-"$ROOT/target/test-logs"}
+TOOLS=(maturin pytest "pydantic>=2" ruff mypy hatchling)
+
+step() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+# Creates a venv (if missing) with the given interpreter and installs packages into it.
+make_venv() {
+    local python=$1 venv=$2
+    shift 2
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q --upgrade pip
+    fi
+    "$venv/bin/python" -m pip install -q "$@"
+}
+
+# Installs the freshly built wheel and the sample convention package into a venv.
+install_packages() {
+    local venv=$1
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL"
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation \
+        "$ROOT/osa-py/tests/sample_convention"
+}
+
+# Runs pytest with the given arguments; fails on any failure and on zero tests run.
+run_pytest() {
+    local venv=$1 log=$2
+    shift 2
+    local status=0
+    (cd "$ROOT/osa-py" && "$venv/bin/python" -m pytest "$@") 2>&1 | tee "$log" || status=$?
+    [ "$status" -eq 0 ] || die "pytest failed (exit $status; 5 means no test was collected)"
+    grep -Eq '[1-9][0-9]* passed' "$log" || die "pytest ran no test"
+}
+
+mkdir -p "$LOG_DIR" "$WHEELS"
+
+step "python"
+command -v "$PYTHON" >/dev/null || die "$PYTHON is required"
+"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
+    || die "$PYTHON must be Python 3.11 or newer"
+"$PYTHON" --version
+
+step "venv ($VENV)"
+make_venv "$PYTHON" "$VENV" "${TOOLS[@]}"
+
+step "wheel"
+rm -f "$WHEELS"/osa_py-*.whl
+(cd osa-py && "$VENV/bin/maturin" build --release -o "$WHEELS")
+shopt -s nullglob
+BUILT=("$WHEELS"/osa_py-*-abi3-*.whl)
+shopt -u nullglob
+[ "${#BUILT[@]}" -eq 1 ] || die "expected one abi3 wheel in $WHEELS, found ${#BUILT[@]}"
+WHEEL=${BUILT[0]}
+install_packages "$VENV"
+
+step "ruff"
+(cd osa-py && "$VENV/bin/ruff" check python tests && "$VENV/bin/ruff" format --check python tests)
+
+step "mypy --strict (the package, against the _native.pyi stub)"
+(cd osa-py && "$VENV/bin/mypy" --strict --no-incremental python/osa)
+
+step "pytest (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'))"
+run_pytest "$VENV" "$LOG_DIR/pytest.log" tests -q
+
+# The wheel is abi3: where Python 3.13 is available, check it there too (types.UnionType
+# spellings of optional types are the reason).
+shopt -s nullglob
+PY313=("$HOME"/.pyenv/versions/3.13*/bin/python3)
+shopt -u nullglob
+if [ "${#PY313[@]}" -gt 0 ]; then
+    VENV313="${VENV}-3.13"
+    step "pytest under ${PY313[-1]}"
+    make_venv "${PY313[-1]}" "$VENV313" pytest "pydantic>=2" hatchling
+    install_packages "$VENV313"
+    run_pytest "$VENV313" "$LOG_DIR/pytest-3.13.log" tests -q \
+        --deselect tests/test_runtime.py::test_memory_stays_flat_for_100k_records
+else
+    step "python 3.13 not found under ~/.pyenv/versions: skipping the 3.13 run"
+fi
+
+step "python tests passed"
