@@ -44,6 +44,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod blob;
 pub mod contract;
 pub mod convention;
 pub mod deploy;
@@ -56,6 +57,7 @@ pub mod policy;
 pub mod registry;
 pub mod runner;
 pub mod runtime;
+pub mod saga;
 pub mod validation;
 
 #[cfg(feature = "testing")]

@@ -25,9 +25,10 @@ pub enum RunStatus {
     Running,
     /// Every step ran; at least one record was accepted, or there were no hooks.
     Completed,
-    /// Every record was rejected or errored.
+    /// Every record was rejected by a hook.
     Rejected,
-    /// Aborted (environment failure, exhausted retries).
+    /// No record was accepted and at least one errored, or the run was aborted
+    /// (environment failure, exhausted retries).
     Failed,
     /// Cancelled by a caller.
     Cancelled,

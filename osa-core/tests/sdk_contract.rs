@@ -12,9 +12,14 @@ use serde_json::Value;
 
 #[test]
 fn engine_reads_sdk_outputs_as_the_sdk_expects() {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../osa-py/tests/fixtures/contract"));
-    let spec: FeatureSpec = serde_json::from_str(&fs::read_to_string(dir.join("feature.json")).unwrap()).unwrap();
-    let expected: Value = serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../osa-py/tests/fixtures/contract"
+    ));
+    let spec: FeatureSpec =
+        serde_json::from_str(&fs::read_to_string(dir.join("feature.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let batch: Vec<RecordId> = expected["batch"]
         .as_array()
         .unwrap()
@@ -22,7 +27,11 @@ fn engine_reads_sdk_outputs_as_the_sdk_expects() {
         .map(|v| RecordId::new(v.as_str().unwrap()).unwrap())
         .collect();
     let out = read_outcomes(&dir.join("out"), &batch, &spec, &OutputLimits::default()).unwrap();
-    assert!(out.missing.is_empty(), "every record has an outcome: {:?}", out.missing);
+    assert!(
+        out.missing.is_empty(),
+        "every record has an outcome: {:?}",
+        out.missing
+    );
     assert!(out.torn_lines.is_empty());
     let mut stray = out.stray_ids.clone();
     stray.sort();
@@ -41,7 +50,9 @@ fn engine_reads_sdk_outputs_as_the_sdk_expects() {
             (RecordOutcome::Passed { rows }, "passed") => {
                 assert_eq!(rows.len() as u64, want["rows"].as_u64().unwrap(), "{id}")
             }
-            (RecordOutcome::Rejected { reason }, "rejected") => assert_eq!(reason, want["reason"].as_str().unwrap()),
+            (RecordOutcome::Rejected { reason }, "rejected") => {
+                assert_eq!(reason, want["reason"].as_str().unwrap())
+            }
             (RecordOutcome::Errored { error, retryable }, "errored") => {
                 assert_eq!(error, want["error"].as_str().unwrap(), "{id}");
                 assert_eq!(*retryable, want["retryable"].as_bool().unwrap());

@@ -170,7 +170,7 @@ macro_rules! deployments_for {
                 sqlx::query(
                     "INSERT INTO deployments (id, kind, target, principal, payload_sha256, payload_size, \
                      payload_ref, status, rollback_of, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', NULL, $8, $8)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $9, $8, $8)",
                 )
                 .bind(deployment.id.0)
                 .bind(enum_name(&deployment.kind))
@@ -180,6 +180,7 @@ macro_rules! deployments_for {
                 .bind(i64::try_from(deployment.payload_size).map_err(|_| Error::invalid("payload_size", "too large"))?)
                 .bind(&deployment.payload_ref)
                 .bind(now)
+                .bind(deployment.rollback_of.map(|r| r.0))
                 .execute(&mut *tx)
                 .await
                 .map_err(db("recording a deployment"))?;
@@ -277,6 +278,31 @@ macro_rules! deployments_for {
                     convention: row.into_convention()?,
                     releases,
                 })
+            }
+
+            async fn apply_release(
+                &self,
+                deployment: DeploymentId,
+                release: &osa_core::hook::NewRelease,
+            ) -> Result<osa_core::hook::ReleaseOutcome> {
+                let mut tx = self.begin().await?;
+                let outcome = super::registry::create_release_in(&mut tx, release).await?;
+                set_status_in(&mut tx, deployment, DeploymentStatus::Succeeded, None).await?;
+                tx.commit().await.map_err(db("applying a release"))?;
+                Ok(outcome)
+            }
+
+            async fn apply_live(
+                &self,
+                deployment: DeploymentId,
+                hook: &osa_core::id::HookName,
+                version: u32,
+            ) -> Result<osa_core::hook::LiveChange> {
+                let mut tx = self.begin().await?;
+                let change = super::registry::set_live_in(&mut tx, hook, version).await?;
+                set_status_in(&mut tx, deployment, DeploymentStatus::Succeeded, None).await?;
+                tx.commit().await.map_err(db("moving the live pointer"))?;
+                Ok(change)
             }
 
             async fn get_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>> {

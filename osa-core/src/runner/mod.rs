@@ -1,4 +1,19 @@
 //! The runner abstraction: execute a release over a prepared batch in a sandbox.
+//!
+//! [`HookRunner`] is the port; [`process::ProcessRunner`] runs `process` releases
+//! locally (optionally inside bubblewrap), and [`execute_with_policy`] wraps any
+//! runner in the OOM retry policy of the design (checkpoint, smallest records first,
+//! doubled memory).
+
+#[cfg(unix)]
+mod group;
+mod oom;
+#[cfg(unix)]
+pub mod process;
+
+pub use oom::{StepExecution, execute_with_policy};
+#[cfg(unix)]
+pub use process::{ProcessRunner, Sandbox};
 
 use std::fmt;
 use std::time::Duration;

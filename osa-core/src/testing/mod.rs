@@ -4,6 +4,8 @@
 //! every implementation is held to the same behaviour.
 
 mod fixtures;
+#[cfg(unix)]
+pub mod runner;
 pub mod storage;
 
 pub use fixtures::*;

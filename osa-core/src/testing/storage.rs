@@ -1330,6 +1330,7 @@ fn new_deployment(kind: DeploymentKind, target: &str) -> NewDeployment {
         payload_sha256: crate::id::Digest::of_bytes(payload.as_bytes()),
         payload_size: payload.len() as u64,
         payload_ref: format!("deployments/{target}.json"),
+        rollback_of: None,
     }
 }
 

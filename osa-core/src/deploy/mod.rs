@@ -1,6 +1,10 @@
 //! Deploy payloads (compatible with the published SDK's `POST /conventions` body),
 //! the deploy plan, and the audit log of deployments.
 
+mod service;
+
+pub use service::{DeployOutcome, Deployer};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -11,7 +15,7 @@ use crate::Result;
 use crate::convention::{Convention, ConventionDocs, FileRequirements, SchemaSpec};
 use crate::error::Error;
 use crate::feature::FeatureSpec;
-use crate::hook::{HookIdentity, NewRelease, ReleaseOutcome};
+use crate::hook::{HookIdentity, LiveChange, NewRelease, ReleaseOutcome};
 use crate::id::{ConventionSlug, DeploymentId, Digest, HookName, ReleaseId};
 use crate::runtime::{Limits, RuntimeConfig};
 
@@ -406,6 +410,8 @@ pub struct NewDeployment {
     pub payload_size: u64,
     /// Its object-store key.
     pub payload_ref: String,
+    /// For live changes: the release that was live before.
+    pub rollback_of: Option<ReleaseId>,
 }
 
 /// One event of a deployment's log.
@@ -532,6 +538,21 @@ pub trait DeploymentLog: Send + Sync {
         deployment: DeploymentId,
         plan: &DeployPlan,
     ) -> Result<DeployApplied>;
+
+    /// Creates a release and marks `deployment` succeeded, atomically.
+    async fn apply_release(
+        &self,
+        deployment: DeploymentId,
+        release: &NewRelease,
+    ) -> Result<ReleaseOutcome>;
+
+    /// Moves a hook's live pointer and marks `deployment` succeeded, atomically.
+    async fn apply_live(
+        &self,
+        deployment: DeploymentId,
+        hook: &HookName,
+        version: u32,
+    ) -> Result<LiveChange>;
 
     /// One deployment.
     async fn get_deployment(&self, id: DeploymentId) -> Result<Option<Deployment>>;

@@ -1,0 +1,269 @@
+//! The deploy service: every convention deploy, release and live change is audited.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{
+    DeployApplied, DeployConvention, Deployment, DeploymentKind, DeploymentLog, DeploymentStatus,
+    NewDeployment, ReleaseRequest, parse_payload,
+};
+use crate::blob::{BlobKeys, Blobs};
+use crate::hook::{LiveChange, ReleaseOutcome};
+use crate::id::{ConventionSlug, DeploymentId, Digest, HookName};
+use crate::registry::HookRegistry;
+use crate::{Error, Result};
+
+/// What a deploy did, with its audit row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployOutcome<T> {
+    /// The audit row (status `succeeded`).
+    pub deployment: Deployment,
+    /// What was applied.
+    pub applied: T,
+}
+
+/// Applies deploys and records each one: payload stored as a blob with its sha256 and
+/// size, status `pending → applying → succeeded | failed`, and events.
+///
+/// The principal always comes from the caller (a verified token), never from a
+/// payload.
+#[derive(Clone)]
+pub struct Deployer {
+    log: Arc<dyn DeploymentLog>,
+    registry: Arc<dyn HookRegistry>,
+    blobs: Blobs,
+}
+
+impl std::fmt::Debug for Deployer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployer").finish_non_exhaustive()
+    }
+}
+
+impl Deployer {
+    /// A deployer over a backend implementing both ports.
+    pub fn new<S: DeploymentLog + HookRegistry + 'static>(storage: Arc<S>, blobs: Blobs) -> Self {
+        Deployer {
+            log: storage.clone(),
+            registry: storage,
+            blobs,
+        }
+    }
+
+    /// Records a deployment of `bytes` (the canonical payload) and moves it to
+    /// `applying`.
+    async fn open(
+        &self,
+        kind: DeploymentKind,
+        target: String,
+        principal: &str,
+        bytes: Vec<u8>,
+        rollback_of: Option<crate::id::ReleaseId>,
+    ) -> Result<Deployment> {
+        let id = DeploymentId::new_random();
+        let payload_ref = BlobKeys::deployment_payload(id);
+        let payload_sha256 = Digest::of_bytes(&bytes);
+        let payload_size = bytes.len() as u64;
+        self.blobs.put(&payload_ref, bytes).await?;
+        let deployment = self
+            .log
+            .record_deployment(&NewDeployment {
+                id,
+                kind,
+                target,
+                principal: principal.to_string(),
+                payload_sha256,
+                payload_size,
+                payload_ref: payload_ref.to_string(),
+                rollback_of,
+            })
+            .await?;
+        self.log
+            .append_deployment_event(id, "received", json!({"size": payload_size}))
+            .await?;
+        self.log
+            .set_deployment_status(id, DeploymentStatus::Applying, None)
+            .await?;
+        self.log
+            .append_deployment_event(id, "applying", json!({}))
+            .await?;
+        Ok(deployment)
+    }
+
+    /// Marks a deployment failed with `error` and returns the error.
+    async fn fail(&self, id: DeploymentId, error: Error) -> Error {
+        let message = error.to_string();
+        let _ = self
+            .log
+            .append_deployment_event(
+                id,
+                "failed",
+                json!({"error": message, "kind": error.kind().as_str()}),
+            )
+            .await;
+        let _ = self
+            .log
+            .set_deployment_status(id, DeploymentStatus::Failed, Some(&message))
+            .await;
+        error
+    }
+
+    async fn succeeded(&self, id: DeploymentId) -> Result<Deployment> {
+        self.log
+            .append_deployment_event(id, "succeeded", json!({}))
+            .await?;
+        self.log
+            .get_deployment(id)
+            .await?
+            .ok_or_else(|| Error::internal(format!("deployment {id} vanished")))
+    }
+
+    /// Deploys a convention from a request body. A body that does not parse is still
+    /// audited (target `-`), so every attempt leaves a trace.
+    pub async fn deploy(
+        &self,
+        body: &[u8],
+        principal: &str,
+    ) -> Result<DeployOutcome<DeployApplied>> {
+        let payload = match parse_payload::<DeployConvention>(body) {
+            Ok(payload) => payload,
+            Err(error) => {
+                let deployment = self
+                    .open(
+                        DeploymentKind::Convention,
+                        "-".into(),
+                        principal,
+                        body.to_vec(),
+                        None,
+                    )
+                    .await?;
+                return Err(self.fail(deployment.id, error).await);
+            }
+        };
+        let target = ConventionSlug::from_title(&payload.title)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| "-".into());
+        let deployment = self
+            .open(
+                DeploymentKind::Convention,
+                target,
+                principal,
+                payload.canonical_bytes(),
+                None,
+            )
+            .await?;
+        let plan = match payload.plan(Some(principal)) {
+            Ok(plan) => plan,
+            Err(error) => return Err(self.fail(deployment.id, error).await),
+        };
+        let applied = match self.log.apply_deploy(deployment.id, &plan).await {
+            Ok(applied) => applied,
+            Err(error) => return Err(self.fail(deployment.id, error).await),
+        };
+        for outcome in &applied.releases {
+            let release = &outcome.release;
+            let message = if outcome.created {
+                "release created"
+            } else {
+                "release unchanged"
+            };
+            self.log
+                .append_deployment_event(
+                    deployment.id,
+                    message,
+                    json!({"hook": release.hook, "version": release.version, "digest": release.digest()}),
+                )
+                .await?;
+        }
+        Ok(DeployOutcome {
+            deployment: self.succeeded(deployment.id).await?,
+            applied,
+        })
+    }
+
+    /// Creates a release of `hook` from a `POST /hooks/{name}/releases` body.
+    pub async fn create_release(
+        &self,
+        hook: &HookName,
+        body: &[u8],
+        principal: &str,
+    ) -> Result<DeployOutcome<ReleaseOutcome>> {
+        let request: ReleaseRequest = parse_payload(body)?;
+        let canonical = serde_json::to_vec(&request).map_err(|e| Error::internal(e.to_string()))?;
+        let deployment = self
+            .open(
+                DeploymentKind::Release,
+                hook.to_string(),
+                principal,
+                canonical,
+                None,
+            )
+            .await?;
+        let release = match request.into_new_release(hook.clone(), Some(principal)) {
+            Ok(release) => release,
+            Err(error) => return Err(self.fail(deployment.id, error).await),
+        };
+        let outcome = match self.log.apply_release(deployment.id, &release).await {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(self.fail(deployment.id, error).await),
+        };
+        self.log
+            .append_deployment_event(
+                deployment.id,
+                if outcome.created {
+                    "release created"
+                } else {
+                    "release unchanged"
+                },
+                json!({"version": outcome.release.version}),
+            )
+            .await?;
+        Ok(DeployOutcome {
+            deployment: self.succeeded(deployment.id).await?,
+            applied: outcome,
+        })
+    }
+
+    /// Points `hook`'s live release at `version` (rollback or pin).
+    pub async fn set_live(
+        &self,
+        hook: &HookName,
+        version: u32,
+        principal: &str,
+    ) -> Result<DeployOutcome<LiveChange>> {
+        let previous = self
+            .registry
+            .get_hook(hook)
+            .await?
+            .ok_or_else(|| Error::not_found("hook", hook))?
+            .live
+            .map(|r| r.id);
+        let canonical = serde_json::to_vec(&json!({"hook": hook, "version": version}))
+            .expect("json serialises");
+        let deployment = self
+            .open(
+                DeploymentKind::Live,
+                hook.to_string(),
+                principal,
+                canonical,
+                previous,
+            )
+            .await?;
+        let change = match self.log.apply_live(deployment.id, hook, version).await {
+            Ok(change) => change,
+            Err(error) => return Err(self.fail(deployment.id, error).await),
+        };
+        self.log
+            .append_deployment_event(
+                deployment.id,
+                "live moved",
+                json!({"from": change.previous.as_ref().map(|r| r.version), "to": change.current.version}),
+            )
+            .await?;
+        Ok(DeployOutcome {
+            deployment: self.succeeded(deployment.id).await?,
+            applied: change,
+        })
+    }
+}

@@ -1,0 +1,440 @@
+//! The step and finalize jobs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::{Engine, FINALIZE_JOB, STEP_JOB, StepRows, StoredRecord, job};
+use crate::blob::BlobKeys;
+use crate::contract::{
+    BatchFile, BatchLayout, BatchRecord, RecordOutcome, write_hook_log, write_run_json,
+};
+use crate::feature::store::{FeatureBatch, NewFeatureRow};
+use crate::hook::{HookRun, OutcomeCounts};
+use crate::id::{HookRunId, RecordId, ValidationRunId};
+use crate::jobs::JobLease;
+use crate::policy::Decision;
+use crate::runner::RunJob;
+use crate::runner::execute_with_policy;
+use crate::validation::{
+    FinalizePlan, RecordVerdict, RunEventKind, RunStatus, StepPlan, StepStatus, ValidationRunView,
+    Verdict,
+};
+use crate::{Error, Result};
+
+/// What a handler asks the worker to do with its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// The job is finished (completed inside the handler's commit or explicitly).
+    Done,
+    /// Retry the job later with backoff.
+    Retry {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Removes a batch directory when dropped (also when the handler is cancelled).
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Engine {
+    async fn view(&self, run: ValidationRunId) -> Result<ValidationRunView> {
+        self.storage()
+            .runs()
+            .run_view(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))
+    }
+
+    async fn ack(&self, lease: Option<&JobLease>) -> Result<()> {
+        if let Some(lease) = lease {
+            self.storage().queue().complete(lease).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs step `step` of `run` and commits it.
+    pub(crate) async fn run_step(
+        &self,
+        run_id: ValidationRunId,
+        step: u32,
+        lease: Option<&JobLease>,
+    ) -> Result<Handled> {
+        let view = self.view(run_id).await?;
+        if view.run.status.is_terminal() || step < view.run.current_step {
+            // Redelivered, or the run ended meanwhile.
+            self.ack(lease).await?;
+            return Ok(Handled::Done);
+        }
+        let snapshot = view
+            .run
+            .steps
+            .get(step as usize)
+            .cloned()
+            .ok_or_else(|| Error::internal(format!("run {run_id} has no step {step}")))?;
+        let storage = self.storage();
+        let release = storage
+            .registry()
+            .get_release_by_id(snapshot.release_id)
+            .await?
+            .ok_or_else(|| Error::not_found("release", snapshot.release_id))?;
+        let hook = storage
+            .registry()
+            .get_hook(&snapshot.hook)
+            .await?
+            .ok_or_else(|| Error::not_found("hook", &snapshot.hook))?;
+        let spec = hook.identity.feature;
+
+        let in_play: Vec<RecordId> = view
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict == Verdict::Pending)
+            .map(|v| v.record_id.clone())
+            .collect();
+        let inputs: Vec<StoredRecord> =
+            self.blobs().get_json(&BlobKeys::run_inputs(run_id)).await?;
+        let positions: BTreeMap<&RecordId, usize> =
+            inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
+
+        let work = WorkDir(
+            self.config()
+                .work_dir
+                .join(run_id.to_string())
+                .join(format!("step-{step}")),
+        );
+        let _ = std::fs::remove_dir_all(&work.0);
+        let staging = work.0.join("staging");
+        let mut records = Vec::with_capacity(in_play.len());
+        for id in &in_play {
+            let position = *positions.get(id).ok_or_else(|| {
+                Error::internal(format!("record {id} is missing from the stored inputs"))
+            })?;
+            let input = &inputs[position];
+            let mut files = Vec::with_capacity(input.files.len());
+            for file in &input.files {
+                let dir = staging.join(position.to_string());
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| io_error("creating", &dir, e))?;
+                let path = dir.join(file.name.as_str());
+                let bytes = self
+                    .blobs()
+                    .get(&object_store::path::Path::from(file.key.as_str()))
+                    .await?;
+                tokio::fs::write(&path, &bytes)
+                    .await
+                    .map_err(|e| io_error("writing", &path, e))?;
+                files.push(BatchFile {
+                    name: file.name.clone(),
+                    source: path,
+                });
+            }
+            records.push(BatchRecord {
+                id: input.id.clone(),
+                metadata: input.metadata.clone(),
+                files,
+            });
+        }
+        let prepared = BatchLayout::prepare(
+            work.0.join("batch"),
+            &records,
+            release.runtime.config(),
+            &self.config().batch_limits,
+        )?;
+        let run_job = RunJob {
+            hook: snapshot.hook.clone(),
+            release_id: release.id,
+            runtime: release.runtime.clone(),
+            limits: release.runtime.limits(),
+            batch: prepared.layout.clone(),
+            max_log_bytes: self.config().output_limits.max_log_bytes,
+        };
+        let started_at = Utc::now();
+        let execution = execute_with_policy(
+            self.runner(),
+            &run_job,
+            &prepared,
+            &records,
+            &spec,
+            &self.config().policy,
+            &self.config().output_limits,
+        )
+        .await;
+        let finished_at = Utc::now();
+
+        let mut give_up_reason = None;
+        match &execution.decision {
+            Some(Decision::AbortRun { reason, .. }) => {
+                storage
+                    .runs()
+                    .end_run(run_id, RunStatus::Failed, reason)
+                    .await?;
+                self.ack(lease).await?;
+                return Ok(Handled::Done);
+            }
+            Some(Decision::Retry { reason }) => {
+                return Ok(Handled::Retry {
+                    reason: reason.clone(),
+                });
+            }
+            Some(Decision::GiveUp { reason }) => give_up_reason = Some(reason.clone()),
+            Some(Decision::RetryWithMoreMemory { .. }) | None => {}
+        }
+
+        let hook_run_id = HookRunId::for_step(run_id, step, &snapshot.hook);
+        let mut outcome = execution.outcome;
+        let missing_reason = match (&execution.output_error, &give_up_reason) {
+            (Some(error), _) => Some(format!("hook outputs unreadable: {error}")),
+            (None, Some(reason)) => Some(format!("hook failed: {reason}")),
+            (None, None) => None,
+        };
+        if let Some(reason) = missing_reason {
+            for id in std::mem::take(&mut outcome.missing) {
+                outcome.outcomes.insert(
+                    id,
+                    RecordOutcome::Errored {
+                        error: reason.clone(),
+                        retryable: false,
+                    },
+                );
+            }
+        }
+        let outcome = outcome.finish();
+        let counts: OutcomeCounts = outcome.counts();
+        let failed_execution = execution.failure.is_some() || execution.output_error.is_some();
+        let log_ref = if failed_execution || counts.errored > 0 {
+            let _ = write_hook_log(
+                &prepared.layout.output,
+                &execution.log.bytes,
+                self.config().output_limits.max_log_bytes,
+            );
+            let key = BlobKeys::step_log(run_id, step);
+            let capped = crate::contract::cap_log(
+                &execution.log.bytes,
+                self.config().output_limits.max_log_bytes,
+            );
+            self.blobs().put(&key, capped).await?;
+            Some(key.to_string())
+        } else {
+            None
+        };
+        let _ = write_run_json(&prepared.layout.output, hook_run_id, release.id);
+
+        let mut verdicts = Vec::new();
+        let mut rows: StepRows = BTreeMap::new();
+        for (id, record_outcome) in &outcome.outcomes {
+            match record_outcome {
+                RecordOutcome::Passed { rows: values } => {
+                    rows.insert(
+                        id.clone(),
+                        values
+                            .iter()
+                            .map(|r| r.iter().map(|v| v.to_json()).collect())
+                            .collect(),
+                    );
+                }
+                RecordOutcome::Rejected { reason } => verdicts.push(RecordVerdict {
+                    record_id: id.clone(),
+                    verdict: Verdict::Rejected {
+                        step,
+                        hook: snapshot.hook.clone(),
+                        reason: reason.clone(),
+                    },
+                }),
+                RecordOutcome::Errored { error, .. } => verdicts.push(RecordVerdict {
+                    record_id: id.clone(),
+                    verdict: Verdict::Errored {
+                        step,
+                        hook: snapshot.hook.clone(),
+                        error: error.clone(),
+                    },
+                }),
+            }
+        }
+        let outputs_ref = BlobKeys::step_outputs(run_id, step);
+        self.blobs().put_json(&outputs_ref, &rows).await?;
+
+        let status = if failed_execution || counts.errored > 0 {
+            StepStatus::Error
+        } else if counts.rejected > 0 {
+            StepStatus::Failed
+        } else {
+            StepStatus::Passed
+        };
+        let hook_run = HookRun {
+            id: hook_run_id,
+            release_id: release.id,
+            status: counts.status(),
+            started_at,
+            finished_at,
+            duration_s: execution.duration.as_secs_f64(),
+            oom_retries: execution.oom_retries,
+            log_ref,
+            input_sha256: Some(prepared.input_sha256.clone()),
+            counts,
+        };
+        let last = step as usize + 1 >= view.run.steps.len();
+        let next_job = if last || rows.is_empty() {
+            job(FINALIZE_JOB, run_id, 0, self.config().max_attempts)
+        } else {
+            job(STEP_JOB, run_id, step + 1, self.config().max_attempts)
+        };
+        let mut events: Vec<RunEventKind> = outcome
+            .progress
+            .iter()
+            .map(|p| RunEventKind::HookProgress {
+                step,
+                label: p.step.clone(),
+                status: p.status.clone(),
+                message: p.message.clone(),
+            })
+            .collect();
+        events.push(RunEventKind::StepFinished {
+            step,
+            hook: snapshot.hook.clone(),
+            status,
+            counts,
+        });
+        let plan = StepPlan {
+            run_id,
+            step,
+            hook_run,
+            status,
+            verdicts,
+            outputs_ref: outputs_ref.to_string(),
+            next_job,
+            completes: lease.cloned(),
+            events,
+        };
+        storage.runs().apply_step(&plan).await?;
+        Ok(Handled::Done)
+    }
+
+    /// Publishes the accepted records' features and ends the run.
+    pub(crate) async fn finalize(
+        &self,
+        run_id: ValidationRunId,
+        lease: Option<&JobLease>,
+    ) -> Result<Handled> {
+        let view = self.view(run_id).await?;
+        if view.run.status.is_terminal() {
+            self.ack(lease).await?;
+            return Ok(Handled::Done);
+        }
+        let accepted: Vec<RecordId> = view
+            .verdicts
+            .iter()
+            .filter(|v| v.verdict == Verdict::Pending)
+            .map(|v| v.record_id.clone())
+            .collect();
+        let mut features = Vec::new();
+        for progress in &view.steps {
+            let Some(hook_run_id) = progress.hook_run_id else {
+                continue;
+            };
+            if accepted.is_empty() {
+                break;
+            }
+            let index = progress.release.index;
+            let rows: StepRows = self
+                .blobs()
+                .get_json(&BlobKeys::step_outputs(run_id, index))
+                .await?;
+            let hook = self
+                .storage()
+                .registry()
+                .get_hook(&progress.release.hook)
+                .await?
+                .ok_or_else(|| Error::not_found("hook", &progress.release.hook))?;
+            let spec = hook.identity.feature;
+            let mut batch_rows = Vec::new();
+            for record in &accepted {
+                for (row_index, values) in rows.get(record).into_iter().flatten().enumerate() {
+                    let object: serde_json::Map<String, serde_json::Value> = spec
+                        .columns()
+                        .iter()
+                        .zip(values)
+                        .map(|(c, v)| (c.name.to_string(), v.clone()))
+                        .collect();
+                    let values = spec.coerce_row(&object).map_err(|e| {
+                        Error::internal(format!("stored step output no longer validates: {e}"))
+                    })?;
+                    batch_rows.push(NewFeatureRow {
+                        record_id: record.clone(),
+                        row_index: row_index as u32,
+                        values,
+                    });
+                }
+            }
+            features.push(FeatureBatch {
+                hook: progress.release.hook.clone(),
+                run_id: hook_run_id,
+                validation_run_id: Some(run_id),
+                records: accepted.clone(),
+                rows: batch_rows,
+            });
+        }
+        let any_errored = view
+            .verdicts
+            .iter()
+            .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
+        let status = match (accepted.is_empty(), any_errored) {
+            (false, _) => RunStatus::Completed,
+            (true, true) => RunStatus::Failed,
+            (true, false) => RunStatus::Rejected,
+        };
+        let plan = FinalizePlan {
+            run_id,
+            status,
+            accepted: accepted.clone(),
+            features,
+            completes: lease.cloned(),
+            events: vec![RunEventKind::Finished {
+                status,
+                accepted: accepted.len() as u32,
+                reason: None,
+            }],
+        };
+        self.storage().runs().apply_finalize(&plan).await?;
+        Ok(Handled::Done)
+    }
+
+    /// A job ran out of attempts: the run fails with the last error.
+    pub(crate) async fn exhausted(
+        &self,
+        run_id: ValidationRunId,
+        kind: &str,
+        step: u32,
+        error: &str,
+    ) -> Result<()> {
+        let what = if kind == STEP_JOB {
+            format!("step {step}")
+        } else {
+            "finalize".to_string()
+        };
+        self.storage()
+            .runs()
+            .end_run(
+                run_id,
+                RunStatus::Failed,
+                &format!("{what} gave up after its last attempt: {error}"),
+            )
+            .await
+            .map(drop)
+    }
+}
+
+fn io_error(action: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::Unavailable {
+        what: "work directory",
+        detail: format!("{action} {}: {e}", path.display()),
+        source: Some(Box::new(e)),
+    }
+}

@@ -1,0 +1,456 @@
+//! The validation saga: [`Engine`] implements [`ValidationService`] on top of the
+//! storage ports, a [`HookRunner`] and an object store, and [`Worker`] runs its jobs.
+//!
+//! A run is a sequence of jobs: one `validation.step` per hook, then one
+//! `validation.finalize`. A step runs hook *k* over the records still in play, then
+//! commits one [`StepPlan`] (hook run, step row, verdicts, `current_step`, next job,
+//! and the job's own completion) in one transaction. Finalize inserts the features of
+//! the records that passed every hook and ends the run, in one transaction. A
+//! redelivered job finds its step already committed and does nothing; a step
+//! re-executed after a crash gets the same hook-run id, so provenance is never
+//! duplicated. No transaction is held open while a hook runs.
+
+mod handlers;
+mod worker;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+pub use worker::{Worker, WorkerConfig};
+
+use crate::blob::{BlobKeys, Blobs};
+use crate::contract::{BatchLimits, OutputLimits};
+use crate::convention::ConventionStore;
+use crate::id::{FileName, RecordId, ValidationRunId};
+use crate::jobs::{Backoff, JobQueue, NewJob};
+use crate::policy::FailurePolicy;
+use crate::registry::HookRegistry;
+use crate::runner::HookRunner;
+use crate::validation::{
+    FileSource, RunEvent, RunEventKind, RunStatus, StepRelease, SubmitPlan, SubmitValidation,
+    ValidationRun, ValidationRunStore, ValidationRunView, ValidationService,
+};
+use crate::{Error, FeatureStore, Result};
+
+/// Job kind of a step.
+pub const STEP_JOB: &str = "validation.step";
+/// Job kind of the finalize.
+pub const FINALIZE_JOB: &str = "validation.finalize";
+
+/// Storage the engine needs; a backend type usually implements all of it.
+pub trait SagaStorage:
+    HookRegistry
+    + FeatureStore
+    + JobQueue
+    + ValidationRunStore
+    + ConventionStore
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> SagaStorage for T where
+    T: HookRegistry
+        + FeatureStore
+        + JobQueue
+        + ValidationRunStore
+        + ConventionStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Tunables of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where batch directories are prepared (one per step execution, removed after).
+    pub work_dir: PathBuf,
+    /// The failure policy.
+    pub policy: FailurePolicy,
+    /// Backoff between retries of a step.
+    pub backoff: Backoff,
+    /// Deliveries of a job before it is dead (and the run failed).
+    pub max_attempts: u32,
+    /// Limits on reading hook outputs.
+    pub output_limits: OutputLimits,
+    /// Limits on preparing batches.
+    pub batch_limits: BatchLimits,
+    /// Most records in one submission.
+    pub max_records: usize,
+    /// How often an event stream polls for new persisted events.
+    pub event_poll: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults with batch directories under `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            work_dir: work_dir.into(),
+            policy: FailurePolicy::default(),
+            backoff: Backoff::default(),
+            max_attempts: 5,
+            output_limits: OutputLimits::default(),
+            batch_limits: BatchLimits::default(),
+            max_records: 100_000,
+            event_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+/// A file of a stored input record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredFile {
+    pub name: FileName,
+    pub key: String,
+}
+
+/// A record as stored at submit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StoredRecord {
+    pub id: RecordId,
+    pub metadata: serde_json::Value,
+    pub files: Vec<StoredFile>,
+}
+
+/// Payload of step and finalize jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobPayload {
+    pub run: ValidationRunId,
+    pub step: u32,
+}
+
+/// The validation engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Arc<dyn SagaStorageDyn>,
+    runner: Arc<dyn HookRunner>,
+    blobs: Blobs,
+    config: EngineConfig,
+}
+
+/// Object-safe view of [`SagaStorage`] (trait upcasting keeps each port usable).
+pub(crate) trait SagaStorageDyn: Send + Sync {
+    fn registry(&self) -> &dyn HookRegistry;
+    fn features(&self) -> &dyn FeatureStore;
+    fn queue(&self) -> &dyn JobQueue;
+    fn runs(&self) -> &dyn ValidationRunStore;
+    fn conventions(&self) -> &dyn ConventionStore;
+}
+
+impl<T: SagaStorage> SagaStorageDyn for T {
+    fn registry(&self) -> &dyn HookRegistry {
+        self
+    }
+    fn features(&self) -> &dyn FeatureStore {
+        self
+    }
+    fn queue(&self) -> &dyn JobQueue {
+        self
+    }
+    fn runs(&self) -> &dyn ValidationRunStore {
+        self
+    }
+    fn conventions(&self) -> &dyn ConventionStore {
+        self
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("runner", &self.inner.runner)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn job(kind: &str, run: ValidationRunId, step: u32, max_attempts: u32) -> NewJob {
+    NewJob {
+        kind: kind.into(),
+        payload: serde_json::to_value(JobPayload { run, step }).expect("job payloads serialise"),
+        run_at: Utc::now(),
+        max_attempts,
+        dedupe_key: Some(format!("{run}/{kind}/{step}")),
+    }
+}
+
+impl Engine {
+    /// An engine over `storage`, running hooks with `runner`, keeping blobs in `blobs`.
+    pub fn new<S: SagaStorage>(
+        storage: Arc<S>,
+        runner: Arc<dyn HookRunner>,
+        blobs: Blobs,
+        config: EngineConfig,
+    ) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                storage,
+                runner,
+                blobs,
+                config,
+            }),
+        }
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Blobs {
+        &self.inner.blobs
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn storage(&self) -> &dyn SagaStorageDyn {
+        self.inner.storage.as_ref()
+    }
+
+    pub(crate) fn runner(&self) -> &dyn HookRunner {
+        self.inner.runner.as_ref()
+    }
+
+    /// Reads the captured log of a hook run (by its stored locator).
+    pub async fn hook_log(&self, run: crate::id::HookRunId) -> Result<bytes::Bytes> {
+        let run = self
+            .storage()
+            .registry()
+            .get_run(run)
+            .await?
+            .ok_or_else(|| Error::not_found("hook run", run))?;
+        let log_ref = run
+            .log_ref
+            .ok_or_else(|| Error::not_found("log of hook run", run.id))?;
+        self.inner.blobs.read_log(&log_ref).await
+    }
+
+    /// The provenance chain of one feature row: row, hook run (status, timing,
+    /// oom_retries, log locator) and release (version, digest, runtime, config, limits,
+    /// source_ref, built_by, built_at).
+    pub async fn provenance(
+        &self,
+        hook: &crate::id::HookName,
+        row_id: i64,
+    ) -> Result<crate::feature::store::Provenance> {
+        self.storage()
+            .features()
+            .provenance(hook, row_id)
+            .await?
+            .ok_or_else(|| Error::not_found("feature row", format!("{hook}/{row_id}")))
+    }
+
+    /// Checks a submission before anything is stored.
+    fn check_submission(&self, request: &SubmitValidation) -> Result<()> {
+        if request.records.is_empty() {
+            return Err(Error::invalid("records", "submit at least one record"));
+        }
+        if request.records.len() > self.inner.config.max_records {
+            return Err(Error::invalid(
+                "records",
+                format!(
+                    "at most {} records per submission",
+                    self.inner.config.max_records
+                ),
+            ));
+        }
+        let mut ids = HashSet::new();
+        for (i, record) in request.records.iter().enumerate() {
+            if !ids.insert(&record.id) {
+                return Err(Error::invalid(
+                    format!("records[{i}].id"),
+                    format!("{:?} appears twice", record.id.as_str()),
+                ));
+            }
+            if !record.metadata.is_object() {
+                return Err(Error::invalid(
+                    format!("records[{i}].metadata"),
+                    "must be a JSON object",
+                ));
+            }
+            let mut names = HashSet::new();
+            for (j, file) in record.files.iter().enumerate() {
+                if !names.insert(&file.name) {
+                    return Err(Error::invalid(
+                        format!("records[{i}].files[{j}].name"),
+                        format!("`{}` appears twice", file.name),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ValidationService for Engine {
+    async fn submit(&self, request: SubmitValidation) -> Result<ValidationRunId> {
+        self.check_submission(&request)?;
+        let storage = self.storage();
+        let convention = storage
+            .conventions()
+            .get_convention(&request.convention)
+            .await?
+            .ok_or_else(|| Error::not_found("convention", &request.convention))?;
+        // The snapshot: every step of this run uses these releases, whatever happens
+        // to the live pointers afterwards.
+        let releases = storage.registry().resolve_live(&convention.hooks).await?;
+        let run_id = ValidationRunId::new_random();
+        let blobs = &self.inner.blobs;
+        let mut stored = Vec::with_capacity(request.records.len());
+        for (position, record) in request.records.iter().enumerate() {
+            let mut files = Vec::with_capacity(record.files.len());
+            for file in &record.files {
+                let key = BlobKeys::run_file(run_id, position, &file.name);
+                match &file.source {
+                    FileSource::Local { path } => {
+                        let meta = tokio::fs::metadata(path).await.map_err(|e| {
+                            Error::invalid(
+                                format!("records[{position}].files"),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
+                        if meta.len() > self.inner.config.batch_limits.max_file_bytes {
+                            return Err(Error::invalid(
+                                format!("records[{position}].files"),
+                                format!(
+                                    "file `{}` is {} bytes, over the limit of {} bytes",
+                                    file.name,
+                                    meta.len(),
+                                    self.inner.config.batch_limits.max_file_bytes
+                                ),
+                            ));
+                        }
+                        let bytes = tokio::fs::read(path).await.map_err(|e| {
+                            Error::invalid(
+                                format!("records[{position}].files"),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
+                        blobs.put(&key, bytes).await?;
+                    }
+                    FileSource::Object { key: source } => {
+                        blobs
+                            .copy(&object_store::path::Path::from(source.as_str()), &key)
+                            .await?;
+                    }
+                }
+                files.push(StoredFile {
+                    name: file.name.clone(),
+                    key: key.to_string(),
+                });
+            }
+            stored.push(StoredRecord {
+                id: record.id.clone(),
+                metadata: record.metadata.clone(),
+                files,
+            });
+        }
+        let inputs_ref = BlobKeys::run_inputs(run_id);
+        blobs.put_json(&inputs_ref, &stored).await?;
+
+        let now = Utc::now();
+        let steps: Vec<StepRelease> = releases
+            .iter()
+            .enumerate()
+            .map(|(index, release)| StepRelease {
+                index: index as u32,
+                hook: release.hook.clone(),
+                release_id: release.id,
+                version: release.version,
+            })
+            .collect();
+        let record_count = stored.len() as u32;
+        let run = ValidationRun {
+            id: run_id,
+            convention: convention.slug.clone(),
+            status: RunStatus::Pending,
+            current_step: 0,
+            steps: steps.clone(),
+            record_count,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let first_job = if steps.is_empty() {
+            job(FINALIZE_JOB, run_id, 0, self.inner.config.max_attempts)
+        } else {
+            job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)
+        };
+        let plan = SubmitPlan {
+            run,
+            records: stored.iter().map(|r| r.id.clone()).collect(),
+            inputs_ref: inputs_ref.to_string(),
+            first_job: (!steps.is_empty()).then_some(first_job),
+            events: vec![RunEventKind::Submitted {
+                records: record_count,
+                steps: steps.len() as u32,
+            }],
+        };
+        storage.runs().create_run(&plan).await?;
+        if steps.is_empty() {
+            // Zero hooks: every record is accepted at once.
+            self.finalize(run_id, None).await?;
+        }
+        Ok(run_id)
+    }
+
+    async fn get(&self, run: ValidationRunId) -> Result<ValidationRunView> {
+        self.storage()
+            .runs()
+            .run_view(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))
+    }
+
+    async fn events(&self, run: ValidationRunId) -> Result<BoxStream<'static, Result<RunEvent>>> {
+        self.get(run).await?;
+        let engine = self.clone();
+        let poll = self.inner.config.event_poll;
+        // Replay persisted events, then tail them by polling the store (the source of
+        // truth, also across processes) until the run's `finished` event.
+        let stream = futures::stream::unfold(
+            (engine, 0u64, Vec::<RunEvent>::new(), false),
+            move |(engine, after, mut buffered, done)| async move {
+                loop {
+                    if let Some(event) = (!buffered.is_empty()).then(|| buffered.remove(0)) {
+                        let finished = matches!(event.kind, RunEventKind::Finished { .. });
+                        let seq = event.seq;
+                        return Some((Ok(event), (engine, seq, buffered, finished)));
+                    }
+                    if done {
+                        return None;
+                    }
+                    match engine.storage().runs().run_events(run, after).await {
+                        Ok(events) if events.is_empty() => tokio::time::sleep(poll).await,
+                        Ok(events) => buffered = events,
+                        Err(e) => return Some((Err(e), (engine, after, buffered, true))),
+                    }
+                }
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+
+    async fn cancel(&self, run: ValidationRunId) -> Result<bool> {
+        self.storage()
+            .runs()
+            .end_run(run, RunStatus::Cancelled, "cancelled")
+            .await
+    }
+}
+
+/// Rows a step produced for its passed records, in column order, as JSON values.
+pub(crate) type StepRows = BTreeMap<RecordId, Vec<Vec<serde_json::Value>>>;

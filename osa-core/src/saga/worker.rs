@@ -1,0 +1,201 @@
+//! The worker: claims saga jobs, runs them with bounded concurrency, keeps their leases
+//! alive, and stops gracefully.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::task::JoinSet;
+
+use super::handlers::Handled;
+use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
+use crate::jobs::{ClaimedJob, FailOutcome};
+use crate::validation::{RunStatus, ValidationService};
+use crate::{Error, Result};
+
+/// Worker tunables.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// Jobs run at the same time.
+    pub concurrency: usize,
+    /// Pause between claims when the queue is empty.
+    pub poll_interval: Duration,
+    /// Lease taken on a claimed job; an expired lease makes the job claimable again.
+    pub lease: Duration,
+    /// How often a running job's lease is renewed.
+    pub heartbeat: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 2,
+            poll_interval: Duration::from_millis(100),
+            lease: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Runs the saga's jobs. Several workers (threads or processes) may share one queue.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    engine: Engine,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker for `engine`.
+    pub fn new(engine: Engine, config: WorkerConfig) -> Self {
+        Worker { engine, config }
+    }
+
+    /// Runs until `shutdown` resolves, then stops claiming and waits for the jobs in
+    /// flight to finish (their commits are atomic, so stopping mid-way is also safe:
+    /// an unfinished job's lease expires and another worker re-runs it).
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut in_flight: JoinSet<()> = JoinSet::new();
+        loop {
+            let free = self.config.concurrency.saturating_sub(in_flight.len());
+            let mut claimed = 0;
+            if free > 0 {
+                let jobs = self
+                    .engine
+                    .storage()
+                    .queue()
+                    .claim(&[STEP_JOB, FINALIZE_JOB], free as u32, self.config.lease)
+                    .await;
+                match jobs {
+                    Ok(jobs) => {
+                        claimed = jobs.len();
+                        for job in jobs {
+                            let worker = self.clone();
+                            in_flight.spawn(async move { worker.process(job).await });
+                        }
+                    }
+                    // A transient database error: wait and claim again.
+                    Err(e) if e.is_transient() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if claimed > 0 && in_flight.len() < self.config.concurrency {
+                continue;
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    /// Runs jobs until `run` reaches a terminal state; returns that state.
+    pub async fn run_until_finished(&self, run: crate::id::ValidationRunId) -> Result<RunStatus> {
+        let engine = self.engine.clone();
+        let poll = self.config.poll_interval;
+        let finished = async move {
+            loop {
+                match engine.get(run).await {
+                    Ok(view) if view.run.status.is_terminal() => return,
+                    Err(e) if !e.is_transient() => return,
+                    _ => tokio::time::sleep(poll).await,
+                }
+            }
+        };
+        self.run(finished).await?;
+        Ok(self.engine.get(run).await?.run.status)
+    }
+
+    /// Handles one claimed job: runs it, keeps its lease alive meanwhile, and acts on
+    /// the result (done, retry with backoff, or the run fails). Delivering the same job
+    /// again after it finished changes nothing.
+    pub async fn process(&self, job: ClaimedJob) {
+        let queue = self.engine.storage().queue();
+        let Ok(payload) = serde_json::from_value::<JobPayload>(job.payload.clone()) else {
+            let _ = queue
+                .fail(&job.lease, "malformed job payload", Utc::now())
+                .await;
+            return;
+        };
+        if job.attempt > job.max_attempts {
+            // A job whose lease keeps expiring (its worker crashes) still runs out.
+            self.give_up(
+                &job,
+                payload,
+                "its worker stopped responding on every attempt",
+            )
+            .await;
+            return;
+        }
+        let heartbeat = {
+            let engine = self.engine.clone();
+            let lease = job.lease.clone();
+            let (every, extend) = (self.config.heartbeat, self.config.lease);
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(every);
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    if !matches!(
+                        engine.storage().queue().heartbeat(&lease, extend).await,
+                        Ok(true)
+                    ) {
+                        return;
+                    }
+                }
+            })
+        };
+        let result = match job.kind.as_str() {
+            STEP_JOB => {
+                self.engine
+                    .run_step(payload.run, payload.step, Some(&job.lease))
+                    .await
+            }
+            FINALIZE_JOB => self.engine.finalize(payload.run, Some(&job.lease)).await,
+            other => Err(Error::internal(format!("unknown job kind {other}"))),
+        };
+        heartbeat.abort();
+        let retry_reason = match result {
+            Ok(Handled::Done) => return,
+            Ok(Handled::Retry { reason }) => reason,
+            Err(e) if e.is_transient() => e.to_string(),
+            Err(e) => {
+                // Repeating cannot help: the run fails now, with the reason.
+                let reason = format!("{} failed: {e}", job.kind);
+                let _ = self
+                    .engine
+                    .storage()
+                    .runs()
+                    .end_run(payload.run, RunStatus::Failed, &reason)
+                    .await;
+                let _ = queue.complete(&job.lease).await;
+                return;
+            }
+        };
+        let delay = self
+            .engine
+            .config()
+            .backoff
+            .delay(job.attempt, rand::random::<f64>());
+        let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, &retry_reason, retry_at).await {
+            let _ = self
+                .engine
+                .exhausted(payload.run, &job.kind, payload.step, &retry_reason)
+                .await;
+        }
+    }
+
+    async fn give_up(&self, job: &ClaimedJob, payload: JobPayload, why: &str) {
+        let queue = self.engine.storage().queue();
+        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, why, Utc::now()).await {
+            let _ = self
+                .engine
+                .exhausted(payload.run, &job.kind, payload.step, why)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The runner conformance suite against `ProcessRunner`, in plain mode and inside
+//! bubblewrap, with the Python test hook (`tests/hooks/test_hook.py`), plus the
+//! process runner's own configuration errors.
+//!
+//! Needs `python3` on PATH and `bwrap` (scripts/sandbox-setup.sh installs it); the
+//! bwrap tests fail, never skip, when it is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use osa_core::contract::{BatchLayout, BatchLimits};
+use osa_core::id::{HookName, ReleaseId};
+use osa_core::runner::process::{ProcessRunner, Sandbox};
+use osa_core::runner::{FailureKind, HookRunner, RunJob};
+use osa_core::runtime::{Limits, RuntimeConfig};
+use osa_core::testing::runner::{self as suite, HOOK_NAME, Harness};
+use serde_json::{Map, Value};
+
+/// The Python interpreter behind `python3` on PATH and its installation prefix.
+struct Python {
+    executable: PathBuf,
+    prefix: PathBuf,
+}
+
+fn python() -> &'static Python {
+    static PYTHON: OnceLock<Python> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        // Resolve shims (pyenv) to the real interpreter: the sandbox only sees what is
+        // bound, and the interpreter needs its prefix (stdlib) too.
+        let output = Command::new("python3")
+            .args([
+                "-c",
+                "import sys; print(sys.executable); print(sys.base_prefix)",
+            ])
+            .output()
+            .expect("python3 must be on PATH to run the process runner tests");
+        assert!(output.status.success(), "python3 failed: {output:?}");
+        let text = String::from_utf8(output.stdout).expect("utf-8 paths");
+        let mut lines = text.lines();
+        Python {
+            executable: lines.next().expect("sys.executable").into(),
+            prefix: lines.next().expect("sys.base_prefix").into(),
+        }
+    })
+}
+
+fn hook_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/hooks/test_hook.py")
+        .canonicalize()
+        .expect("tests/hooks/test_hook.py exists")
+}
+
+fn python_hook(config: Map<String, Value>, limits: Limits) -> RuntimeConfig {
+    RuntimeConfig::Process {
+        command: vec![
+            python().executable.to_string_lossy().into_owned(),
+            hook_script().to_string_lossy().into_owned(),
+        ],
+        digest: osa_core::testing::digest(1),
+        config,
+        limits,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Plain,
+    Bwrap,
+}
+
+/// A runner in one mode, with its scratch directory.
+struct Env {
+    runner: ProcessRunner,
+    scratch: tempfile::TempDir,
+    sandboxed: bool,
+}
+
+impl Env {
+    fn new(mode: Mode) -> Self {
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let (runner, sandboxed) = match mode {
+            Mode::Plain => (ProcessRunner::new(), false),
+            Mode::Bwrap => {
+                if let Err(e) = Sandbox::Bwrap.check() {
+                    panic!("the bwrap runner tests need bubblewrap: {e}");
+                }
+                let script_dir = hook_script().parent().expect("script dir").to_path_buf();
+                let runner = ProcessRunner::with_sandbox(Sandbox::Bwrap)
+                    .bind_read_only(script_dir)
+                    .bind_read_only(&python().prefix);
+                (runner, true)
+            }
+        };
+        Env {
+            runner,
+            scratch,
+            sandboxed,
+        }
+    }
+
+    fn harness(&self) -> Harness<'_> {
+        Harness::new(&self.runner, &python_hook, self.scratch.path()).sandboxed(self.sandboxed)
+    }
+}
+
+macro_rules! conformance {
+    ($mode:expr => $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let env = Env::new($mode);
+                if let Err(e) = suite::$case(&env.harness()).await {
+                    panic!("{e}");
+                }
+            }
+        )*
+    };
+}
+
+mod plain {
+    use super::*;
+
+    conformance!(Mode::Plain =>
+        passes,
+        contract_environment,
+        per_record_outcomes,
+        progress_rejection,
+        nonzero_exit,
+        timeout_kills_everything,
+        background_children_are_killed,
+        cancellation_kills_everything,
+        oom_then_success,
+        oom_exhausted,
+        oversized_output_refused,
+        log_is_captured_and_capped,
+        files_visible_read_only,
+        writes_outside_out_fail,
+        no_network,
+    );
+}
+
+mod bwrap {
+    use super::*;
+
+    conformance!(Mode::Bwrap =>
+        passes,
+        contract_environment,
+        per_record_outcomes,
+        progress_rejection,
+        nonzero_exit,
+        timeout_kills_everything,
+        background_children_are_killed,
+        cancellation_kills_everything,
+        oom_then_success,
+        oom_exhausted,
+        oversized_output_refused,
+        log_is_captured_and_capped,
+        files_visible_read_only,
+        writes_outside_out_fail,
+        no_network,
+    );
+
+    #[test]
+    fn detect_finds_bwrap_here() {
+        assert_eq!(
+            Sandbox::detect(),
+            Sandbox::Bwrap,
+            "bwrap must work on this machine ({:?}); run scripts/sandbox-setup.sh",
+            Sandbox::Bwrap.check()
+        );
+    }
+}
+
+/// A job for `runtime` over an empty one-record batch.
+fn job(scratch: &Path, runtime: RuntimeConfig) -> RunJob {
+    let record = osa_core::contract::BatchRecord {
+        id: "a".parse().expect("valid id"),
+        metadata: serde_json::json!({}),
+        files: Vec::new(),
+    };
+    let batch = BatchLayout::prepare(
+        scratch.join("batch"),
+        &[record],
+        runtime.config(),
+        &BatchLimits::default(),
+    )
+    .expect("batch");
+    RunJob {
+        hook: HookName::new(HOOK_NAME).expect("valid hook name"),
+        release_id: ReleaseId::new_random(),
+        limits: runtime.limits(),
+        runtime,
+        batch: batch.layout,
+        max_log_bytes: 1 << 20,
+    }
+}
+
+fn process(command: &[&str]) -> RuntimeConfig {
+    RuntimeConfig::Process {
+        command: command.iter().map(|s| s.to_string()).collect(),
+        digest: osa_core::testing::digest(2),
+        config: Map::new(),
+        limits: Limits::default(),
+    }
+}
+
+async fn config_failure(runner: &ProcessRunner, runtime: RuntimeConfig) -> String {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    match runner.run(&job(scratch.path(), runtime)).await {
+        Ok(_) => panic!("expected a config failure, got success"),
+        Err(f) => {
+            assert_eq!(f.kind, FailureKind::Config, "{f}");
+            f.detail
+        }
+    }
+}
+
+#[tokio::test]
+async fn unrunnable_commands_are_config_failures() {
+    for runner in [
+        ProcessRunner::new(),
+        ProcessRunner::with_sandbox(Sandbox::Bwrap),
+    ] {
+        let detail = config_failure(&runner, process(&["osa-no-such-program"])).await;
+        assert!(
+            detail.contains("`osa-no-such-program` not found in PATH"),
+            "{detail}"
+        );
+        let detail = config_failure(&runner, process(&["/opt/osa/no/such/hook"])).await;
+        assert!(detail.contains("/opt/osa/no/such/hook"), "{detail}");
+        let detail = config_failure(&runner, process(&["hooks/check.py"])).await;
+        assert!(detail.contains("relative path"), "{detail}");
+        let detail = config_failure(&runner, process(&[])).await;
+        assert!(detail.contains("empty"), "{detail}");
+        let oci = RuntimeConfig::Oci {
+            image: "ghcr.io/x/hook".into(),
+            digest: osa_core::testing::digest(3),
+            config: Map::new(),
+            limits: Limits::default(),
+        };
+        let detail = config_failure(&runner, oci).await;
+        assert!(detail.contains("`oci`"), "{detail}");
+    }
+}
+
+#[tokio::test]
+async fn a_non_executable_file_is_a_config_failure() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let script = scratch.path().join("hook.sh");
+    std::fs::write(&script, "echo hi\n").expect("write script");
+    let detail = config_failure(
+        &ProcessRunner::new(),
+        process(&[script.to_str().expect("utf-8 path")]),
+    )
+    .await;
+    assert!(detail.contains("permission denied"), "{detail}");
+}
+
+#[tokio::test]
+async fn the_runner_names_its_mode() {
+    assert_eq!(ProcessRunner::new().name(), "process");
+    assert_eq!(ProcessRunner::with_sandbox(Sandbox::Bwrap).name(), "bwrap");
+}
+
+/// In plain mode, the contract directories are the batch's host paths and `HOME` is a
+/// private directory that is gone afterwards.
+#[tokio::test]
+async fn plain_mode_environment_values() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut config = Map::new();
+    config.insert("mode".into(), "env".into());
+    let job = job(scratch.path(), python_hook(config, Limits::default()));
+    let execution = ProcessRunner::new().run(&job).await;
+    assert!(execution.is_ok(), "{execution:?}");
+    let features =
+        std::fs::read_to_string(job.batch.output.join("features.jsonl")).expect("features");
+    let line: Value =
+        serde_json::from_str(features.lines().next().expect("one line")).expect("json");
+    let env = &line["features"][0]["detail"]["env"];
+    assert_eq!(env["OSA_IN"], job.batch.input.to_string_lossy().as_ref());
+    assert_eq!(env["OSA_OUT"], job.batch.output.to_string_lossy().as_ref());
+    assert_eq!(env["OSA_FILES"], job.batch.files.to_string_lossy().as_ref());
+    let home = PathBuf::from(env["HOME"].as_str().expect("HOME"));
+    assert!(home.starts_with(std::env::temp_dir()), "{}", home.display());
+    assert!(
+        !home.exists(),
+        "the private HOME {} must be removed",
+        home.display()
+    );
+}
