@@ -62,6 +62,12 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 step "rust tests"
 run_cargo_tests workspace --workspace --all-features
 
+step "quickstart (the README's main job)"
+cargo run -q --example quickstart | tee "$LOG_DIR/quickstart.log"
+grep -q "run completed: 35 of 50 records accepted" "$LOG_DIR/quickstart.log" \
+    || die "the quickstart did not end as the README shows"
+grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopped before the provenance"
+
 step "python package (wheel, ruff, mypy, pytest)"
 rm -f "$LOG_DIR"/pytest*.log
 OSA_TEST_LOG_DIR="$LOG_DIR" scripts/python-tests.sh

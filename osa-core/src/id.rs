@@ -158,7 +158,8 @@ macro_rules! string_identifier {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                // `pad` so that width and alignment flags work in tables.
+                f.pad(&self.0)
             }
         }
 
