@@ -113,9 +113,16 @@ async fn prepare<S: HookRegistry + FeatureStore>(store: &S) -> HookRunId {
 }
 
 async fn postgres(tag: &str, connections: u32) -> PgBackend {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let config = PgConfig::new(url).with_schemas(format!("bench_{tag}"), format!("bench_{tag}_features"));
-    let backend = PgBackend::connect(PgConfig { max_connections: connections, ..config }).await.unwrap();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let config =
+        PgConfig::new(url).with_schemas(format!("bench_{tag}"), format!("bench_{tag}_features"));
+    let backend = PgBackend::connect(PgConfig {
+        max_connections: connections,
+        ..config
+    })
+    .await
+    .unwrap();
     backend.drop_schemas().await.unwrap();
     backend.migrate().await.unwrap();
     backend
@@ -142,14 +149,17 @@ fn copy_text(batch: &FeatureBatch, created_at: &str) -> String {
 fn feature_inserts(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("feature_insert_100k_rows");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
 
     let pg = rt.block_on(postgres("inserts", 4));
     let pg_run = rt.block_on(prepare(&pg));
     let pg_batch = batch(pg_run);
     let table = "\"bench_inserts_features\".\"bench_features\"";
     let truncate = |pg: &PgBackend| {
-        rt.block_on(sqlx::query(&format!("TRUNCATE {table}")).execute(pg.pool())).unwrap();
+        rt.block_on(sqlx::query(&format!("TRUNCATE {table}")).execute(pg.pool()))
+            .unwrap();
     };
 
     group.bench_function("postgres/feature_store_binary_copy", |b| {
@@ -245,7 +255,9 @@ fn feature_inserts(c: &mut Criterion) {
 
     let dir = tempfile::tempdir().unwrap();
     let sqlite = rt.block_on(async {
-        let s = SqliteBackend::open(dir.path().join("bench.db")).await.unwrap();
+        let s = SqliteBackend::open(dir.path().join("bench.db"))
+            .await
+            .unwrap();
         s.migrate().await.unwrap();
         s
     });
@@ -253,7 +265,8 @@ fn feature_inserts(c: &mut Criterion) {
     let sqlite_batch = batch(sqlite_run);
     let sqlite_table = "\"osa_feature__bench_features\"";
     let clear = |s: &SqliteBackend| {
-        rt.block_on(sqlx::query(&format!("DELETE FROM {sqlite_table}")).execute(s.write_pool())).unwrap();
+        rt.block_on(sqlx::query(&format!("DELETE FROM {sqlite_table}")).execute(s.write_pool()))
+            .unwrap();
     };
 
     group.bench_function("sqlite/feature_store", |b| {
@@ -316,53 +329,62 @@ const JOBS: usize = 2_000;
 fn job_throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("jobs_claim_complete_2000");
-    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
     let pg = rt.block_on(postgres("jobs", 8));
     for workers in [1usize, 4] {
-        group.bench_with_input(BenchmarkId::new("postgres", format!("{workers}_workers")), &workers, |b, &workers| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    rt.block_on(async {
-                        for _ in 0..JOBS {
-                            pg.enqueue(&NewJob {
-                                kind: "bench".into(),
-                                payload: serde_json::json!({}),
-                                run_at: Utc::now() - chrono::Duration::seconds(1),
-                                max_attempts: 3,
-                                dedupe_key: None,
-                            })
-                            .await
-                            .unwrap();
-                        }
-                    });
-                    let start = Instant::now();
-                    rt.block_on(async {
-                        let tasks: Vec<_> = (0..workers)
-                            .map(|_| {
-                                let pg = pg.clone();
-                                tokio::spawn(async move {
-                                    loop {
-                                        let jobs = pg.claim(&["bench"], 10, Duration::from_secs(60)).await.unwrap();
-                                        if jobs.is_empty() {
-                                            return;
-                                        }
-                                        for job in jobs {
-                                            assert!(pg.complete(&job.lease).await.unwrap());
-                                        }
-                                    }
+        group.bench_with_input(
+            BenchmarkId::new("postgres", format!("{workers}_workers")),
+            &workers,
+            |b, &workers| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        rt.block_on(async {
+                            for _ in 0..JOBS {
+                                pg.enqueue(&NewJob {
+                                    kind: "bench".into(),
+                                    payload: serde_json::json!({}),
+                                    run_at: Utc::now() - chrono::Duration::seconds(1),
+                                    max_attempts: 3,
+                                    dedupe_key: None,
                                 })
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.unwrap();
-                        }
-                    });
-                    total += start.elapsed();
-                }
-                total
-            })
-        });
+                                .await
+                                .unwrap();
+                            }
+                        });
+                        let start = Instant::now();
+                        rt.block_on(async {
+                            let tasks: Vec<_> = (0..workers)
+                                .map(|_| {
+                                    let pg = pg.clone();
+                                    tokio::spawn(async move {
+                                        loop {
+                                            let jobs = pg
+                                                .claim(&["bench"], 10, Duration::from_secs(60))
+                                                .await
+                                                .unwrap();
+                                            if jobs.is_empty() {
+                                                return;
+                                            }
+                                            for job in jobs {
+                                                assert!(pg.complete(&job.lease).await.unwrap());
+                                            }
+                                        }
+                                    })
+                                })
+                                .collect();
+                            for task in tasks {
+                                task.await.unwrap();
+                            }
+                        });
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            },
+        );
     }
     rt.block_on(pg.drop_schemas()).unwrap();
     group.finish();

@@ -22,7 +22,9 @@ use osa::id::{Digest, FileName, HookName, RecordId};
 use osa::runner::ProcessRunner;
 use osa::runtime::RuntimeConfig;
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
-use osa::validation::{FileSource, InputFile, InputRecord, RunEventKind, SubmitValidation, ValidationService, Verdict};
+use osa::validation::{
+    FileSource, InputFile, InputRecord, RunEventKind, SubmitValidation, ValidationService, Verdict,
+};
 use osa::{FeatureStore, HookRegistry};
 use osa_sqlx::SqliteBackend;
 use serde_json::{Value, json};
@@ -31,7 +33,8 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
 
 fn hook(dir: &Path, name: &str, cardinality: &str, columns: Value) -> osa::Result<Value> {
     let script = dir.join("hooks").join(format!("{name}.py"));
-    let code = std::fs::read(&script).map_err(|e| osa::Error::invalid("hook", format!("{}: {e}", script.display())))?;
+    let code = std::fs::read(&script)
+        .map_err(|e| osa::Error::invalid("hook", format!("{}: {e}", script.display())))?;
     Ok(json!({
         "name": name,
         "feature": {"kind": "table", "cardinality": cardinality, "columns": columns},
@@ -98,14 +101,22 @@ async fn main() -> osa::Result<()> {
     let body = serde_json::to_vec(&payload).map_err(|e| osa::Error::internal(e.to_string()))?;
     let deployed = deployer.deploy(&body, "quickstart").await?;
     let convention = &deployed.applied.convention;
-    println!("1. deploy \"{}\" -> convention `{}`", convention.title, convention.slug);
+    println!(
+        "1. deploy \"{}\" -> convention `{}`",
+        convention.title, convention.slug
+    );
     for outcome in &deployed.applied.releases {
         let release = &outcome.release;
         let runs = match &release.runtime {
             RuntimeConfig::Process { command, .. } => command.join(" "),
             other => other.type_name().to_string(),
         };
-        println!("   hook {:<17} v{}  {}", release.hook, release.version, runs.replace(DIR, "examples/quickstart"));
+        println!(
+            "   hook {:<17} v{}  {}",
+            release.hook,
+            release.version,
+            runs.replace(DIR, "examples/quickstart")
+        );
     }
     let d = &deployed.deployment;
     println!(
@@ -120,12 +131,20 @@ async fn main() -> osa::Result<()> {
     // 2. Validate the sample records; their structures become record files.
     let files = root.join("incoming");
     let mut records = Vec::new();
-    for line in std::fs::read_to_string(dir.join("records.jsonl")).map_err(|e| osa::Error::internal(e.to_string()))?.lines() {
-        let sample: Value = serde_json::from_str(line).map_err(|e| osa::Error::internal(e.to_string()))?;
+    for line in std::fs::read_to_string(dir.join("records.jsonl"))
+        .map_err(|e| osa::Error::internal(e.to_string()))?
+        .lines()
+    {
+        let sample: Value =
+            serde_json::from_str(line).map_err(|e| osa::Error::internal(e.to_string()))?;
         let id = RecordId::new(sample["id"].as_str().unwrap_or_default())?;
-        let path = files.join(osa::contract::record_dir_name(id.as_str())).join("structure.cif");
-        std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| osa::Error::internal(e.to_string()))?;
-        std::fs::write(&path, sample["structure"].as_str().unwrap_or_default()).map_err(|e| osa::Error::internal(e.to_string()))?;
+        let path = files
+            .join(osa::contract::record_dir_name(id.as_str()))
+            .join("structure.cif");
+        std::fs::create_dir_all(path.parent().expect("a parent"))
+            .map_err(|e| osa::Error::internal(e.to_string()))?;
+        std::fs::write(&path, sample["structure"].as_str().unwrap_or_default())
+            .map_err(|e| osa::Error::internal(e.to_string()))?;
         records.push(InputRecord {
             id,
             metadata: sample["metadata"].clone(),
@@ -148,20 +167,32 @@ async fn main() -> osa::Result<()> {
     let mut events = engine.events(run).await?;
     while let Some(event) = events.next().await {
         match event?.kind {
-            RunEventKind::StepFinished { step, hook, status, counts } => println!(
+            RunEventKind::StepFinished {
+                step,
+                hook,
+                status,
+                counts,
+            } => println!(
                 "   step {step} {hook:<17} {:<7} {} passed, {} rejected, {} errored",
                 format!("{status:?}").to_lowercase(),
                 counts.passed,
                 counts.rejected,
                 counts.errored
             ),
-            RunEventKind::Finished { status, accepted, .. } => {
-                println!("   run {}: {accepted} of {count} records accepted\n", format!("{status:?}").to_lowercase())
+            RunEventKind::Finished {
+                status, accepted, ..
+            } => {
+                println!(
+                    "   run {}: {accepted} of {count} records accepted\n",
+                    format!("{status:?}").to_lowercase()
+                )
             }
             _ => {}
         }
     }
-    worker_task.await.map_err(|e| osa::Error::internal(e.to_string()))??;
+    worker_task
+        .await
+        .map_err(|e| osa::Error::internal(e.to_string()))??;
 
     // 3. Verdicts.
     let view = engine.get(run).await?;
@@ -189,22 +220,47 @@ async fn main() -> osa::Result<()> {
     // 4. Feature rows.
     let measure = HookName::new("measure_chains")?;
     let page = storage
-        .rows(&measure, &FeatureQuery { limit: 5, ..FeatureQuery::default() })
+        .rows(
+            &measure,
+            &FeatureQuery {
+                limit: 5,
+                ..FeatureQuery::default()
+            },
+        )
         .await?;
-    println!("4. features of `measure_chains` (first {} rows)", page.rows.len());
-    println!("   {:>4}  {:<10} {:<6} {:>8} {:>7}", "row", "record", "chain", "residues", "mean_b");
+    println!(
+        "4. features of `measure_chains` (first {} rows)",
+        page.rows.len()
+    );
+    println!(
+        "   {:>4}  {:<10} {:<6} {:>8} {:>7}",
+        "row", "record", "chain", "residues", "mean_b"
+    );
     for row in &page.rows {
         let values: Vec<String> = row.values.iter().map(|v| v.to_string()).collect();
-        println!("   {:>4}  {:<10} {:<6} {:>8} {:>7}", row.id, row.record_id, values[0], values[1], values[2]);
+        println!(
+            "   {:>4}  {:<10} {:<6} {:>8} {:>7}",
+            row.id, row.record_id, values[0], values[1], values[2]
+        );
     }
 
     // 5. Provenance of one row.
-    let row = page.rows.first().ok_or_else(|| osa::Error::internal("no feature rows"))?;
+    let row = page
+        .rows
+        .first()
+        .ok_or_else(|| osa::Error::internal("no feature rows"))?;
     let provenance = engine.provenance(&measure, row.id).await?;
     let (hook_run, release) = (&provenance.run, &provenance.release);
     println!("\n5. provenance of row {} of `measure_chains`", row.id);
     println!("   record       {}", provenance.row.record_id);
-    println!("   validation   run {}", provenance.row.validation_run_id.map(short).unwrap_or_default());
+    println!(
+        "   validation   run {}",
+        provenance
+            .row
+            .validation_run_id
+            .map(short)
+            .unwrap_or_default()
+    );
     println!(
         "   hook run     {} {}, {:.2} s, oom_retries {}, log {}",
         short(hook_run.id),
@@ -213,17 +269,49 @@ async fn main() -> osa::Result<()> {
         hook_run.oom_retries,
         hook_run.log_ref.as_deref().unwrap_or("none (passed)")
     );
-    println!("   input        {}", hook_run.input_sha256.as_ref().map(|d| d.as_str()).unwrap_or("-"));
-    println!("   release      {} v{} ({})", release.hook, release.version, short(release.id));
+    println!(
+        "   input        {}",
+        hook_run
+            .input_sha256
+            .as_ref()
+            .map(|d| d.as_str())
+            .unwrap_or("-")
+    );
+    println!(
+        "   release      {} v{} ({})",
+        release.hook,
+        release.version,
+        short(release.id)
+    );
     println!("   digest       {}", release.digest());
-    if let RuntimeConfig::Process { command, config, limits, .. } = &release.runtime {
-        println!("   command      {}", command.join(" ").replace(DIR, "examples/quickstart"));
+    if let RuntimeConfig::Process {
+        command,
+        config,
+        limits,
+        ..
+    } = &release.runtime
+    {
+        println!(
+            "   command      {}",
+            command.join(" ").replace(DIR, "examples/quickstart")
+        );
         println!("   config       {}", Value::Object(config.clone()));
-        println!("   limits       {} s, {}, {} cpu", limits.timeout_seconds, limits.memory, limits.cpu);
+        println!(
+            "   limits       {} s, {}, {} cpu",
+            limits.timeout_seconds, limits.memory, limits.cpu
+        );
     }
     println!("   source_ref   {}", release.source_ref);
-    println!("   built        by {} at {}", release.built_by.as_deref().unwrap_or("-"), release.built_at.format("%Y-%m-%d %H:%M:%S UTC"));
-    let live = storage.get_hook(&measure).await?.and_then(|h| h.live).map(|r| r.version);
+    println!(
+        "   built        by {} at {}",
+        release.built_by.as_deref().unwrap_or("-"),
+        release.built_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let live = storage
+        .get_hook(&measure)
+        .await?
+        .and_then(|h| h.live)
+        .map(|r| r.version);
     println!("   live now     v{}", live.unwrap_or_default());
     Ok(())
 }

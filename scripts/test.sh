@@ -59,6 +59,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 
+step "sandbox (bubblewrap)"
+scripts/sandbox-setup.sh
+
 step "rust tests"
 run_cargo_tests workspace --workspace --all-features
 

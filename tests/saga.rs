@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use osa::ErrorKind;
 use osa::blob::Blobs;
 use osa::deploy::{Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus};
 use osa::feature::FeatureValue;
@@ -18,10 +19,9 @@ use osa::jobs::Backoff;
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
 use osa::validation::{
-    FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation, ValidationService,
-    Verdict,
+    FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
+    ValidationService, Verdict,
 };
-use osa::ErrorKind;
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -50,7 +50,10 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         let backend = self.0.clone();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async { backend.drop_schemas().await })
         })
         .join();
@@ -69,10 +72,20 @@ fn engine_config(dir: &Path) -> EngineConfig {
     config
 }
 
-fn archive<S: TestStorage>(storage: S, dir: TempDir, worker_args: Vec<String>, cleanup: Option<Cleanup>) -> Archive<S> {
+fn archive<S: TestStorage>(
+    storage: S,
+    dir: TempDir,
+    worker_args: Vec<String>,
+    cleanup: Option<Cleanup>,
+) -> Archive<S> {
     let storage = Arc::new(storage);
     let blobs = Blobs::local(dir.path().join("blobs")).expect("blobs");
-    let engine = Engine::new(storage.clone(), Arc::new(ProcessRunner::new()), blobs.clone(), engine_config(dir.path()));
+    let engine = Engine::new(
+        storage.clone(),
+        Arc::new(ProcessRunner::new()),
+        blobs.clone(),
+        engine_config(dir.path()),
+    );
     let deployer = Deployer::new(storage.clone(), blobs);
     Archive {
         storage,
@@ -95,10 +108,13 @@ async fn sqlite() -> Archive<SqliteBackend> {
 
 async fn postgres() -> Archive<PgBackend> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let config = PgConfig::new(&url).with_schemas(schema.clone(), format!("{schema}_features"));
-    let backend = PgBackend::connect(config).await.expect("Postgres must be reachable");
+    let backend = PgBackend::connect(config)
+        .await
+        .expect("Postgres must be reachable");
     backend.migrate().await.expect("migrate");
     let args = vec!["--postgres".into(), url, "--schema".into(), schema];
     let cleanup = Cleanup(backend.clone());
@@ -216,10 +232,13 @@ impl<S: TestStorage> Archive<S> {
     }
 
     async fn finish(&self, run: ValidationRunId) -> RunStatus {
-        tokio::time::timeout(Duration::from_secs(90), self.worker().run_until_finished(run))
-            .await
-            .expect("the run finishes within 90 s")
-            .expect("worker")
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            self.worker().run_until_finished(run),
+        )
+        .await
+        .expect("the run finishes within 90 s")
+        .expect("worker")
     }
 
     fn side_effects(&self) -> Vec<String> {
@@ -247,8 +266,12 @@ impl<S: TestStorage> Archive<S> {
             .rows
             .into_iter()
             .map(|r| {
-                let FeatureValue::Text(label) = &r.values[0] else { panic!("hook label") };
-                let FeatureValue::Float(score) = r.values[1] else { panic!("score") };
+                let FeatureValue::Text(label) = &r.values[0] else {
+                    panic!("hook label")
+                };
+                let FeatureValue::Float(score) = r.values[1] else {
+                    panic!("score")
+                };
                 (r.record_id.to_string(), label.clone(), score)
             })
             .collect();
@@ -270,53 +293,107 @@ async fn rejected_records_skip_later_hooks<S: TestStorage>(archive: Archive<S>) 
     second["error_prefix"] = json!("err-");
     let third = archive.hook_config("third");
     let slug = archive
-        .deploy("Three Hooks", &[("first", first), ("second", second), ("third", third)])
+        .deploy(
+            "Three Hooks",
+            &[("first", first), ("second", second), ("third", third)],
+        )
         .await;
-    let run = archive.submit(&slug, &["ok-1", "bad-1", "err-1", "ok-22"]).await;
+    let run = archive
+        .submit(&slug, &["ok-1", "bad-1", "err-1", "ok-22"])
+        .await;
     let mut events = archive.engine.events(run).await.expect("events");
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
 
     assert_eq!(archive.side_effects(), ["first 4", "second 3", "third 2"]);
     let view = archive.engine.get(run).await.expect("view");
-    let verdict = |id: &str| view.verdicts.iter().find(|v| v.record_id.as_str() == id).expect("verdict").verdict.clone();
+    let verdict = |id: &str| {
+        view.verdicts
+            .iter()
+            .find(|v| v.record_id.as_str() == id)
+            .expect("verdict")
+            .verdict
+            .clone()
+    };
     assert_eq!(verdict("ok-1"), Verdict::Accepted);
-    assert!(matches!(verdict("bad-1"), Verdict::Rejected { step: 0, ref reason, .. } if reason == "first rejects bad-1"));
-    assert!(matches!(verdict("err-1"), Verdict::Errored { step: 1, ref error, .. } if error == "second cannot read err-1"));
+    assert!(
+        matches!(verdict("bad-1"), Verdict::Rejected { step: 0, ref reason, .. } if reason == "first rejects bad-1")
+    );
+    assert!(
+        matches!(verdict("err-1"), Verdict::Errored { step: 1, ref error, .. } if error == "second cannot read err-1")
+    );
     assert_eq!(
         view.steps.iter().map(|s| s.status).collect::<Vec<_>>(),
         [StepStatus::Failed, StepStatus::Error, StepStatus::Passed]
     );
-    assert_eq!((view.steps[0].counts.passed, view.steps[0].counts.rejected), (3, 1));
+    assert_eq!(
+        (view.steps[0].counts.passed, view.steps[0].counts.rejected),
+        (3, 1)
+    );
     for hook in ["first", "second", "third"] {
         let rows = archive.rows(hook).await;
         assert_eq!(
             rows,
-            [("ok-1".into(), hook.into(), 4.0), ("ok-22".into(), hook.into(), 5.0)],
+            [
+                ("ok-1".into(), hook.into(), 4.0),
+                ("ok-22".into(), hook.into(), 5.0)
+            ],
             "{hook}"
         );
     }
     let row = archive
         .storage
-        .rows(&HookName::new("second").unwrap(), &FeatureQuery { limit: 1, ..FeatureQuery::default() })
+        .rows(
+            &HookName::new("second").unwrap(),
+            &FeatureQuery {
+                limit: 1,
+                ..FeatureQuery::default()
+            },
+        )
         .await
         .expect("rows")
         .rows
         .remove(0);
-    let provenance = archive.engine.provenance(&HookName::new("second").unwrap(), row.id).await.expect("provenance");
+    let provenance = archive
+        .engine
+        .provenance(&HookName::new("second").unwrap(), row.id)
+        .await
+        .expect("provenance");
     assert_eq!(provenance.row.validation_run_id, Some(run));
     assert_eq!(Some(provenance.run.id), view.steps[1].hook_run_id);
     assert_eq!(provenance.run.status, HookRunStatus::Error);
     assert_eq!(provenance.release.version, 1);
     assert_eq!(provenance.release.built_by.as_deref(), Some("tester"));
-    assert!(provenance.run.log_ref.is_some(), "a step with errored records keeps its log");
+    assert!(
+        provenance.run.log_ref.is_some(),
+        "a step with errored records keeps its log"
+    );
 
     let mut kinds = Vec::new();
     while let Some(event) = events.next().await {
         kinds.push(event.expect("event").kind);
     }
-    assert!(matches!(kinds.first(), Some(RunEventKind::Submitted { records: 4, steps: 3 })));
-    assert!(matches!(kinds.last(), Some(RunEventKind::Finished { status: RunStatus::Completed, accepted: 2, .. })));
-    assert_eq!(kinds.iter().filter(|k| matches!(k, RunEventKind::StepFinished { .. })).count(), 3);
+    assert!(matches!(
+        kinds.first(),
+        Some(RunEventKind::Submitted {
+            records: 4,
+            steps: 3
+        })
+    ));
+    assert!(matches!(
+        kinds.last(),
+        Some(RunEventKind::Finished {
+            status: RunStatus::Completed,
+            accepted: 2,
+            ..
+        })
+    ));
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, RunEventKind::StepFinished { .. }))
+            .count(),
+        3
+    );
 }
 
 /// A convention without hooks accepts every record at submit.
@@ -326,7 +403,14 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
     let view = archive.engine.get(run).await.expect("view");
     assert_eq!(view.run.status, RunStatus::Completed);
     assert!(view.verdicts.iter().all(|v| v.verdict == Verdict::Accepted));
-    assert!(archive.storage.claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5)).await.expect("claim").is_empty());
+    assert!(
+        archive
+            .storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
 }
 
 /// One record, hook 1 exits non-zero: the run fails, the hook run is `error` with its
@@ -334,7 +418,12 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
 async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive: Archive<S>) {
     let mut config = archive.hook_config("broken");
     config["exit_code"] = json!(3);
-    let slug = archive.deploy("Broken Hook", &[("broken", config), ("never", archive.hook_config("never"))]).await;
+    let slug = archive
+        .deploy(
+            "Broken Hook",
+            &[("broken", config), ("never", archive.hook_config("never"))],
+        )
+        .await;
     let file = archive.path("input.txt");
     std::fs::write(&file, "hello").expect("file");
     let run = archive
@@ -353,11 +442,22 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
         .await
         .expect("submit");
     assert_eq!(archive.finish(run).await, RunStatus::Failed);
-    assert_eq!(archive.side_effects(), ["broken 1"], "the second hook never ran");
+    assert_eq!(
+        archive.side_effects(),
+        ["broken 1"],
+        "the second hook never ran"
+    );
     let view = archive.engine.get(run).await.expect("view");
-    assert!(matches!(&view.verdicts[0].verdict, Verdict::Errored { error, .. } if error.contains("hook exited with code 3")));
+    assert!(
+        matches!(&view.verdicts[0].verdict, Verdict::Errored { error, .. } if error.contains("hook exited with code 3"))
+    );
     let hook_run_id = view.steps[0].hook_run_id.expect("hook run");
-    let hook_run = archive.storage.get_run(hook_run_id).await.expect("get").expect("exists");
+    let hook_run = archive
+        .storage
+        .get_run(hook_run_id)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(hook_run.status, HookRunStatus::Error);
     assert!(hook_run.log_ref.is_some());
     let log = archive.engine.hook_log(hook_run_id).await.expect("log");
@@ -371,17 +471,30 @@ async fn transient_failure_is_retried<S: TestStorage>(archive: Archive<S>) {
     config["sleep_once"] = json!(archive.path("slept-once"));
     config["sleep_seconds"] = json!(10);
     let body = archive.payload("Flaky Hook", &[("flaky", config)], 1);
-    let slug = archive.deployer.deploy(&body, "tester").await.expect("deploy").applied.convention.slug;
+    let slug = archive
+        .deployer
+        .deploy(&body, "tester")
+        .await
+        .expect("deploy")
+        .applied
+        .convention
+        .slug;
     let run = archive.submit(&slug, &["a"]).await;
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
-    assert_eq!(archive.side_effects(), ["flaky 1", "flaky 1"], "executed twice: timeout, then success");
+    assert_eq!(
+        archive.side_effects(),
+        ["flaky 1", "flaky 1"],
+        "executed twice: timeout, then success"
+    );
     assert_eq!(archive.rows("flaky").await.len(), 1);
 }
 
 /// A `set_live` during a run does not change the release the run uses; the next run
 /// uses the new live release.
 async fn live_changes_do_not_split_a_run<S: TestStorage>(archive: Archive<S>) {
-    let slug = archive.deploy("Versioned", &[("versioned", archive.hook_config("v1"))]).await;
+    let slug = archive
+        .deploy("Versioned", &[("versioned", archive.hook_config("v1"))])
+        .await;
     let before = archive.submit(&slug, &["a"]).await;
     let hook = HookName::new("versioned").unwrap();
     let v2 = json!({
@@ -398,24 +511,42 @@ async fn live_changes_do_not_split_a_run<S: TestStorage>(archive: Archive<S>) {
     assert!(created.applied.created);
     assert_eq!(created.applied.release.version, 2);
     assert_eq!(archive.finish(before).await, RunStatus::Completed);
-    assert_eq!(archive.rows("versioned").await, [("a".into(), "v1".into(), 1.0)]);
+    assert_eq!(
+        archive.rows("versioned").await,
+        [("a".into(), "v1".into(), 1.0)]
+    );
     let after = archive.submit(&slug, &["b"]).await;
     assert_eq!(archive.finish(after).await, RunStatus::Completed);
     let rows = archive.rows("versioned").await;
     assert_eq!(rows[1], ("b".into(), "v2".into(), 1.0));
     // Roll back: the next run uses version 1 again.
-    let rollback = archive.deployer.set_live(&hook, 1, "tester").await.expect("rollback");
-    assert_eq!(rollback.deployment.rollback_of, Some(created.applied.release.id));
+    let rollback = archive
+        .deployer
+        .set_live(&hook, 1, "tester")
+        .await
+        .expect("rollback");
+    assert_eq!(
+        rollback.deployment.rollback_of,
+        Some(created.applied.release.id)
+    );
     let third = archive.submit(&slug, &["c"]).await;
     assert_eq!(archive.finish(third).await, RunStatus::Completed);
-    assert_eq!(archive.rows("versioned").await[2], ("c".into(), "v1".into(), 1.0));
+    assert_eq!(
+        archive.rows("versioned").await[2],
+        ("c".into(), "v1".into(), 1.0)
+    );
 }
 
 /// Every job delivered twice gives the same final state as single delivery.
 async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>) {
     let mut first = archive.hook_config("first");
     first["reject_prefix"] = json!("bad-");
-    let slug = archive.deploy("Twice", &[("first", first), ("second", archive.hook_config("second"))]).await;
+    let slug = archive
+        .deploy(
+            "Twice",
+            &[("first", first), ("second", archive.hook_config("second"))],
+        )
+        .await;
     let ids = ["ok-1", "bad-1", "ok-333"];
     let single = archive.submit(&slug, &ids).await;
     assert_eq!(archive.finish(single).await, RunStatus::Completed);
@@ -426,27 +557,61 @@ async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>
     let worker = archive.worker();
     let mut deliveries = 0;
     loop {
-        let jobs = archive.storage.claim(&[STEP_JOB, FINALIZE_JOB], 1, Duration::from_secs(30)).await.expect("claim");
-        let Some(job) = jobs.into_iter().next() else { break };
+        let jobs = archive
+            .storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 1, Duration::from_secs(30))
+            .await
+            .expect("claim");
+        let Some(job) = jobs.into_iter().next() else {
+            break;
+        };
         worker.process(job.clone()).await;
         worker.process(job).await;
         deliveries += 2;
     }
-    assert_eq!(deliveries, 6, "two steps and a finalize, each delivered twice");
+    assert_eq!(
+        deliveries, 6,
+        "two steps and a finalize, each delivered twice"
+    );
     let twice_view = archive.engine.get(twice).await.expect("view");
     assert_eq!(twice_view.run.status, RunStatus::Completed);
     assert_eq!(twice_view.verdicts, single_view.verdicts);
     assert_eq!(
-        twice_view.steps.iter().map(|s| (s.status, s.counts)).collect::<Vec<_>>(),
-        single_view.steps.iter().map(|s| (s.status, s.counts)).collect::<Vec<_>>()
+        twice_view
+            .steps
+            .iter()
+            .map(|s| (s.status, s.counts))
+            .collect::<Vec<_>>(),
+        single_view
+            .steps
+            .iter()
+            .map(|s| (s.status, s.counts))
+            .collect::<Vec<_>>()
     );
-    assert_eq!((archive.rows("first").await, archive.rows("second").await), single_rows);
+    assert_eq!(
+        (archive.rows("first").await, archive.rows("second").await),
+        single_rows
+    );
     for step in &twice_view.steps {
-        let run = archive.storage.get_run(step.hook_run_id.expect("hook run")).await.expect("get").expect("exists");
+        let run = archive
+            .storage
+            .get_run(step.hook_run_id.expect("hook run"))
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(run.counts, step.counts);
     }
-    let events = archive.engine.events(twice).await.expect("events").collect::<Vec<_>>().await;
-    let finished = events.iter().filter(|e| matches!(e.as_ref().unwrap().kind, RunEventKind::Finished { .. })).count();
+    let events = archive
+        .engine
+        .events(twice)
+        .await
+        .expect("events")
+        .collect::<Vec<_>>()
+        .await;
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e.as_ref().unwrap().kind, RunEventKind::Finished { .. }))
+        .count();
     assert_eq!(finished, 1);
 }
 
@@ -460,7 +625,11 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
     let slug = archive
         .deploy(
             "Crash Safe",
-            &[("first", archive.hook_config("first")), ("second", archive.hook_config("second")), ("third", third)],
+            &[
+                ("first", archive.hook_config("first")),
+                ("second", archive.hook_config("second")),
+                ("third", third),
+            ],
         )
         .await;
     let ids = ["r-1", "r-22", "r-333"];
@@ -475,26 +644,51 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
         .spawn()
         .expect("spawn osa-worker");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !archive.side_effects().iter().any(|l| l.starts_with("third")) {
-        assert!(std::time::Instant::now() < deadline, "the child worker reached step 2");
+    while !archive
+        .side_effects()
+        .iter()
+        .any(|l| l.starts_with("third"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child worker reached step 2"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // SIGKILL: no chance to clean up or release the lease.
     child.kill().expect("kill");
     child.wait().expect("reap");
     let view = archive.engine.get(run).await.expect("view");
-    assert_eq!(view.run.current_step, 2, "steps 0 and 1 were committed before the crash");
+    assert_eq!(
+        view.run.current_step, 2,
+        "steps 0 and 1 were committed before the crash"
+    );
 
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
-    assert_eq!(archive.side_effects(), ["first 3", "second 3", "third 3", "third 3"]);
+    assert_eq!(
+        archive.side_effects(),
+        ["first 3", "second 3", "third 3", "third 3"]
+    );
     let view = archive.engine.get(run).await.expect("view");
-    let hook_runs: std::collections::BTreeSet<_> = view.steps.iter().map(|s| s.hook_run_id.expect("run")).collect();
+    let hook_runs: std::collections::BTreeSet<_> = view
+        .steps
+        .iter()
+        .map(|s| s.hook_run_id.expect("run"))
+        .collect();
     assert_eq!(hook_runs.len(), 3, "one hook run per hook");
-    let crashed_rows = (archive.rows("first").await, archive.rows("second").await, archive.rows("third").await);
+    let crashed_rows = (
+        archive.rows("first").await,
+        archive.rows("second").await,
+        archive.rows("third").await,
+    );
 
     let clean = archive.submit(&slug, &ids).await;
     assert_eq!(archive.finish(clean).await, RunStatus::Completed);
-    let clean_rows = (archive.rows("first").await, archive.rows("second").await, archive.rows("third").await);
+    let clean_rows = (
+        archive.rows("first").await,
+        archive.rows("second").await,
+        archive.rows("third").await,
+    );
     assert_eq!(crashed_rows, clean_rows);
     assert_eq!(crashed_rows.2.len(), 3);
 }
@@ -503,34 +697,83 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
 /// conflicting deploy leaves nothing but a failed audit row; the principal comes from
 /// the caller only.
 async fn deploys_are_audited<S: TestStorage>(archive: Archive<S>) {
-    let body = archive.payload("Audited", &[("audited", archive.hook_config("audited"))], 30);
-    let first = archive.deployer.deploy(&body, "alice").await.expect("first");
-    let second = archive.deployer.deploy(&body, "alice").await.expect("second");
-    assert_eq!(archive.storage.list_releases(&HookName::new("audited").unwrap()).await.expect("releases").len(), 1);
+    let body = archive.payload(
+        "Audited",
+        &[("audited", archive.hook_config("audited"))],
+        30,
+    );
+    let first = archive
+        .deployer
+        .deploy(&body, "alice")
+        .await
+        .expect("first");
+    let second = archive
+        .deployer
+        .deploy(&body, "alice")
+        .await
+        .expect("second");
+    assert_eq!(
+        archive
+            .storage
+            .list_releases(&HookName::new("audited").unwrap())
+            .await
+            .expect("releases")
+            .len(),
+        1
+    );
     assert!(!second.applied.releases[0].created);
     assert_eq!(first.deployment.status, DeploymentStatus::Succeeded);
     assert_eq!(second.deployment.status, DeploymentStatus::Succeeded);
-    assert_eq!(first.deployment.payload_sha256, second.deployment.payload_sha256);
+    assert_eq!(
+        first.deployment.payload_sha256,
+        second.deployment.payload_sha256
+    );
     assert_eq!(first.deployment.principal, "alice");
-    let stored = archive.engine.blobs().get(&object_store::path::Path::from(first.deployment.payload_ref.as_str())).await.expect("payload");
+    let stored = archive
+        .engine
+        .blobs()
+        .get(&object_store::path::Path::from(
+            first.deployment.payload_ref.as_str(),
+        ))
+        .await
+        .expect("payload");
     assert_eq!(Digest::of_bytes(&stored), first.deployment.payload_sha256);
     assert_eq!(stored.len() as u64, first.deployment.payload_size);
 
     let mut conflicting: Value = serde_json::from_slice(&body).unwrap();
     conflicting["hooks"][0]["feature"]["cardinality"] = json!("many");
     conflicting["hooks"][0]["release"]["digest"] = json!(Digest::of_bytes(b"new"));
-    let err = archive.deployer.deploy(&serde_json::to_vec(&conflicting).unwrap(), "bob").await.unwrap_err();
+    let err = archive
+        .deployer
+        .deploy(&serde_json::to_vec(&conflicting).unwrap(), "bob")
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict);
-    assert_eq!(archive.storage.list_releases(&HookName::new("audited").unwrap()).await.expect("releases").len(), 1);
+    assert_eq!(
+        archive
+            .storage
+            .list_releases(&HookName::new("audited").unwrap())
+            .await
+            .expect("releases")
+            .len(),
+        1
+    );
 
     let mut smuggled: Value = serde_json::from_slice(&body).unwrap();
     smuggled["principal"] = json!("root");
-    let err = archive.deployer.deploy(&serde_json::to_vec(&smuggled).unwrap(), "mallory").await.unwrap_err();
+    let err = archive
+        .deployer
+        .deploy(&serde_json::to_vec(&smuggled).unwrap(), "mallory")
+        .await
+        .unwrap_err();
     assert_eq!(err.field(), Some("principal"));
 
     let all = archive
         .storage
-        .list_deployments(&DeploymentFilter { limit: 10, ..DeploymentFilter::default() })
+        .list_deployments(&DeploymentFilter {
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
         .await
         .expect("list");
     assert_eq!(all.len(), 4);
@@ -538,9 +781,22 @@ async fn deploys_are_audited<S: TestStorage>(archive: Archive<S>) {
     assert_eq!(all[0].status, DeploymentStatus::Failed);
     assert_eq!(all[1].principal, "bob");
     assert_eq!(all[1].status, DeploymentStatus::Failed);
-    assert!(all[1].error.as_deref().unwrap_or_default().contains("fixed forever"));
+    assert!(
+        all[1]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("fixed forever")
+    );
     assert!(all.iter().all(|d| d.principal != "root"));
-    let events = archive.storage.deployment_events(first.deployment.id, 0).await.expect("events");
+    let events = archive
+        .storage
+        .deployment_events(first.deployment.id, 0)
+        .await
+        .expect("events");
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
-    assert_eq!(messages, ["received", "applying", "release created", "succeeded"]);
+    assert_eq!(
+        messages,
+        ["received", "applying", "release created", "succeeded"]
+    );
 }

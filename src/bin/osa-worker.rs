@@ -50,9 +50,17 @@ fn parse_args() -> Result<Args, String> {
             "--schema" => args.schema = value()?,
             "--blobs" => args.blobs = value()?,
             "--work-dir" => args.work_dir = value()?,
-            "--concurrency" => args.concurrency = value()?.parse().map_err(|e| format!("--concurrency: {e}"))?,
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .parse()
+                    .map_err(|e| format!("--concurrency: {e}"))?
+            }
             "--lease-seconds" => {
-                args.lease = Duration::from_secs_f64(value()?.parse().map_err(|e| format!("--lease-seconds: {e}"))?)
+                args.lease = Duration::from_secs_f64(
+                    value()?
+                        .parse()
+                        .map_err(|e| format!("--lease-seconds: {e}"))?,
+                )
             }
             "--sandbox" => {
                 args.sandbox = match value()?.as_str() {
@@ -65,7 +73,10 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    if args.sqlite.is_some() == args.postgres.is_some() || args.blobs.is_empty() || args.work_dir.is_empty() {
+    if args.sqlite.is_some() == args.postgres.is_some()
+        || args.blobs.is_empty()
+        || args.work_dir.is_empty()
+    {
         return Err(USAGE.into());
     }
     Ok(args)
@@ -96,8 +107,13 @@ async fn run(args: Args) -> osa::Result<()> {
     } else {
         postgres_engine(&args, runner, blobs, config).await?
     };
-    eprintln!("osa-worker: running ({} at a time); stop with SIGINT or SIGTERM", worker_config.concurrency);
-    Worker::new(engine, worker_config).run(shutdown_signal()).await?;
+    eprintln!(
+        "osa-worker: running ({} at a time); stop with SIGINT or SIGTERM",
+        worker_config.concurrency
+    );
+    Worker::new(engine, worker_config)
+        .run(shutdown_signal())
+        .await?;
     eprintln!("osa-worker: stopped");
     Ok(())
 }
@@ -111,7 +127,8 @@ async fn postgres_engine(
 ) -> osa::Result<Engine> {
     use osa::sqlx_backends::{PgBackend, PgConfig};
     let url = args.postgres.clone().unwrap_or_default();
-    let pg = PgConfig::new(url).with_schemas(args.schema.clone(), format!("{}_features", args.schema));
+    let pg =
+        PgConfig::new(url).with_schemas(args.schema.clone(), format!("{}_features", args.schema));
     let backend = PgBackend::connect(pg).await?;
     backend.migrate().await?;
     Ok(Engine::new(Arc::new(backend), runner, blobs, config))
@@ -124,7 +141,10 @@ async fn postgres_engine(
     _: osa::blob::Blobs,
     _: EngineConfig,
 ) -> osa::Result<Engine> {
-    Err(osa::Error::invalid("--postgres", "this build has no Postgres support (feature `postgres`)"))
+    Err(osa::Error::invalid(
+        "--postgres",
+        "this build has no Postgres support (feature `postgres`)",
+    ))
 }
 
 #[tokio::main]

@@ -18,7 +18,8 @@
 //! can (including its inputs and the files of the batch), from using the network,
 //! from seeing other processes, or from escaping the kill by daemonising (a double
 //! fork plus `setsid` detaches a process from the tree the runner follows). The cpu
-//! quota is not enforced. Use it for trusted hooks and for development.
+//! quota is not enforced. If the engine process itself is killed, the hook keeps
+//! running and its `HOME` stays behind. Use it for trusted hooks and for development.
 //!
 //! **bwrap mode** ([`Sandbox::Bwrap`], needs [bubblewrap]) adds Linux namespaces:
 //! - network: a new, empty network namespace (no interfaces but loopback, so no
@@ -32,8 +33,9 @@
 //!   the only writable places are `$OSA_OUT` and the private `/tmp`;
 //! - processes: a new pid namespace (the hook sees only its own processes, and when
 //!   the sandbox ends every process in it is killed by the kernel), IPC and UTS
-//!   namespaces, a new session (no access to the engine's terminal), no capabilities,
-//!   and `--die-with-parent`.
+//!   namespaces, a new session (no access to the engine's terminal), no capabilities
+//!   (empty bounding set, `no_new_privs`), and `--die-with-parent` (the sandbox dies
+//!   with the engine).
 //!
 //! The environment is the same as in plain mode except `HOME`, which is the private
 //! `/tmp` (bwrap's own `PWD` is removed with `env -u PWD`).
@@ -62,8 +64,9 @@
 //! fails is retried with more memory (at most three times; the policy then gives up);
 //! a program that crashes without saying why (a C extension dereferencing a failed
 //! `malloc` dies of SIGSEGV) is a plain `hook_exit`; and `RLIMIT_AS` counts reserved
-//! address space, so runtimes that reserve much more than they use (JVM, Go, some
-//! allocators) need a limit well above their real footprint.
+//! address space, so runtimes that reserve much more than they use (JVM, Go, glibc's
+//! per-thread malloc arenas in threaded programs) need a limit well above their real
+//! footprint.
 //!
 //! [bubblewrap]: https://github.com/containers/bubblewrap
 

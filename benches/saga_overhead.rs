@@ -1,0 +1,186 @@
+//! Orchestration overhead of the validation saga: the time a run takes beyond its hooks'
+//! own execution, per step, on SQLite and Postgres.
+//!
+//! ```text
+//! cargo bench --bench saga_overhead --features postgres
+//! ```
+//!
+//! Each scenario (1 record × 3 hooks, 1,000 records × 3 hooks) runs `ROUNDS` times per
+//! backend with a no-op Python hook. For every run: total = submit until the run is
+//! terminal, as seen by a worker in the same process; hooks = the sum of the hook runs'
+//! `duration_s` (process start to exit, OOM retries included); overhead per step =
+//! (total − hooks) / 3. It covers storing inputs, claiming jobs, preparing batch
+//! directories, reading and validating outputs, the step and finalize transactions,
+//! and the feature inserts. Medians are printed as a table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use osa::blob::Blobs;
+use osa::deploy::Deployer;
+use osa::id::{Digest, RecordId};
+use osa::runner::ProcessRunner;
+use osa::saga::{Engine, EngineConfig, SagaStorage, Worker, WorkerConfig};
+use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
+use osa::{DeploymentLog, HookRegistry};
+use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
+use serde_json::json;
+
+const ROUNDS: usize = 7;
+const HOOK: &str = r#"
+import json, os
+out = os.environ["OSA_OUT"]
+with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.path.join(out, "features.jsonl"), "w") as dst:
+    for line in src:
+        dst.write(json.dumps({"id": json.loads(line)["id"], "features": [{"n": 1}]}) + "\n")
+"#;
+
+fn payload(script: &std::path::Path) -> Vec<u8> {
+    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "feature": {"kind": "table", "cardinality": "one", "columns": [
+                    {"name": "n", "json_type": "integer", "required": true}
+                ]},
+                "release": {"command": ["python3", script], "digest": Digest::of_bytes(name.as_bytes()), "source_ref": "bench"}
+            })
+        })
+        .collect();
+    serde_json::to_vec(&json!({
+        "title": "Overhead Bench",
+        "description": "no-op hooks",
+        "schema": {"id": "bench-schema", "version": "1.0.0"},
+        "file_requirements": {"accepted_types": [], "max_count": 0, "max_file_size": 0},
+        "hooks": hooks,
+        "docs": {"purpose": "benchmark", "example_questions": ["a?", "b?"],
+                 "examples": [{"question": "c?", "query": "q", "interpretation": "i"}]}
+    }))
+    .unwrap()
+}
+
+#[derive(Debug, Default)]
+struct Sample {
+    total: Duration,
+    hooks: Duration,
+}
+
+async fn measure<S: SagaStorage + DeploymentLog>(
+    storage: Arc<S>,
+    dir: &std::path::Path,
+    records: usize,
+) -> Vec<Sample> {
+    let script = dir.join("noop.py");
+    std::fs::write(&script, HOOK).unwrap();
+    let blobs = Blobs::local(dir.join("blobs")).unwrap();
+    let engine = Engine::new(
+        storage.clone(),
+        Arc::new(ProcessRunner::new()),
+        blobs.clone(),
+        EngineConfig::new(dir.join("work")),
+    );
+    let slug = Deployer::new(storage.clone(), blobs)
+        .deploy(&payload(&script), "bench")
+        .await
+        .unwrap()
+        .applied
+        .convention
+        .slug;
+    let worker = Worker::new(
+        engine.clone(),
+        WorkerConfig {
+            poll_interval: Duration::from_millis(1),
+            ..WorkerConfig::default()
+        },
+    );
+    let mut samples = Vec::new();
+    for round in 0..ROUNDS {
+        let input: Vec<InputRecord> = (0..records)
+            .map(|i| InputRecord {
+                id: RecordId::new(format!("r{round}-{i}")).unwrap(),
+                metadata: json!({"i": i}),
+                files: vec![],
+            })
+            .collect();
+        let start = Instant::now();
+        let run = engine
+            .submit(SubmitValidation {
+                convention: slug.clone(),
+                records: input,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            worker.run_until_finished(run).await.unwrap(),
+            RunStatus::Completed
+        );
+        let total = start.elapsed();
+        let view = engine.get(run).await.unwrap();
+        let mut hooks = Duration::ZERO;
+        for step in &view.steps {
+            let hook_run = storage
+                .get_run(step.hook_run_id.unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            hooks += Duration::from_secs_f64(hook_run.duration_s);
+        }
+        samples.push(Sample { total, hooks });
+    }
+    samples
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn report(backend: &str, records: usize, samples: &[Sample]) {
+    let total = median(samples.iter().map(|s| s.total).collect());
+    let hooks = median(samples.iter().map(|s| s.hooks).collect());
+    let overhead = median(
+        samples
+            .iter()
+            .map(|s| s.total.saturating_sub(s.hooks) / 3)
+            .collect(),
+    );
+    println!(
+        "| {backend:<8} | {records:>7} | {:>10.1} | {:>10.1} | {:>17.2} |",
+        total.as_secs_f64() * 1e3,
+        hooks.as_secs_f64() * 1e3,
+        overhead.as_secs_f64() * 1e3
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    println!("| backend  | records | total (ms) | hooks (ms) | overhead/step (ms) |");
+    println!("|----------|--------:|-----------:|-----------:|-------------------:|");
+    for records in [1, 1000] {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteBackend::open(dir.path().join("bench.db"))
+            .await
+            .unwrap();
+        sqlite.migrate().await.unwrap();
+        let samples = measure(Arc::new(sqlite), dir.path(), records).await;
+        report("sqlite", records, &samples);
+
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let pg = PgBackend::connect(
+            PgConfig::new(url).with_schemas("bench_saga", "bench_saga_features"),
+        )
+        .await
+        .unwrap();
+        pg.drop_schemas().await.unwrap();
+        pg.migrate().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let samples = measure(Arc::new(pg.clone()), dir.path(), records).await;
+        report("postgres", records, &samples);
+        pg.drop_schemas().await.unwrap();
+    }
+}
