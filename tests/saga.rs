@@ -800,3 +800,123 @@ async fn deploys_are_audited<S: TestStorage>(archive: Archive<S>) {
         ["received", "applying", "release created", "succeeded"]
     );
 }
+
+/// One scheduling decision of the interleaving test.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Claim the next job and process it.
+    Deliver,
+    /// Process the last finished job again (a redelivery after completion).
+    Duplicate,
+    /// Claim a job and abandon it (a worker that died right after claiming).
+    CrashAfterClaim,
+    /// Claim a job and cancel its processing mid-way (a worker that died while the
+    /// hook ran); its lease then expires.
+    CrashMidStep,
+}
+
+/// Interleavings of deliveries, duplicates and crashes against a reference model: the
+/// crash-free run of the same records. Whatever the schedule, the run ends in the
+/// model's state: same verdicts, step statuses and counts, features, one hook run per
+/// step.
+async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archive<S>) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let mut first = archive.hook_config("first");
+    first["reject_prefix"] = json!("bad-");
+    let slug = archive
+        .deploy(
+            "Interleaved",
+            &[("first", first), ("second", archive.hook_config("second"))],
+        )
+        .await;
+    let ids = ["ok-1", "bad-1", "ok-22"];
+    let reference = archive.submit(&slug, &ids).await;
+    assert_eq!(archive.finish(reference).await, RunStatus::Completed);
+    let model = archive.engine.get(reference).await.expect("view");
+    let model_rows = (archive.rows("first").await, archive.rows("second").await);
+
+    let actions = prop::collection::vec(
+        prop_oneof![
+            3 => Just(Action::Deliver),
+            2 => Just(Action::Duplicate),
+            1 => Just(Action::CrashAfterClaim),
+            1 => Just(Action::CrashMidStep),
+        ],
+        1..8,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 6,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let result = runner.run(&actions, |schedule| {
+        let outcome = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let run = archive.submit(&slug, &ids).await;
+                let worker = archive.worker();
+                let lease = Duration::from_millis(300);
+                let mut last_done = None;
+                for action in &schedule {
+                    let claimed = match action {
+                        Action::Duplicate => None,
+                        _ => archive
+                            .storage
+                            .claim(&[STEP_JOB, FINALIZE_JOB], 1, lease)
+                            .await
+                            .expect("claim")
+                            .into_iter()
+                            .next(),
+                    };
+                    match (action, claimed) {
+                        (Action::Deliver, Some(job)) => {
+                            worker.process(job.clone()).await;
+                            last_done = Some(job);
+                        }
+                        (Action::Duplicate, _) => {
+                            if let Some(job) = last_done.clone() {
+                                worker.process(job).await;
+                            }
+                        }
+                        (Action::CrashAfterClaim, Some(_)) => tokio::time::sleep(lease * 2).await,
+                        (Action::CrashMidStep, Some(job)) => {
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(15),
+                                worker.process(job),
+                            )
+                            .await;
+                            tokio::time::sleep(lease * 2).await;
+                        }
+                        (_, None) => {}
+                    }
+                }
+                assert!(matches!(archive.finish(run).await, RunStatus::Completed));
+                let view = archive.engine.get(run).await.expect("view");
+                let rows = (archive.rows("first").await, archive.rows("second").await);
+                (view, rows)
+            })
+        });
+        let (view, rows) = outcome;
+        prop_assert_eq!(&view.verdicts, &model.verdicts);
+        prop_assert_eq!(
+            view.steps
+                .iter()
+                .map(|s| (s.status, s.counts))
+                .collect::<Vec<_>>(),
+            model
+                .steps
+                .iter()
+                .map(|s| (s.status, s.counts))
+                .collect::<Vec<_>>()
+        );
+        prop_assert_eq!(&rows, &model_rows);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+on_both_backends!(interleavings_match_the_reference_model);
