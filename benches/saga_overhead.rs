@@ -16,13 +16,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use osa::DeploymentLog;
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
 use osa::id::{Digest, RecordId};
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, SagaStorage, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
-use osa::{DeploymentLog, HookRegistry};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
 

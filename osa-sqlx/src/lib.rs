@@ -20,6 +20,7 @@
 mod deployments;
 mod error;
 mod feature_sql;
+mod features;
 mod jobs;
 mod reads;
 mod registry;

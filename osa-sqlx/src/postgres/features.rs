@@ -1,343 +1,69 @@
-//! `FeatureStore` on Postgres: one table per hook in the features schema, written with
-//! binary `COPY`.
+//! `FeatureStore` on Postgres (the shared implementation in `crate::features`): one
+//! table per hook in the features schema, rows written with binary `COPY` inside the
+//! caller's transaction.
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
-use osa_core::feature::store::{
-    FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance,
-};
-use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
-use osa_core::hook::HookIdentity;
-use osa_core::id::{HookName, HookRunId, RecordId, ValidationRunId};
-use osa_core::{Error, Result};
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::types::Json;
-use sqlx::{Arguments, PgConnection, Row};
-use uuid::Uuid;
+use sqlx::postgres::PgArguments;
 
-use super::PgBackend;
 use super::copy::CopyBuffer;
-use crate::error::{corrupt, db};
-use crate::feature_sql::{Dialect, FeatureArgs, SYSTEM_SELECT, bind_error};
-use crate::reads::{self, TableAccess};
+
+crate::features::features_for!(
+    super::PgBackend,
+    sqlx::PgConnection,
+    PgArguments,
+    sqlx::postgres::PgRow,
+    // CREATE TABLE IF NOT EXISTS alone can still collide in the catalog when two
+    // transactions create the same table.
+    create_lock = Some("SELECT pg_advisory_xact_lock(hashtext($1))")
+);
 
 /// Bytes buffered before a chunk is sent to the server during `COPY`.
 const COPY_CHUNK: usize = 1 << 20;
 
-impl PgBackend {
-    /// Replaces rows inside the caller's transaction (used by plans too).
-    pub(crate) async fn replace_rows_in(
-        &self,
-        tx: &mut PgConnection,
-        batch: &FeatureBatch,
-    ) -> Result<u64> {
-        let spec = self.contract(&batch.hook).await?;
-        batch.check(&spec)?;
-        let run_exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM hook_runs WHERE id = $1")
-            .bind(batch.run_id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("checking a hook run"))?;
-        if run_exists.is_none() {
-            return Err(Error::invalid(
-                "run_id",
-                format!(
-                    "hook run {} does not exist; record the run before its features",
-                    batch.run_id
-                ),
-            ));
-        }
-        let table = self.dialect.table(&batch.hook);
-        let records: Vec<&str> = batch.records.iter().map(RecordId::as_str).collect();
-        sqlx::query(&format!("DELETE FROM {table} WHERE record_id = ANY($1)"))
-            .bind(&records)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("deleting replaced feature rows"))?;
-        if batch.rows.is_empty() {
-            return Ok(0);
-        }
-        let data_columns = Dialect::data_columns(&spec);
-        let statement = format!(
-            "COPY {table} (record_id, validation_run_id, run_id, row_index, created_at{}{}) FROM STDIN (FORMAT binary)",
-            if data_columns.is_empty() { "" } else { ", " },
-            data_columns.join(", ")
-        );
-        let created_at = crate::now();
-        let fields = 5 + data_columns.len();
-        let mut copy = tx
-            .copy_in_raw(&statement)
-            .await
-            .map_err(db("starting COPY of feature rows"))?;
-        let mut buffer = CopyBuffer::new();
-        for row in &batch.rows {
-            buffer.start_tuple(fields);
-            buffer.text(row.record_id.as_str());
-            match batch.validation_run_id {
-                Some(run) => buffer.uuid(&run.0),
-                None => buffer.null(),
-            }
-            buffer.uuid(&batch.run_id.0);
-            buffer.int4(
-                i32::try_from(row.row_index)
-                    .map_err(|_| Error::invalid("row_index", "too large"))?,
-            );
-            buffer.timestamptz(&created_at);
-            for value in &row.values {
-                buffer.value(value);
-            }
-            if buffer.len() >= COPY_CHUNK {
-                copy.send(buffer.take())
-                    .await
-                    .map_err(db("sending feature rows"))?;
-            }
-        }
-        buffer.finish();
-        copy.send(buffer.take())
-            .await
-            .map_err(db("sending feature rows"))?;
-        let inserted = copy
-            .finish()
-            .await
-            .map_err(db("finishing COPY of feature rows"))?;
-        Ok(inserted)
-    }
-}
-
-#[async_trait]
-impl TableAccess for PgBackend {
-    type Args = PgArguments;
-
-    async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
-        if let Some(spec) = self
-            .contracts
-            .lock()
-            .expect("contract cache poisoned")
-            .get(hook)
-        {
-            return Ok(spec.clone());
-        }
-        let stored: Option<Json<FeatureSpec>> =
-            sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = $1")
-                .bind(hook.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db("reading a feature contract"))?;
-        let spec = stored
-            .ok_or_else(|| Error::not_found("feature table", hook))?
-            .0;
-        self.contracts
-            .lock()
-            .expect("contract cache poisoned")
-            .insert(hook.clone(), spec.clone());
-        Ok(spec)
-    }
-
-    async fn feature_hooks(&self) -> Result<Vec<HookName>> {
-        let names: Vec<String> =
-            sqlx::query_scalar("SELECT hook FROM feature_tables ORDER BY hook")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("listing feature tables"))?;
-        names
-            .into_iter()
-            .map(|n| HookName::new(n).map_err(|e| corrupt("hook name", e)))
-            .collect()
-    }
-
-    async fn select_rows(
-        &self,
-        hook: &HookName,
-        spec: &FeatureSpec,
-        condition: &str,
-        args: Self::Args,
-        limit: Option<u32>,
-    ) -> Result<Vec<FeatureRow>> {
-        let data = Dialect::data_columns(spec);
-        let sql = format!(
-            "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY id{}",
-            if data.is_empty() { "" } else { ", " },
-            data.join(", "),
-            self.dialect.table(hook),
-            limit.map(|l| format!(" LIMIT {l}")).unwrap_or_default(),
-        );
-        let rows = sqlx::query_with(&sql, args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("reading feature rows"))?;
-        rows.iter().map(|row| decode_row(row, spec)).collect()
-    }
-}
-
-fn add_value(args: &mut PgArguments, value: &FeatureValue) -> Result<()> {
-    let added = match value {
-        FeatureValue::Null => args.add(Option::<String>::None),
-        FeatureValue::Text(s) => args.add(s.clone()),
-        FeatureValue::Timestamp(t) => args.add(crate::truncate_micros(*t)),
-        FeatureValue::Date(d) => args.add(*d),
-        FeatureValue::Uuid(u) => args.add(*u),
-        FeatureValue::Float(f) => args.add(*f),
-        FeatureValue::Integer(i) => args.add(*i),
-        FeatureValue::Boolean(b) => args.add(*b),
-        FeatureValue::Json(v) => args.add(Json(v.clone())),
-    };
-    added.map_err(|e| Error::internal(format!("binding a feature value: {e}")))
-}
-
-fn decode_row(row: &PgRow, spec: &FeatureSpec) -> Result<FeatureRow> {
-    let get_err = |e: sqlx::Error| corrupt("feature row", e);
-    let mut values = Vec::with_capacity(spec.columns().len());
-    for (i, column) in spec.columns().iter().enumerate() {
-        let index = 6 + i;
-        let value = match column.value_type() {
-            ValueType::Text => row
-                .try_get::<Option<String>, _>(index)
-                .map(|v| v.map(FeatureValue::Text)),
-            ValueType::Timestamp => row
-                .try_get::<Option<DateTime<Utc>>, _>(index)
-                .map(|v| v.map(FeatureValue::Timestamp)),
-            ValueType::Date => row
-                .try_get::<Option<NaiveDate>, _>(index)
-                .map(|v| v.map(FeatureValue::Date)),
-            ValueType::Uuid => row
-                .try_get::<Option<Uuid>, _>(index)
-                .map(|v| v.map(FeatureValue::Uuid)),
-            ValueType::Float => row
-                .try_get::<Option<f64>, _>(index)
-                .map(|v| v.map(FeatureValue::Float)),
-            ValueType::Integer => row
-                .try_get::<Option<i64>, _>(index)
-                .map(|v| v.map(FeatureValue::Integer)),
-            ValueType::Boolean => row
-                .try_get::<Option<bool>, _>(index)
-                .map(|v| v.map(FeatureValue::Boolean)),
-            ValueType::Json => row
-                .try_get::<Option<Json<serde_json::Value>>, _>(index)
-                .map(|v| v.map(|j| FeatureValue::Json(j.0))),
-        }
-        .map_err(get_err)?;
-        values.push(value.unwrap_or(FeatureValue::Null));
-    }
-    let row_index: i32 = row.try_get("row_index").map_err(get_err)?;
-    Ok(FeatureRow {
-        id: row.try_get("id").map_err(get_err)?,
-        record_id: RecordId::new(row.try_get::<String, _>("record_id").map_err(get_err)?)
-            .map_err(|e| corrupt("record id", e))?,
-        validation_run_id: row
-            .try_get::<Option<Uuid>, _>("validation_run_id")
-            .map_err(get_err)?
-            .map(ValidationRunId),
-        run_id: HookRunId(row.try_get("run_id").map_err(get_err)?),
-        row_index: u32::try_from(row_index).map_err(|e| corrupt("row index", e))?,
-        created_at: row.try_get("created_at").map_err(get_err)?,
-        values,
-    })
-}
-
-impl FeatureArgs for PgArguments {
-    fn push_value(&mut self, value: &FeatureValue) -> Result<()> {
-        add_value(self, value)
-    }
-
-    fn push_text(&mut self, text: &str) -> Result<()> {
-        self.add(text.to_string()).map_err(bind_error)
-    }
-
-    fn push_uuid(&mut self, id: Uuid) -> Result<()> {
-        self.add(id).map_err(bind_error)
-    }
-
-    fn push_i64(&mut self, n: i64) -> Result<()> {
-        self.add(n).map_err(bind_error)
-    }
-
-    fn placeholder(&self) -> String {
-        format!("${}", self.len())
-    }
-}
-
-#[async_trait]
-impl FeatureStore for PgBackend {
-    async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
-        let mut tx = self.begin().await?;
-        ensure_table_in(&mut tx, &self.dialect, identity).await?;
-        tx.commit().await.map_err(db("creating a feature table"))
-    }
-
-    async fn replace_rows(&self, batch: &FeatureBatch) -> Result<u64> {
-        let mut tx = self.begin().await?;
-        let inserted = self.replace_rows_in(&mut tx, batch).await?;
-        tx.commit().await.map_err(db("replacing feature rows"))?;
-        Ok(inserted)
-    }
-
-    async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage> {
-        reads::page(self, hook, query).await
-    }
-
-    async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>> {
-        reads::record_features(self, record).await
-    }
-
-    async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>> {
-        reads::provenance(self, hook, row_id).await
-    }
-}
-
-/// Creates the hook's table and records its contract, inside the caller's
-/// transaction; idempotent; Conflict when the table or the registered identity has
-/// another contract; NotFound when the hook is not registered.
-pub(crate) async fn ensure_table_in(
-    tx: &mut PgConnection,
-    dialect: &Dialect,
-    identity: &HookIdentity,
-) -> Result<()> {
-    // Serialises concurrent creation of the same table (CREATE TABLE IF NOT EXISTS
-    // alone can still collide in the catalog).
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-        .bind(format!("osa_feature:{}", dialect.table(&identity.name)))
-        .execute(&mut *tx)
+async fn insert_rows(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    spec: &FeatureSpec,
+    batch: &FeatureBatch,
+) -> Result<u64> {
+    let data_columns = Dialect::data_columns(spec);
+    let statement = format!(
+        "COPY {table} (record_id, validation_run_id, run_id, row_index, created_at{}{}) FROM STDIN (FORMAT binary)",
+        if data_columns.is_empty() { "" } else { ", " },
+        data_columns.join(", ")
+    );
+    let created_at = crate::now();
+    let fields = 5 + data_columns.len();
+    let mut copy = tx
+        .copy_in_raw(&statement)
         .await
-        .map_err(db("locking a feature table"))?;
-    for table in ["feature_tables", "hooks"] {
-        let sql = format!(
-            "SELECT feature FROM {table} WHERE {} = $1",
-            if table == "hooks" { "name" } else { "hook" }
+        .map_err(db("starting COPY of feature rows"))?;
+    let mut buffer = CopyBuffer::new();
+    for row in &batch.rows {
+        buffer.start_tuple(fields);
+        buffer.text(row.record_id.as_str());
+        match batch.validation_run_id {
+            Some(run) => buffer.uuid(&run.0),
+            None => buffer.null(),
+        }
+        buffer.uuid(&batch.run_id.0);
+        buffer.int4(
+            i32::try_from(row.row_index).map_err(|_| Error::invalid("row_index", "too large"))?,
         );
-        let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar(&sql)
-            .bind(identity.name.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("reading a feature contract"))?;
-        match stored {
-            Some(Json(feature)) => {
-                let stored = HookIdentity {
-                    name: identity.name.clone(),
-                    feature,
-                };
-                if let Some(conflict) = crate::rows::identity_conflict(&stored, identity) {
-                    return Err(conflict);
-                }
-                if table == "feature_tables" {
-                    return Ok(());
-                }
-            }
-            None if table == "hooks" => return Err(Error::not_found("hook", &identity.name)),
-            None => {}
+        buffer.timestamptz(&created_at);
+        for value in &row.values {
+            buffer.value(value);
+        }
+        if buffer.len() >= COPY_CHUNK {
+            copy.send(buffer.take())
+                .await
+                .map_err(db("sending feature rows"))?;
         }
     }
-    for statement in dialect.create_table(&identity.name, &identity.feature) {
-        sqlx::query(&statement)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("creating a feature table"))?;
-    }
-    sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3)")
-        .bind(identity.name.as_str())
-        .bind(Json(&identity.feature))
-        .bind(crate::now())
-        .execute(&mut *tx)
+    buffer.finish();
+    copy.send(buffer.take())
         .await
-        .map_err(db("recording a feature contract"))?;
-    Ok(())
+        .map_err(db("sending feature rows"))?;
+    copy.finish()
+        .await
+        .map_err(db("finishing COPY of feature rows"))
 }

@@ -67,6 +67,17 @@ pub struct PgBackend {
     contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
 }
 
+/// UUID data columns of feature tables are native `UUID`.
+pub(crate) type UuidColumn = uuid::Uuid;
+
+pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
+    *id
+}
+
+pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
+    column
+}
+
 /// `= ANY(...)` over a list bound as one array parameter.
 pub(crate) fn in_text_list(param: &str) -> String {
     format!("= ANY({param})")

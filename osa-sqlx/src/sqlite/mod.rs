@@ -107,6 +107,18 @@ impl SqliteBackend {
     }
 }
 
+/// UUID data columns of feature tables are hyphenated text (readable in the sqlite3
+/// shell).
+pub(crate) type UuidColumn = uuid::fmt::Hyphenated;
+
+pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
+    id.hyphenated()
+}
+
+pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
+    column.into_uuid()
+}
+
 /// `IN (...)` over a list bound as one JSON array parameter.
 pub(crate) fn in_text_list(param: &str) -> String {
     format!("IN (SELECT value FROM json_each({param}))")
