@@ -96,7 +96,7 @@ impl SqliteBackend {
     }
 
     /// The pool reads go through.
-    pub(crate) fn read_pool(&self) -> &SqlitePool {
+    pub fn read_pool(&self) -> &SqlitePool {
         &self.reader
     }
 
