@@ -3,7 +3,7 @@
 //!
 //! A run is a sequence of jobs: one `validation.step` per hook, then one
 //! `validation.finalize`. A step runs hook *k* over the records still in play, then
-//! commits one [`StepPlan`] (hook run, step row, verdicts, `current_step`, next job,
+//! commits one [`StepPlan`](crate::validation::StepPlan) (hook run, step row, verdicts, `current_step`, next job,
 //! and the job's own completion) in one transaction. Finalize inserts the features of
 //! the records that passed every hook and ends the run, in one transaction. A
 //! redelivered job finds its step already committed and does nothing; a step
