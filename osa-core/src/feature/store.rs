@@ -42,9 +42,10 @@ impl FeatureBatch {
     /// record and the column.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
         let columns = spec.columns();
+        let listed: std::collections::HashSet<&RecordId> = self.records.iter().collect();
         for (index, row) in self.rows.iter().enumerate() {
             let field = || format!("rows[{index}]");
-            if !self.records.contains(&row.record_id) {
+            if !listed.contains(&row.record_id) {
                 return Err(Error::invalid(
                     field(),
                     format!(
