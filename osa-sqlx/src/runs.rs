@@ -200,14 +200,28 @@ macro_rules! runs_for {
                 .ok_or_else(|| Error::not_found("validation run", run))
         }
 
-        async fn set_verdict(conn: &mut $conn, run: ValidationRunId, record: &RecordId, verdict: &Verdict) -> Result<()> {
-            sqlx::query("UPDATE validation_records SET verdict = $1 WHERE run_id = $2 AND record_id = $3")
-                .bind(Json(verdict))
+        /// Sets many verdicts in one statement: the verdicts travel as one JSON object
+        /// keyed by record id.
+        async fn set_verdicts<'a>(
+            conn: &mut $conn,
+            run: ValidationRunId,
+            verdicts: impl IntoIterator<Item = (&'a RecordId, &'a Verdict)>,
+        ) -> Result<()> {
+            let by_record: serde_json::Map<String, serde_json::Value> = verdicts
+                .into_iter()
+                .map(|(id, verdict)| {
+                    (id.to_string(), serde_json::to_value(verdict).expect("verdicts serialise"))
+                })
+                .collect();
+            if by_record.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(super::SET_VERDICTS)
+                .bind(Json(serde_json::Value::Object(by_record)))
                 .bind(run.0)
-                .bind(record.as_str())
                 .execute(&mut *conn)
                 .await
-                .map_err(db("recording a verdict"))?;
+                .map_err(db("recording verdicts"))?;
             Ok(())
         }
 
@@ -311,9 +325,7 @@ macro_rules! runs_for {
                 .execute(&mut *tx)
                 .await
                 .map_err(db("recording a step"))?;
-                for verdict in &plan.verdicts {
-                    set_verdict(&mut tx, plan.run_id, &verdict.record_id, &verdict.verdict).await?;
-                }
+                set_verdicts(&mut tx, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
                 sqlx::query(
                     "UPDATE validation_runs SET current_step = $1, status = 'running', updated_at = $2 WHERE id = $3",
                 )
@@ -345,9 +357,7 @@ macro_rules! runs_for {
                     self.replace_rows_in(&mut tx, batch).await?;
                 }
                 let accepted = Verdict::Accepted;
-                for record in &plan.accepted {
-                    set_verdict(&mut tx, plan.run_id, record, &accepted).await?;
-                }
+                set_verdicts(&mut tx, plan.run_id, plan.accepted.iter().map(|r| (r, &accepted))).await?;
                 sqlx::query("UPDATE validation_runs SET status = $1, updated_at = $2 WHERE id = $3")
                     .bind(enum_name(&plan.status))
                     .bind(crate::now())

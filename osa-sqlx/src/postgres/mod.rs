@@ -78,6 +78,11 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column
 }
 
+/// Sets the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for run
+/// `$2`.
+pub(crate) const SET_VERDICTS: &str = "UPDATE validation_records v SET verdict = j.value \
+     FROM jsonb_each($1) j WHERE v.run_id = $2 AND v.record_id = j.key";
+
 /// `= ANY(...)` over a list bound as one array parameter.
 pub(crate) fn in_text_list(param: &str) -> String {
     format!("= ANY({param})")

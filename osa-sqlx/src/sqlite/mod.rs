@@ -119,6 +119,12 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column.into_uuid()
 }
 
+/// Sets the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for run
+/// `$2`.
+pub(crate) const SET_VERDICTS: &str = "UPDATE validation_records \
+     SET verdict = (SELECT j.value FROM json_each($1) j WHERE j.key = validation_records.record_id) \
+     WHERE run_id = $2 AND record_id IN (SELECT key FROM json_each($1))";
+
 /// `IN (...)` over a list bound as one JSON array parameter.
 pub(crate) fn in_text_list(param: &str) -> String {
     format!("IN (SELECT value FROM json_each({param}))")
