@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the `osa` wheel (osa-py, abi3) and tests it: ruff, the native stub check and the
-# pytest suite, against the installed wheel. Idempotent; safe to re-run.
+# pytest suite, against the installed wheel; then the example convention package
+# examples/pdb-pockets, installed next to the wheel (ruff, mypy, its own tests). The venv
+# it leaves is the one tests/sdk_package.rs (cargo test) needs. Idempotent; safe to re-run.
 #
 # Usage: scripts/python-tests.sh
 # Environment:
@@ -15,6 +17,7 @@ ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 VENV=${OSA_PY_VENV:-"$ROOT/target/py-venv"}
 WHEELS="$ROOT/target/wheels"
+EXAMPLE="$ROOT/examples/pdb-pockets"
 LOG_DIR=${OSA_TEST_LOG_DIR:-"$ROOT/target/test-logs"}
 TOOLS=(maturin pytest "pydantic>=2" ruff mypy hatchling)
 
@@ -32,20 +35,33 @@ make_venv() {
     "$venv/bin/python" -m pip install -q "$@"
 }
 
-# Installs the freshly built wheel and the sample convention package into a venv.
+# Installs the freshly built wheel and the sample convention package into a venv. The
+# osa-py suite expects exactly the sample's conventions, so the example package (left
+# by an earlier run) is removed until install_example puts it back.
 install_packages() {
     local venv=$1
+    "$venv/bin/python" -m pip uninstall -q -y osa-pdb-pockets
     "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL"
     "$venv/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation \
         "$ROOT/osa-py/tests/sample_convention"
 }
 
-# Runs pytest with the given arguments; fails on any failure and on zero tests run.
+# Installs the example convention package next to the wheel; `pip check` proves that its
+# dependency on `osa-py` is met by the wheel.
+install_example() {
+    local venv=$1
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps --no-build-isolation \
+        "$EXAMPLE"
+    "$venv/bin/python" -m pip check
+}
+
+# Runs pytest in a directory with the given arguments; fails on any failure and on zero
+# tests run.
 run_pytest() {
-    local venv=$1 log=$2
-    shift 2
+    local venv=$1 dir=$2 log=$3
+    shift 3
     local status=0
-    (cd "$ROOT/osa-py" && "$venv/bin/python" -m pytest "$@") 2>&1 | tee "$log" || status=$?
+    (cd "$dir" && "$venv/bin/python" -m pytest "$@") 2>&1 | tee "$log" || status=$?
     [ "$status" -eq 0 ] || die "pytest failed (exit $status; 5 means no test was collected)"
     grep -Eq '[1-9][0-9]* passed' "$log" || die "pytest ran no test"
 }
@@ -78,7 +94,13 @@ step "mypy --strict (the package, against the _native.pyi stub)"
 (cd osa-py && "$VENV/bin/mypy" --strict --no-incremental python/osa)
 
 step "pytest (python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())'))"
-run_pytest "$VENV" "$LOG_DIR/pytest.log" tests -q
+run_pytest "$VENV" "$ROOT/osa-py" "$LOG_DIR/pytest.log" tests -q
+
+step "example convention package (examples/pdb-pockets): ruff, mypy --strict, pytest"
+install_example "$VENV"
+(cd "$EXAMPLE" && "$VENV/bin/ruff" check src tests && "$VENV/bin/ruff" format --check src tests)
+(cd "$EXAMPLE" && "$VENV/bin/mypy" --strict --no-incremental src tests)
+run_pytest "$VENV" "$EXAMPLE" "$LOG_DIR/pytest-pdb-pockets.log" tests -q
 
 # The wheel is abi3: where Python 3.13 is available, check it there too (types.UnionType
 # spellings of optional types are the reason).
@@ -90,8 +112,10 @@ if [ "${#PY313[@]}" -gt 0 ]; then
     step "pytest under ${PY313[-1]}"
     make_venv "${PY313[-1]}" "$VENV313" pytest "pydantic>=2" hatchling
     install_packages "$VENV313"
-    run_pytest "$VENV313" "$LOG_DIR/pytest-3.13.log" tests -q \
+    run_pytest "$VENV313" "$ROOT/osa-py" "$LOG_DIR/pytest-3.13.log" tests -q \
         --deselect tests/test_runtime.py::test_memory_stays_flat_for_100k_records
+    install_example "$VENV313"
+    run_pytest "$VENV313" "$EXAMPLE" "$LOG_DIR/pytest-pdb-pockets-3.13.log" tests -q
 else
     step "python 3.13 not found under ~/.pyenv/versions: skipping the 3.13 run"
 fi

@@ -62,15 +62,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 step "sandbox (bubblewrap)"
 scripts/sandbox-setup.sh
 
-step "rust tests"
-run_cargo_tests workspace --workspace --all-features
-
-step "quickstart (the README's main job)"
-cargo run -q --example quickstart | tee "$LOG_DIR/quickstart.log"
-grep -q "run completed: 35 of 50 records accepted" "$LOG_DIR/quickstart.log" \
-    || die "the quickstart did not end as the README shows"
-grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopped before the provenance"
-
+# The Python step comes first: the Rust end-to-end test of the example convention
+# package runs its hooks with the wheel installed in this venv.
+export OSA_PY_VENV=${OSA_PY_VENV:-"$ROOT/target/py-venv"}
 step "python package (wheel, ruff, mypy, pytest)"
 rm -f "$LOG_DIR"/pytest*.log
 OSA_TEST_LOG_DIR="$LOG_DIR" scripts/python-tests.sh
@@ -80,6 +74,15 @@ for log in "$LOG_DIR"/pytest*.log; do
     PASSED=$((PASSED + ${counts% *}))
     FAILED=$((FAILED + ${counts#* }))
 done
+
+step "rust tests"
+run_cargo_tests workspace --workspace --all-features
+
+step "quickstart (the README's main job)"
+cargo run -q --example quickstart | tee "$LOG_DIR/quickstart.log"
+grep -q "run completed: 35 of 50 records accepted" "$LOG_DIR/quickstart.log" \
+    || die "the quickstart did not end as the README shows"
+grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopped before the provenance"
 
 step "summary"
 printf '%s passed, %s failed\n' "$PASSED" "$FAILED"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,8 @@ class IngesterContext:
 
     async def add_bytes(self, source_id: str, name: str, *, data: bytes) -> IngesterFileRef:
         """Stores `data` as file `name` of record `source_id`."""
+        import asyncio  # imported lazily: hooks never need it (~70 ms at import)
+
         path, relative = self._target(source_id, name)
         await asyncio.to_thread(path.write_bytes, data)
         return IngesterFileRef(name=name, relative_path=relative, size_mb=len(data) / _MB)
@@ -47,6 +47,9 @@ class IngesterContext:
         Raises:
             urllib.error.URLError: the download failed (HTTP errors included).
         """
+        import asyncio
+        import urllib.request  # imported lazily: hooks never need it (~25 ms at import)
+
         path, relative = self._target(source_id, name)
 
         def download() -> int:
