@@ -62,6 +62,11 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features
 step "sandbox (bubblewrap)"
 scripts/sandbox-setup.sh
 
+step "containers (podman)"
+# Stop the Podman API service on every exit, also when a later step fails.
+trap 'scripts/podman-setup.sh stop || true' EXIT
+scripts/podman-setup.sh
+
 # The Python step comes first: the Rust end-to-end test of the example convention
 # package runs its hooks with the wheel installed in this venv.
 export OSA_PY_VENV=${OSA_PY_VENV:-"$ROOT/target/py-venv"}

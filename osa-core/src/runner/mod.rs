@@ -1,16 +1,21 @@
 //! The runner abstraction: execute a release over a prepared batch in a sandbox.
 //!
 //! [`HookRunner`] is the port; [`process::ProcessRunner`] runs `process` releases
-//! locally (optionally inside bubblewrap), and [`execute_with_policy`] wraps any
-//! runner in the OOM retry policy of the design (checkpoint, smallest records first,
-//! doubled memory).
+//! locally (optionally inside bubblewrap), `oci::OciRunner` (feature `oci`) runs `oci`
+//! releases as hardened containers through the Docker Engine API (Docker or Podman),
+//! and [`execute_with_policy`] wraps any runner in the OOM retry policy of the design
+//! (checkpoint, smallest records first, doubled memory).
 
 #[cfg(unix)]
 mod group;
+#[cfg(all(unix, feature = "oci"))]
+pub mod oci;
 mod oom;
 #[cfg(unix)]
 pub mod process;
 
+#[cfg(all(unix, feature = "oci"))]
+pub use oci::{OciRunner, PullPolicy};
 pub use oom::{StepExecution, execute_with_policy};
 #[cfg(unix)]
 pub use process::{ProcessRunner, Sandbox};
