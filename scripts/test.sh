@@ -64,7 +64,7 @@ scripts/sandbox-setup.sh
 
 step "containers (podman)"
 # Stop the Podman API service on every exit, also when a later step fails.
-trap 'scripts/podman-setup.sh stop || true' EXIT
+trap 'scripts/podman-setup.sh stop >/dev/null 2>&1 || true' EXIT
 scripts/podman-setup.sh
 
 # The Python step comes first: the Rust end-to-end test of the example convention
@@ -88,6 +88,10 @@ cargo run -q --example quickstart | tee "$LOG_DIR/quickstart.log"
 grep -q "run completed: 35 of 50 records accepted" "$LOG_DIR/quickstart.log" \
     || die "the quickstart did not end as the README shows"
 grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopped before the provenance"
+
+step "stopping services"
+scripts/podman-setup.sh stop || true
+trap - EXIT
 
 step "summary"
 printf '%s passed, %s failed\n' "$PASSED" "$FAILED"
