@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use osa_core::runner::process::{ProcessRunner, Sandbox};
 use osa_core::runtime::{Limits, RuntimeConfig};
-use osa_core::testing::runner::{self as suite, Harness, OomCase};
+use osa_core::testing::runner::{Harness, OomCase};
 use serde_json::{Map, Value};
 
 /// `target/<profile>/examples/test_hook`, next to this test's `deps/` directory.
@@ -72,60 +72,14 @@ impl Env {
     }
 }
 
-macro_rules! conformance {
-    ($sandbox:expr => $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let env = Env::new($sandbox);
-                if let Err(e) = suite::$case(&env.harness()).await {
-                    panic!("{e}");
-                }
-            }
-        )*
-    };
-}
-
 mod plain {
     use super::*;
 
-    conformance!(Sandbox::None =>
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    osa_core::runner_conformance!(Env::new(Sandbox::None));
 }
 
 mod bwrap {
     use super::*;
 
-    conformance!(Sandbox::Bwrap =>
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    osa_core::runner_conformance!(Env::new(Sandbox::Bwrap));
 }

@@ -24,7 +24,7 @@ use osa_core::runner::oci::{
 };
 use osa_core::runner::{FailureKind, HookRunner, RunJob};
 use osa_core::runtime::{Limits, MemorySize, RuntimeConfig};
-use osa_core::testing::runner::{self as suite, HOOK_NAME, Harness, OomCase};
+use osa_core::testing::runner::{HOOK_NAME, Harness, OomCase};
 use serde_json::{Map, Value, json};
 
 /// A label on every container these tests create, to find them.
@@ -150,40 +150,10 @@ impl Env {
     }
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let env = Env::new().await;
-                if let Err(e) = suite::$case(&env.harness()).await {
-                    panic!("{e}");
-                }
-            }
-        )*
-    };
-}
-
 mod conformance {
     use super::*;
 
-    conformance!(
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    osa_core::runner_conformance!(Env::new().await);
 }
 
 /// A job for `runtime` over a one-record batch in `scratch`.

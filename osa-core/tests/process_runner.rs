@@ -14,7 +14,7 @@ use osa_core::id::{HookName, ReleaseId};
 use osa_core::runner::process::{ProcessRunner, Sandbox};
 use osa_core::runner::{FailureKind, HookRunner, RunJob};
 use osa_core::runtime::{Limits, RuntimeConfig};
-use osa_core::testing::runner::{self as suite, HOOK_NAME, Harness};
+use osa_core::testing::runner::{HOOK_NAME, Harness};
 use serde_json::{Map, Value};
 
 /// The Python interpreter behind `python3` on PATH and its installation prefix.
@@ -105,62 +105,16 @@ impl Env {
     }
 }
 
-macro_rules! conformance {
-    ($mode:expr => $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let env = Env::new($mode);
-                if let Err(e) = suite::$case(&env.harness()).await {
-                    panic!("{e}");
-                }
-            }
-        )*
-    };
-}
-
 mod plain {
     use super::*;
 
-    conformance!(Mode::Plain =>
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    osa_core::runner_conformance!(Env::new(Mode::Plain));
 }
 
 mod bwrap {
     use super::*;
 
-    conformance!(Mode::Bwrap =>
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    osa_core::runner_conformance!(Env::new(Mode::Bwrap));
 
     #[test]
     fn detect_finds_bwrap_here() {

@@ -158,6 +158,43 @@ pub fn conformance_spec() -> FeatureSpec {
     .expect("distinct columns")
 }
 
+/// Generates one `#[tokio::test]` per conformance case. `$env` is an expression
+/// (it may `.await`) giving a value whose `harness()` returns the [`Harness`] of the
+/// runner under test; it is evaluated afresh in every test.
+#[macro_export]
+macro_rules! runner_conformance {
+    ($env:expr) => {
+        $crate::runner_conformance!(@cases $env;
+            passes,
+            contract_environment,
+            per_record_outcomes,
+            progress_rejection,
+            nonzero_exit,
+            timeout_kills_everything,
+            background_children_are_killed,
+            cancellation_kills_everything,
+            oom_then_success,
+            oom_exhausted,
+            oversized_output_refused,
+            log_is_captured_and_capped,
+            files_visible_read_only,
+            writes_outside_out_fail,
+            no_network,
+        );
+    };
+    (@cases $env:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let env = $env;
+                if let Err(e) = $crate::testing::runner::$case(&env.harness()).await {
+                    panic!("{e}");
+                }
+            }
+        )*
+    };
+}
+
 /// Runs every case and reports all failures together.
 pub async fn run_all(h: &Harness<'_>) -> Result<(), String> {
     let mut failures = Vec::new();
