@@ -1089,7 +1089,14 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("sh runs");
-        let found = live_processes_with(&marker);
+        // Right after spawn the child may not have exec'd yet (its argv is still the
+        // test's): look again until sh shows up, for at most two seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let mut found = live_processes_with(&marker);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = live_processes_with(&marker);
+        }
         child.kill().expect("kill sh");
         child.wait().expect("reap sh");
         assert_eq!(found.len(), 1, "{found:?}");
