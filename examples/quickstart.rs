@@ -12,21 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use futures::StreamExt;
-use osa::blob::Blobs;
-use osa::deploy::Deployer;
 use osa::feature::store::FeatureQuery;
 use osa::id::{Digest, FileName, HookName, RecordId};
-use osa::runner::ProcessRunner;
+use osa::local::LocalArchive;
 use osa::runtime::RuntimeConfig;
-use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{
     FileSource, InputFile, InputRecord, RunEventKind, SubmitValidation, ValidationService, Verdict,
 };
 use osa::{FeatureStore, HookRegistry};
-use osa_sqlx::SqliteBackend;
 use serde_json::{Value, json};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
@@ -55,24 +49,16 @@ fn short(id: impl std::fmt::Display) -> String {
 #[tokio::main]
 async fn main() -> osa::Result<()> {
     let dir = PathBuf::from(DIR);
-    let archive = tempfile::Builder::new()
+    let temp = tempfile::Builder::new()
         .prefix("osa-quickstart-")
         .tempdir()
         .map_err(|e| osa::Error::internal(e.to_string()))?;
-    let root = archive.path();
+    let root = temp.path();
     println!("OSA quickstart: embedded engine (SQLite + local blobs + process runner)");
     println!("archive in {}\n", root.display());
 
-    let storage = Arc::new(SqliteBackend::open(root.join("archive.db")).await?);
-    storage.migrate().await?;
-    let blobs = Blobs::local(root.join("blobs"))?;
-    let engine = Engine::new(
-        storage.clone(),
-        Arc::new(ProcessRunner::new()),
-        blobs.clone(),
-        EngineConfig::new(root.join("work")),
-    );
-    let deployer = Deployer::new(storage.clone(), blobs);
+    let archive = LocalArchive::open(root).await?;
+    let (engine, storage) = (archive.engine(), archive.storage());
 
     // 1. Deploy a convention with two hooks.
     let payload = json!({
@@ -99,7 +85,7 @@ async fn main() -> osa::Result<()> {
         }
     });
     let body = serde_json::to_vec(&payload).map_err(|e| osa::Error::internal(e.to_string()))?;
-    let deployed = deployer.deploy(&body, "quickstart").await?;
+    let deployed = archive.deployer().deploy(&body, "quickstart").await?;
     let convention = &deployed.applied.convention;
     println!(
         "1. deploy \"{}\" -> convention `{}`",
@@ -162,40 +148,38 @@ async fn main() -> osa::Result<()> {
         })
         .await?;
     println!("2. validate {count} records -> run {}", short(run));
-    let worker = Worker::new(engine.clone(), WorkerConfig::default());
-    let worker_task = tokio::spawn(async move { worker.run_until_finished(run).await });
-    let mut events = engine.events(run).await?;
-    while let Some(event) = events.next().await {
-        match event?.kind {
-            RunEventKind::StepFinished {
-                step,
-                hook,
-                status,
-                counts,
-            } => println!(
-                "   step {step} {hook:<17} {:<7} {} passed, {} rejected, {} errored",
-                format!("{status:?}").to_lowercase(),
-                counts.passed,
-                counts.rejected,
-                counts.errored
-            ),
-            RunEventKind::Finished {
-                status, accepted, ..
-            } => {
-                println!(
-                    "   run {}: {accepted} of {count} records accepted\n",
-                    format!("{status:?}").to_lowercase()
-                )
-            }
-            _ => {}
-        }
-    }
-    worker_task
-        .await
-        .map_err(|e| osa::Error::internal(e.to_string()))??;
+    let view = archive
+        .wait(
+            run,
+            |event| {
+                match &event.kind {
+                    RunEventKind::StepFinished {
+                        step,
+                        hook,
+                        status,
+                        counts,
+                    } => println!(
+                        "   step {step} {hook:<17} {:<7} {} passed, {} rejected, {} errored",
+                        format!("{status:?}").to_lowercase(),
+                        counts.passed,
+                        counts.rejected,
+                        counts.errored
+                    ),
+                    RunEventKind::Finished {
+                        status, accepted, ..
+                    } => println!(
+                        "   run {}: {accepted} of {count} records accepted\n",
+                        format!("{status:?}").to_lowercase()
+                    ),
+                    _ => {}
+                }
+                Ok(())
+            },
+            std::future::pending(),
+        )
+        .await?;
 
     // 3. Verdicts.
-    let view = engine.get(run).await?;
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     println!("3. verdicts");
     for verdict in &view.verdicts {

@@ -5,3 +5,6 @@
 
 pub use osa_core::*;
 pub use osa_sqlx as sqlx_backends;
+
+#[cfg(feature = "sqlite")]
+pub mod local;

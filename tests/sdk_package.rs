@@ -378,3 +378,81 @@ fn a_missing_venv_is_a_clear_failure() {
         "{err}"
     );
 }
+
+/// `osa test` on the example: the same package, records and verdicts, deployed by the
+/// SDK itself (process releases of the venv's interpreter) to a local archive the test
+/// then opens from Rust.
+#[tokio::test]
+async fn example_package_runs_under_osa_test() {
+    let (osa, _) = venv();
+    let samples = Path::new(EXAMPLE).join("samples");
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(&osa)
+        .args(["test", "--convention", TITLE, "--json", "--records"])
+        .arg(samples.join("in/records.jsonl"))
+        .arg("--files")
+        .arg(samples.join("files"))
+        .arg("--archive")
+        .arg(archive_dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} test: {e}", osa.display()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "osa test failed: {stderr}");
+    assert!(
+        stderr.contains("5 record(s): 2 accepted, 2 rejected, 1 errored"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("osa test --json");
+    assert_eq!(report["status"], "completed");
+    let verdicts: Vec<(&str, &str)> = report["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("pdb:9PK1", "accepted"),
+            ("pdb:9PK2", "accepted"),
+            ("pdb:9PK3", "rejected"),
+            ("pdb:9PK4", "rejected"),
+            ("pdb:9PK5", "errored"),
+        ]
+    );
+
+    // The archive `osa test` left is an ordinary OSA archive.
+    let archive = osa::local::LocalArchive::open(archive_dir.path())
+        .await
+        .expect("open the archive");
+    let hook = archive
+        .storage()
+        .get_hook(&HookName::new("detect_pockets").expect("hook name"))
+        .await
+        .expect("registry")
+        .expect("detect_pockets deployed");
+    let release = hook.live.expect("a live release");
+    match &release.runtime {
+        RuntimeConfig::Process { command, .. } => {
+            assert_eq!(command[1..], ["-m", "osa.runtime.entrypoint"]);
+            assert!(Path::new(&command[0]).is_file(), "{command:?}");
+        }
+        other => panic!("expected a process release, got {other:?}"),
+    }
+    let rows = archive
+        .storage()
+        .rows(
+            &hook.identity.name,
+            &FeatureQuery {
+                limit: 100,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("rows");
+    let mut records: Vec<&str> = rows.rows.iter().map(|r| r.record_id.as_str()).collect();
+    records.dedup();
+    assert_eq!(records, ["pdb:9PK1", "pdb:9PK2"]);
+}

@@ -8,10 +8,13 @@
 //! - the mapping of hook output fields to feature columns ([`columns`]);
 //! - the streaming reader of `records.jsonl` ([`records::RecordReader`]);
 //! - the outcome writer that validates rows like the engine ([`writer::OutputWriter`]);
-//! - the check of a convention manifest against the deploy payload ([`payload`]).
+//! - the check of a convention manifest against the deploy payload ([`payload`]);
+//! - the local engine ([`engine::Archive`]): a SQLite archive with process-run hooks,
+//!   driven from Python with the GIL released.
 
 pub mod columns;
 mod convert;
+pub mod engine;
 pub mod payload;
 pub mod records;
 pub mod writer;
@@ -42,6 +45,15 @@ fn validate_schema_id(schema_id: &str) -> PyResult<()> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// The slug the engine derives from a convention title (`"PDB Pockets"` →
+/// `"pdb-pockets"`); raises `ValueError` when the title has no usable character.
+#[pyfunction]
+fn convention_slug(title: &str) -> PyResult<String> {
+    osa_core::id::ConventionSlug::from_title(title)
+        .map(|s| s.to_string())
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
 /// Maps field descriptions (a JSON list of `{name, type, optional, has_default,
 /// description, unit}`) to feature columns (a JSON list of column definitions).
 ///
@@ -68,9 +80,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(validate_hook_name, m)?)?;
     m.add_function(wrap_pyfunction!(validate_schema_id, m)?)?;
     m.add_function(wrap_pyfunction!(columns_for_fields, m)?)?;
+    m.add_function(wrap_pyfunction!(convention_slug, m)?)?;
     m.add_function(wrap_pyfunction!(check_convention_payload, m)?)?;
     m.add_class::<records::InputRecord>()?;
     m.add_class::<records::RecordReader>()?;
     m.add_class::<writer::OutputWriter>()?;
+    engine::register(m)?;
     Ok(())
 }

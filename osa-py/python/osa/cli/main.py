@@ -1,6 +1,7 @@
 """`osa`: the command line of the SDK.
 
-Commands: `osa manifest [--skip-docs-check]`. Data goes to stdout, messages to stderr.
+Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`. Data goes to
+stdout, messages to stderr.
 Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 """
 
@@ -14,8 +15,10 @@ from collections.abc import Sequence
 
 from osa import __version__, _registry
 from osa._discovery import load_conventions
+from osa._native import EngineError
+from osa.cli.local_test import add_test_command
 from osa.errors import OsaError
-from osa.manifest import manifest_document
+from osa.manifest import MANIFEST_VERSION, manifest_document
 
 
 def _fail(error: OsaError) -> int:
@@ -36,11 +39,21 @@ def _manifest(args: argparse.Namespace) -> int:
                     hint="Install a package that declares an `osa.conventions` entry point.",
                 )
             )
-        document = manifest_document(
-            conventions,
-            docs_check=not args.skip_docs_check,
-            engine_check=not args.skip_engine_check,
-        )
+        if args.process:
+            from osa.local import local_payload
+
+            document = {
+                "manifest_version": MANIFEST_VERSION,
+                "conventions": [
+                    local_payload(conv, docs_check=not args.skip_docs_check) for conv in conventions
+                ],
+            }
+        else:
+            document = manifest_document(
+                conventions,
+                docs_check=not args.skip_docs_check,
+                engine_check=not args.skip_engine_check,
+            )
     except OsaError as e:
         return _fail(e)
     print(json.dumps(document, ensure_ascii=False, separators=(",", ":")))
@@ -64,7 +77,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not check the conventions against the engine's deploy rules",
     )
+    manifest.add_argument(
+        "--process",
+        action="store_true",
+        help="add a `process` release to every hook (run by this interpreter's "
+        "osa-run-hook module) so each body deploys as is to a local engine; "
+        "ingesters are left out",
+    )
     manifest.set_defaults(handler=_manifest)
+    add_test_command(commands)
     return parser
 
 
@@ -81,7 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except OsaError as e:
+        return _fail(e)
+    except EngineError as e:
+        return _fail(OsaError(f"engine: {e}"))
+    except TimeoutError as e:
+        return _fail(OsaError(str(e), hint="Raise --timeout, or look at the hook logs."))
     return result
 
 

@@ -303,3 +303,7 @@ def main() -> None:
         log.error("%s", e)
         sys.exit(EXIT_FAILURE)
     sys.exit(run_hook_entrypoint(hook_fn=info.fn))
+
+
+if __name__ == "__main__":
+    main()

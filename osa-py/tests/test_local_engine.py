@@ -1,0 +1,367 @@
+"""The local engine binding (`osa.local`) and `osa test`, end to end on temp archives.
+
+Every test deploys the sample convention "Protein Structures" (installed with the test
+venv) to a fresh SQLite archive; its hooks run as real processes of this venv's Python
+through the process runner, and features are read back with their provenance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import run, script
+from osa.local import (
+    EngineError,
+    InvalidRequestError,
+    LocalArchive,
+    LocalRecord,
+    NotFoundError,
+    RunEvent,
+    find_convention,
+    local_payload,
+)
+
+TITLE = "Protein Structures"
+CIF = "data_demo\n_cell.length_a 10\n" + "ATOM x\n" * 200
+
+
+@pytest.fixture
+def structures(sample_installed):
+    # The registry starts empty in every test: register the sample's convention anew.
+    import osa_sample.convention
+
+    importlib.reload(osa_sample.convention)
+    return find_convention(TITLE)
+
+
+@pytest.fixture
+def records(tmp_path) -> list[dict]:
+    good = tmp_path / "files" / "good"
+    good.mkdir(parents=True)
+    (good / "model.cif").write_text(CIF)
+    no_cif = tmp_path / "files" / "no-cif"
+    no_cif.mkdir()
+    (no_cif / "model.pdb").write_text("ATOM\n")
+
+    def meta(pdb_id: str, resolution: float) -> dict:
+        return {
+            "pdb_id": pdb_id,
+            "title": f"structure {pdb_id}",
+            "resolution": resolution,
+            "deposition_date": "2024-01-02",
+            "molecular_weight": 40.5,
+            "chain_count": 2,
+        }
+
+    return [
+        {"id": "good", "metadata": meta("1AAA", 1.9), "files": good},
+        {"id": "coarse", "metadata": meta("2BBB", 4.8), "files": good},
+        {"id": "no-cif", "metadata": meta("3CCC", 2.0), "files": no_cif},
+    ]
+
+
+def test_payload_has_a_process_release_per_hook(structures):
+    body = local_payload(structures)
+    assert [h["name"] for h in body["hooks"]] == ["validate_structure", "find_pockets"]
+    for hook in body["hooks"]:
+        release = hook["release"]
+        assert release["command"] == [sys.executable, "-m", "osa.runtime.entrypoint"]
+        assert release["digest"].startswith("sha256:")
+        assert len(release["digest"]) == len("sha256:") + 64
+        assert release["source_ref"] == "local:osa_sample.convention"
+    # The digest names the hook's code: two hooks of one package differ by name.
+    assert body["hooks"][0]["release"]["digest"] != body["hooks"][1]["release"]["digest"]
+    assert local_payload(structures) == body
+
+
+def test_deploy_validate_features_and_provenance(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    deployed = archive.deploy_convention(structures, principal="alice")
+    assert deployed.slug == "protein-structures"
+    assert [(r.hook, r.version) for r in deployed.releases] == [
+        ("validate_structure", 1),
+        ("find_pockets", 1),
+    ]
+    assert deployed.created == [True, True]
+    assert deployed.deployment["status"] == "succeeded"
+    assert deployed.deployment["principal"] == "alice"
+
+    events: list[RunEvent] = []
+    result = archive.validate(deployed.slug, records, on_event=events.append)
+
+    assert result.status == "completed"
+    assert result.accepted == ["good"]
+    coarse = result.verdict("coarse")
+    assert (coarse.verdict, coarse.hook) == ("rejected", "validate_structure")
+    assert coarse.reason == "Resolution too low for reliable analysis"
+    assert result.verdict("no-cif").reason == "At least one CIF file is required"
+    assert [(s.hook, s.passed, s.rejected) for s in result.steps] == [
+        ("validate_structure", 1, 2),
+        ("find_pockets", 1, 0),
+    ]
+    kinds = [e.type for e in events]
+    assert kinds[0] == "submitted"
+    assert kinds[-1] == "finished"
+    assert kinds.count("step_finished") == 2
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+    page = archive.features("find_pockets")
+    assert [c["name"] for c in page.columns] == ["pocket_id", "score", "volume"]
+    assert len(page.rows) == 1
+    row = page.rows[0]
+    size_kb = len(CIF.encode()) / 1024
+    assert row.record_id == "good"
+    assert row.values == {"pocket_id": 1, "score": round(size_kb / 100, 2), "volume": size_kb}
+    assert row.validation_run_id == result.id
+    assert archive.features("validate_structure").rows == []
+    assert archive.features("find_pockets", record_id="coarse").rows == []
+
+    prov = archive.provenance("find_pockets", row.id)
+    assert prov.row == row
+    assert prov.run.id == row.run_id == result.steps[1].hook_run_id
+    assert prov.run.status == "passed"
+    assert prov.run.duration_s > 0
+    assert prov.release.hook == "find_pockets"
+    assert prov.release.version == 1
+    assert prov.release.command == [sys.executable, "-m", "osa.runtime.entrypoint"]
+    assert prov.release.built_by == "alice"
+    assert prov.release == deployed.releases[1]
+
+    # Redeploying unchanged code is audited again but makes no release.
+    again = archive.deploy_convention(structures)
+    assert again.created == [False, False]
+    assert [r.version for r in again.releases] == [1, 1]
+    assert again.deployment["payload_sha256"] == deployed.deployment["payload_sha256"]
+    assert again.deployment["id"] != deployed.deployment["id"]
+
+
+def test_the_archive_is_durable_across_reopening(structures, records, tmp_path):
+    first = LocalArchive(tmp_path / "archive")
+    slug = first.deploy_convention(structures).slug
+    run_id = first.submit(slug, records[:1])
+    del first
+    reopened = LocalArchive(tmp_path / "archive")
+    assert reopened.run(run_id).status == "pending"
+    assert reopened.wait(run_id).status == "completed"
+    assert [c["slug"] for c in reopened.conventions()] == [slug]
+    assert [r.version for r in reopened.releases("find_pockets")] == [1]
+
+
+def test_wait_releases_the_gil(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before = ticks
+        started = time.monotonic()
+        result = archive.validate(slug, records)
+        elapsed = time.monotonic() - started
+        during = ticks - before
+    finally:
+        stop.set()
+        counter.join()
+    assert result.status == "completed"
+    # Two hook processes ran (hundreds of ms); a thread that needs the GIL kept
+    # running throughout instead of being frozen out.
+    assert elapsed > 0.2
+    assert during > 20
+
+
+def test_wait_async_keeps_the_event_loop_running(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+
+    async def main() -> tuple[str, int]:
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                beats += 1
+                await asyncio.sleep(0.005)
+
+        beat = asyncio.create_task(heartbeat())
+        result = await archive.validate_async(slug, records)
+        beat.cancel()
+        return result.status, beats
+
+    status, beats = asyncio.run(main())
+    assert status == "completed"
+    assert beats > 10
+
+
+def test_timeout_stops_the_wait_and_the_run_goes_on(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+    run_id = archive.submit(slug, records)
+    with pytest.raises(TimeoutError, match=r"did not end within 0\.0 s"):
+        archive.wait(run_id, timeout=0.01)
+    assert not archive.run(run_id).finished
+    assert archive.wait(run_id).status == "completed"
+
+
+def test_an_error_in_the_callback_stops_the_wait(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+    run_id = archive.submit(slug, records)
+
+    def explode(event: RunEvent) -> None:
+        raise RuntimeError(f"callback saw {event.type}")
+
+    with pytest.raises(RuntimeError, match="callback saw submitted"):
+        archive.wait(run_id, on_event=explode)
+    assert archive.wait(run_id).status == "completed"
+
+
+def test_engine_errors_are_typed(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    with pytest.raises(NotFoundError) as missing:
+        archive.submit("protein-structures", records)
+    assert missing.value.kind == "not_found"
+    assert isinstance(missing.value, EngineError)
+    slug = archive.deploy_convention(structures).slug
+
+    hostile = [{"id": "bad\nid", "metadata": {}}]
+    with pytest.raises(InvalidRequestError, match=r"\[0\]\.id") as invalid:
+        archive.submit(slug, hostile)
+    assert invalid.value.kind == "invalid"
+    with pytest.raises(InvalidRequestError, match="unknown keys"):
+        archive.submit(slug, [{"id": "a", "metadata": {}, "colour": "red"}])
+    with pytest.raises(InvalidRequestError, match="run_id"):
+        archive.run("not-a-uuid")
+    with pytest.raises(NotFoundError):
+        archive.run("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(NotFoundError):
+        archive.features("no_such_hook")
+    with pytest.raises(NotFoundError):
+        archive.provenance("find_pockets", 12345)
+    with pytest.raises(FileNotFoundError):
+        archive.submit(slug, [LocalRecord("x", {}, files=tmp_path / "missing")])
+    # A refused deploy is audited and leaves no release behind.
+    with pytest.raises(InvalidRequestError, match="hooks"):
+        archive.deploy({"title": "Broken", "hooks": "nope"})
+    assert [r.version for r in archive.releases("find_pockets")] == [1]
+
+
+def test_a_crashing_hook_fails_the_run_with_a_readable_log(structures, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    body = local_payload(structures)
+    # The same contract, but the hook process cannot start its module.
+    body["hooks"][0]["release"] = {
+        "command": [
+            sys.executable,
+            "-c",
+            "import sys; print('boom', file=sys.stderr); sys.exit(3)",
+        ],
+        "digest": "sha256:" + "ab" * 32,
+        "source_ref": "test:crash",
+    }
+    slug = archive.deploy(body).slug
+    result = archive.validate(slug, [{"id": "r1", "metadata": {}}])
+    assert result.status == "failed"
+    verdict = result.verdict("r1")
+    assert (verdict.verdict, verdict.hook) == ("errored", "validate_structure")
+    assert verdict.reason == "hook failed: hook exited with code 3"
+    assert result.steps[0].status == "error"
+    hook_run = result.steps[0].hook_run_id
+    assert hook_run is not None
+    assert "boom" in archive.hook_log(hook_run)
+
+
+def test_osa_test_runs_the_convention_end_to_end(sample_installed, records, tmp_path):
+    lines = [json.dumps({"id": r["id"], "metadata": r["metadata"]}) for r in records]
+    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
+    files = tmp_path / "by-id"
+    for r in records:
+        (files / r["id"]).parent.mkdir(parents=True, exist_ok=True)
+        (files / r["id"]).symlink_to(r["files"], target_is_directory=True)
+    archive = tmp_path / "kept"
+    args = [
+        script("osa"),
+        "test",
+        "--convention",
+        TITLE,
+        "--records",
+        str(tmp_path / "records.jsonl"),
+        "--files",
+        str(files),
+        "--archive",
+        str(archive),
+        "--json",
+    ]
+    proc = run(args)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "completed"
+    assert [(r["id"], r["verdict"]) for r in out["records"]] == [
+        ("good", "accepted"),
+        ("coarse", "rejected"),
+        ("no-cif", "rejected"),
+    ]
+    assert [row["record_id"] for row in out["features"]["find_pockets"]] == ["good"]
+    assert out["provenance"]["hook"] == "find_pockets"
+    assert out["provenance"]["release_version"] == 1
+    assert "3 record(s): 1 accepted, 2 rejected" in proc.stderr
+    assert "✓ good" in proc.stderr
+    assert "✗ coarse  rejected by validate_structure" in proc.stderr
+    assert "provenance of find_pockets row" in proc.stderr
+
+    # The archive was kept: the same code deploys as the same releases.
+    again = run(args)
+    assert again.returncode == 0, again.stderr
+    assert "validate_structure v1 (unchanged)" in again.stderr
+    assert LocalArchive(archive).features("find_pockets").rows[0].record_id == "good"
+
+
+def test_osa_test_failures_are_clear(sample_installed, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    empty = run(
+        [script("osa"), "test", "--convention", TITLE, "--records", str(tmp_path / "empty.jsonl")]
+    )
+    assert empty.returncode == 1
+    assert "0 record(s)" in empty.stderr
+
+    no_ingester = run([script("osa"), "test", "--convention", TITLE])
+    assert no_ingester.returncode == 1
+    assert "has no ingester" in no_ingester.stderr
+    assert "hint: Pass --records" in no_ingester.stderr
+
+    unknown = run([script("osa"), "test", "--convention", "Nope"])
+    assert unknown.returncode == 1
+    assert "no convention titled 'Nope' (registered: 'Protein Structures')" in unknown.stderr
+
+    (tmp_path / "bad.jsonl").write_text('{"metadata": {}}\n')
+    bad = run(
+        [script("osa"), "test", "--convention", TITLE, "--records", str(tmp_path / "bad.jsonl")]
+    )
+    assert bad.returncode == 1
+    assert "bad.jsonl:1: a record needs a string `id`" in bad.stderr
+
+
+def test_manifest_process_flag_gives_deployable_bodies(sample_installed, tmp_path):
+    proc = run([script("osa"), "manifest", "--process"])
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    body = next(c for c in document["conventions"] if c["title"] == TITLE)
+    assert all(
+        h["release"]["command"][1:] == ["-m", "osa.runtime.entrypoint"] for h in body["hooks"]
+    )
+    deployed = LocalArchive(tmp_path / "archive").deploy(body)
+    assert [r.version for r in deployed.releases] == [1, 1]

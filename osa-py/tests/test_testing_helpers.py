@@ -1,0 +1,123 @@
+"""`osa.testing.run_ingester` and `run_test`: a convention's ingester and hooks in process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from osa import (
+    Example,
+    IngesterContext,
+    IngesterRecord,
+    MetadataSchema,
+    Record,
+    Reject,
+    _registry,
+    convention,
+    hook,
+)
+from osa.testing import TestError, run_ingester, run_test
+
+
+class Reading(MetadataSchema):
+    __schema_id__ = "reading"
+    value: float
+
+
+class Level(BaseModel):
+    level: str
+
+
+class Sensor:
+    name: ClassVar[str] = "sensor"
+    schedule = None
+    initial_run = None
+    max_file_mb = None
+
+    class RuntimeConfig(BaseModel):
+        scale: float = 1.0
+
+    def __init__(self, config: RuntimeConfig | None = None) -> None:
+        self.scale = (config or Sensor.RuntimeConfig()).scale
+
+    async def pull(
+        self,
+        *,
+        ctx: IngesterContext,
+        since: Any = None,
+        limit: int | None = None,
+        offset: int = 0,
+        session: dict[str, Any] | None = None,
+    ) -> AsyncIterator[IngesterRecord]:
+        for i, value in enumerate([0.5, 7.0, 2.0][: limit or 3]):
+            files = []
+            if i != 2:  # the last record has no files
+                files.append(await ctx.add_bytes(f"s/{i}", "raw.txt", data=b"x" * (i + 1)))
+            yield IngesterRecord(
+                source_id=f"s/{i}", metadata={"value": value * self.scale}, files=files
+            )
+
+
+def declare(ingester: type | None) -> _registry.ConventionInfo:
+    # Hooks are declared here: the registry is emptied before every test.
+    @hook
+    def in_range(record: Record[Reading]) -> None:
+        if record.metadata.value > 5:
+            raise Reject(f"value {record.metadata.value} out of range")
+
+    @hook
+    def classify(record: Record[Reading]) -> Level:
+        sizes = [f.size for f in record.files.list()]
+        return Level(level=f"{record.metadata.value}:{sizes}")
+
+    convention(
+        title="Sensors",
+        description="sensor readings",
+        version="1.0.0",
+        schema=Reading,
+        files={},
+        hooks=[in_range, classify],
+        purpose="readings",
+        examples=[Example(question="q1?", query="q", interpretation="i")],
+        example_questions=["q2?", "q3?"],
+        ingester=ingester,
+    )
+    return _registry.conventions()[-1]
+
+
+def test_run_ingester_collects_records_and_files(tmp_path):
+    result = run_ingester(Sensor, limit=2, config={"scale": 2.0}, files_dir=tmp_path)
+    assert result.ingester_name == "sensor"
+    assert [(r.source_id, r.metadata["value"]) for r in result.records] == [
+        ("s/0", 1.0),
+        ("s/1", 14.0),
+    ]
+    assert result.files_dir == tmp_path
+    assert (tmp_path / "s_0" / "raw.txt").read_bytes() == b"x"
+    assert result.records[1].files[0].relative_path == "s_1/raw.txt"
+
+
+def test_run_test_runs_hooks_in_order_and_skips_after_a_rejection():
+    conv = declare(Sensor)
+    result = run_test(convention_info=conv, limit=None)
+    assert result.convention_title == "Sensors"
+    assert result.ingester_name == "sensor"
+    by_id = {r.source_id: r for r in result.records}
+    assert [h.status for h in by_id["s/0"].hooks] == ["passed", "passed"]
+    assert by_id["s/0"].hooks[1].result == Level(level="0.5:[1]")
+    assert by_id["s/0"].accepted
+    assert [h.status for h in by_id["s/1"].hooks] == ["rejected", "skipped"]
+    assert by_id["s/1"].hooks[0].reason == "value 7.0 out of range"
+    assert not by_id["s/1"].accepted
+    # A record without files gets an empty collection, not an error.
+    assert [h.status for h in by_id["s/2"].hooks] == ["passed", "passed"]
+    assert by_id["s/2"].hooks[1].result == Level(level="2.0:[]")
+
+
+def test_run_test_needs_an_ingester():
+    conv = declare(None)
+    with pytest.raises(TestError, match="no ingester"):
+        run_test(convention_info=conv)
