@@ -452,7 +452,28 @@ async fn example_package_runs_under_osa_test() {
         )
         .await
         .expect("rows");
-    let mut records: Vec<&str> = rows.rows.iter().map(|r| r.record_id.as_str()).collect();
-    records.dedup();
-    assert_eq!(records, ["pdb:9PK1", "pdb:9PK2"]);
+    // Only the holo structure has pockets (ATP and Mg), as in the run driven from Rust.
+    let stored: Vec<(&str, u32)> = rows
+        .rows
+        .iter()
+        .map(|r| (r.record_id.as_str(), r.row_index))
+        .collect();
+    assert_eq!(stored, [("pdb:9PK1", 0), ("pdb:9PK1", 1)]);
+    // The report printed the same rows, values included.
+    let reported = report["features"]["detect_pockets"]
+        .as_array()
+        .expect("reported rows");
+    assert_eq!(reported.len(), rows.rows.len());
+    for (row, printed) in rows.rows.iter().zip(reported) {
+        assert_eq!(printed["id"], row.id);
+        let values: Vec<Value> = row.values.iter().map(|v| v.to_json()).collect();
+        let printed: Vec<Value> = hook
+            .identity
+            .feature
+            .columns()
+            .iter()
+            .map(|c| printed["values"][c.name.as_str()].clone())
+            .collect();
+        assert_eq!(printed, values);
+    }
 }

@@ -9,9 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from osa.runtime.ingester_context import IngesterContext
+from osa.runtime.ingester_entrypoint import instantiate
 from osa.types.ingester import IngesterRecord
 
 
@@ -22,20 +21,6 @@ class IngesterResult:
     ingester_name: str
     records: list[IngesterRecord]
     files_dir: Path
-
-
-def instantiate(cls: type, config: dict[str, Any] | None) -> Any:
-    """Instantiates an ingester class the way its container entrypoint does.
-
-    `cls(RuntimeConfig(**config))` when both exist, `cls(config)` for a class without
-    `RuntimeConfig`, else `cls()`.
-    """
-    if config is None:
-        return cls()
-    runtime_config = getattr(cls, "RuntimeConfig", None)
-    if isinstance(runtime_config, type) and issubclass(runtime_config, BaseModel):
-        return cls(runtime_config(**config))
-    return cls(config)
 
 
 def run_ingester(
