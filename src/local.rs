@@ -164,9 +164,9 @@ impl LocalArchive {
     /// Runs a worker in this process until `run` is terminal, handing every event of
     /// the run (persisted ones first) to `on_event`; returns the final view.
     ///
-    /// Stops early, letting the worker finish or release its job, when `on_event`
-    /// returns an error or `interrupt` resolves; the run itself goes on and can be
-    /// waited for again (by this or any other worker).
+    /// Stops early when `on_event` returns an error or `interrupt` resolves: the
+    /// worker stops claiming and the step in flight (if any) runs to its commit. The
+    /// run itself goes on and can be waited for again (by this or any other worker).
     pub async fn wait<F, I>(
         &self,
         run: ValidationRunId,

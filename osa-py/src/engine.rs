@@ -216,8 +216,9 @@ impl Archive {
     /// Runs a worker in this process until the run ends and returns its view (JSON).
     ///
     /// `on_event` receives each run event as JSON, persisted ones first. Stops early
-    /// (the run goes on and can be waited for again) when `on_event` raises, after
-    /// `timeout` seconds (`TimeoutError`), or on Ctrl-C.
+    /// when `on_event` raises, after `timeout` seconds (`TimeoutError`), or on Ctrl-C;
+    /// a hook already running finishes and its step is committed first. The run goes
+    /// on and can be waited for again.
     #[pyo3(signature = (run_id, on_event = None, timeout = None))]
     fn wait(
         &self,

@@ -538,8 +538,9 @@ class LocalArchive:
         """Runs the engine's worker here until the run ends; returns the result.
 
         `on_event` gets every progress event (persisted ones first). An exception it
-        raises, a `timeout` (`TimeoutError`) or Ctrl-C stops the wait; the run itself
-        is durable and a later `wait` finishes it.
+        raises, a `timeout` (`TimeoutError`) or Ctrl-C stops the wait at the next step
+        boundary: a hook already running finishes and its step is committed. The run
+        itself is durable and a later `wait` (or any worker) finishes it.
         """
         callback = None
         if on_event is not None:
