@@ -14,7 +14,9 @@ use osa::deploy::{Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus};
 use osa::feature::FeatureValue;
 use osa::feature::store::FeatureQuery;
 use osa::hook::HookRunStatus;
-use osa::id::{ConventionSlug, Digest, FileName, HookName, RecordId, ValidationRunId};
+use osa::id::{
+    ConventionSlug, DeploymentId, Digest, FileName, HookName, RecordId, ValidationRunId,
+};
 use osa::jobs::Backoff;
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
@@ -794,6 +796,52 @@ async fn deploys_are_audited<S: TestStorage>(archive: Archive<S>) {
         .deployment_events(first.deployment.id, 0)
         .await
         .expect("events");
+    // The deployer's stream replays the same events and ends (the deploy is over).
+    let streamed: Vec<_> = archive
+        .deployer
+        .events(first.deployment.id, Duration::from_millis(10))
+        .await
+        .expect("stream")
+        .map(|e| e.expect("event"))
+        .collect()
+        .await;
+    assert_eq!(streamed, events);
+    assert_eq!(
+        archive
+            .deployer
+            .get(first.deployment.id)
+            .await
+            .expect("get"),
+        first.deployment
+    );
+    let missing = DeploymentId::new_random();
+    assert_eq!(
+        archive.deployer.get(missing).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        archive
+            .deployer
+            .events(missing, Duration::from_millis(10))
+            .await
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::NotFound)
+    );
+    let audited = archive
+        .deployer
+        .list(&DeploymentFilter {
+            target: Some("audited".into()),
+            status: Some(DeploymentStatus::Succeeded),
+            limit: 10,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        audited.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [second.deployment.id, first.deployment.id]
+    );
     let messages: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(
         messages,

@@ -1,12 +1,14 @@
 //! The deploy service: every convention deploy, release and live change is audited.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::stream::BoxStream;
 use serde_json::json;
 
 use super::{
-    DeployApplied, DeployConvention, Deployment, DeploymentKind, DeploymentLog, DeploymentStatus,
-    NewDeployment, ReleaseRequest, parse_payload,
+    DeployApplied, DeployConvention, Deployment, DeploymentEvent, DeploymentFilter, DeploymentKind,
+    DeploymentLog, DeploymentStatus, NewDeployment, ReleaseRequest, parse_payload,
 };
 use crate::blob::{BlobKeys, Blobs};
 use crate::hook::{LiveChange, ReleaseOutcome};
@@ -265,5 +267,85 @@ impl Deployer {
             deployment: self.succeeded(deployment.id).await?,
             applied: change,
         })
+    }
+
+    /// One deployment. Unknown id → NotFound.
+    pub async fn get(&self, id: DeploymentId) -> Result<Deployment> {
+        self.log
+            .get_deployment(id)
+            .await?
+            .ok_or_else(|| Error::not_found("deployment", id))
+    }
+
+    /// Deployments matching `filter`, newest first.
+    pub async fn list(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>> {
+        self.log.list_deployments(filter).await
+    }
+
+    /// The events of a deployment: the persisted ones (with the gap marker of a
+    /// trimmed log), then new ones as they are appended, polling every `poll`; the
+    /// stream ends once the deployment succeeded or failed and its last event was
+    /// sent. Unknown id → NotFound.
+    pub async fn events(
+        &self,
+        id: DeploymentId,
+        poll: Duration,
+    ) -> Result<BoxStream<'static, Result<DeploymentEvent>>> {
+        self.get(id).await?;
+        let log = self.log.clone();
+        struct Tail {
+            log: Arc<dyn DeploymentLog>,
+            after: u64,
+            buffered: std::collections::VecDeque<DeploymentEvent>,
+            done: bool,
+        }
+        let state = Tail {
+            log,
+            after: 0,
+            buffered: Default::default(),
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, move |mut tail| async move {
+            loop {
+                if let Some(event) = tail.buffered.pop_front() {
+                    tail.after = tail.after.max(event.seq);
+                    return Some((Ok(event), tail));
+                }
+                if tail.done {
+                    return None;
+                }
+                // Read the status before the events: a deployment seen terminal here
+                // has all of its events persisted by the read that follows.
+                let terminal = match tail.log.get_deployment(id).await {
+                    Ok(d) => d.is_some_and(|d| {
+                        matches!(
+                            d.status,
+                            DeploymentStatus::Succeeded | DeploymentStatus::Failed
+                        )
+                    }),
+                    Err(e) => {
+                        tail.done = true;
+                        return Some((Err(e), tail));
+                    }
+                };
+                match tail.log.deployment_events(id, tail.after).await {
+                    Ok(events) => {
+                        // The gap marker (seq 0) is sent once, with the replay.
+                        let replay = tail.after == 0;
+                        tail.buffered
+                            .extend(events.into_iter().filter(|e| replay || e.seq != 0));
+                        tail.done = terminal;
+                        if tail.buffered.is_empty() && !terminal {
+                            tokio::time::sleep(poll).await;
+                        }
+                    }
+                    Err(e) => {
+                        tail.done = true;
+                        return Some((Err(e), tail));
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
     }
 }
