@@ -8,3 +8,6 @@ pub use osa_sqlx as sqlx_backends;
 
 #[cfg(feature = "sqlite")]
 pub mod local;
+
+#[cfg(feature = "http")]
+pub mod http;

@@ -1,0 +1,77 @@
+//! The reference HTTP server: an embedded archive served over the API of
+//! [`osa::http`], with a worker in the same process.
+//!
+//! ```text
+//! OSA_JWT_SECRET=$(openssl rand -hex 32) cargo run --example server --features http
+//! ```
+//!
+//! Environment:
+//! - `OSA_JWT_SECRET` (required, ≥ 32 bytes): the node secret of HS256 user tokens;
+//! - `OSA_ARCHIVE` (default `./osa-archive`): the archive directory;
+//! - `OSA_BIND` (default `127.0.0.1:8000`);
+//! - `OSA_MACHINE_ISSUER`, `OSA_MACHINE_PUBLIC_KEY` (a PEM file) and
+//!   `OSA_MACHINE_AUDIENCE`: an optional EdDSA issuer of machine tokens (CI systems).
+//!
+//! It prints an admin token for trying the API (`curl -H "Authorization: Bearer …"`).
+
+use osa::auth::{Authenticator, MachineIssuer, NodeIssuer, Role};
+use osa::http::{ApiState, router};
+use osa::local::LocalArchive;
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn authenticator() -> osa::Result<Authenticator> {
+    let secret = env("OSA_JWT_SECRET").ok_or_else(|| {
+        osa::Error::invalid("OSA_JWT_SECRET", "set it to a secret of at least 32 bytes")
+    })?;
+    let auth = Authenticator::new(NodeIssuer::new("osa", "authenticated", secret.as_bytes())?);
+    match (env("OSA_MACHINE_ISSUER"), env("OSA_MACHINE_PUBLIC_KEY")) {
+        (Some(issuer), Some(key_path)) => {
+            let pem = std::fs::read(&key_path).map_err(|e| {
+                osa::Error::invalid("OSA_MACHINE_PUBLIC_KEY", format!("{key_path}: {e}"))
+            })?;
+            let audience = env("OSA_MACHINE_AUDIENCE").unwrap_or_else(|| "osa".into());
+            auth.with_machine_issuer(MachineIssuer::ed25519_pem(issuer, &pem, vec![audience])?)
+        }
+        (None, None) => Ok(auth),
+        _ => Err(osa::Error::invalid(
+            "OSA_MACHINE_ISSUER",
+            "set both OSA_MACHINE_ISSUER and OSA_MACHINE_PUBLIC_KEY, or neither",
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let auth = authenticator()?;
+    let root = env("OSA_ARCHIVE").unwrap_or_else(|| "osa-archive".into());
+    let bind = env("OSA_BIND").unwrap_or_else(|| "127.0.0.1:8000".into());
+    let archive = LocalArchive::open(&root).await?;
+    println!("archive  {root}");
+    println!("admin token (1 h): {}", auth.issue("admin", &[Role::Admin], 3600)?);
+
+    let app = router(ApiState::from_local(&archive, auth));
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    println!("serving  http://{bind}/api/v1 (OpenAPI at /api/v1/openapi.json)");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = archive.worker();
+    let worker_task = tokio::spawn(async move {
+        worker
+            .run(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    // The worker finishes the step in flight, then stops.
+    let _ = stop.send(());
+    worker_task.await??;
+    Ok(())
+}
