@@ -840,6 +840,8 @@ struct DeploymentsQuery {
     status: Option<DeploymentStatus>,
     since: Option<chrono::DateTime<chrono::Utc>>,
     until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Keyset cursor: the id of the last deployment of the previous page.
+    before: Option<DeploymentId>,
     limit: Option<u32>,
 }
 
@@ -857,6 +859,16 @@ async fn list_deployments(
             format!("must be 1..={MAX_PAGE}"),
         )));
     }
+    let before = match q.before {
+        Some(id) => {
+            let cursor = state.deployer.get(id).await.map_err(|e| match e.kind() {
+                ErrorKind::NotFound => Error::invalid("before", format!("no deployment {id}")),
+                _ => e,
+            })?;
+            Some((cursor.created_at, cursor.id))
+        }
+        None => None,
+    };
     let list = state
         .deployer
         .list(&DeploymentFilter {
@@ -864,7 +876,7 @@ async fn list_deployments(
             status: q.status,
             since: q.since,
             until: q.until,
-            before: None,
+            before,
             limit,
         })
         .await?;

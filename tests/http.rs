@@ -290,6 +290,19 @@ async fn deploys_need_a_scope_and_are_audited() {
         .map(|d| d["status"].clone())
         .collect();
     assert_eq!(statuses, [json!("succeeded"), json!("succeeded")]);
+    let page = api
+        .get("/deployments?target=http-tests&limit=1", Some(&writer))
+        .await
+        .json();
+    let newest = page[0]["id"].as_str().unwrap();
+    let next = api
+        .get(
+            &format!("/deployments?target=http-tests&limit=1&before={newest}"),
+            Some(&writer),
+        )
+        .await
+        .json();
+    assert_eq!(next[0]["id"], first["deployment"]["id"]);
     let failed = api
         .get("/deployments?status=failed", Some(&writer))
         .await
