@@ -50,7 +50,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = env("OSA_BIND").unwrap_or_else(|| "127.0.0.1:8000".into());
     let archive = LocalArchive::open(&root).await?;
     println!("archive  {root}");
-    println!("admin token (1 h): {}", auth.issue("admin", &[Role::Admin], 3600)?);
+    println!(
+        "admin token (1 h): {}",
+        auth.issue("admin", &[Role::Admin], 3600)?
+    );
 
     let app = router(ApiState::from_local(&archive, auth));
     let listener = tokio::net::TcpListener::bind(&bind).await?;

@@ -71,6 +71,8 @@ impl BlobKeys {
 #[derive(Debug, Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 fn unavailable(action: &'static str, key: &Path, e: object_store::Error) -> Error {
@@ -87,7 +89,7 @@ fn unavailable(action: &'static str, key: &Path, e: object_store::Error) -> Erro
 impl Blobs {
     /// Wraps any object store (local filesystem, memory, S3, ...).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Blobs { store }
+        Blobs { store, local: None }
     }
 
     /// Blobs in a local directory (created if missing).
@@ -105,7 +107,19 @@ impl Blobs {
                 source: Some(Box::new(e)),
             }
         })?;
-        Ok(Blobs::new(Arc::new(store)))
+        let store = Arc::new(store);
+        Ok(Blobs {
+            store: store.clone(),
+            local: Some(store),
+        })
+    }
+
+    /// The file holding the blob at `key`, when the store is a local directory made by
+    /// [`Blobs::local`] and the blob exists: readers may copy it from there instead of
+    /// reading it into memory and writing it out again.
+    pub fn local_file(&self, key: &Path) -> Option<std::path::PathBuf> {
+        let path = self.local.as_ref()?.path_to_filesystem(key).ok()?;
+        path.is_file().then_some(path)
     }
 
     /// The underlying store.
@@ -206,5 +220,11 @@ mod tests {
         let file = BlobKeys::run_file(run, 0, &name);
         blobs.put(&file, "x").await.unwrap();
         assert_eq!(blobs.get(&file).await.unwrap(), Bytes::from("x"));
+        let local = blobs.local_file(&file).expect("a local blob has a file");
+        assert_eq!(std::fs::read(local).unwrap(), b"x");
+        assert_eq!(blobs.local_file(&BlobKeys::run_file(run, 1, &name)), None);
+        let memory = Blobs::new(Arc::new(object_store::memory::InMemory::new()));
+        memory.put(&file, "x").await.unwrap();
+        assert_eq!(memory.local_file(&file), None);
     }
 }

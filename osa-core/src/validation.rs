@@ -13,7 +13,7 @@ use crate::hook::{HookRun, OutcomeCounts};
 use crate::id::{
     ConventionSlug, FileName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId,
 };
-use crate::jobs::{JobLease, NewJob};
+use crate::jobs::{ClaimedJob, JobLease, NewJob};
 
 /// The state of a validation run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -334,6 +334,42 @@ pub struct ValidationRunView {
     pub verdicts: Vec<RecordVerdict>,
 }
 
+/// What the saga needs to advance a run: the run, its steps, and only the records
+/// still in play (a [`ValidationRunView`] without the settled verdicts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunProgress {
+    /// The run.
+    pub run: ValidationRun,
+    /// Per-step progress, in order.
+    pub steps: Vec<StepProgress>,
+    /// Records whose verdict is still pending, in submit order.
+    pub in_play: Vec<RecordId>,
+    /// Whether any record has errored.
+    pub any_errored: bool,
+}
+
+impl RunProgress {
+    /// The progress part of a full view.
+    pub fn from_view(view: ValidationRunView) -> Self {
+        let any_errored = view
+            .verdicts
+            .iter()
+            .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
+        let in_play = view
+            .verdicts
+            .into_iter()
+            .filter(|v| v.verdict == Verdict::Pending)
+            .map(|v| v.record_id)
+            .collect();
+        RunProgress {
+            run: view.run,
+            steps: view.steps,
+            in_play,
+            any_errored,
+        }
+    }
+}
+
 /// Storage of validation runs.
 ///
 /// Guarantees every backend gives:
@@ -351,6 +387,22 @@ pub trait ValidationRunStore: Send + Sync {
     /// Commits one step.
     async fn apply_step(&self, plan: &StepPlan) -> Result<Applied>;
 
+    /// [`apply_step`](Self::apply_step), with the plan's next job inserted already
+    /// leased to the caller for `lease_for` and returned (a claim without the extra
+    /// transaction), so the worker that commits a step runs the next one at once.
+    /// `None` when the plan was already applied or the job was a duplicate. A job
+    /// handed over this way is an ordinary claimed job: if its holder dies, its lease
+    /// expires and any worker claims it again. Backends without the shortcut enqueue
+    /// the job normally and return `None`.
+    async fn apply_step_claiming_next(
+        &self,
+        plan: &StepPlan,
+        lease_for: std::time::Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)> {
+        let _ = lease_for;
+        Ok((self.apply_step(plan).await?, None))
+    }
+
     /// Inserts the accepted records' features and completes the run.
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied>;
 
@@ -360,6 +412,18 @@ pub trait ValidationRunStore: Send + Sync {
 
     /// The run with steps and verdicts.
     async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>>;
+
+    /// The run with its steps and the records still in play; what a step or finalize
+    /// reads. Must equal [`RunProgress::from_view`] of [`run_view`](Self::run_view);
+    /// backends override it to skip the settled verdicts.
+    async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
+        Ok(self.run_view(run).await?.map(RunProgress::from_view))
+    }
+
+    /// Only the run's status (cheap; for waiting on a run).
+    async fn run_status(&self, run: ValidationRunId) -> Result<Option<RunStatus>> {
+        Ok(self.run_view(run).await?.map(|v| v.run.status))
+    }
 
     /// Events with `seq > after`, in order.
     async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>>;

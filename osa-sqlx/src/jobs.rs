@@ -3,9 +3,10 @@
 //! A claim is one `UPDATE … WHERE id IN (SELECT … LIMIT n) RETURNING …`: due jobs and
 //! jobs whose lease expired are taken together, each with a fresh lease token and its
 //! attempt counted. On Postgres the inner select skips rows locked by concurrent
-//! claimers (`FOR UPDATE SKIP LOCKED`); on SQLite the write transaction already
-//! serialises claimers. `fail` decides dead-or-retry in the same single statement that
-//! checks the lease, so only one caller can ever see a job die.
+//! claimers (`FOR UPDATE SKIP LOCKED`); on SQLite the write lock already serialises
+//! claimers. `fail` decides dead-or-retry in the same single statement that checks the
+//! lease, so only one caller can ever see a job die. Each of these is a single
+//! statement, atomic on its own, so it runs without an explicit transaction.
 
 /// Implements the queue for a backend. Invoke inside the backend's `jobs` module with
 /// the SQL that creates a lease token, the row-locking clause of the claim's inner
@@ -49,16 +50,17 @@ macro_rules! jobs_for {
                     super::in_text_list("$2"),
                     $skip,
                 );
-                let mut tx = self.begin().await?;
+                // One statement is atomic on its own: no explicit transaction (and no extra
+                // round trips) around it. On SQLite a writing statement takes the write
+                // lock before it reads, like `BEGIN IMMEDIATE`.
                 let rows: Vec<JobRow> = sqlx::query_as(&sql)
                     .bind(locked_until)
                     .bind(super::text_list(kinds.iter().map(|k| k.to_string()).collect()))
                     .bind(now)
                     .bind(i64::from(limit))
-                    .fetch_all(&mut *tx)
+                    .fetch_all(self.writer())
                     .await
                     .map_err(db("claiming jobs"))?;
-                tx.commit().await.map_err(db("claiming jobs"))?;
                 let mut claimed = rows.into_iter().map(JobRow::into_claimed).collect::<Result<Vec<_>>>()?;
                 claimed.sort_by_key(|j| j.lease.job_id);
                 Ok(claimed)
@@ -66,29 +68,29 @@ macro_rules! jobs_for {
 
             async fn heartbeat(&self, lease: &JobLease, lease_for: Duration) -> Result<bool> {
                 let until = crate::lease_end(crate::now(), lease_for)?;
-                let mut tx = self.begin().await?;
                 let result = sqlx::query(
                     "UPDATE jobs SET locked_until = $1 WHERE id = $2 AND lease_token = $3 AND status = 'running'",
                 )
                 .bind(until)
                 .bind(lease.job_id.0)
                 .bind(lease.token)
-                .execute(&mut *tx)
+                .execute(self.writer())
                 .await
                 .map_err(db("extending a job lease"))?;
-                tx.commit().await.map_err(db("extending a job lease"))?;
                 Ok(result.rows_affected() == 1)
             }
 
             async fn complete(&self, lease: &JobLease) -> Result<bool> {
-                let mut tx = self.begin().await?;
-                let done = complete_in(&mut tx, lease).await?;
-                tx.commit().await.map_err(db("completing a job"))?;
-                Ok(done)
+                let result = sqlx::query(COMPLETE)
+                    .bind(lease.job_id.0)
+                    .bind(lease.token)
+                    .execute(self.writer())
+                    .await
+                    .map_err(db("completing a job"))?;
+                Ok(result.rows_affected() == 1)
             }
 
             async fn fail(&self, lease: &JobLease, error: &str, retry_at: DateTime<Utc>) -> Result<FailOutcome> {
-                let mut tx = self.begin().await?;
                 let status: Option<String> = sqlx::query_scalar(
                     "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'ready' END, \
                      run_at = $1, locked_until = NULL, lease_token = NULL, last_error = $2 \
@@ -98,10 +100,9 @@ macro_rules! jobs_for {
                 .bind(crate::cap_error(error))
                 .bind(lease.job_id.0)
                 .bind(lease.token)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(self.writer())
                 .await
                 .map_err(db("failing a job"))?;
-                tx.commit().await.map_err(db("failing a job"))?;
                 Ok(match status.as_deref() {
                     None => FailOutcome::LeaseLost,
                     Some("dead") => FailOutcome::Dead,
@@ -147,9 +148,57 @@ macro_rules! jobs_for {
             Ok(Some(id))
         }
 
+        /// Enqueues inside the caller's transaction a job already leased to the caller
+        /// for `lease_for` (first delivery), as if claimed right after the commit;
+        /// `None` when the dedupe key is taken. No wake-up is sent: nobody else should
+        /// take it.
+        pub(crate) async fn enqueue_claimed_in(
+            conn: &mut $conn,
+            job: &NewJob,
+            lease_for: Duration,
+        ) -> Result<Option<ClaimedJob>> {
+            if job.max_attempts == 0 {
+                return Err(Error::invalid("max_attempts", "a job needs at least one attempt"));
+            }
+            let id = JobId::new_random();
+            let token = uuid::Uuid::new_v4();
+            let now = crate::now();
+            let locked_until = crate::lease_end(now, lease_for)?;
+            let result = sqlx::query(
+                "INSERT INTO jobs (id, kind, payload, status, attempt, max_attempts, run_at, dedupe_key, created_at, \
+                 lease_token, locked_until) VALUES ($1, $2, $3, 'running', 1, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id.0)
+            .bind(&job.kind)
+            .bind(Json(&job.payload))
+            .bind(crate::rows::as_i32(job.max_attempts, "max_attempts")?)
+            .bind(crate::truncate_micros(job.run_at))
+            .bind(&job.dedupe_key)
+            .bind(now)
+            .bind(token)
+            .bind(locked_until)
+            .execute(&mut *conn)
+            .await
+            .map_err(db("enqueueing a job"))?;
+            if result.rows_affected() == 0 {
+                return Ok(None);
+            }
+            Ok(Some(ClaimedJob {
+                kind: job.kind.clone(),
+                payload: job.payload.clone(),
+                attempt: 1,
+                max_attempts: job.max_attempts,
+                lease: JobLease { job_id: id, token, locked_until },
+            }))
+        }
+
+        /// Deletes a finished job if the lease (`$1` job, `$2` token) is still held.
+        const COMPLETE: &str = "DELETE FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running'";
+
         /// Deletes a finished job if the lease is still held.
         pub(crate) async fn complete_in(conn: &mut $conn, lease: &JobLease) -> Result<bool> {
-            let result = sqlx::query("DELETE FROM jobs WHERE id = $1 AND lease_token = $2 AND status = 'running'")
+            let result = sqlx::query(COMPLETE)
                 .bind(lease.job_id.0)
                 .bind(lease.token)
                 .execute(&mut *conn)

@@ -9,8 +9,8 @@ use osa_core::Result;
 use osa_core::hook::OutcomeCounts;
 use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
 use osa_core::validation::{
-    RecordVerdict, RunEvent, RunEventKind, RunStatus, StepProgress, StepRelease, StepStatus,
-    ValidationRun, ValidationRunView, Verdict,
+    RecordVerdict, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress, StepRelease,
+    StepStatus, ValidationRun, ValidationRunView, Verdict,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,6 +86,46 @@ pub(crate) fn view(
     steps: Vec<StepRow>,
     records: Vec<(String, Json<Verdict>)>,
 ) -> Result<ValidationRunView> {
+    let progress = step_progress(&run, &steps)?;
+    let verdicts = records
+        .into_iter()
+        .map(|(id, verdict)| {
+            Ok(RecordVerdict {
+                record_id: RecordId::new(id).map_err(|e| corrupt("record id", e))?,
+                verdict: verdict.0,
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(ValidationRunView {
+        run,
+        steps: progress,
+        verdicts,
+    })
+}
+
+/// Builds the progress: the view's run and steps, the ids of the records still
+/// pending (in submit order), and whether any record errored.
+pub(crate) fn progress(
+    run: ValidationRun,
+    steps: Vec<StepRow>,
+    in_play: Vec<String>,
+    any_errored: bool,
+) -> Result<RunProgress> {
+    let steps = step_progress(&run, &steps)?;
+    let in_play = in_play
+        .into_iter()
+        .map(|id| RecordId::new(id).map_err(|e| corrupt("record id", e)))
+        .collect::<Result<_>>()?;
+    Ok(RunProgress {
+        run,
+        steps,
+        in_play,
+        any_errored,
+    })
+}
+
+/// Every planned step with its committed row, if any.
+fn step_progress(run: &ValidationRun, steps: &[StepRow]) -> Result<Vec<StepProgress>> {
     let count = |v: i32| u32::try_from(v).map_err(|e| corrupt("step count", e));
     let mut progress = Vec::with_capacity(run.steps.len());
     for release in &run.steps {
@@ -115,20 +155,7 @@ pub(crate) fn view(
             },
         });
     }
-    let verdicts = records
-        .into_iter()
-        .map(|(id, verdict)| {
-            Ok(RecordVerdict {
-                record_id: RecordId::new(id).map_err(|e| corrupt("record id", e))?,
-                verdict: verdict.0,
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(ValidationRunView {
-        run,
-        steps: progress,
-        verdicts,
-    })
+    Ok(progress)
 }
 
 /// Decodes a stored event.
@@ -149,19 +176,21 @@ pub(crate) fn is_terminal(status: &str) -> Result<bool> {
 /// module with its row-lock clause.
 macro_rules! runs_for {
     ($backend:ty, $conn:ty, lock = $lock:literal) => {
+        use std::time::Duration;
+
         use async_trait::async_trait;
         use osa_core::id::{RecordId, ValidationRunId};
-        use osa_core::jobs::JobLease;
+        use osa_core::jobs::{ClaimedJob, JobLease};
         use osa_core::validation::{
-            Applied, FinalizePlan, RunEvent, RunEventKind, RunStatus, StepPlan, SubmitPlan, ValidationRunStore,
-            ValidationRunView, Verdict,
+            Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StepPlan, SubmitPlan,
+            ValidationRunStore, ValidationRunView, Verdict,
         };
         use osa_core::{Error, Result};
         use sqlx::types::Json;
 
         use crate::error::db;
         use crate::rows::as_i32;
-        use crate::runs::{RunRow, StepRow, TERMINAL, enum_name, is_terminal};
+        use crate::runs::{RunRow, StepRow, TERMINAL, enum_name, is_terminal, parse_enum};
 
         /// Appends events with gap-free sequence numbers (the run row is locked).
         async fn append_events(conn: &mut $conn, run: ValidationRunId, events: &[RunEventKind]) -> Result<()> {
@@ -176,18 +205,59 @@ macro_rules! runs_for {
             .fetch_one(&mut *conn)
             .await
             .map_err(db("numbering run events"))?;
-            let at = crate::now();
-            for (i, event) in events.iter().enumerate() {
-                sqlx::query("INSERT INTO validation_events (run_id, seq, at, event) VALUES ($1, $2, $3, $4)")
-                    .bind(run.0)
-                    .bind(last - events.len() as i64 + 1 + i as i64)
-                    .bind(at)
-                    .bind(Json(event))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("recording a run event"))?;
+            insert_events(conn, run, last, events).await
+        }
+
+        /// Inserts events numbered up to `last` (already reserved in `event_seq`) in one
+        /// statement.
+        async fn insert_events(
+            conn: &mut $conn,
+            run: ValidationRunId,
+            last: i64,
+            events: &[RunEventKind],
+        ) -> Result<()> {
+            if events.is_empty() {
+                return Ok(());
             }
+            let values: Vec<String> = (0..events.len())
+                .map(|i| format!("($1, ${}, $2, ${})", 3 + 2 * i, 4 + 2 * i))
+                .collect();
+            let sql = format!(
+                "INSERT INTO validation_events (run_id, seq, at, event) VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(run.0).bind(crate::now());
+            for (i, event) in events.iter().enumerate() {
+                query = query
+                    .bind(last - events.len() as i64 + 1 + i as i64)
+                    .bind(Json(event));
+            }
+            query.execute(&mut *conn).await.map_err(db("recording run events"))?;
             Ok(())
+        }
+
+        type Pool = sqlx::Pool<<$conn as sqlx::Connection>::Database>;
+
+        async fn run_row(pool: &Pool, run: ValidationRunId) -> Result<Option<RunRow>> {
+            sqlx::query_as(
+                "SELECT id, convention, status, current_step, steps, record_count, failure, created_at, \
+                 updated_at FROM validation_runs WHERE id = $1",
+            )
+            .bind(run.0)
+            .fetch_optional(pool)
+            .await
+            .map_err(db("reading a validation run"))
+        }
+
+        async fn step_rows(pool: &Pool, run: ValidationRunId) -> Result<Vec<StepRow>> {
+            sqlx::query_as(
+                "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at \
+                 FROM validation_steps WHERE run_id = $1 ORDER BY step",
+            )
+            .bind(run.0)
+            .fetch_all(pool)
+            .await
+            .map_err(db("reading validation steps"))
         }
 
         /// Locks the run and returns (status, current_step); NotFound when absent.
@@ -225,6 +295,93 @@ macro_rules! runs_for {
             Ok(())
         }
 
+        /// Sets one verdict on many records in one statement.
+        async fn set_same_verdict(
+            conn: &mut $conn,
+            run: ValidationRunId,
+            records: &[RecordId],
+            verdict: &Verdict,
+        ) -> Result<()> {
+            if records.is_empty() {
+                return Ok(());
+            }
+            sqlx::query(super::SET_SAME_VERDICT)
+                .bind(Json(verdict))
+                .bind(run.0)
+                .bind(super::text_list(records.iter().map(|r| r.to_string()).collect()))
+                .execute(&mut *conn)
+                .await
+                .map_err(db("recording verdicts"))?;
+            Ok(())
+        }
+
+        /// Commits a step plan (see `apply_step`); with `claim_next`, the next job is
+        /// inserted already leased to the caller for that long and returned.
+        async fn apply_step_in(
+            conn: &mut $conn,
+            plan: &StepPlan,
+            claim_next: Option<Duration>,
+        ) -> Result<(Applied, Option<ClaimedJob>)> {
+            let step = as_i32(plan.step, "step")?;
+            // Advancing the run locks its row, checks that this step is the current one,
+            // and reserves the numbers of the step's events, in one statement.
+            let advanced: Option<i64> = sqlx::query_scalar(&format!(
+                "UPDATE validation_runs SET current_step = $1, status = 'running', updated_at = $2, \
+                 event_seq = event_seq + $3 WHERE id = $4 AND current_step = $5 AND status NOT IN {TERMINAL} \
+                 RETURNING event_seq"
+            ))
+            .bind(step + 1)
+            .bind(crate::now())
+            .bind(plan.events.len() as i64)
+            .bind(plan.run_id.0)
+            .bind(step)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db("advancing a validation run"))?;
+            let Some(last) = advanced else {
+                let (status, current) = lock_run(conn, plan.run_id).await?;
+                if is_terminal(&status)? || step < current {
+                    complete_lease(conn, plan.completes.as_ref()).await?;
+                    return Ok((Applied::AlreadyApplied, None));
+                }
+                return Err(Error::conflict(
+                    "validation run",
+                    plan.run_id,
+                    format!("step {step} cannot commit before step {current}"),
+                ));
+            };
+            super::registry::insert_run(conn, &plan.hook_run).await?;
+            let run = &plan.hook_run;
+            sqlx::query(
+                "INSERT INTO validation_steps (run_id, step, status, hook_run_id, passed, rejected, errored, \
+                 outputs_ref, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(plan.run_id.0)
+            .bind(step)
+            .bind(enum_name(&plan.status))
+            .bind(run.id.0)
+            .bind(as_i32(run.counts.passed, "passed")?)
+            .bind(as_i32(run.counts.rejected, "rejected")?)
+            .bind(as_i32(run.counts.errored, "errored")?)
+            .bind(&plan.outputs_ref)
+            .bind(crate::truncate_micros(run.started_at))
+            .bind(crate::truncate_micros(run.finished_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("recording a step"))?;
+            set_verdicts(conn, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
+            insert_events(conn, plan.run_id, last, &plan.events).await?;
+            let next = match claim_next {
+                Some(lease_for) => super::jobs::enqueue_claimed_in(conn, &plan.next_job, lease_for).await?,
+                None => {
+                    super::jobs::enqueue_in(conn, &plan.next_job).await?;
+                    None
+                }
+            };
+            complete_lease(conn, plan.completes.as_ref()).await?;
+            Ok((Applied::Applied, next))
+        }
+
         async fn complete_lease(conn: &mut $conn, lease: Option<&JobLease>) -> Result<()> {
             if let Some(lease) = lease {
                 super::jobs::complete_in(conn, lease).await?;
@@ -259,30 +416,20 @@ macro_rules! runs_for {
                     }
                     _ => db("creating a validation run")(e),
                 })?;
-                let pending = Json(Verdict::Pending);
-                for (chunk_index, chunk) in plan.records.chunks(500).enumerate() {
-                    let values: Vec<String> = (0..chunk.len())
-                        .map(|i| format!("(${}, ${}, ${}, ${})", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
-                        .collect();
-                    let sql = format!(
-                        "INSERT INTO validation_records (run_id, position, record_id, verdict) VALUES {}",
-                        values.join(", ")
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for (i, record) in chunk.iter().enumerate() {
-                        query = query
-                            .bind(run.id.0)
-                            .bind((chunk_index * 500 + i) as i32)
-                            .bind(record.as_str())
-                            .bind(&pending);
-                    }
-                    query.execute(&mut *tx).await.map_err(|e| match &e {
+                // All records in one statement: the ids travel as one list parameter and
+                // get their positions from its order.
+                sqlx::query(super::INSERT_RECORDS)
+                    .bind(run.id.0)
+                    .bind(super::text_list(plan.records.iter().map(|r| r.to_string()).collect()))
+                    .bind(Json(Verdict::Pending))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match &e {
                         sqlx::Error::Database(d) if d.is_unique_violation() => {
                             Error::invalid("records", "a record id appears twice in the submission")
                         }
                         _ => db("recording submitted records")(e),
                     })?;
-                }
                 append_events(&mut tx, run.id, &plan.events).await?;
                 if let Some(job) = &plan.first_job {
                     super::jobs::enqueue_in(&mut tx, job).await?;
@@ -292,80 +439,55 @@ macro_rules! runs_for {
 
             async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {
                 let mut tx = self.begin().await?;
-                let (status, current) = lock_run(&mut tx, plan.run_id).await?;
-                let step = as_i32(plan.step, "step")?;
-                if is_terminal(&status)? || step < current {
-                    complete_lease(&mut tx, plan.completes.as_ref()).await?;
-                    tx.commit().await.map_err(db("acknowledging a redelivered step"))?;
-                    return Ok(Applied::AlreadyApplied);
-                }
-                if step > current {
-                    return Err(Error::conflict(
-                        "validation run",
-                        plan.run_id,
-                        format!("step {step} cannot commit before step {current}"),
-                    ));
-                }
-                super::registry::insert_run(&mut tx, &plan.hook_run).await?;
-                let run = &plan.hook_run;
-                sqlx::query(
-                    "INSERT INTO validation_steps (run_id, step, status, hook_run_id, passed, rejected, errored, \
-                     outputs_ref, started_at, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(plan.run_id.0)
-                .bind(step)
-                .bind(enum_name(&plan.status))
-                .bind(run.id.0)
-                .bind(as_i32(run.counts.passed, "passed")?)
-                .bind(as_i32(run.counts.rejected, "rejected")?)
-                .bind(as_i32(run.counts.errored, "errored")?)
-                .bind(&plan.outputs_ref)
-                .bind(crate::truncate_micros(run.started_at))
-                .bind(crate::truncate_micros(run.finished_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("recording a step"))?;
-                set_verdicts(&mut tx, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
-                sqlx::query(
-                    "UPDATE validation_runs SET current_step = $1, status = 'running', updated_at = $2 WHERE id = $3",
-                )
-                .bind(step + 1)
-                .bind(crate::now())
-                .bind(plan.run_id.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("advancing a validation run"))?;
-                append_events(&mut tx, plan.run_id, &plan.events).await?;
-                super::jobs::enqueue_in(&mut tx, &plan.next_job).await?;
-                complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                let (applied, _) = apply_step_in(&mut tx, plan, None).await?;
                 tx.commit().await.map_err(db("committing a step"))?;
-                Ok(Applied::Applied)
+                Ok(applied)
+            }
+
+            async fn apply_step_claiming_next(
+                &self,
+                plan: &StepPlan,
+                lease_for: Duration,
+            ) -> Result<(Applied, Option<ClaimedJob>)> {
+                let mut tx = self.begin().await?;
+                let applied = apply_step_in(&mut tx, plan, Some(lease_for)).await?;
+                tx.commit().await.map_err(db("committing a step"))?;
+                Ok(applied)
             }
 
             async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
                 let mut tx = self.begin().await?;
-                let (status, _) = lock_run(&mut tx, plan.run_id).await?;
-                if is_terminal(&status)? {
-                    complete_lease(&mut tx, plan.completes.as_ref()).await?;
-                    tx.commit().await.map_err(db("acknowledging a redelivered finalize"))?;
-                    return Ok(Applied::AlreadyApplied);
-                }
-                if !plan.status.is_terminal() {
+                // Ending the run locks its row, checks it has not ended, and reserves the
+                // numbers of the events, in one statement.
+                let finished: Option<i64> = if plan.status.is_terminal() {
+                    sqlx::query_scalar(&format!(
+                        "UPDATE validation_runs SET status = $1, updated_at = $2, event_seq = event_seq + $3 \
+                         WHERE id = $4 AND status NOT IN {TERMINAL} RETURNING event_seq"
+                    ))
+                    .bind(enum_name(&plan.status))
+                    .bind(crate::now())
+                    .bind(plan.events.len() as i64)
+                    .bind(plan.run_id.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db("finishing a validation run"))?
+                } else {
+                    None
+                };
+                let Some(last) = finished else {
+                    let (status, _) = lock_run(&mut tx, plan.run_id).await?;
+                    if is_terminal(&status)? {
+                        complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                        tx.commit().await.map_err(db("acknowledging a redelivered finalize"))?;
+                        return Ok(Applied::AlreadyApplied);
+                    }
                     return Err(Error::invalid("status", "a run finalizes into a terminal status"));
-                }
+                };
                 for batch in &plan.features {
                     self.replace_rows_in(&mut tx, batch).await?;
                 }
-                let accepted = Verdict::Accepted;
-                set_verdicts(&mut tx, plan.run_id, plan.accepted.iter().map(|r| (r, &accepted))).await?;
-                sqlx::query("UPDATE validation_runs SET status = $1, updated_at = $2 WHERE id = $3")
-                    .bind(enum_name(&plan.status))
-                    .bind(crate::now())
-                    .bind(plan.run_id.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("finishing a validation run"))?;
-                append_events(&mut tx, plan.run_id, &plan.events).await?;
+                set_same_verdict(&mut tx, plan.run_id, &plan.accepted, &Verdict::Accepted).await?;
+                insert_events(&mut tx, plan.run_id, last, &plan.events).await?;
                 complete_lease(&mut tx, plan.completes.as_ref()).await?;
                 tx.commit().await.map_err(db("finalizing a validation run"))?;
                 Ok(Applied::Applied)
@@ -405,33 +527,51 @@ macro_rules! runs_for {
 
             async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
                 let pool = self.read_pool();
-                let row: Option<RunRow> = sqlx::query_as(
-                    "SELECT id, convention, status, current_step, steps, record_count, failure, created_at, \
-                     updated_at FROM validation_runs WHERE id = $1",
-                )
-                .bind(run.0)
-                .fetch_optional(pool)
-                .await
-                .map_err(db("reading a validation run"))?;
+                let records = async {
+                    sqlx::query_as::<_, (String, Json<Verdict>)>(
+                        "SELECT record_id, verdict FROM validation_records WHERE run_id = $1 ORDER BY position",
+                    )
+                    .bind(run.0)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(db("reading verdicts"))
+                };
+                // Independent reads, on separate connections at the same time.
+                let (row, steps, records) =
+                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), records)?;
                 let Some(row) = row else {
                     return Ok(None);
                 };
-                let steps: Vec<StepRow> = sqlx::query_as(
-                    "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at \
-                     FROM validation_steps WHERE run_id = $1 ORDER BY step",
-                )
-                .bind(run.0)
-                .fetch_all(pool)
-                .await
-                .map_err(db("reading validation steps"))?;
-                let records: Vec<(String, Json<Verdict>)> = sqlx::query_as(
-                    "SELECT record_id, verdict FROM validation_records WHERE run_id = $1 ORDER BY position",
-                )
-                .bind(run.0)
-                .fetch_all(pool)
-                .await
-                .map_err(db("reading verdicts"))?;
                 crate::runs::view(row.into_run()?, steps, records).map(Some)
+            }
+
+            async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
+                let pool = self.read_pool();
+                // Only the records still in play, as one list in submit order, and
+                // whether any errored; not every settled verdict.
+                let records = async {
+                    sqlx::query_as::<_, (Option<super::IdList>, Option<bool>)>(super::IN_PLAY)
+                        .bind(run.0)
+                        .fetch_one(pool)
+                        .await
+                        .map_err(db("reading verdicts"))
+                };
+                let (row, steps, (in_play, any_errored)) =
+                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), records)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let in_play = in_play.map(super::id_list).unwrap_or_default();
+                crate::runs::progress(row.into_run()?, steps, in_play, any_errored.unwrap_or(false)).map(Some)
+            }
+
+            async fn run_status(&self, run: ValidationRunId) -> Result<Option<RunStatus>> {
+                let status: Option<String> = sqlx::query_scalar("SELECT status FROM validation_runs WHERE id = $1")
+                    .bind(run.0)
+                    .fetch_optional(self.read_pool())
+                    .await
+                    .map_err(db("reading a validation run"))?;
+                status.map(|s| parse_enum("run status", &s)).transpose()
             }
 
             async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>> {

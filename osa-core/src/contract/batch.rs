@@ -147,20 +147,24 @@ impl BatchLayout {
     pub fn write_records(&self, records: &[(&BatchRecord, f64)]) -> Result<Digest, ContractError> {
         let path = self.input.join(RECORDS_FILE);
         let file = fs::File::create(&path).map_err(|e| ContractError::io("writing", &path, e))?;
-        let mut hasher = HashingWriter::new(BufWriter::new(file));
+        // The buffer sits in front of the hash, so the hash and the file see large
+        // chunks rather than every token serde writes.
+        let mut writer = BufWriter::with_capacity(1 << 16, HashingWriter::new(file));
         for (record, size_hint_mb) in records {
             let line = RecordLine {
                 id: record.id.as_str(),
                 metadata: &record.metadata,
                 size_hint_mb: *size_hint_mb,
             };
-            serde_json::to_writer(&mut hasher, &line)
+            serde_json::to_writer(&mut writer, &line)
                 .map_err(|e| ContractError::io("writing", &path, e.into()))?;
-            hasher
+            writer
                 .write_all(b"\n")
                 .map_err(|e| ContractError::io("writing", &path, e))?;
         }
-        let digest = hasher
+        let digest = writer
+            .into_inner()
+            .map_err(|e| ContractError::io("writing", &path, e.into_error()))?
             .finish()
             .map_err(|e| ContractError::io("writing", &path, e))?;
         Ok(digest)

@@ -261,14 +261,30 @@ impl FeatureSpec {
         }
         columns
             .iter()
-            .map(|col| match row.get(col.name.as_str()) {
-                None | Some(Value::Null) if col.required => Err(RowError::MissingRequired {
-                    column: col.name.to_string(),
-                }),
-                None | Some(Value::Null) => Ok(FeatureValue::Null),
-                Some(v) => coerce_value(col, v),
-            })
+            .map(|col| coerce_cell(col, row.get(col.name.as_str())))
             .collect()
+    }
+
+    /// [`coerce_row`](Self::coerce_row) for values already in column order (as a step
+    /// stores them): value *i* belongs to column *i*; a missing trailing value counts
+    /// as absent, and values beyond the last column are ignored.
+    pub fn coerce_values(&self, values: &[Value]) -> Result<Vec<FeatureValue>, RowError> {
+        self.columns()
+            .iter()
+            .enumerate()
+            .map(|(i, col)| coerce_cell(col, values.get(i)))
+            .collect()
+    }
+}
+
+/// One column's value: absent or null is an error when the column is required.
+fn coerce_cell(col: &ColumnDef, value: Option<&Value>) -> Result<FeatureValue, RowError> {
+    match value {
+        None | Some(Value::Null) if col.required => Err(RowError::MissingRequired {
+            column: col.name.to_string(),
+        }),
+        None | Some(Value::Null) => Ok(FeatureValue::Null),
+        Some(v) => coerce_value(col, v),
     }
 }
 
@@ -540,6 +556,36 @@ mod tests {
         assert_eq!(values[6], FeatureValue::Boolean(true));
         assert_eq!(values[7], FeatureValue::Json(json!(["a"])));
         assert_eq!(values[8], FeatureValue::Json(json!({"k": 1})));
+    }
+
+    #[test]
+    fn positional_values_coerce_like_rows() {
+        let object = json!({"score": 1.5, "count": 3, "label": "x", "ok": true});
+        let by_name = spec().coerce_row(&row(object)).unwrap();
+        let positional = spec()
+            .coerce_values(&[
+                json!(1.5),
+                json!(3),
+                json!("x"),
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                json!(true),
+            ])
+            .unwrap();
+        assert_eq!(positional, by_name);
+        let err = spec().coerce_values(&[]).unwrap_err();
+        assert_eq!(
+            err,
+            RowError::MissingRequired {
+                column: "score".into()
+            }
+        );
+        let err = spec().coerce_values(&[json!("high")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "column `score` expects a number, got string \"high\""
+        );
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The step and finalize jobs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{Engine, FINALIZE_JOB, STEP_JOB, StepRows, StoredRecord, job};
+use super::{Engine, FINALIZE_JOB, STEP_JOB, StepRows, job};
 use crate::blob::BlobKeys;
 use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, RecordOutcome, write_hook_log, write_run_json,
@@ -13,21 +14,24 @@ use crate::contract::{
 use crate::feature::store::{FeatureBatch, NewFeatureRow};
 use crate::hook::{HookRun, OutcomeCounts};
 use crate::id::{HookRunId, RecordId, ValidationRunId};
-use crate::jobs::JobLease;
+use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::Decision;
 use crate::runner::RunJob;
 use crate::runner::execute_with_policy;
 use crate::validation::{
-    FinalizePlan, RecordVerdict, RunEventKind, RunStatus, StepPlan, StepStatus, ValidationRunView,
-    Verdict,
+    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StepPlan,
+    StepProgress, StepStatus, Verdict,
 };
 use crate::{Error, Result};
 
 /// What a handler asks the worker to do with its job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Handled {
     /// The job is finished (completed inside the handler's commit or explicitly).
     Done,
+    /// The job is finished, and its commit leased the run's next job to this worker;
+    /// with the run's progress as that commit left it.
+    DoneWithNext(ClaimedJob, Box<RunProgress>),
     /// Retry the job later with backoff.
     Retry {
         /// Why.
@@ -36,21 +40,73 @@ pub(crate) enum Handled {
 }
 
 /// Removes a batch directory when dropped (also when the handler is cancelled).
-struct WorkDir(PathBuf);
+struct WorkDir {
+    path: PathBuf,
+    /// Where the directory is moved before it is deleted.
+    trash: PathBuf,
+}
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // Deleting files can take milliseconds per file (filesystems mounted with
+        // `discard`), so the directory is moved aside at once, out of the way of a
+        // re-execution of the step, and deleted in the background.
+        let aside = self.trash.join(uuid::Uuid::new_v4().to_string());
+        let moved =
+            std::fs::create_dir_all(&self.trash).and_then(|()| std::fs::rename(&self.path, &aside));
+        match (moved, tokio::runtime::Handle::try_current()) {
+            (Ok(()), Ok(runtime)) => {
+                runtime.spawn_blocking(move || {
+                    let _ = std::fs::remove_dir_all(aside);
+                });
+            }
+            (Ok(()), Err(_)) => {
+                let _ = std::fs::remove_dir_all(aside);
+            }
+            (Err(_), _) => {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+        }
     }
 }
 
 impl Engine {
-    async fn view(&self, run: ValidationRunId) -> Result<ValidationRunView> {
-        self.storage()
-            .runs()
-            .run_view(run)
-            .await?
-            .ok_or_else(|| Error::not_found("validation run", run))
+    /// The run, its steps and the records still in play (not the settled verdicts).
+    /// `known` is the progress this worker's own commit of the previous step left
+    /// (the job was handed to it by that commit): then only whether the run has ended
+    /// meanwhile (a cancel) is read. `None` when the run has ended.
+    async fn progress(
+        &self,
+        run: ValidationRunId,
+        known: Option<RunProgress>,
+    ) -> Result<Option<RunProgress>> {
+        let progress = match known {
+            Some(known) if known.run.id == run => {
+                let status = self
+                    .storage()
+                    .runs()
+                    .run_status(run)
+                    .await?
+                    .ok_or_else(|| Error::not_found("validation run", run))?;
+                (!status.is_terminal()).then_some(known)
+            }
+            _ => self
+                .storage()
+                .runs()
+                .run_progress(run)
+                .await?
+                .ok_or_else(|| Error::not_found("validation run", run))
+                .map(Some)?,
+        };
+        Ok(progress.filter(|p| !p.run.status.is_terminal()))
+    }
+
+    /// Ends a run and wakes whoever waits on it.
+    async fn end(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
+        let ended = self.storage().runs().end_run(run, status, reason).await?;
+        self.forget_run(run);
+        self.runs_changed().notify_waiters();
+        Ok(ended)
     }
 
     async fn ack(&self, lease: Option<&JobLease>) -> Result<()> {
@@ -60,19 +116,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs step `step` of `run` and commits it.
+    /// Runs step `step` of `run` and commits it. With `hand_off`, the next job is
+    /// leased to the caller for that long in the same commit and returned in
+    /// [`Handled::DoneWithNext`]. `known`: see [`Engine::progress`].
     pub(crate) async fn run_step(
         &self,
         run_id: ValidationRunId,
         step: u32,
         lease: Option<&JobLease>,
+        hand_off: Option<Duration>,
+        known: Option<RunProgress>,
     ) -> Result<Handled> {
-        let view = self.view(run_id).await?;
-        if view.run.status.is_terminal() || step < view.run.current_step {
+        let view = match self.progress(run_id, known).await? {
+            Some(view) if step >= view.run.current_step => view,
             // Redelivered, or the run ended meanwhile.
-            self.ack(lease).await?;
-            return Ok(Handled::Done);
-        }
+            _ => {
+                self.ack(lease).await?;
+                return Ok(Handled::Done);
+            }
+        };
         let snapshot = view
             .run
             .steps
@@ -80,54 +142,47 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Error::internal(format!("run {run_id} has no step {step}")))?;
         let storage = self.storage();
-        let release = storage
-            .registry()
-            .get_release_by_id(snapshot.release_id)
-            .await?
-            .ok_or_else(|| Error::not_found("release", snapshot.release_id))?;
-        let hook = storage
-            .registry()
-            .get_hook(&snapshot.hook)
-            .await?
-            .ok_or_else(|| Error::not_found("hook", &snapshot.hook))?;
-        let spec = hook.identity.feature;
+        let release = self.release(snapshot.release_id).await?;
+        let spec = self.contract(&snapshot.hook).await?;
 
-        let in_play: Vec<RecordId> = view
-            .verdicts
-            .iter()
-            .filter(|v| v.verdict == Verdict::Pending)
-            .map(|v| v.record_id.clone())
-            .collect();
-        let inputs: Vec<StoredRecord> =
-            self.blobs().get_json(&BlobKeys::run_inputs(run_id)).await?;
-        let positions: BTreeMap<&RecordId, usize> =
+        let in_play = &view.in_play;
+        let inputs = self.inputs(run_id).await?;
+        let positions: HashMap<&RecordId, usize> =
             inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
 
-        let work = WorkDir(
-            self.config()
+        let work = WorkDir {
+            path: self
+                .config()
                 .work_dir
                 .join(run_id.to_string())
                 .join(format!("step-{step}")),
-        );
-        let _ = std::fs::remove_dir_all(&work.0);
-        let staging = work.0.join("staging");
+            trash: self.config().work_dir.join(".trash"),
+        };
+        let _ = std::fs::remove_dir_all(&work.path);
+        let staging = work.path.join("staging");
         let mut records = Vec::with_capacity(in_play.len());
-        for id in &in_play {
+        for id in in_play {
             let position = *positions.get(id).ok_or_else(|| {
                 Error::internal(format!("record {id} is missing from the stored inputs"))
             })?;
             let input = &inputs[position];
             let mut files = Vec::with_capacity(input.files.len());
             for file in &input.files {
+                let key = object_store::path::Path::from(file.key.as_str());
+                if let Some(path) = self.blobs().local_file(&key) {
+                    // A local blob is copied into the batch straight from its file.
+                    files.push(BatchFile {
+                        name: file.name.clone(),
+                        source: path,
+                    });
+                    continue;
+                }
                 let dir = staging.join(position.to_string());
                 tokio::fs::create_dir_all(&dir)
                     .await
                     .map_err(|e| io_error("creating", &dir, e))?;
                 let path = dir.join(file.name.as_str());
-                let bytes = self
-                    .blobs()
-                    .get(&object_store::path::Path::from(file.key.as_str()))
-                    .await?;
+                let bytes = self.blobs().get(&key).await?;
                 tokio::fs::write(&path, &bytes)
                     .await
                     .map_err(|e| io_error("writing", &path, e))?;
@@ -143,7 +198,7 @@ impl Engine {
             });
         }
         let prepared = BatchLayout::prepare(
-            work.0.join("batch"),
+            work.path.join("batch"),
             &records,
             release.runtime.config(),
             &self.config().batch_limits,
@@ -172,10 +227,7 @@ impl Engine {
         let mut give_up_reason = None;
         match &execution.decision {
             Some(Decision::AbortRun { reason, .. }) => {
-                storage
-                    .runs()
-                    .end_run(run_id, RunStatus::Failed, reason)
-                    .await?;
+                self.end(run_id, RunStatus::Failed, reason).await?;
                 self.ack(lease).await?;
                 return Ok(Handled::Done);
             }
@@ -227,7 +279,7 @@ impl Engine {
         };
         let _ = write_run_json(&prepared.layout.output, hook_run_id, release.id);
 
-        let mut verdicts = Vec::new();
+        let mut verdicts: Vec<RecordVerdict> = Vec::new();
         let mut rows: StepRows = BTreeMap::new();
         for (id, record_outcome) in &outcome.outcomes {
             match record_outcome {
@@ -260,6 +312,7 @@ impl Engine {
         }
         let outputs_ref = BlobKeys::step_outputs(run_id, step);
         self.blobs().put_json(&outputs_ref, &rows).await?;
+        let has_rows = !rows.is_empty();
 
         let status = if failed_execution || counts.errored > 0 {
             StepStatus::Error
@@ -281,7 +334,7 @@ impl Engine {
             counts,
         };
         let last = step as usize + 1 >= view.run.steps.len();
-        let next_job = if last || rows.is_empty() {
+        let next_job = if last || !has_rows {
             job(FINALIZE_JOB, run_id, 0, self.config().max_attempts)
         } else {
             job(STEP_JOB, run_id, step + 1, self.config().max_attempts)
@@ -302,6 +355,25 @@ impl Engine {
             status,
             counts,
         });
+        // The progress this commit leaves, for the worker that runs the next job.
+        let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
+        let mut after = view;
+        after.in_play.retain(|id| !settled.contains(id));
+        after.any_errored |= verdicts
+            .iter()
+            .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
+        after.run.current_step = step + 1;
+        after.run.status = RunStatus::Running;
+        if let Some(slot) = after.steps.get_mut(step as usize) {
+            *slot = StepProgress {
+                release: snapshot.clone(),
+                status,
+                hook_run_id: Some(hook_run_id),
+                counts,
+                started_at: Some(started_at),
+                finished_at: Some(finished_at),
+            };
+        }
         let plan = StepPlan {
             run_id,
             step,
@@ -313,27 +385,43 @@ impl Engine {
             completes: lease.cloned(),
             events,
         };
-        storage.runs().apply_step(&plan).await?;
-        Ok(Handled::Done)
+        let next = match hand_off {
+            Some(lease_for) => {
+                storage
+                    .runs()
+                    .apply_step_claiming_next(&plan, lease_for)
+                    .await?
+            }
+            None => (storage.runs().apply_step(&plan).await?, None),
+        };
+        if next.0 == Applied::Applied {
+            // These rows are the committed step's: its finalize may use them from memory.
+            self.remember_step_rows(run_id, step, rows);
+            self.runs_changed().notify_waiters();
+        }
+        match next {
+            (_, Some(job)) => Ok(Handled::DoneWithNext(job, Box::new(after))),
+            (_, None) => {
+                // Enqueued for any worker: wake the idle ones in this process.
+                self.jobs_enqueued().notify_waiters();
+                Ok(Handled::Done)
+            }
+        }
     }
 
-    /// Publishes the accepted records' features and ends the run.
+    /// Publishes the accepted records' features and ends the run. `known`: see
+    /// [`Engine::progress`].
     pub(crate) async fn finalize(
         &self,
         run_id: ValidationRunId,
         lease: Option<&JobLease>,
+        known: Option<RunProgress>,
     ) -> Result<Handled> {
-        let view = self.view(run_id).await?;
-        if view.run.status.is_terminal() {
+        let Some(view) = self.progress(run_id, known).await? else {
             self.ack(lease).await?;
             return Ok(Handled::Done);
-        }
-        let accepted: Vec<RecordId> = view
-            .verdicts
-            .iter()
-            .filter(|v| v.verdict == Verdict::Pending)
-            .map(|v| v.record_id.clone())
-            .collect();
+        };
+        let accepted = view.in_play;
         let mut features = Vec::new();
         for progress in &view.steps {
             let Some(hook_run_id) = progress.hook_run_id else {
@@ -343,27 +431,12 @@ impl Engine {
                 break;
             }
             let index = progress.release.index;
-            let rows: StepRows = self
-                .blobs()
-                .get_json(&BlobKeys::step_outputs(run_id, index))
-                .await?;
-            let hook = self
-                .storage()
-                .registry()
-                .get_hook(&progress.release.hook)
-                .await?
-                .ok_or_else(|| Error::not_found("hook", &progress.release.hook))?;
-            let spec = hook.identity.feature;
+            let rows = self.step_rows(run_id, index).await?;
+            let spec = self.contract(&progress.release.hook).await?;
             let mut batch_rows = Vec::new();
             for record in &accepted {
                 for (row_index, values) in rows.get(record).into_iter().flatten().enumerate() {
-                    let object: serde_json::Map<String, serde_json::Value> = spec
-                        .columns()
-                        .iter()
-                        .zip(values)
-                        .map(|(c, v)| (c.name.to_string(), v.clone()))
-                        .collect();
-                    let values = spec.coerce_row(&object).map_err(|e| {
+                    let values = spec.coerce_values(values).map_err(|e| {
                         Error::internal(format!("stored step output no longer validates: {e}"))
                     })?;
                     batch_rows.push(NewFeatureRow {
@@ -381,10 +454,7 @@ impl Engine {
                 rows: batch_rows,
             });
         }
-        let any_errored = view
-            .verdicts
-            .iter()
-            .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
+        let any_errored = view.any_errored;
         let status = match (accepted.is_empty(), any_errored) {
             (false, _) => RunStatus::Completed,
             (true, true) => RunStatus::Failed,
@@ -403,6 +473,8 @@ impl Engine {
             }],
         };
         self.storage().runs().apply_finalize(&plan).await?;
+        self.forget_run(run_id);
+        self.runs_changed().notify_waiters();
         Ok(Handled::Done)
     }
 
@@ -419,15 +491,13 @@ impl Engine {
         } else {
             "finalize".to_string()
         };
-        self.storage()
-            .runs()
-            .end_run(
-                run_id,
-                RunStatus::Failed,
-                &format!("{what} gave up after its last attempt: {error}"),
-            )
-            .await
-            .map(drop)
+        self.end(
+            run_id,
+            RunStatus::Failed,
+            &format!("{what} gave up after its last attempt: {error}"),
+        )
+        .await
+        .map(drop)
     }
 }
 

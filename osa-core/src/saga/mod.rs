@@ -9,13 +9,21 @@
 //! redelivered job finds its step already committed and does nothing; a step
 //! re-executed after a crash gets the same hook-run id, so provenance is never
 //! duplicated. No transaction is held open while a hook runs.
+//!
+//! A [`Worker`] that commits a step gets the run's next job leased to it by that same
+//! commit and runs it at once, with the progress it just committed (only whether the
+//! run was cancelled meanwhile is read back); the job is an ordinary leased job, so if
+//! the worker dies another claims it when the lease expires. Jobs read only the
+//! records still in play, never every settled verdict, and a run's parsed inputs and
+//! step rows stay in memory for its next jobs in the same process (the blobs remain
+//! the source of truth).
 
 mod handlers;
 mod worker;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +36,9 @@ pub use worker::{Worker, WorkerConfig};
 use crate::blob::{BlobKeys, Blobs};
 use crate::contract::{BatchLimits, OutputLimits};
 use crate::convention::ConventionStore;
-use crate::id::{FileName, RecordId, ValidationRunId};
+use crate::feature::FeatureSpec;
+use crate::hook::HookRelease;
+use crate::id::{FileName, HookName, RecordId, ReleaseId, ValidationRunId};
 use crate::jobs::{Backoff, JobQueue, NewJob};
 use crate::policy::FailurePolicy;
 use crate::registry::HookRegistry;
@@ -139,6 +149,63 @@ struct Inner {
     runner: Arc<dyn HookRunner>,
     blobs: Blobs,
     config: EngineConfig,
+    /// Signalled when this engine enqueued a job, so idle workers in this process
+    /// claim it at once instead of at their next poll.
+    jobs_enqueued: tokio::sync::Notify,
+    /// Signalled when a run handled by this engine changed state (a step or the run
+    /// ended), so waiters re-check at once.
+    runs_changed: tokio::sync::Notify,
+    /// Releases never change once created.
+    releases: Mutex<HashMap<ReleaseId, HookRelease>>,
+    /// A hook's feature contract never changes once registered.
+    contracts: Mutex<HashMap<HookName, FeatureSpec>>,
+    /// Inputs and step rows of recent runs, so the jobs of a run handled in this
+    /// process do not re-read and re-parse its blobs.
+    runs: Mutex<RunCache>,
+}
+
+/// Runs whose data is kept in memory at most (the most recently used).
+const CACHED_RUNS: usize = 4;
+/// Runs with more records always read their blobs.
+const CACHED_RECORDS: usize = 10_000;
+
+/// The parsed inputs and step rows of a few recent runs. The blobs stay the source of
+/// truth (another process may run a run's next job); a miss reads them. Both are
+/// immutable once a run's step has committed, so a cached copy never goes stale.
+#[derive(Default)]
+struct RunCache {
+    runs: VecDeque<(ValidationRunId, CachedRun)>,
+}
+
+#[derive(Default)]
+struct CachedRun {
+    inputs: Option<Arc<Vec<StoredRecord>>>,
+    outputs: BTreeMap<u32, Arc<StepRows>>,
+}
+
+impl RunCache {
+    fn get(&mut self, run: ValidationRunId) -> Option<&mut CachedRun> {
+        self.runs
+            .iter_mut()
+            .find(|(id, _)| *id == run)
+            .map(|(_, cached)| cached)
+    }
+
+    /// The entry of `run`, created (evicting the oldest) if absent.
+    fn entry(&mut self, run: ValidationRunId) -> &mut CachedRun {
+        if let Some(i) = self.runs.iter().position(|(id, _)| *id == run) {
+            return &mut self.runs[i].1;
+        }
+        if self.runs.len() >= CACHED_RUNS {
+            self.runs.pop_front();
+        }
+        self.runs.push_back((run, CachedRun::default()));
+        &mut self.runs.back_mut().expect("just pushed").1
+    }
+
+    fn forget(&mut self, run: ValidationRunId) {
+        self.runs.retain(|(id, _)| *id != run);
+    }
 }
 
 /// Object-safe view of [`SagaStorage`] (trait upcasting keeps each port usable).
@@ -201,8 +268,132 @@ impl Engine {
                 runner,
                 blobs,
                 config,
+                jobs_enqueued: tokio::sync::Notify::new(),
+                runs_changed: tokio::sync::Notify::new(),
+                releases: Mutex::default(),
+                contracts: Mutex::default(),
+                runs: Mutex::default(),
             }),
         }
+    }
+
+    /// Notified when this engine enqueued a job.
+    pub(crate) fn jobs_enqueued(&self) -> &tokio::sync::Notify {
+        &self.inner.jobs_enqueued
+    }
+
+    /// Notified when a run handled by this engine changed state.
+    pub(crate) fn runs_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.runs_changed
+    }
+
+    /// A release by id (cached: releases are immutable).
+    pub(crate) async fn release(&self, id: ReleaseId) -> Result<HookRelease> {
+        if let Some(release) = self
+            .inner
+            .releases
+            .lock()
+            .expect("release cache poisoned")
+            .get(&id)
+        {
+            return Ok(release.clone());
+        }
+        let release = self
+            .storage()
+            .registry()
+            .get_release_by_id(id)
+            .await?
+            .ok_or_else(|| Error::not_found("release", id))?;
+        self.inner
+            .releases
+            .lock()
+            .expect("release cache poisoned")
+            .insert(id, release.clone());
+        Ok(release)
+    }
+
+    fn run_cache(&self) -> std::sync::MutexGuard<'_, RunCache> {
+        self.inner.runs.lock().expect("run cache poisoned")
+    }
+
+    /// The stored inputs of a run (from memory when this process has them).
+    pub(crate) async fn inputs(&self, run: ValidationRunId) -> Result<Arc<Vec<StoredRecord>>> {
+        if let Some(inputs) = self.run_cache().get(run).and_then(|c| c.inputs.clone()) {
+            return Ok(inputs);
+        }
+        let inputs: Arc<Vec<StoredRecord>> = Arc::new(
+            self.inner
+                .blobs
+                .get_json(&BlobKeys::run_inputs(run))
+                .await?,
+        );
+        self.remember_inputs(run, &inputs);
+        Ok(inputs)
+    }
+
+    fn remember_inputs(&self, run: ValidationRunId, inputs: &Arc<Vec<StoredRecord>>) {
+        if inputs.len() <= CACHED_RECORDS {
+            self.run_cache().entry(run).inputs = Some(inputs.clone());
+        }
+    }
+
+    /// The rows a committed step stored (from memory when this process ran it).
+    pub(crate) async fn step_rows(&self, run: ValidationRunId, step: u32) -> Result<Arc<StepRows>> {
+        if let Some(rows) = self
+            .run_cache()
+            .get(run)
+            .and_then(|c| c.outputs.get(&step).cloned())
+        {
+            return Ok(rows);
+        }
+        Ok(Arc::new(
+            self.inner
+                .blobs
+                .get_json(&BlobKeys::step_outputs(run, step))
+                .await?,
+        ))
+    }
+
+    /// Keeps the rows of a step this process committed.
+    pub(crate) fn remember_step_rows(&self, run: ValidationRunId, step: u32, rows: StepRows) {
+        if rows.len() <= CACHED_RECORDS {
+            self.run_cache()
+                .entry(run)
+                .outputs
+                .insert(step, Arc::new(rows));
+        }
+    }
+
+    /// Drops what is kept of a finished run.
+    pub(crate) fn forget_run(&self, run: ValidationRunId) {
+        self.run_cache().forget(run);
+    }
+
+    /// A hook's feature contract (cached: a registered identity never changes).
+    pub(crate) async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
+        if let Some(spec) = self
+            .inner
+            .contracts
+            .lock()
+            .expect("contract cache poisoned")
+            .get(hook)
+        {
+            return Ok(spec.clone());
+        }
+        let spec = self
+            .storage()
+            .registry()
+            .get_hook(hook)
+            .await?
+            .ok_or_else(|| Error::not_found("hook", hook))?
+            .identity
+            .feature;
+        self.inner
+            .contracts
+            .lock()
+            .expect("contract cache poisoned")
+            .insert(hook.clone(), spec.clone());
+        Ok(spec)
     }
 
     /// The blob store.
@@ -360,6 +551,7 @@ impl ValidationService for Engine {
         }
         let inputs_ref = BlobKeys::run_inputs(run_id);
         blobs.put_json(&inputs_ref, &stored).await?;
+        let stored = Arc::new(stored);
 
         let now = Utc::now();
         let steps: Vec<StepRelease> = releases
@@ -400,9 +592,11 @@ impl ValidationService for Engine {
             }],
         };
         storage.runs().create_run(&plan).await?;
+        self.remember_inputs(run_id, &stored);
+        self.inner.jobs_enqueued.notify_waiters();
         if steps.is_empty() {
             // Zero hooks: every record is accepted at once.
-            self.finalize(run_id, None).await?;
+            self.finalize(run_id, None, None).await?;
         }
         Ok(run_id)
     }
@@ -445,10 +639,14 @@ impl ValidationService for Engine {
     }
 
     async fn cancel(&self, run: ValidationRunId) -> Result<bool> {
-        self.storage()
+        let ended = self
+            .storage()
             .runs()
             .end_run(run, RunStatus::Cancelled, "cancelled")
-            .await
+            .await?;
+        self.forget_run(run);
+        self.inner.runs_changed.notify_waiters();
+        Ok(ended)
     }
 }
 

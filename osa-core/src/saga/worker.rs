@@ -2,6 +2,8 @@
 //! alive, and stops gracefully.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,7 +12,7 @@ use tokio::task::JoinSet;
 use super::handlers::Handled;
 use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
 use crate::jobs::{ClaimedJob, FailOutcome};
-use crate::validation::{RunStatus, ValidationService};
+use crate::validation::{RunProgress, RunStatus};
 use crate::{Error, Result};
 
 /// Worker tunables.
@@ -53,10 +55,20 @@ impl Worker {
     /// Runs until `shutdown` resolves, then stops claiming and waits for the jobs in
     /// flight to finish (their commits are atomic, so stopping mid-way is also safe:
     /// an unfinished job's lease expires and another worker re-runs it).
+    ///
+    /// A step's commit leases the run's next job to this worker, which runs it at once
+    /// (no claim, no poll); jobs enqueued by the same engine (a submit) wake the idle
+    /// loop at once; polling every `poll_interval` remains the source of truth for jobs
+    /// from other processes.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        let stopping = Arc::new(AtomicBool::new(false));
         loop {
+            // Registered before the claim, so an enqueue during the claim still wakes us.
+            let enqueued = self.engine.jobs_enqueued().notified();
+            let mut enqueued = std::pin::pin!(enqueued);
+            enqueued.as_mut().enable();
             let free = self.config.concurrency.saturating_sub(in_flight.len());
             let mut claimed = 0;
             if free > 0 {
@@ -71,7 +83,9 @@ impl Worker {
                         claimed = jobs.len();
                         for job in jobs {
                             let worker = self.clone();
-                            in_flight.spawn(async move { worker.process(job).await });
+                            let stopping = stopping.clone();
+                            in_flight
+                                .spawn(async move { worker.process_chain(job, &stopping).await });
                         }
                     }
                     // A transient database error: wait and claim again.
@@ -82,14 +96,31 @@ impl Worker {
             if claimed > 0 && in_flight.len() < self.config.concurrency {
                 continue;
             }
+            let has_room = in_flight.len() < self.config.concurrency;
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                _ = &mut enqueued, if has_room => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
         }
+        stopping.store(true, Ordering::Relaxed);
         while in_flight.join_next().await.is_some() {}
         Ok(())
+    }
+
+    /// Processes a claimed job and then every job its commits hand back to this worker
+    /// (the run's next step, then its finalize). Once the worker is stopping it asks
+    /// for no more hand-offs, so at most the job already handed over still runs.
+    async fn process_chain(&self, job: ClaimedJob, stopping: &AtomicBool) {
+        let mut next = Some((job, None));
+        while let Some((job, known)) = next.take() {
+            let hand_off = !stopping.load(Ordering::Relaxed);
+            next = self
+                .process_one(job, hand_off, known)
+                .await
+                .map(|(job, progress)| (job, Some(*progress)));
+        }
     }
 
     /// Runs jobs until `run` reaches a terminal state; returns that state.
@@ -98,27 +129,54 @@ impl Worker {
         let poll = self.config.poll_interval;
         let finished = async move {
             loop {
-                match engine.get(run).await {
-                    Ok(view) if view.run.status.is_terminal() => return,
+                // Registered before the check, so a change right after it still wakes us.
+                let changed = engine.runs_changed().notified();
+                let mut changed = std::pin::pin!(changed);
+                changed.as_mut().enable();
+                match engine.storage().runs().run_status(run).await {
+                    Ok(Some(status)) if status.is_terminal() => return,
+                    Ok(None) => return,
                     Err(e) if !e.is_transient() => return,
-                    _ => tokio::time::sleep(poll).await,
+                    _ => {}
+                }
+                tokio::select! {
+                    _ = &mut changed => {}
+                    _ = tokio::time::sleep(poll) => {}
                 }
             }
         };
         self.run(finished).await?;
-        Ok(self.engine.get(run).await?.run.status)
+        self.engine
+            .storage()
+            .runs()
+            .run_status(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))
     }
 
     /// Handles one claimed job: runs it, keeps its lease alive meanwhile, and acts on
     /// the result (done, retry with backoff, or the run fails). Delivering the same job
-    /// again after it finished changes nothing.
+    /// again after it finished changes nothing. The run's next job is enqueued for any
+    /// worker.
     pub async fn process(&self, job: ClaimedJob) {
+        self.process_one(job, false, None).await;
+    }
+
+    /// [`process`](Self::process); with `hand_off`, a step's commit leases the run's
+    /// next job to this worker and returns it, with the run's progress as committed.
+    /// `known` is that progress when this job was handed over.
+    async fn process_one(
+        &self,
+        job: ClaimedJob,
+        hand_off: bool,
+        known: Option<RunProgress>,
+    ) -> Option<(ClaimedJob, Box<RunProgress>)> {
         let queue = self.engine.storage().queue();
         let Ok(payload) = serde_json::from_value::<JobPayload>(job.payload.clone()) else {
             let _ = queue
                 .fail(&job.lease, "malformed job payload", Utc::now())
                 .await;
-            return;
+            return None;
         };
         if job.attempt > job.max_attempts {
             // A job whose lease keeps expiring (its worker crashes) still runs out.
@@ -128,7 +186,7 @@ impl Worker {
                 "its worker stopped responding on every attempt",
             )
             .await;
-            return;
+            return None;
         }
         let heartbeat = {
             let engine = self.engine.clone();
@@ -150,16 +208,22 @@ impl Worker {
         };
         let result = match job.kind.as_str() {
             STEP_JOB => {
+                let hand_off = hand_off.then_some(self.config.lease);
                 self.engine
-                    .run_step(payload.run, payload.step, Some(&job.lease))
+                    .run_step(payload.run, payload.step, Some(&job.lease), hand_off, known)
                     .await
             }
-            FINALIZE_JOB => self.engine.finalize(payload.run, Some(&job.lease)).await,
+            FINALIZE_JOB => {
+                self.engine
+                    .finalize(payload.run, Some(&job.lease), known)
+                    .await
+            }
             other => Err(Error::internal(format!("unknown job kind {other}"))),
         };
         heartbeat.abort();
         let retry_reason = match result {
-            Ok(Handled::Done) => return,
+            Ok(Handled::Done) => return None,
+            Ok(Handled::DoneWithNext(next, progress)) => return Some((next, progress)),
             Ok(Handled::Retry { reason }) => reason,
             Err(e) if e.is_transient() => e.to_string(),
             Err(e) => {
@@ -171,8 +235,10 @@ impl Worker {
                     .runs()
                     .end_run(payload.run, RunStatus::Failed, &reason)
                     .await;
+                self.engine.forget_run(payload.run);
+                self.engine.runs_changed().notify_waiters();
                 let _ = queue.complete(&job.lease).await;
-                return;
+                return None;
             }
         };
         let delay = self
@@ -187,6 +253,7 @@ impl Worker {
                 .exhausted(payload.run, &job.kind, payload.step, &retry_reason)
                 .await;
         }
+        None
     }
 
     async fn give_up(&self, job: &ClaimedJob, payload: JobPayload, why: &str) {

@@ -20,8 +20,8 @@ use crate::id::{ConventionSlug, DeploymentId};
 use crate::jobs::{FailOutcome, NewJob};
 use crate::runtime::{Limits, RuntimeConfig};
 use crate::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunStatus, StepPlan, StepRelease,
-    StepStatus, SubmitPlan, ValidationRun, Verdict,
+    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StepPlan,
+    StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
 };
 use crate::{
     ConventionStore, DeploymentLog, ErrorKind, FeatureStore, HookRegistry, JobQueue,
@@ -82,6 +82,7 @@ macro_rules! storage_conformance {
             exhausted_job_dies_once,
             dedupe_key_and_lease_checks,
             redelivered_step_changes_nothing,
+            step_hands_its_next_job_to_the_committer,
             finalize_publishes_features_once,
             end_run_happens_once,
             deploy_is_atomic_and_idempotent,
@@ -1205,6 +1206,125 @@ pub async fn redelivered_step_changes_nothing<S: Storage>(store: S) {
             .is_empty()
     );
     assert_eq!(store.run_events(run.id, 1).await.expect("tail").len(), 1);
+}
+
+/// `apply_step_claiming_next` commits like `apply_step` and hands the next job to the
+/// caller under a lease: nobody else claims it while the lease holds, it is claimable
+/// again once it expires, and a redelivered plan hands nothing over. The progress read
+/// agrees with the full view.
+pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
+    let records = [record("a"), record("b"), record("c")];
+    let (h1, h2) = (scored_identity("first"), scored_identity("second"));
+    let run = submitted_run(&store, &[&h1, &h2], &records).await;
+    let progress = store
+        .run_progress(run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress.in_play, records);
+    assert!(!progress.any_errored);
+    assert_eq!(
+        store.run_status(run.id).await.expect("status"),
+        Some(RunStatus::Pending)
+    );
+    let first = store
+        .claim(&["validation.step"], 10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 1);
+
+    let mut plan = step_plan(&run, 0, &[record("b")]);
+    plan.completes = Some(first[0].lease.clone());
+    let lease_for = Duration::from_millis(300);
+    let (applied, next) = store
+        .apply_step_claiming_next(&plan, lease_for)
+        .await
+        .expect("apply");
+    assert_eq!(applied, Applied::Applied);
+    let next = next.expect("the next job is handed over");
+    assert_eq!(next.kind, "validation.step");
+    assert_eq!(next.payload["step"], json!(1));
+    assert_eq!(next.attempt, 1);
+
+    let view = store.run_view(run.id).await.expect("view").expect("exists");
+    let progress = store
+        .run_progress(run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress, RunProgress::from_view(view));
+    assert_eq!(progress.in_play, [record("a"), record("c")]);
+    assert_eq!(progress.run.current_step, 1);
+    assert_eq!(
+        store.run_status(run.id).await.expect("status"),
+        Some(RunStatus::Running)
+    );
+    assert!(
+        store
+            .claim(&["validation.step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a handed-over job is leased"
+    );
+    let (again, none) = store
+        .apply_step_claiming_next(&plan, lease_for)
+        .await
+        .expect("again");
+    assert_eq!((again, none), (Applied::AlreadyApplied, None));
+
+    // The holder's lease works like a claim's; once it expires, anyone claims the job.
+    assert!(
+        store
+            .heartbeat(&next.lease, lease_for)
+            .await
+            .expect("heartbeat")
+    );
+    tokio::time::sleep(lease_for + Duration::from_millis(200)).await;
+    let reclaimed = store
+        .claim(&["validation.step"], 10, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].payload["step"], json!(1));
+    assert_eq!(reclaimed[0].attempt, 2);
+    assert!(!store.complete(&next.lease).await.expect("stale complete"));
+
+    // An errored record leaves play and is reported.
+    let mut errored = step_plan(&run, 1, &[record("a")]);
+    errored.verdicts[0].verdict = Verdict::Errored {
+        step: 1,
+        hook: h2.name.clone(),
+        error: "crashed".into(),
+    };
+    errored.completes = Some(reclaimed[0].lease.clone());
+    assert_eq!(
+        store.apply_step(&errored).await.expect("apply"),
+        Applied::Applied
+    );
+    let view = store.run_view(run.id).await.expect("view").expect("exists");
+    let progress = store
+        .run_progress(run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress, RunProgress::from_view(view));
+    assert_eq!(progress.in_play, [record("c")]);
+    assert!(progress.any_errored);
+    assert_eq!(
+        store
+            .run_progress(ValidationRunId::new_random())
+            .await
+            .expect("progress"),
+        None
+    );
+    assert_eq!(
+        store
+            .run_status(ValidationRunId::new_random())
+            .await
+            .expect("status"),
+        None
+    );
 }
 
 /// Finalize publishes the accepted records' features and the verdicts in one commit,

@@ -83,6 +83,29 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
 pub(crate) const SET_VERDICTS: &str = "UPDATE validation_records v SET verdict = j.value \
      FROM jsonb_each($1) j WHERE v.run_id = $2 AND v.record_id = j.key";
 
+/// Sets one verdict (`$1`) on the records listed in `$3` of run `$2`.
+pub(crate) const SET_SAME_VERDICT: &str =
+    "UPDATE validation_records SET verdict = $1 WHERE run_id = $2 AND record_id = ANY($3)";
+
+/// Inserts the records of run `$1` from the id list `$2` (positions from its order),
+/// each with verdict `$3`.
+pub(crate) const INSERT_RECORDS: &str = "INSERT INTO validation_records (run_id, position, record_id, verdict) \
+     SELECT $1, (t.ord - 1)::int, t.id, $3 FROM unnest($2::text[]) WITH ORDINALITY AS t(id, ord)";
+
+/// The records of run `$1` still in play, as one list in submit order, and whether
+/// any record errored (one row; NULLs when neither exists).
+pub(crate) const IN_PLAY: &str = "SELECT \
+     array_agg(record_id ORDER BY position) FILTER (WHERE verdict->>'verdict' = 'pending'), \
+     bool_or(verdict->>'verdict' = 'errored') \
+     FROM validation_records WHERE run_id = $1 AND verdict->>'verdict' IN ('pending', 'errored')";
+
+/// How [`IN_PLAY`] returns the list.
+pub(crate) type IdList = Vec<String>;
+
+pub(crate) fn id_list(list: IdList) -> Vec<String> {
+    list
+}
+
 /// `= ANY(...)` over a list bound as one array parameter.
 pub(crate) fn in_text_list(param: &str) -> String {
     format!("= ANY({param})")
@@ -172,6 +195,11 @@ impl PgBackend {
 
     /// The pool reads go through.
     pub(crate) fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The pool single-statement writes go through.
+    pub(crate) fn writer(&self) -> &PgPool {
         &self.pool
     }
 
