@@ -453,6 +453,10 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
     assert!(
         matches!(&view.verdicts[0].verdict, Verdict::Errored { error, .. } if error.contains("hook exited with code 3"))
     );
+    assert_eq!(
+        view.run.failure.as_deref(),
+        Some("no record was accepted: 1 errored, 0 rejected")
+    );
     let hook_run_id = view.steps[0].hook_run_id.expect("hook run");
     let hook_run = archive
         .storage

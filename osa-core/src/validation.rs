@@ -232,6 +232,8 @@ pub struct FinalizePlan {
     pub run_id: ValidationRunId,
     /// Final status.
     pub status: RunStatus,
+    /// Why the run failed, when `status` is `failed` (stored as the run's `failure`).
+    pub failure: Option<String>,
     /// Records accepted (passed every hook).
     pub accepted: Vec<RecordId>,
     /// Features of the accepted records, per hook, stamped with each hook's run id.

@@ -276,6 +276,7 @@ def test_a_crashing_hook_fails_the_run_with_a_readable_log(structures, tmp_path)
     slug = archive.deploy(body).slug
     result = archive.validate(slug, [{"id": "r1", "metadata": {}}])
     assert result.status == "failed"
+    assert result.failure == "no record was accepted: 1 errored, 0 rejected"
     verdict = result.verdict("r1")
     assert (verdict.verdict, verdict.hook) == ("errored", "validate_structure")
     assert verdict.reason == "hook failed: hook exited with code 3"

@@ -461,13 +461,14 @@ macro_rules! runs_for {
                 // numbers of the events, in one statement.
                 let finished: Option<i64> = if plan.status.is_terminal() {
                     sqlx::query_scalar(&format!(
-                        "UPDATE validation_runs SET status = $1, updated_at = $2, event_seq = event_seq + $3 \
-                         WHERE id = $4 AND status NOT IN {TERMINAL} RETURNING event_seq"
+                        "UPDATE validation_runs SET status = $1, updated_at = $2, event_seq = event_seq + $3, \
+                         failure = $5 WHERE id = $4 AND status NOT IN {TERMINAL} RETURNING event_seq"
                     ))
                     .bind(enum_name(&plan.status))
                     .bind(crate::now())
                     .bind(plan.events.len() as i64)
                     .bind(plan.run_id.0)
+                    .bind(plan.failure.as_deref())
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("finishing a validation run"))?

@@ -460,16 +460,24 @@ impl Engine {
             (true, true) => RunStatus::Failed,
             (true, false) => RunStatus::Rejected,
         };
+        // A run that accepted nothing because records errored says so.
+        let failure = (status == RunStatus::Failed).then(|| {
+            let (rejected, errored) = view.steps.iter().fold((0, 0), |(r, e), s| {
+                (r + s.counts.rejected, e + s.counts.errored)
+            });
+            format!("no record was accepted: {errored} errored, {rejected} rejected")
+        });
         let plan = FinalizePlan {
             run_id,
             status,
+            failure: failure.clone(),
             accepted: accepted.clone(),
             features,
             completes: lease.cloned(),
             events: vec![RunEventKind::Finished {
                 status,
                 accepted: accepted.len() as u32,
-                reason: None,
+                reason: failure,
             }],
         };
         self.storage().runs().apply_finalize(&plan).await?;

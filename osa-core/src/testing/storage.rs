@@ -1338,6 +1338,7 @@ pub async fn finalize_publishes_features_once<S: Storage>(store: S) {
     let finalize = FinalizePlan {
         run_id: run.id,
         status: RunStatus::Completed,
+        failure: None,
         accepted: vec![record("a")],
         features: vec![FeatureBatch {
             hook: identity.name.clone(),
