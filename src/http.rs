@@ -713,24 +713,7 @@ async fn list_features(
         )
             .into_response());
     }
-    let rows: Vec<Value> = page
-        .rows
-        .iter()
-        .map(|row| {
-            let values: serde_json::Map<String, Value> = columns
-                .iter()
-                .zip(&row.values)
-                .map(|(c, v)| (c.name.to_string(), v.to_json()))
-                .collect();
-            json!({"id": row.id, "record_id": row.record_id, "validation_run_id": row.validation_run_id,
-                   "run_id": row.run_id, "row_index": row.row_index, "created_at": row.created_at,
-                   "values": values})
-        })
-        .collect();
-    Ok(
-        Json(json!({"columns": columns, "rows": rows, "next_after": page.next_after}))
-            .into_response(),
-    )
+    Ok(Json(page.to_keyed_json(&columns)).into_response())
 }
 
 /// A filter `op.column=value`, the value coerced to the column's type.

@@ -20,7 +20,7 @@ use pyo3::exceptions::{PyException, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 create_exception!(
     osa._native,
@@ -324,28 +324,7 @@ impl Archive {
                 .await?;
             Ok((hook, page))
         })?;
-        let columns = hook.identity.feature.columns();
-        let rows: Vec<Value> = page
-            .rows
-            .iter()
-            .map(|row| {
-                let values: serde_json::Map<String, Value> = columns
-                    .iter()
-                    .zip(&row.values)
-                    .map(|(c, v)| (c.name.to_string(), v.to_json()))
-                    .collect();
-                json!({
-                    "id": row.id,
-                    "record_id": row.record_id,
-                    "validation_run_id": row.validation_run_id,
-                    "run_id": row.run_id,
-                    "row_index": row.row_index,
-                    "created_at": row.created_at,
-                    "values": values,
-                })
-            })
-            .collect();
-        to_json(&json!({"columns": columns, "rows": rows, "next_after": page.next_after}))
+        to_json(&page.to_keyed_json(hook.identity.feature.columns()))
     }
 
     /// The provenance chain of one feature row (JSON `{hook, row, run, release}`).

@@ -108,6 +108,28 @@ pub struct FeatureRow {
     pub values: Vec<FeatureValue>,
 }
 
+impl FeatureRow {
+    /// The row as JSON with its values keyed by column name (`columns` in table
+    /// order): `{id, record_id, validation_run_id, run_id, row_index, created_at,
+    /// values: {column: value}}`.
+    pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
+        let values: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .zip(&self.values)
+            .map(|(c, v)| (c.name.to_string(), v.to_json()))
+            .collect();
+        serde_json::json!({
+            "id": self.id,
+            "record_id": self.record_id,
+            "validation_run_id": self.validation_run_id,
+            "run_id": self.run_id,
+            "row_index": self.row_index,
+            "created_at": self.created_at,
+            "values": values,
+        })
+    }
+}
+
 /// A filter on one data column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnFilter {
@@ -143,6 +165,16 @@ pub struct FeaturePage {
     pub rows: Vec<FeatureRow>,
     /// Cursor for the next page, when there may be more.
     pub next_after: Option<i64>,
+}
+
+impl FeaturePage {
+    /// The page as JSON: `{columns, rows (see [`FeatureRow::to_keyed_json`]),
+    /// next_after}`.
+    pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> =
+            self.rows.iter().map(|r| r.to_keyed_json(columns)).collect();
+        serde_json::json!({"columns": columns, "rows": rows, "next_after": self.next_after})
+    }
 }
 
 /// Where a feature row came from: row → hook run → release (digest, runtime,
