@@ -87,8 +87,9 @@
 //!   (exit code 137) that the runner did not send (the kernel's OOM killer ends
 //!   processes that way; not every engine sets `OOMKilled`: Podman 4.3 with conmon 2.1
 //!   on cgroup v1 does not); or it failed with an allocation-failure marker
-//!   ([`OOM_MARKERS`]) in the last lines of its stderr. A hook that kills itself with
-//!   SIGKILL is therefore retried with more memory, at most three times.
+//!   ([`OOM_MARKERS`](super::process::OOM_MARKERS)) in the last lines of its stderr. A
+//!   hook that kills itself with SIGKILL is therefore retried with more memory, at most
+//!   three times.
 //! - [`FailureKind::Timeout`]: the wall-clock limit struck (see above).
 //! - [`FailureKind::HookExit`]: any other non-zero exit, with the exit code (`128 + n`
 //!   when signal `n` killed the hook).
@@ -122,7 +123,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use hyperlocal::UnixConnector;
 
-use super::process::OOM_MARKERS;
+use super::process::{Classified, classify_death};
 use super::{CapturedLog, Execution, FailureKind, HookRunner, RunFailure, RunJob};
 use crate::contract::{BatchLayout, ENV_FILES, ENV_HOOK_NAME, ENV_IN, ENV_OUT};
 use crate::id::Digest;
@@ -1232,14 +1233,6 @@ impl RawClient {
     }
 }
 
-/// A classified failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Classified {
-    kind: FailureKind,
-    detail: String,
-    exit_code: Option<i32>,
-}
-
 /// Classifies how a run ended (see the module docs); `None` is success. `timed_out`
 /// carries the limit and where the run was when it struck.
 fn classify(
@@ -1297,26 +1290,12 @@ fn classify(
         ),
         _ => format!("the hook exited with code {code}"),
     };
-    if code == EXIT_SIGKILL {
-        return failure(
-            FailureKind::Oom,
-            format!(
-                "{how}, which the runner did not send; the kernel OOM killer ends processes \
-                 this way"
-            ),
-        );
-    }
-    let tail = String::from_utf8_lossy(stderr_tail).to_ascii_lowercase();
-    if let Some(marker) = OOM_MARKERS
-        .iter()
-        .find(|m| tail.contains(&m.to_ascii_lowercase()))
-    {
-        return failure(
-            FailureKind::Oom,
-            format!("{how} after reporting an allocation failure (`{marker}` in stderr)"),
-        );
-    }
-    failure(FailureKind::HookExit, how)
+    Some(classify_death(
+        how,
+        code == EXIT_SIGKILL,
+        stderr_tail,
+        exit_code,
+    ))
 }
 
 /// What a [`ContainerGuard`] has to clean up.

@@ -783,12 +783,12 @@ impl From<ExitStatus> for Ending {
     }
 }
 
-/// A classified failure.
+/// A classified failure (shared with the OCI runner).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Classified {
-    kind: FailureKind,
-    detail: String,
-    exit_code: Option<i32>,
+pub(crate) struct Classified {
+    pub(crate) kind: FailureKind,
+    pub(crate) detail: String,
+    pub(crate) exit_code: Option<i32>,
 }
 
 /// Classifies an ending (see the module docs); `None` is success.
@@ -845,7 +845,30 @@ fn classify(
         Ending::Exited(code @ 129..=192) => Some(code - 128),
         Ending::Exited(_) => None,
     };
-    if signal == Some(libc::SIGKILL) {
+    Some(classify_death(
+        how,
+        signal == Some(libc::SIGKILL),
+        stderr_tail,
+        exit_code,
+    ))
+}
+
+/// The last step of classifying a hook that ended non-zero (`how` says how), shared by
+/// the runners: a SIGKILL the runner did not send, or an allocation failure reported
+/// in the last lines of stderr ([`OOM_MARKERS`]), is an OOM; anything else is a hook
+/// exit.
+pub(crate) fn classify_death(
+    how: String,
+    killed_by_sigkill: bool,
+    stderr_tail: &[u8],
+    exit_code: Option<i32>,
+) -> Classified {
+    let failure = |kind, detail: String| Classified {
+        kind,
+        detail,
+        exit_code,
+    };
+    if killed_by_sigkill {
         return failure(
             FailureKind::Oom,
             format!(
