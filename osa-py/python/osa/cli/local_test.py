@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from osa import _native, _registry
+from osa import _registry
 from osa.errors import OsaError
 from osa.local import LocalArchive, RunEvent, RunResult, find_convention
+from osa.runtime.entrypoint import record_dir
 
 #: Feature rows shown per hook.
 SHOWN_ROWS = 3
@@ -36,13 +37,7 @@ def _say(message: str = "") -> None:
 
 
 def _record_files(files_dir: Path | None, record_id: str) -> Path | None:
-    if files_dir is None:
-        return None
-    for name in (_native.record_dir_name(record_id), record_id):
-        candidate = files_dir / name
-        if name not in (".", "..") and "/" not in name and candidate.is_dir():
-            return candidate
-    return None
+    return None if files_dir is None else record_dir(files_dir, record_id)
 
 
 def records_from_file(

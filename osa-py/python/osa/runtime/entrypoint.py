@@ -55,22 +55,28 @@ def _dir(explicit: str | os.PathLike[str] | None, env: str, default: str) -> Pat
     return Path(os.environ.get(env) or default)
 
 
-def record_files(files_dir: Path, record_id: str) -> FileCollection:
-    """The files of a record, as a snapshot.
+def record_dir(files_dir: str | os.PathLike[str], record_id: str) -> Path | None:
+    """The directory of a record's files, if there is one.
 
-    Looks in `<files_dir>/<record_dir_name(id)>` (the engine's mapping), then in the raw
-    id's directory (runners that do not map ids), else gives an empty collection.
+    `<files_dir>/<record_dir_name(id)>` (the engine's mapping), else the raw id's
+    directory (runners that do not map ids), else `None`.
     """
     mapped_name = _native.record_dir_name(record_id)
-    mapped = os.path.join(files_dir, mapped_name)
-    if os.path.isdir(mapped):
-        return FileCollection(mapped)
+    mapped = Path(files_dir, mapped_name)
+    if mapped.is_dir():
+        return mapped
     plain = record_id not in (".", "..") and not any(c in record_id for c in "/\\\0")
     if plain and record_id != mapped_name:
-        raw = os.path.join(files_dir, record_id)
-        if os.path.isdir(raw):
-            return FileCollection(raw)
-    return FileCollection.empty()
+        raw = Path(files_dir, record_id)
+        if raw.is_dir():
+            return raw
+    return None
+
+
+def record_files(files_dir: Path, record_id: str) -> FileCollection:
+    """The files of a record (see `record_dir`) as a snapshot; empty when it has none."""
+    directory = record_dir(files_dir, record_id)
+    return FileCollection(directory) if directory is not None else FileCollection.empty()
 
 
 def validate_metadata(schema_type: Any, metadata: dict[str, Any]) -> Any:

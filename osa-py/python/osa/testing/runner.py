@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from osa import _native, _registry
+from osa import _registry
 from osa.authoring.validator import Reject
 from osa.errors import OsaError
+from osa.runtime.entrypoint import record_dir
 from osa.testing.harness import run_hook
 from osa.testing.ingest import run_ingester
 
@@ -77,8 +78,7 @@ def run_test(
     for record in pulled.records:
         outcomes: list[HookOutcome] = []
         stopped = False
-        mapped = pulled.files_dir / _native.record_dir_name(record.source_id)
-        files = mapped if mapped.is_dir() else None
+        files = record_dir(pulled.files_dir, record.source_id)
         for fn in convention_info.hooks:
             name = getattr(fn, "__name__", str(fn))
             if stopped:
