@@ -25,9 +25,9 @@ use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 const ROWS: usize = 100_000;
 const ROWS_PER_RECORD: usize = 10;
 
-fn identity() -> HookIdentity {
+fn identity(name: &str) -> HookIdentity {
     HookIdentity {
-        name: HookName::new("bench_features").unwrap(),
+        name: HookName::new(name).unwrap(),
         feature: FeatureSpec::table(
             Cardinality::Many,
             vec![
@@ -43,7 +43,7 @@ fn identity() -> HookIdentity {
     }
 }
 
-fn batch(run_id: HookRunId) -> FeatureBatch {
+fn batch(hook: &str, run_id: HookRunId) -> FeatureBatch {
     let seen_at = Utc::now();
     let day = NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
     let records: Vec<RecordId> = (0..ROWS / ROWS_PER_RECORD)
@@ -64,7 +64,7 @@ fn batch(run_id: HookRunId) -> FeatureBatch {
         })
         .collect();
     FeatureBatch {
-        hook: identity().name,
+        hook: HookName::new(hook).unwrap(),
         run_id,
         validation_run_id: None,
         records,
@@ -73,8 +73,8 @@ fn batch(run_id: HookRunId) -> FeatureBatch {
 }
 
 /// Registers the hook, a release and a run; returns the run.
-async fn prepare<S: HookRegistry + FeatureStore>(store: &S) -> HookRunId {
-    let identity = identity();
+async fn prepare<S: HookRegistry + FeatureStore>(store: &S, hook: &str) -> HookRunId {
+    let identity = identity(hook);
     store.upsert_identity(&identity).await.unwrap();
     let release = store
         .create_release(&NewRelease {
@@ -146,6 +146,100 @@ fn copy_text(batch: &FeatureBatch, created_at: &str) -> String {
     out
 }
 
+/// Drops the foreign keys and every index but the primary key of a feature table.
+async fn strip_to_heap(pg: &PgBackend, schema: &str, table: &str) {
+    let constraints: Vec<String> = sqlx::query_scalar(
+        "SELECT conname::text FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid \
+         JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = $2 AND c.contype = 'f'",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+         JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace \
+         WHERE n.nspname = $1 AND t.relname = $2 AND NOT x.indisprimary",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(pg.pool())
+    .await
+    .unwrap();
+    assert!(
+        !constraints.is_empty() && indexes.len() == 2,
+        "{constraints:?} {indexes:?}"
+    );
+    for name in constraints {
+        sqlx::query(&format!(
+            "ALTER TABLE \"{schema}\".\"{table}\" DROP CONSTRAINT \"{name}\""
+        ))
+        .execute(pg.pool())
+        .await
+        .unwrap();
+    }
+    for name in indexes {
+        sqlx::query(&format!("DROP INDEX \"{schema}\".\"{name}\""))
+            .execute(pg.pool())
+            .await
+            .unwrap();
+    }
+}
+
+/// The baseline: multi-row `INSERT`s of 1,000 rows each with bound parameters, in one
+/// transaction.
+async fn multi_row_insert(pg: &PgBackend, table: &str, batch: &FeatureBatch) {
+    let mut tx = pg.pool().begin().await.unwrap();
+    let created_at = Utc::now();
+    for chunk in batch.rows.chunks(1000) {
+        let mut sql = format!(
+            "INSERT INTO {table} (record_id, run_id, row_index, created_at, {DATA_COLUMNS}) VALUES "
+        );
+        for i in 0..chunk.len() {
+            let p = i * 10;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${},${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8,
+                p + 9,
+                p + 10
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            query = query
+                .bind(row.record_id.as_str())
+                .bind(batch.run_id.0)
+                .bind(row.row_index as i32)
+                .bind(created_at);
+            for value in &row.values {
+                query = match value {
+                    FeatureValue::Text(s) => query.bind(s.clone()),
+                    FeatureValue::Float(f) => query.bind(*f),
+                    FeatureValue::Integer(i) => query.bind(*i),
+                    FeatureValue::Boolean(v) => query.bind(*v),
+                    FeatureValue::Timestamp(t) => query.bind(*t),
+                    FeatureValue::Date(d) => query.bind(*d),
+                    other => panic!("unused type {other:?}"),
+                };
+            }
+        }
+        query.execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
 fn feature_inserts(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut group = c.benchmark_group("feature_insert_100k_rows");
@@ -154,10 +248,14 @@ fn feature_inserts(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
 
     let pg = rt.block_on(postgres("inserts", 4));
-    let pg_run = rt.block_on(prepare(&pg));
-    let pg_batch = batch(pg_run);
+    let pg_run = rt.block_on(prepare(&pg, "bench_features"));
+    let pg_batch = batch("bench_features", pg_run);
     let table = "\"bench_inserts_features\".\"bench_features\"";
-    let truncate = |pg: &PgBackend| {
+    let bare_run = rt.block_on(prepare(&pg, "bench_bare"));
+    let bare_batch = batch("bench_bare", bare_run);
+    let bare_table = "\"bench_inserts_features\".\"bench_bare\"";
+    rt.block_on(strip_to_heap(&pg, "bench_inserts_features", "bench_bare"));
+    let truncate = |pg: &PgBackend, table: &str| {
         rt.block_on(sqlx::query(&format!("TRUNCATE {table}")).execute(pg.pool()))
             .unwrap();
     };
@@ -166,7 +264,7 @@ fn feature_inserts(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                truncate(&pg);
+                truncate(&pg, table);
                 let start = Instant::now();
                 rt.block_on(pg.replace_rows(&pg_batch)).unwrap();
                 total += start.elapsed();
@@ -179,7 +277,7 @@ fn feature_inserts(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                truncate(&pg);
+                truncate(&pg, table);
                 let start = Instant::now();
                 rt.block_on(async {
                     let created_at = Utc::now().to_rfc3339();
@@ -204,48 +302,38 @@ fn feature_inserts(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                truncate(&pg);
+                truncate(&pg, table);
                 let start = Instant::now();
-                rt.block_on(async {
-                    let mut tx = pg.pool().begin().await.unwrap();
-                    let created_at = Utc::now();
-                    for chunk in pg_batch.rows.chunks(1000) {
-                        let mut sql = format!(
-                            "INSERT INTO {table} (record_id, run_id, row_index, created_at, {DATA_COLUMNS}) VALUES "
-                        );
-                        for i in 0..chunk.len() {
-                            let p = i * 10;
-                            if i > 0 {
-                                sql.push(',');
-                            }
-                            sql.push_str(&format!(
-                                "(${},${},${},${},${},${},${},${},${},${})",
-                                p + 1, p + 2, p + 3, p + 4, p + 5, p + 6, p + 7, p + 8, p + 9, p + 10
-                            ));
-                        }
-                        let mut query = sqlx::query(&sql);
-                        for row in chunk {
-                            query = query
-                                .bind(row.record_id.as_str())
-                                .bind(pg_batch.run_id.0)
-                                .bind(row.row_index as i32)
-                                .bind(created_at);
-                            for value in &row.values {
-                                query = match value {
-                                    FeatureValue::Text(s) => query.bind(s.clone()),
-                                    FeatureValue::Float(f) => query.bind(*f),
-                                    FeatureValue::Integer(i) => query.bind(*i),
-                                    FeatureValue::Boolean(v) => query.bind(*v),
-                                    FeatureValue::Timestamp(t) => query.bind(*t),
-                                    FeatureValue::Date(d) => query.bind(*d),
-                                    other => panic!("unused type {other:?}"),
-                                };
-                            }
-                        }
-                        query.execute(&mut *tx).await.unwrap();
-                    }
-                    tx.commit().await.unwrap();
-                });
+                rt.block_on(multi_row_insert(&pg, table, &pg_batch));
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+
+    // The ceiling of the comparison: the same two paths into a copy of the table
+    // without its foreign key and its secondary indexes, the per-row server work
+    // that both paths pay alike on the real table.
+    group.bench_function("postgres/bare_table/feature_store_binary_copy", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                truncate(&pg, bare_table);
+                let start = Instant::now();
+                rt.block_on(pg.replace_rows(&bare_batch)).unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+
+    group.bench_function("postgres/bare_table/multi_row_insert", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                truncate(&pg, bare_table);
+                let start = Instant::now();
+                rt.block_on(multi_row_insert(&pg, bare_table, &bare_batch));
                 total += start.elapsed();
             }
             total
@@ -261,8 +349,8 @@ fn feature_inserts(c: &mut Criterion) {
         s.migrate().await.unwrap();
         s
     });
-    let sqlite_run = rt.block_on(prepare(&sqlite));
-    let sqlite_batch = batch(sqlite_run);
+    let sqlite_run = rt.block_on(prepare(&sqlite, "bench_features"));
+    let sqlite_batch = batch("bench_features", sqlite_run);
     let sqlite_table = "\"osa_feature__bench_features\"";
     let clear = |s: &SqliteBackend| {
         rt.block_on(sqlx::query(&format!("DELETE FROM {sqlite_table}")).execute(s.write_pool()))
