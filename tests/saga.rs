@@ -155,6 +155,7 @@ on_both_backends!(
     duplicate_deliveries_change_nothing,
     worker_killed_mid_step_is_resumed,
     deploys_are_audited,
+    work_dir_is_left_clean,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -417,6 +418,65 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
             .expect("claim")
             .is_empty()
     );
+}
+
+/// A finished run leaves nothing in the work dir but the trash; the sweep a worker runs
+/// at start removes the trash and the batch directories of ended runs, and leaves those
+/// of runs in progress and of runs this archive does not know.
+async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
+    let slug = archive
+        .deploy("Sweep", &[("only", archive.hook_config("only"))])
+        .await;
+    let done = archive.submit(&slug, &["a"]).await;
+    assert_eq!(archive.finish(done).await, RunStatus::Completed);
+    let work = archive.path("work");
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(&work), [".trash"], "only the trash stays");
+    // The step's directory is deleted in the background.
+    for _ in 0..100 {
+        if listing(&work.join(".trash")).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listing(&work.join(".trash")).is_empty(), "trash emptied");
+
+    let pending = archive.submit(&slug, &["b"]).await;
+    let unknown = ValidationRunId::new_random();
+    let leftovers = [
+        format!("{done}-step-0"),
+        done.to_string(),
+        format!("{pending}-step-0"),
+        format!("{unknown}-step-1"),
+        "notes".to_string(),
+    ];
+    for name in &leftovers {
+        std::fs::create_dir_all(work.join(name).join("staging")).expect("leftover");
+        std::fs::write(work.join(name).join("records.jsonl"), "{}").expect("file");
+    }
+    std::fs::create_dir_all(work.join(".trash").join("aside")).expect("trash");
+
+    let removed = archive.engine.sweep_work_dir().await.expect("sweep");
+    assert_eq!(removed, 3, "two of the ended run, one in the trash");
+    let mut kept = vec![
+        ".trash".to_string(),
+        format!("{pending}-step-0"),
+        format!("{unknown}-step-1"),
+        "notes".to_string(),
+    ];
+    kept.sort();
+    assert_eq!(listing(&work), kept);
+    assert!(listing(&work.join(".trash")).is_empty());
 }
 
 /// One record, hook 1 exits non-zero: the run fails, the hook run is `error` with its

@@ -70,7 +70,67 @@ impl Drop for WorkDir {
     }
 }
 
+/// Where batch directories are moved before they are deleted, under the work dir.
+const TRASH_DIR: &str = ".trash";
+
+/// The batch directory of a step execution, directly under the work dir (no per-run
+/// parent that would be left behind empty).
+fn batch_dir_name(run: ValidationRunId, step: u32) -> String {
+    format!("{run}-step-{step}")
+}
+
+/// The run a work-dir entry belongs to: a batch directory (`<run>-step-<k>`) or a
+/// run's directory of the earlier nested layout (`<run>`).
+fn batch_dir_run(name: &str) -> Option<ValidationRunId> {
+    let run = name.rsplit_once("-step-").map_or(name, |(run, _)| run);
+    run.parse().ok()
+}
+
 impl Engine {
+    /// Removes what earlier processes left in the work dir: the contents of the trash
+    /// (directories moved aside but not yet deleted when their process exited) and
+    /// batch directories of runs that have ended (a worker killed in the middle of a
+    /// step whose run was then finished elsewhere). Directories of runs still in
+    /// progress are left to the step that re-executes them, and those of runs this
+    /// storage does not know (another archive sharing the directory) are left alone.
+    /// Returns the number of entries removed. A worker runs this once when it starts.
+    pub async fn sweep_work_dir(&self) -> Result<usize> {
+        let root = self.config().work_dir.clone();
+        let trash = root.join(TRASH_DIR);
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error("reading", &root, e)),
+        };
+        let mut doomed = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(run) = name.to_str().and_then(batch_dir_run) else {
+                continue;
+            };
+            let ended = self
+                .storage()
+                .runs()
+                .run_status(run)
+                .await?
+                .is_some_and(|status| status.is_terminal());
+            if ended {
+                doomed.push(entry.path());
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&trash) {
+            doomed.extend(entries.flatten().map(|entry| entry.path()));
+        }
+        tokio::task::spawn_blocking(move || {
+            doomed
+                .iter()
+                .filter(|path| std::fs::remove_dir_all(path).is_ok())
+                .count()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("sweeping the work dir: {e}")))
+    }
+
     /// The run, its steps and the records still in play (not the settled verdicts).
     /// `known` is the progress this worker's own commit of the previous step left
     /// (the job was handed to it by that commit): then only whether the run has ended
@@ -151,12 +211,8 @@ impl Engine {
             inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
 
         let work = WorkDir {
-            path: self
-                .config()
-                .work_dir
-                .join(run_id.to_string())
-                .join(format!("step-{step}")),
-            trash: self.config().work_dir.join(".trash"),
+            path: self.config().work_dir.join(batch_dir_name(run_id, step)),
+            trash: self.config().work_dir.join(TRASH_DIR),
         };
         let _ = std::fs::remove_dir_all(&work.path);
         let staging = work.path.join("staging");

@@ -63,6 +63,11 @@ impl Worker {
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut in_flight: JoinSet<()> = JoinSet::new();
+        // Best effort, beside the first claims: what is left stays for the next start.
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let _ = engine.sweep_work_dir().await;
+        });
         let stopping = Arc::new(AtomicBool::new(false));
         loop {
             // Registered before the claim, so an enqueue during the claim still wakes us.
