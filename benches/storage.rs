@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use osa::feature::store::{FeatureBatch, NewFeatureRow};
 use osa::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
@@ -21,6 +21,7 @@ use osa::runtime::{Limits, RuntimeConfig};
 use osa::{FeatureStore, HookRegistry, JobQueue};
 use osa_core::testing::{column, digest};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
+use sqlx::query::Query;
 
 const ROWS: usize = 100_000;
 const ROWS_PER_RECORD: usize = 10;
@@ -188,6 +189,42 @@ async fn strip_to_heap(pg: &PgBackend, schema: &str, table: &str) {
     }
 }
 
+/// Binds a row's system and data columns, in the order of the baselines' statements.
+fn bind_row<'q, DB: sqlx::Database>(
+    query: Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    row: &'q NewFeatureRow,
+    run: uuid::Uuid,
+    created_at: DateTime<Utc>,
+) -> Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    uuid::Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    NaiveDate: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut query = query
+        .bind(row.record_id.as_str())
+        .bind(run)
+        .bind(row.row_index as i32)
+        .bind(created_at);
+    for value in &row.values {
+        query = match value {
+            FeatureValue::Text(s) => query.bind(s.as_str()),
+            FeatureValue::Float(f) => query.bind(*f),
+            FeatureValue::Integer(i) => query.bind(*i),
+            FeatureValue::Boolean(v) => query.bind(*v),
+            FeatureValue::Timestamp(t) => query.bind(*t),
+            FeatureValue::Date(d) => query.bind(*d),
+            other => panic!("unused type {other:?}"),
+        };
+    }
+    query
+}
+
 /// The baseline: multi-row `INSERT`s of 1,000 rows each with bound parameters, in one
 /// transaction.
 async fn multi_row_insert(pg: &PgBackend, table: &str, batch: &FeatureBatch) {
@@ -218,22 +255,7 @@ async fn multi_row_insert(pg: &PgBackend, table: &str, batch: &FeatureBatch) {
         }
         let mut query = sqlx::query(&sql);
         for row in chunk {
-            query = query
-                .bind(row.record_id.as_str())
-                .bind(batch.run_id.0)
-                .bind(row.row_index as i32)
-                .bind(created_at);
-            for value in &row.values {
-                query = match value {
-                    FeatureValue::Text(s) => query.bind(s.clone()),
-                    FeatureValue::Float(f) => query.bind(*f),
-                    FeatureValue::Integer(i) => query.bind(*i),
-                    FeatureValue::Boolean(v) => query.bind(*v),
-                    FeatureValue::Timestamp(t) => query.bind(*t),
-                    FeatureValue::Date(d) => query.bind(*d),
-                    other => panic!("unused type {other:?}"),
-                };
-            }
+            query = bind_row(query, row, batch.run_id.0, created_at);
         }
         query.execute(&mut *tx).await.unwrap();
     }
@@ -384,23 +406,10 @@ fn feature_inserts(c: &mut Criterion) {
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     );
                     for row in &sqlite_batch.rows {
-                        let mut query = sqlx::query(&sql)
-                            .bind(row.record_id.as_str())
-                            .bind(sqlite_batch.run_id.0)
-                            .bind(row.row_index as i32)
-                            .bind(created_at);
-                        for value in &row.values {
-                            query = match value {
-                                FeatureValue::Text(s) => query.bind(s.clone()),
-                                FeatureValue::Float(f) => query.bind(*f),
-                                FeatureValue::Integer(i) => query.bind(*i),
-                                FeatureValue::Boolean(v) => query.bind(*v),
-                                FeatureValue::Timestamp(t) => query.bind(*t),
-                                FeatureValue::Date(d) => query.bind(*d),
-                                other => panic!("unused type {other:?}"),
-                            };
-                        }
-                        query.execute(&mut *tx).await.unwrap();
+                        bind_row(sqlx::query(&sql), row, sqlite_batch.run_id.0, created_at)
+                            .execute(&mut *tx)
+                            .await
+                            .unwrap();
                     }
                     tx.commit().await.unwrap();
                 });
