@@ -35,6 +35,11 @@ use serde_json::{Value, json};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/pdb-pockets");
+/// The sample records the example ships (also its ingester's default mirror).
+const SAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/examples/pdb-pockets/src/pdb_pockets/samples"
+);
 const TITLE: &str = "PDB Ligand Pockets";
 const SOURCE_REF: &str = "examples/pdb-pockets";
 
@@ -71,7 +76,8 @@ fn venv() -> (PathBuf, PathBuf) {
     venv_from(std::env::var_os("OSA_PY_VENV").map(PathBuf::from)).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The example's body from `osa manifest`, with a process release on every hook.
+/// The example's body from `osa manifest`, with a process release on every hook and on
+/// the ingester.
 fn deploy_payload(osa: &Path, run_hook: &Path) -> Value {
     let output = Command::new(osa)
         .arg("manifest")
@@ -111,13 +117,28 @@ fn deploy_payload(osa: &Path, run_hook: &Path) -> Value {
             "source_ref": SOURCE_REF,
         });
     }
+    // The ingester gets its release too (stored with the convention; OSA does not run
+    // ingesters yet): `osa-run-ingester` next to `osa-run-hook`.
+    let ingester = body["ingester"]
+        .as_object_mut()
+        .expect("the example has an ingester");
+    let code = std::fs::read(Path::new(EXAMPLE).join("src/pdb_pockets/ingest.py"))
+        .expect("the example's ingester module");
+    ingester.insert(
+        "release".into(),
+        json!({
+            "command": [run_hook.with_file_name("osa-run-ingester")],
+            "digest": Digest::of_bytes(&code),
+            "source_ref": SOURCE_REF,
+        }),
+    );
     body
 }
 
 /// The sample batch: `samples/in/records.jsonl` with each record's files from
 /// `samples/files/<record dir>/`.
 fn sample_records() -> Vec<InputRecord> {
-    let samples = Path::new(EXAMPLE).join("samples");
+    let samples = Path::new(SAMPLES);
     let text = std::fs::read_to_string(samples.join("in/records.jsonl")).expect("sample records");
     text.lines()
         .filter(|line| !line.trim().is_empty())
@@ -379,21 +400,13 @@ fn a_missing_venv_is_a_clear_failure() {
     );
 }
 
-/// `osa test` on the example: the same package, records and verdicts, deployed by the
-/// SDK itself (process releases of the venv's interpreter) to a local archive the test
-/// then opens from Rust.
-#[tokio::test]
-async fn example_package_runs_under_osa_test() {
-    let (osa, _) = venv();
-    let samples = Path::new(EXAMPLE).join("samples");
-    let archive_dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(&osa)
-        .args(["test", "--convention", TITLE, "--json", "--records"])
-        .arg(samples.join("in/records.jsonl"))
-        .arg("--files")
-        .arg(samples.join("files"))
-        .arg("--archive")
-        .arg(archive_dir.path())
+/// Runs `osa test --convention <the example> --json --archive DIR` with `args`; checks
+/// the summary line and the verdicts of the five samples; returns the JSON report.
+fn osa_test_on_the_samples(osa: &Path, archive: &Path, args: &[&std::ffi::OsStr]) -> Value {
+    let output = Command::new(osa)
+        .args(["test", "--convention", TITLE, "--json", "--archive"])
+        .arg(archive)
+        .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .output()
@@ -421,6 +434,55 @@ async fn example_package_runs_under_osa_test() {
             ("pdb:9PK4", "rejected"),
             ("pdb:9PK5", "errored"),
         ]
+    );
+    report
+}
+
+/// `osa test` without records pulls them with the convention's ingester (the example's
+/// mirror ingester, whose default mirror is the bundled samples): the same verdicts, and
+/// the files the ingester fetched reach the hooks (the holo structure's two pockets).
+#[tokio::test]
+async fn example_package_ingests_under_osa_test() {
+    let (osa, _) = venv();
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let report = osa_test_on_the_samples(
+        &osa,
+        archive_dir.path(),
+        &["--limit".as_ref(), "5".as_ref()],
+    );
+    let pockets: Vec<(&str, &str)> = report["features"]["detect_pockets"]
+        .as_array()
+        .expect("reported rows")
+        .iter()
+        .map(|r| {
+            (
+                r["record_id"].as_str().unwrap(),
+                r["values"]["ligand"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pockets, [("pdb:9PK1", "ATP"), ("pdb:9PK1", "MG")]);
+}
+
+/// `osa test` on the example: the same package, records and verdicts, deployed by the
+/// SDK itself (process releases of the venv's interpreter) to a local archive the test
+/// then opens from Rust.
+#[tokio::test]
+async fn example_package_runs_under_osa_test() {
+    let (osa, _) = venv();
+    let samples = Path::new(SAMPLES);
+    let archive_dir = tempfile::tempdir().expect("temp dir");
+    let records = samples.join("in/records.jsonl");
+    let files = samples.join("files");
+    let report = osa_test_on_the_samples(
+        &osa,
+        archive_dir.path(),
+        &[
+            "--records".as_ref(),
+            records.as_os_str(),
+            "--files".as_ref(),
+            files.as_os_str(),
+        ],
     );
 
     // The archive `osa test` left is an ordinary OSA archive.

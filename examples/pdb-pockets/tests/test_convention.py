@@ -8,19 +8,21 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
-from osa import Reject
-from osa.testing import run_hook
+from osa import Reject, _registry
+from osa.testing import run_hook, run_ingester, run_test
 
 from pdb_pockets import cif
 from pdb_pockets.convention import PDBStructure, Pocket, check_structure, detect_pockets
+from pdb_pockets.ingest import StructureMirror
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "src" / "pdb_pockets" / "samples"
 TITLE = "PDB Ligand Pockets"
 
 
@@ -269,5 +271,101 @@ def test_osa_manifest_prints_the_deploy_payload() -> None:
         "cpu": "1",
     }
     assert hooks["check_structure"]["config"] == {}
+    assert body["ingester"] == {
+        "name": "pdb_mirror",
+        "config": {"mirror": None},
+        "limits": {"timeout_seconds": 600, "memory": "512m", "cpu": "0.5"},
+        "schedule": {"cron": "0 3 * * *", "limit": 500},
+        "initial_run": {"limit": 5},
+    }
     assert len(body["docs"]["example_questions"]) == 3
     assert body["docs"]["examples"][0]["question"].startswith("Which structures bind ATP")
+
+
+# the ingester
+
+
+def test_the_mirror_ingester_pulls_the_bundled_samples(tmp_path: Path) -> None:
+    result = run_ingester(StructureMirror, files_dir=tmp_path)
+    assert result.ingester_name == "pdb_mirror"
+    assert [r.source_id for r in result.records] == [f"pdb:9PK{i}" for i in range(1, 6)]
+    first = result.records[0]
+    assert first.metadata == RECORDS["9PK1"]["metadata"]
+    (ref,) = first.files
+    # The directory naming is the SDK's (OSA maps ids like the engine: `pdb_9PK1`).
+    assert ref.name == "structure.cif"
+    assert ref.relative_path.endswith("9PK1/structure.cif")
+    copied = (tmp_path / ref.relative_path).read_bytes()
+    assert copied == (files("9PK1") / "structure.cif").read_bytes()
+    assert ref.size_mb == pytest.approx(len(copied) / 2**20)
+
+
+def test_the_mirror_ingester_honours_limit_offset_since_and_session(tmp_path: Path) -> None:
+    def ids(**kwargs: Any) -> list[str]:
+        return [r.source_id for r in run_ingester(StructureMirror, **kwargs).records]
+
+    assert ids(limit=2, files_dir=tmp_path / "a") == ["pdb:9PK1", "pdb:9PK2"]
+    assert ids(session={"after": ["2024-03-01", "pdb:9PK3"]}, files_dir=tmp_path / "b") == [
+        "pdb:9PK4",
+        "pdb:9PK5",
+    ]
+    late = datetime(2024, 3, 2, tzinfo=UTC)
+    assert ids(since=late, files_dir=tmp_path / "c") == []
+
+
+def test_the_mirror_ingester_reads_the_configured_mirror(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    (mirror / "in").mkdir(parents=True)
+    entry = {"id": "pdb:1ABC", "metadata": meta("9PK2", pdb_id="1ABC")}
+    (mirror / "in" / "records.jsonl").write_text(json.dumps(entry) + "\n", encoding="utf-8")
+    result = run_ingester(
+        StructureMirror, config={"mirror": str(mirror)}, files_dir=tmp_path / "files"
+    )
+    assert [(r.source_id, r.files) for r in result.records] == [("pdb:1ABC", [])]
+
+
+def test_run_test_validates_ingested_records_with_every_hook() -> None:
+    (info,) = [c for c in _registry._conventions if c.title == TITLE]
+    result = run_test(convention_info=info, limit=5)
+    assert result.ingester_name == "pdb_mirror"
+    statuses = {r.source_id: [(h.hook_name, h.status) for h in r.hooks] for r in result.records}
+    assert statuses == {
+        "pdb:9PK1": [("check_structure", "passed"), ("detect_pockets", "passed")],
+        "pdb:9PK2": [("check_structure", "passed"), ("detect_pockets", "passed")],
+        "pdb:9PK3": [("check_structure", "rejected"), ("detect_pockets", "skipped")],
+        "pdb:9PK4": [("check_structure", "rejected"), ("detect_pockets", "skipped")],
+        "pdb:9PK5": [("check_structure", "error"), ("detect_pockets", "skipped")],
+    }
+    assert [r.accepted for r in result.records] == [True, True, False, False, False]
+
+
+def test_osa_run_ingester_writes_records_files_and_session(tmp_path: Path) -> None:
+    inputs, out, fetched = tmp_path / "in", tmp_path / "out", tmp_path / "files"
+    inputs.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSA_")}
+    env |= {
+        "OSA_IN": str(inputs),
+        "OSA_OUT": str(out),
+        "OSA_FILES": str(fetched),
+        "OSA_OFFSET": "3",
+    }
+    result = subprocess.run(
+        [console_script("osa-run-ingester")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = (out / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    pulled = [json.loads(line) for line in lines]
+    assert [r["source_id"] for r in pulled] == ["pdb:9PK4", "pdb:9PK5"]
+    ((ref,),) = [r["files"] for r in pulled if r["source_id"] == "pdb:9PK4"]
+    assert ref["name"] == "structure.pdb"
+    assert ref["relative_path"].endswith("9PK4/structure.pdb")
+    copied = (fetched / ref["relative_path"]).read_bytes()
+    assert copied == (files("9PK4") / "structure.pdb").read_bytes()
+    assert ref["size_mb"] == pytest.approx(len(copied) / 2**20)
+    session = json.loads((out / "session.json").read_text(encoding="utf-8"))
+    assert session == {"after": ["2024-03-01", "pdb:9PK5"]}

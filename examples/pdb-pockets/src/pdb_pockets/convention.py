@@ -22,6 +22,7 @@ from osa import Example, Field, Limits, Record, Reject, Schema, convention, hook
 from pydantic import BaseModel
 
 from pdb_pockets import cif
+from pdb_pockets.ingest import StructureMirror
 
 #: Worse (larger) resolutions are rejected, in Å.
 RESOLUTION_LIMIT = 4.0
@@ -142,6 +143,7 @@ convention(
     schema=PDBStructure,
     files={"accepted_types": [".cif", ".pdb"], "max_count": 5, "max_file_size": 50 * 1024 * 1024},
     hooks=[check_structure, detect_pockets],
+    ingester=StructureMirror,
     purpose="Find where ligands bind in experimentally solved protein structures and how "
     "buried each binding site is, to shortlist druggable pockets.",
     examples=[
