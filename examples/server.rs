@@ -12,7 +12,10 @@
 //! - `OSA_MACHINE_ISSUER`, `OSA_MACHINE_PUBLIC_KEY` (a PEM file) and
 //!   `OSA_MACHINE_AUDIENCE`: an optional EdDSA issuer of machine tokens (CI systems).
 //!
-//! It prints an admin token for trying the API (`curl -H "Authorization: Bearer …"`).
+//! It prints an admin token for trying the API (`curl -H "Authorization: Bearer …"`),
+//! logs the detail of internal errors to standard error, and stops gracefully on
+//! Ctrl-C or SIGTERM: in-flight requests and the worker's step in flight finish first.
+//! Over HTTP, record files are taken from the blob store under `uploads/`.
 
 use osa::auth::{Authenticator, MachineIssuer, NodeIssuer, Role};
 use osa::http::{ApiState, router};
@@ -43,8 +46,37 @@ fn authenticator() -> osa::Result<Authenticator> {
     }
 }
 
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what service managers and container
+/// runtimes send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    println!("shutting down");
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let auth = authenticator()?;
     let root = env("OSA_ARCHIVE").unwrap_or_else(|| "osa-archive".into());
     let bind = env("OSA_BIND").unwrap_or_else(|| "127.0.0.1:8000".into());
@@ -69,9 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     // The worker finishes the step in flight, then stops.
     let _ = stop.send(());

@@ -9,31 +9,52 @@
 //! # }
 //! ```
 //!
-//! Errors are `{"code", "message", "field"?}` with the status of their kind (404, 409,
-//! 422 for invalid input including a malformed path identifier, 401 with
-//! `WWW-Authenticate: Bearer`, 403, 503, 500). Request bodies refuse unknown fields.
+//! Every error, including an unknown route (404), a wrong method (405), a body over
+//! [`MAX_BODY_BYTES`] (413) and a malformed path segment (422), is
+//! `{"code", "message", "field"?}` with the status of its kind (404, 405, 409, 413,
+//! 422, 401 with `WWW-Authenticate: Bearer`, 403, 503, 500). Internal and unavailable
+//! errors carry a generic message; their detail goes to the server log
+//! (`tracing::error!`). Request bodies refuse unknown fields.
+//!
 //! Write routes need a scope (or the admin role); the catalogue, features and
-//! provenance are public; runs, logs and deployments need a read scope. The route
-//! table [`ROUTES`] is the source of the OpenAPI document served at
+//! provenance are public; runs, logs and deployments need a read scope. The token is
+//! checked before the request body is read, so an anonymous or unauthorised request
+//! is refused without buffering its body.
+//!
+//! Releases with a local process runtime (`"command"`) run programs as the server's
+//! user, so creating one over HTTP, by a convention deploy (`POST /conventions`) or by
+//! `POST /hooks/{name}/releases`, needs the admin role on top of the scope; OCI
+//! releases (`"image"`) need only the scope.
+//!
+//! `POST /validations` takes record files from the object store only, under the
+//! upload prefix ([`DEFAULT_UPLOAD_PREFIX`], see [`ApiState::with_upload_prefix`]),
+//! each at most the engine's `batch_limits.max_file_bytes`.
+//!
+//! The route table [`ROUTES`] is the source of the OpenAPI document served at
 //! `/api/v1/openapi.json`.
 
+use std::collections::HashSet;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use futures::StreamExt;
-use osa_core::auth::{Authenticator, Principal, Scope};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore as _;
+use osa_core::auth::{Authenticator, Principal, Role, Scope};
 use osa_core::convention::ConventionStore;
 use osa_core::deploy::{
-    Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus, SetLiveRequest, parse_payload,
+    DeployConvention, Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus, ReleaseRequest,
+    SetLiveRequest, parse_payload,
 };
 use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureStore};
 use osa_core::feature::{Cardinality, FeatureSpec, FeatureValue};
@@ -45,12 +66,17 @@ use osa_core::saga::Engine;
 use osa_core::validation::{FileSource, SubmitValidation, ValidationService};
 use osa_core::{Error, ErrorKind};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Largest request body accepted (deploy payloads, validation submissions).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Largest page of feature rows.
 pub const MAX_PAGE: u32 = 1000;
+/// Most column filters in one `GET /features/{hook}` query.
+pub const MAX_FILTERS: usize = 32;
+/// The object-store prefix `POST /validations` takes record files from by default.
+pub const DEFAULT_UPLOAD_PREFIX: &str = "uploads/";
 
 /// The reads the API needs besides the engine and the deployer.
 pub trait ApiStorage: HookRegistry + ConventionStore + FeatureStore + DeploymentLog {}
@@ -63,13 +89,18 @@ pub struct ApiState {
     deployer: Deployer,
     storage: Arc<dyn ApiStorage>,
     auth: Arc<Authenticator>,
+    /// Normalised: no leading `/`, ends with one `/`.
+    upload_prefix: String,
     /// How often event streams look for new events.
     pub stream_poll: Duration,
 }
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiState").finish_non_exhaustive()
+        f.debug_struct("ApiState")
+            .field("upload_prefix", &self.upload_prefix)
+            .field("stream_poll", &self.stream_poll)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,6 +117,7 @@ impl ApiState {
             deployer,
             storage,
             auth: Arc::new(auth),
+            upload_prefix: DEFAULT_UPLOAD_PREFIX.to_string(),
             stream_poll: Duration::from_millis(250),
         }
     }
@@ -99,6 +131,34 @@ impl ApiState {
             archive.storage().clone(),
             auth,
         )
+    }
+
+    /// Takes record files of `POST /validations` from keys under `prefix` (one or more
+    /// `/`-separated segments, such as `uploads` or `incoming/public`) instead of
+    /// [`DEFAULT_UPLOAD_PREFIX`]. Invalid for an empty prefix, an empty, `.` or `..`
+    /// segment, or a character the object store would escape.
+    pub fn with_upload_prefix(mut self, prefix: &str) -> osa_core::Result<Self> {
+        let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+        let bad = |message: &str| Err(Error::invalid("upload_prefix", message));
+        if trimmed.is_empty() {
+            return bad("must not be empty");
+        }
+        if trimmed
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return bad("every segment must be non-empty and neither `.` nor `..`");
+        }
+        if object_store::path::Path::from(trimmed).as_ref() != trimmed {
+            return bad("contains a character the object store escapes");
+        }
+        self.upload_prefix = format!("{trimmed}/");
+        Ok(self)
+    }
+
+    /// The prefix record files of `POST /validations` must be under (ends with `/`).
+    pub fn upload_prefix(&self) -> &str {
+        &self.upload_prefix
     }
 }
 
@@ -156,7 +216,7 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/conventions",
         scope(Scope::ConventionsWrite),
-        "Deploy a convention (audited)",
+        "Deploy a convention (audited); a hook release with a local process runtime (`command`) needs the admin role",
     ),
     route("GET", "/conventions", Public, "List conventions"),
     route("GET", "/conventions/{slug}", Public, "One convention"),
@@ -177,7 +237,7 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/hooks/{name}/releases",
         scope(Scope::HooksWrite),
-        "Create a release (201 new, 200 existing digest)",
+        "Create a release (201 new, 200 existing digest); a local process runtime (`command`) needs the admin role",
     ),
     route(
         "PUT",
@@ -201,7 +261,7 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/validations",
         scope(Scope::ValidationsWrite),
-        "Submit records for validation",
+        "Submit records for validation (files as object-store keys under the upload prefix)",
     ),
     route(
         "GET",
@@ -275,26 +335,50 @@ pub fn router(state: ApiState) -> Router {
         .route("/deployments/{id}", get(get_deployment))
         .route("/deployments/{id}/events", get(deployment_events))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    Router::new().nest("/api/v1", api)
+    Router::new().nest("/api/v1", api).fallback(not_found)
 }
 
 // Errors ------------------------------------------------------------------------------
 
 /// An error response: `{"code", "message", "field"?}`.
+///
+/// Internal and unavailable errors are answered with a generic message; their detail
+/// is logged (`tracing::error!`) and never sent to the caller.
 #[derive(Debug)]
-pub struct ApiError(Error);
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<String>,
+}
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        ApiError(e)
+/// The message an error shows a caller: its own text for errors about the request,
+/// a generic one (with the detail logged) for faults of the server or its
+/// dependencies.
+fn public_message(error: &Error) -> String {
+    match error.kind() {
+        ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::Invalid
+        | ErrorKind::Unauthenticated
+        | ErrorKind::Forbidden => error.to_string(),
+        ErrorKind::Unavailable => {
+            tracing::error!(code = error.kind().as_str(), error = %error, "dependency unavailable");
+            "a service this server depends on is unavailable; try again later".into()
+        }
+        _ => {
+            tracing::error!(code = error.kind().as_str(), error = %error, "internal error");
+            "internal error; the server log has the details".into()
+        }
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let kind = self.0.kind();
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let kind = e.kind();
         let status = match kind {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -304,12 +388,39 @@ impl IntoResponse for ApiError {
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let mut body = json!({"code": kind.as_str(), "message": self.0.to_string()});
-        if let Some(field) = self.0.field() {
+        ApiError {
+            status,
+            code: kind.as_str(),
+            message: public_message(&e),
+            field: e.field().map(str::to_string),
+        }
+    }
+}
+
+impl ApiError {
+    /// An error of the HTTP layer itself (no [`ErrorKind`] of its own).
+    fn http(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::invalid(field, message).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
             body["field"] = json!(field);
         }
-        let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -321,7 +432,15 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<T, ApiError>;
 
 async fn not_found() -> ApiError {
-    ApiError(Error::not_found("route", "this path"))
+    Error::not_found("route", "this path").into()
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::http(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route does not accept {method} (see the `Allow` header)"),
+    )
 }
 
 /// Parses a path segment; a bad one is 422 naming the parameter.
@@ -330,17 +449,72 @@ fn path_param<'a, T, E: std::fmt::Display>(
     value: &'a str,
     parse: impl FnOnce(&'a str) -> Result<T, E>,
 ) -> ApiResult<T> {
-    parse(value).map_err(|e| ApiError(Error::invalid(name, e.to_string())))
+    parse(value).map_err(|e| ApiError::invalid(name, e.to_string()))
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    Ok(parse_payload(body)?)
+// Extractors --------------------------------------------------------------------------
+
+/// Path parameters; a segment that does not decode (such as invalid UTF-8) is 422
+/// naming the parameter.
+struct ApiPath<T>(T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        use axum::extract::path::ErrorKind as PathErrorKind;
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let message = e.body_text();
+                Err(match e.into_kind() {
+                    PathErrorKind::InvalidUtf8InPathParam { key } => {
+                        ApiError::invalid(key, "not valid UTF-8")
+                    }
+                    PathErrorKind::ParseErrorAtKey { key, .. } => ApiError::invalid(key, message),
+                    _ => ApiError::invalid("path", message),
+                })
+            }
+            Err(other) => {
+                Err(Error::internal(format!("path parameters: {}", other.body_text())).into())
+            }
+        }
+    }
+}
+
+/// The raw request body, at most [`MAX_BODY_BYTES`]; over the limit is 413.
+struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection: BytesRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::http(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"),
+                    )
+                } else {
+                    ApiError::http(rejection.status(), "bad_request", rejection.body_text())
+                }
+            })
+    }
 }
 
 // Auth --------------------------------------------------------------------------------
 
 /// The caller: the principal of a valid bearer token, or anonymous. A token that is
-/// present but invalid is refused (401) rather than treated as anonymous.
+/// present but invalid is refused (401) rather than treated as anonymous. The scheme
+/// (`Bearer`) is matched case-insensitively.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Option<Principal>);
 
@@ -354,28 +528,75 @@ impl FromRequestParts<ApiState> for Caller {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
             .ok_or_else(|| {
-                ApiError(Error::Unauthenticated {
+                ApiError::from(Error::Unauthenticated {
                     reason: "the Authorization header must be `Bearer <token>`".into(),
                 })
             })?;
-        Ok(Caller(Some(state.auth.verify(token.trim())?)))
+        Ok(Caller(Some(state.auth.verify(token)?)))
     }
 }
 
-impl Caller {
-    /// The principal when it passes `scope`'s gate: 401 without a token, 403 without
-    /// the scope (or the admin role).
-    fn require(&self, scope: Scope) -> ApiResult<&Principal> {
-        let principal = self.0.as_ref().ok_or_else(|| {
-            ApiError(Error::Unauthenticated {
-                reason: format!("this route needs a bearer token with scope {scope}"),
+/// A scope a route requires.
+trait Gate {
+    const SCOPE: Scope;
+}
+
+macro_rules! gates {
+    ($($name:ident),*) => {$(
+        struct $name;
+        impl Gate for $name {
+            const SCOPE: Scope = Scope::$name;
+        }
+    )*};
+}
+gates!(
+    ConventionsWrite,
+    HooksWrite,
+    ValidationsWrite,
+    DeploymentsRead,
+    RunsRead
+);
+
+/// A caller that passed `G`'s scope gate: 401 without a token, 403 without the scope
+/// (or the admin role). It only reads the headers, so a request it refuses never has
+/// its body read.
+struct Authorized<G>(Principal, PhantomData<G>);
+
+impl<G: Gate> FromRequestParts<ApiState> for Authorized<G> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        let principal = principal.ok_or_else(|| {
+            ApiError::from(Error::Unauthenticated {
+                reason: format!("this route needs a bearer token with scope {}", G::SCOPE),
             })
         })?;
-        principal.require(scope)?;
-        Ok(principal)
+        principal.require(G::SCOPE)?;
+        Ok(Authorized(principal, PhantomData))
     }
+}
+
+/// Refuses a local process runtime to a non-admin: such a release runs a program of
+/// the caller's choosing as the server's user.
+fn require_admin_for_process(principal: &Principal, process: bool) -> ApiResult<()> {
+    if process && !principal.has_role(Role::Admin) {
+        return Err(Error::Forbidden {
+            reason: format!(
+                "{} may not create a release with a local process runtime (`command`): it \
+                 would run a program as the server's user, which needs the admin role; \
+                 an OCI release (`image`) needs only the scope",
+                principal.subject
+            ),
+        }
+        .into());
+    }
+    Ok(())
 }
 
 // Handlers ----------------------------------------------------------------------------
@@ -388,20 +609,143 @@ async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
 
-/// The OpenAPI 3.1 document of [`ROUTES`], with the deploy payload schemas.
+/// Moves a standalone JSON Schema (with its own `$defs`) under
+/// `#/components/schemas/{name}`, its definitions beside it, and rewrites every
+/// `$ref` to point there.
+fn add_component(schemas: &mut serde_json::Map<String, Value>, name: &str, mut schema: Value) {
+    fn rewrite(value: &mut Value, root: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match (key.as_str(), child) {
+                        ("$ref", Value::String(target)) => {
+                            *target = if let Some(def) = target.strip_prefix("#/$defs/") {
+                                format!("#/components/schemas/{def}")
+                            } else if target == "#" {
+                                format!("#/components/schemas/{root}")
+                            } else if let Some(inner) = target.strip_prefix("#/") {
+                                format!("#/components/schemas/{root}/{inner}")
+                            } else {
+                                target.clone()
+                            };
+                        }
+                        (_, child) => rewrite(child, root),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| rewrite(v, root)),
+            _ => {}
+        }
+    }
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("$schema");
+        if let Some(Value::Object(defs)) = object.remove("$defs") {
+            for (def_name, mut def) in defs {
+                rewrite(&mut def, name);
+                let existing = schemas.entry(def_name).or_insert_with(|| def.clone());
+                debug_assert_eq!(existing, &def, "two payloads define a schema differently");
+            }
+        }
+    }
+    rewrite(&mut schema, name);
+    schemas.insert(name.to_string(), schema);
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// The query parameters of a route, as documented.
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    let limit = |default: u32| json!({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": default});
+    match (method, path) {
+        ("GET", "/features/{hook}") => vec![
+            query_param(
+                "record_id",
+                "Only rows of this record",
+                json!({"type": "string"}),
+            ),
+            query_param(
+                "run_id",
+                "Only rows of this hook run",
+                json!({"type": "string", "format": "uuid"}),
+            ),
+            query_param(
+                "after",
+                "Keyset cursor: `next_after` of the previous page",
+                json!({"type": "integer"}),
+            ),
+            query_param("limit", "Page size", limit(100)),
+            query_param(
+                "format",
+                "Response format",
+                json!({"type": "string", "enum": ["json", "csv"], "default": "json"}),
+            ),
+            json!({
+                "name": "filters",
+                "in": "query",
+                "required": false,
+                "style": "form",
+                "explode": true,
+                "description": format!(
+                    "Column filters, combined with AND: `eq.<col>=v`, `gte.<col>=v`, \
+                     `lte.<col>=v` (the value coerced to the column's type) and \
+                     `null.<col>=`; at most {MAX_FILTERS}, each operator and column once"
+                ),
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            }),
+        ],
+        ("GET", "/deployments") => vec![
+            query_param(
+                "target",
+                "Only this convention slug or hook name",
+                json!({"type": "string"}),
+            ),
+            query_param(
+                "status",
+                "Only this status",
+                json!({"type": "string", "enum": ["pending", "applying", "succeeded", "failed"]}),
+            ),
+            query_param(
+                "since",
+                "Only created at or after",
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            query_param(
+                "until",
+                "Only created before",
+                json!({"type": "string", "format": "date-time"}),
+            ),
+            query_param(
+                "before",
+                "Keyset cursor: the id of the last deployment of the previous page",
+                json!({"type": "string", "format": "uuid"}),
+            ),
+            query_param("limit", "Page size", limit(50)),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`], with the deploy payload schemas and the
+/// error shape under `#/components/schemas`.
 pub fn openapi_document() -> Value {
     let mut paths = serde_json::Map::new();
     for r in ROUTES {
-        let parameters: Vec<Value> = r
+        let mut parameters: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        parameters.extend(query_params(r.method, r.path));
         let mut operation = json!({
             "summary": r.summary,
             "parameters": parameters,
-            "responses": {"default": {"description": "`{code, message, field?}` on error"}},
+            "responses": {"default": {
+                "description": "An error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }},
         });
         if let Access::Scope(s) = r.access {
             operation["security"] = json!([{"bearer": [s.as_str()]}]);
@@ -419,10 +763,22 @@ pub fn openapi_document() -> Value {
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
         entry[r.method.to_lowercase()] = operation;
     }
-    let schemas: serde_json::Map<String, Value> = osa_core::deploy::payload_schemas()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    let mut schemas = serde_json::Map::new();
+    for (name, schema) in osa_core::deploy::payload_schemas() {
+        add_component(&mut schemas, name, schema);
+    }
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "The kind of error (`not_found`, `invalid`, ...)"},
+                "message": {"type": "string"},
+                "field": {"type": "string", "description": "Path of the offending input value"},
+            },
+        }),
+    );
     json!({
         "openapi": "3.1.0",
         "info": {"title": "OSA", "version": env!("CARGO_PKG_VERSION")},
@@ -435,12 +791,23 @@ pub fn openapi_document() -> Value {
     })
 }
 
+/// Whether a deploy body asks for a release with a local process runtime. A body
+/// that does not parse asks for nothing: the deployer refuses (and audits) it.
+fn deploy_runs_process(body: &[u8]) -> bool {
+    parse_payload::<DeployConvention>(body).is_ok_and(|payload| {
+        payload.hooks.iter().any(|h| h.release.command.is_some())
+            || payload
+                .ingester
+                .is_some_and(|i| i.release.command.is_some())
+    })
+}
+
 async fn deploy_convention(
     State(state): State<ApiState>,
-    caller: Caller,
-    body: Bytes,
+    Authorized(principal, _): Authorized<ConventionsWrite>,
+    Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let principal = caller.require(Scope::ConventionsWrite)?;
+    require_admin_for_process(&principal, deploy_runs_process(&body))?;
     let outcome = state.deployer.deploy(&body, &principal.subject).await?;
     Ok((
         StatusCode::CREATED,
@@ -458,7 +825,7 @@ async fn list_conventions(State(state): State<ApiState>) -> ApiResult<Json<Value
 
 async fn get_convention(
     State(state): State<ApiState>,
-    Path(slug): Path<String>,
+    ApiPath(slug): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let slug = path_param("slug", &slug, ConventionSlug::new)?;
     let convention = state
@@ -484,7 +851,7 @@ async fn known_hook(state: &ApiState, name: &str) -> ApiResult<osa_core::hook::H
 
 async fn list_releases(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let hook = known_hook(&state, &name).await?;
     Ok(Json(json!(
@@ -494,28 +861,27 @@ async fn list_releases(
 
 async fn get_release(
     State(state): State<ApiState>,
-    Path((name, version)): Path<(String, String)>,
+    ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let hook = known_hook(&state, &name).await?;
+    let name = path_param("name", &name, HookName::new)?;
     let version: u32 = path_param("version", &version, str::parse)?;
-    let release = state
-        .storage
-        .list_releases(&hook.identity.name)
-        .await?
-        .into_iter()
-        .find(|r| r.version == version)
-        .ok_or_else(|| Error::not_found("release", format!("{}/v{version}", hook.identity.name)))?;
-    Ok(Json(json!(release)))
+    if let Some(release) = state.storage.get_release(&name, version).await? {
+        return Ok(Json(json!(release)));
+    }
+    // Say which is missing: the hook or only the version.
+    known_hook(&state, name.as_str()).await?;
+    Err(Error::not_found("release", format!("{name}/v{version}")).into())
 }
 
 async fn create_release(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    body: Bytes,
+    Authorized(principal, _): Authorized<HooksWrite>,
+    ApiPath(name): ApiPath<String>,
+    Body(body): Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let principal = caller.require(Scope::HooksWrite)?;
     let name = path_param("name", &name, HookName::new)?;
+    let process = parse_payload::<ReleaseRequest>(&body).is_ok_and(|r| r.command.is_some());
+    require_admin_for_process(&principal, process)?;
     let outcome = state
         .deployer
         .create_release(&name, &body, &principal.subject)
@@ -535,13 +901,12 @@ async fn create_release(
 
 async fn set_live(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(name): Path<String>,
-    body: Bytes,
+    Authorized(principal, _): Authorized<HooksWrite>,
+    ApiPath(name): ApiPath<String>,
+    Body(body): Body,
 ) -> ApiResult<Json<Value>> {
-    let principal = caller.require(Scope::HooksWrite)?;
     let name = path_param("name", &name, HookName::new)?;
-    let request: SetLiveRequest = json_body(&body)?;
+    let request: SetLiveRequest = parse_payload(&body)?;
     let outcome = state
         .deployer
         .set_live(&name, request.version, &principal.subject)
@@ -565,10 +930,9 @@ fn hook_run_json(run: &osa_core::hook::HookRun) -> Value {
 
 async fn get_hook_run(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Scope::RunsRead)?;
     let id = path_param("id", &id, str::parse::<HookRunId>)?;
     let run = state
         .storage
@@ -580,12 +944,23 @@ async fn get_hook_run(
 
 async fn get_hook_log(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    caller.require(Scope::RunsRead)?;
     let id = path_param("id", &id, str::parse::<HookRunId>)?;
-    let log = state.engine.hook_log(id).await?;
+    // Not found: the run, its locator or the blob (whose message would name the
+    // locator). Invalid: a stored locator that does not parse, a fault of the server.
+    let log = state
+        .engine
+        .hook_log(id)
+        .await
+        .map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::not_found("log of hook run", id),
+            ErrorKind::Invalid => {
+                Error::internal(format!("hook run {id} has a malformed log locator: {e}"))
+            }
+            _ => e,
+        })?;
     Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], log).into_response())
 }
 
@@ -597,25 +972,98 @@ struct SubmitBody {
     records: Vec<osa_core::validation::InputRecord>,
 }
 
-async fn submit_validation(
-    State(state): State<ApiState>,
-    caller: Caller,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    caller.require(Scope::ValidationsWrite)?;
-    let body: SubmitBody = json_body(&body)?;
+/// The object-store path of an uploaded file's `key`: under `prefix` (which ends with
+/// `/`), with no empty, `.` or `..` segment.
+fn upload_path(prefix: &str, key: &str) -> Result<object_store::path::Path, String> {
+    let refused = || format!("must be an object-store key under `{prefix}`");
+    let rest = key.strip_prefix(prefix).ok_or_else(refused)?;
+    if rest.is_empty() {
+        return Err(refused());
+    }
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("every segment must be non-empty and neither `.` nor `..`".into());
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    // The engine reads the file at the same path.
+    Ok(object_store::path::Path::from(key))
+}
+
+/// Checks the files of a submission: object-store keys under the upload prefix, each
+/// present and at most the engine's file size limit.
+async fn check_submitted_files(state: &ApiState, body: &SubmitBody) -> ApiResult<()> {
+    let limit = state.engine.config().batch_limits.max_file_bytes;
+    let mut objects = Vec::new();
     // Over HTTP, files come from the object store only: a local path would let a
-    // caller read the server's files.
+    // caller read the server's files, and a key elsewhere in the store other runs'
+    // blobs.
     for (i, record) in body.records.iter().enumerate() {
         for (j, file) in record.files.iter().enumerate() {
-            if matches!(file.source, FileSource::Local { .. }) {
-                return Err(ApiError(Error::invalid(
-                    format!("records[{i}].files[{j}].source"),
-                    "only object-store keys (`{\"source\": \"object\", \"key\"}`) are accepted over HTTP",
-                )));
+            let field = format!("records[{i}].files[{j}].source");
+            match &file.source {
+                FileSource::Local { .. } => {
+                    return Err(ApiError::invalid(
+                        field,
+                        "only object-store keys (`{\"source\": \"object\", \"key\"}`) are accepted over HTTP",
+                    ));
+                }
+                FileSource::Object { key } => {
+                    let field = format!("{field}.key");
+                    let path = upload_path(&state.upload_prefix, key)
+                        .map_err(|message| ApiError::invalid(&field, message))?;
+                    objects.push((field, path));
+                }
             }
         }
     }
+    let store = state.engine.blobs().store().clone();
+    futures::stream::iter(objects)
+        .map(|(field, path)| {
+            let store = store.clone();
+            async move {
+                let meta = match store.head(&path).await {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(ApiError::invalid(field, "no object at this key"));
+                    }
+                    Err(e) => {
+                        return Err(Error::Unavailable {
+                            what: "object store",
+                            detail: format!("reading the size of {path}: {e}"),
+                            source: Some(Box::new(e)),
+                        }
+                        .into());
+                    }
+                };
+                if meta.size > limit {
+                    return Err(ApiError::invalid(
+                        field,
+                        format!(
+                            "the object is {} bytes, over the limit of {limit} bytes",
+                            meta.size
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        })
+        .buffered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn submit_validation(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body: SubmitBody = parse_payload(&body)?;
+    check_submitted_files(&state, &body).await?;
     let run = state
         .engine
         .submit(SubmitValidation {
@@ -628,12 +1076,19 @@ async fn submit_validation(
 
 async fn get_validation(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Scope::RunsRead)?;
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
     Ok(Json(json!(state.engine.get(id).await?)))
+}
+
+/// The `error` event of a stream, `{code, message}` (a generic message for faults of
+/// the server, as in error responses).
+fn sse_error(error: &Error) -> Event {
+    Event::default()
+        .event("error")
+        .data(json!({"code": error.kind().as_str(), "message": public_message(error)}).to_string())
 }
 
 fn sse<S, T>(stream: S) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>
@@ -643,12 +1098,10 @@ where
 {
     let events = stream.map(|item| {
         Ok(match item {
-            Ok(value) => Event::default()
-                .json_data(value)
-                .unwrap_or_else(|e| Event::default().event("error").data(e.to_string())),
-            Err(e) => Event::default()
-                .event("error")
-                .data(json!({"code": e.kind().as_str(), "message": e.to_string()}).to_string()),
+            Ok(value) => Event::default().json_data(value).unwrap_or_else(|e| {
+                sse_error(&Error::internal(format!("serialising an event: {e}")))
+            }),
+            Err(e) => sse_error(&e),
         })
     });
     Sse::new(events).keep_alive(KeepAlive::default())
@@ -656,23 +1109,43 @@ where
 
 async fn validation_events(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    caller.require(Scope::RunsRead)?;
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
     let events = state.engine.events(id).await?;
     Ok(sse(events).into_response())
 }
 
+/// The parameters of `GET /features/{hook}` other than column filters.
+const FEATURE_PARAMS: [&str; 5] = ["record_id", "run_id", "after", "limit", "format"];
+
 /// Query of `GET /features/{hook}`: `record_id`, `run_id`, `after`, `limit`,
-/// `format` (`json` or `csv`), and column filters `eq.<col>`, `gte.<col>`,
-/// `lte.<col>`, `null.<col>`.
+/// `format` (`json` or `csv`), and up to [`MAX_FILTERS`] column filters `eq.<col>`,
+/// `gte.<col>`, `lte.<col>`, `null.<col>`. A parameter given twice is refused.
 async fn list_features(
     State(state): State<ApiState>,
-    Path(hook): Path<String>,
-    Query(params): Query<Vec<(String, String)>>,
+    ApiPath(hook): ApiPath<String>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
+    let Query(params) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let filters = params
+        .iter()
+        .filter(|(key, _)| !FEATURE_PARAMS.contains(&key.as_str()))
+        .count();
+    if filters > MAX_FILTERS {
+        return Err(ApiError::invalid(
+            "filters",
+            format!("at most {MAX_FILTERS} column filters per query, got {filters}"),
+        ));
+    }
+    let mut seen = HashSet::new();
+    if let Some((key, _)) = params.iter().find(|(key, _)| !seen.insert(key.as_str())) {
+        return Err(ApiError::invalid(
+            key,
+            "given more than once (give each parameter, and each operator and column, once)",
+        ));
+    }
     let hook = known_hook(&state, &hook).await?;
     let columns = hook.identity.feature.columns().to_vec();
     let mut query = FeatureQuery {
@@ -688,10 +1161,10 @@ async fn list_features(
             "limit" => {
                 let limit: u32 = path_param(key, value, str::parse)?;
                 if limit == 0 || limit > MAX_PAGE {
-                    return Err(ApiError(Error::invalid(
+                    return Err(ApiError::invalid(
                         "limit",
                         format!("must be 1..={MAX_PAGE}"),
-                    )));
+                    ));
                 }
                 query.limit = limit;
             }
@@ -699,7 +1172,7 @@ async fn list_features(
                 csv = match value.as_str() {
                     "json" => false,
                     "csv" => true,
-                    _ => return Err(ApiError(Error::invalid("format", "`json` or `csv`"))),
+                    _ => return Err(ApiError::invalid("format", "`json` or `csv`")),
                 }
             }
             other => query.filters.push(column_filter(&columns, other, value)?),
@@ -723,7 +1196,7 @@ fn column_filter(
     value: &str,
 ) -> ApiResult<ColumnFilter> {
     let (op, column) = key.split_once('.').ok_or_else(|| {
-        ApiError(Error::invalid(
+        ApiError::from(Error::invalid(
             key,
             "unknown parameter (record_id, run_id, after, limit, format, eq.<col>, gte.<col>, lte.<col>, null.<col>)",
         ))
@@ -732,7 +1205,7 @@ fn column_filter(
     let def = columns
         .iter()
         .find(|c| c.name == name)
-        .ok_or_else(|| ApiError(Error::invalid(key, format!("no column `{name}`"))))?;
+        .ok_or_else(|| ApiError::from(Error::invalid(key, format!("no column `{name}`"))))?;
     if op == "null" {
         return Ok(ColumnFilter::IsNull(name));
     }
@@ -745,14 +1218,14 @@ fn column_filter(
     one.required = true;
     let typed: FeatureValue = FeatureSpec::table(Cardinality::One, vec![one])?
         .coerce_row(&[(name.to_string(), raw)].into_iter().collect())
-        .map_err(|e| ApiError(Error::invalid(key, e.to_string())))?
+        .map_err(|e| ApiError::invalid(key, e.to_string()))?
         .remove(0);
     Ok(match op {
         "eq" => ColumnFilter::Eq(name, typed),
         "gte" => ColumnFilter::Gte(name, typed),
         "lte" => ColumnFilter::Lte(name, typed),
         _ => {
-            return Err(ApiError(Error::invalid(
+            return Err(ApiError::from(Error::invalid(
                 key,
                 format!("unknown operator `{op}` (eq, gte, lte, null)"),
             )));
@@ -802,14 +1275,14 @@ fn features_csv(
 
 async fn provenance(
     State(state): State<ApiState>,
-    Path((hook, row)): Path<(String, String)>,
+    ApiPath((hook, row)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let hook = path_param("hook", &hook, HookName::new)?;
+    let hook = known_hook(&state, &hook).await?;
     let row: i64 = path_param("row", &row, str::parse)?;
-    let p = state.engine.provenance(&hook, row).await?;
+    let p = state.engine.provenance(&hook.identity.name, row).await?;
     Ok(Json(json!({
         "hook": p.hook,
-        "row": p.row,
+        "row": p.row.to_keyed_json(hook.identity.feature.columns()),
         "run": hook_run_json(&p.run),
         "release": p.release,
     })))
@@ -830,17 +1303,16 @@ struct DeploymentsQuery {
 
 async fn list_deployments(
     State(state): State<ApiState>,
-    caller: Caller,
+    _: Authorized<DeploymentsRead>,
     query: Result<Query<DeploymentsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Scope::DeploymentsRead)?;
-    let Query(q) = query.map_err(|e| ApiError(Error::invalid("query", e.body_text())))?;
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError(Error::invalid(
+        return Err(ApiError::invalid(
             "limit",
             format!("must be 1..={MAX_PAGE}"),
-        )));
+        ));
     }
     let before = match q.before {
         Some(id) => {
@@ -868,21 +1340,88 @@ async fn list_deployments(
 
 async fn get_deployment(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<DeploymentsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    caller.require(Scope::DeploymentsRead)?;
     let id = path_param("id", &id, str::parse::<DeploymentId>)?;
     Ok(Json(json!(state.deployer.get(id).await?)))
 }
 
 async fn deployment_events(
     State(state): State<ApiState>,
-    caller: Caller,
-    Path(id): Path<String>,
+    _: Authorized<DeploymentsRead>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    caller.require(Scope::DeploymentsRead)?;
     let id = path_param("id", &id, str::parse::<DeploymentId>)?;
     let events = state.deployer.events(id, state.stream_poll).await?;
     Ok(sse(events).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_text(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn server_faults_do_not_leak_their_detail() {
+        let secret = "/srv/osa/archive.db: SELECT * FROM hook_runs";
+        let internal = ApiError::from(Error::internal(secret)).into_response();
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = body_text(internal).await;
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "internal");
+        assert!(!text.contains("/srv/osa"), "{text}");
+
+        let unavailable = ApiError::from(Error::Unavailable {
+            what: "database",
+            detail: secret.into(),
+            source: None,
+        })
+        .into_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = body_text(unavailable).await;
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap()["code"],
+            "unavailable"
+        );
+        assert!(!text.contains("SELECT"), "{text}");
+
+        // Errors about the request keep their message.
+        let invalid =
+            body_text(ApiError::from(Error::invalid("limit", "must be 1..=9")).into_response())
+                .await;
+        assert!(invalid.contains("must be 1..=9"), "{invalid}");
+
+        // The same in event streams.
+        let stream = futures::stream::iter([Ok(json!({"seq": 1})), Err(Error::internal(secret))]);
+        let text = body_text(sse(stream).into_response()).await;
+        assert!(text.contains("event: error"), "{text}");
+        assert!(text.contains("\"code\":\"internal\""), "{text}");
+        assert!(!text.contains("/srv/osa"), "{text}");
+    }
+
+    #[test]
+    fn upload_keys_stay_under_the_prefix() {
+        let ok = upload_path("uploads/", "uploads/alice/x.cif").unwrap();
+        assert_eq!(ok.as_ref(), "uploads/alice/x.cif");
+        for bad in [
+            "runs/0/inputs.json",
+            "uploads/",
+            "uploads",
+            "/uploads/x",
+            "uploadsx/y",
+            "uploads/../runs/x",
+            "uploads/./x",
+            "uploads//x",
+            "uploads/a\nb",
+        ] {
+            assert!(upload_path("uploads/", bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -96,6 +96,10 @@ impl Api {
             None => request.body(Body::empty()),
         }
         .unwrap();
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
         let response = self.app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -116,6 +120,23 @@ impl Api {
 }
 
 fn convention(reject_prefix: &str) -> Value {
+    convention_with(
+        reject_prefix,
+        json!({"command": ["python3", HOOK], "digest": Digest::of_bytes(reject_prefix.as_bytes()),
+               "source_ref": "git:http"}),
+    )
+}
+
+/// The same convention with an OCI release (stored, never run in these tests).
+fn oci_convention(reject_prefix: &str) -> Value {
+    convention_with(
+        reject_prefix,
+        json!({"image": "registry.example.org/osa/scorer:1", "digest": Digest::of_bytes(reject_prefix.as_bytes()),
+               "source_ref": "git:http"}),
+    )
+}
+
+fn convention_with(reject_prefix: &str, release: Value) -> Value {
     json!({
         "title": "Http Tests",
         "description": "A convention deployed over HTTP",
@@ -129,8 +150,7 @@ fn convention(reject_prefix: &str) -> Value {
             ]},
             "config": {"name": "scorer", "reject_prefix": reject_prefix},
             "limits": {"timeout_seconds": 60, "memory": "512m", "cpu": "1"},
-            "release": {"command": ["python3", HOOK], "digest": Digest::of_bytes(reject_prefix.as_bytes()),
-                        "source_ref": "git:http"}
+            "release": release
         }],
         "docs": {"purpose": "HTTP tests", "example_questions": ["a?", "b?"],
                  "examples": [{"question": "c?", "query": "score > 1", "interpretation": "long ids"}]}
@@ -193,7 +213,7 @@ async fn every_documented_route_is_served() {
 #[tokio::test]
 async fn deploys_need_a_scope_and_are_audited() {
     let api = api().await;
-    let body = convention("bad-");
+    let body = oci_convention("bad-");
 
     let anonymous = api
         .call(Method::POST, "/conventions", None, Some(body.clone()))
@@ -363,7 +383,7 @@ async fn releases_and_live_pointer() {
     assert_eq!(created.status, StatusCode::CREATED);
 
     let hooks = machine("hooks:write");
-    let release = json!({"command": ["python3", HOOK], "digest": Digest::of_bytes(b"v2"),
+    let release = json!({"image": "registry.example.org/osa/scorer:2", "digest": Digest::of_bytes(b"v2"),
                          "config": {"name": "scorer"}, "source_ref": "git:v2"});
     let new = api
         .call(
@@ -432,6 +452,116 @@ async fn releases_and_live_pointer() {
         )
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get("/hooks/no_such_hook/releases/1", None).await.json()["message"],
+        "hook `no_such_hook` not found"
+    );
+}
+
+#[tokio::test]
+async fn process_releases_need_the_admin_role() {
+    let api = api().await;
+    let deployer = machine("conventions:write hooks:write");
+
+    // A convention whose hook runs a local command: the scope is not enough.
+    let refused = api
+        .call(
+            Method::POST,
+            "/conventions",
+            Some(&deployer),
+            Some(convention("bad-")),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    let error = refused.json();
+    assert_eq!(error["code"], "forbidden");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("admin role") && message.contains("`command`"),
+        "{message}"
+    );
+    // Nothing was applied.
+    assert_eq!(api.get("/hooks", None).await.json(), json!([]));
+    let curator = api.auth.issue("carol", &[Role::Curator], 60).unwrap();
+    let mut ingester = oci_convention("bad-");
+    ingester["ingester"] = json!({"name": "feed", "release": {"command": ["sh", "-c", "id"],
+        "digest": Digest::of_bytes(b"feed"), "source_ref": "git:feed"}});
+    assert_eq!(
+        api.call(
+            Method::POST,
+            "/conventions",
+            Some(&deployer),
+            Some(ingester)
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        api.call(
+            Method::POST,
+            "/conventions",
+            Some(&curator),
+            Some(convention("bad-"))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+
+    // OCI releases need only the scope.
+    let created = api
+        .call(
+            Method::POST,
+            "/conventions",
+            Some(&deployer),
+            Some(oci_convention("bad-")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+
+    let command = json!({"command": ["sh", "-c", "cat /proc/$PPID/environ"],
+                         "digest": Digest::of_bytes(b"evil"), "source_ref": "git:evil"});
+    let refused = api
+        .call(
+            Method::POST,
+            "/hooks/scorer/releases",
+            Some(&deployer),
+            Some(command.clone()),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin role")
+    );
+    let image = json!({"image": "registry.example.org/osa/scorer:2",
+                       "digest": Digest::of_bytes(b"v2"), "source_ref": "git:v2"});
+    let oci = api
+        .call(
+            Method::POST,
+            "/hooks/scorer/releases",
+            Some(&deployer),
+            Some(image),
+        )
+        .await;
+    assert_eq!(oci.status, StatusCode::CREATED, "{}", oci.text());
+    assert_eq!(oci.json()["release"]["version"], 2);
+
+    // An admin may.
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    let own = api
+        .call(
+            Method::POST,
+            "/hooks/scorer/releases",
+            Some(&admin),
+            Some(command),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.text());
+    assert_eq!(own.json()["release"]["version"], 3);
 }
 
 #[tokio::test]
@@ -578,6 +708,12 @@ async fn validations_features_and_provenance() {
         .await
         .json();
     assert_eq!(prov["row"]["record_id"], "ok-1");
+    // Values keyed by column, as in `/features`.
+    assert_eq!(prov["row"]["values"], page["rows"][0]["values"]);
+    assert_eq!(
+        prov["row"]["values"],
+        json!({"hook": "scorer", "score": 4.0})
+    );
     assert_eq!(prov["release"]["version"], 1);
     assert!(prov["run"].get("log_ref").is_none());
     assert!(prov["run"]["has_logs"].is_boolean());
@@ -646,4 +782,539 @@ async fn event_stream_over_tcp() {
         "{response}"
     );
     assert!(response.contains("\"message\":\"succeeded\""), "{response}");
+}
+
+/// A `POST /validations` body with one record holding one file.
+fn one_file(key: &str) -> Value {
+    json!({"convention": "http-tests", "records": [{"id": "ok-1", "metadata": {},
+        "files": [{"name": "x.txt", "source": {"source": "object", "key": key}}]}]})
+}
+
+#[tokio::test]
+async fn validation_files_come_from_the_upload_prefix() {
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    let created = api
+        .call(
+            Method::POST,
+            "/conventions",
+            Some(&admin),
+            Some(convention("bad-")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let submitter = machine("validations:write");
+    let blobs = api.archive.engine().blobs().clone();
+
+    // Another run's blobs, or anything outside the upload prefix, are refused.
+    let other = osa::id::ValidationRunId::new_random();
+    let theirs = format!("runs/{other}/inputs.json");
+    blobs
+        .put(&theirs.as_str().into(), "[]".as_bytes().to_vec())
+        .await
+        .unwrap();
+    for key in [
+        theirs.as_str(),
+        "uploads/../runs/x/inputs.json",
+        "uploads/./x.txt",
+        "uploads//x.txt",
+        "uploads/",
+        "/uploads/x.txt",
+        "deployments/x/payload.json",
+    ] {
+        let reply = api
+            .call(
+                Method::POST,
+                "/validations",
+                Some(&submitter),
+                Some(one_file(key)),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{key}");
+        assert_eq!(
+            reply.json()["field"],
+            "records[0].files[0].source.key",
+            "{key}"
+        );
+    }
+    let missing = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(one_file("uploads/missing.txt")),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.json()["field"], "records[0].files[0].source.key");
+
+    blobs
+        .put(&"uploads/x.txt".into(), "ok".as_bytes().to_vec())
+        .await
+        .unwrap();
+    let accepted = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(one_file("uploads/x.txt")),
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+
+    // The file size limit holds for object-store files too, and the prefix is set
+    // per server.
+    let mut config = osa::saga::EngineConfig::new(api._dir.path().join("work-small"));
+    config.batch_limits.max_file_bytes = 8;
+    let engine = osa::saga::Engine::new(
+        api.archive.storage().clone(),
+        std::sync::Arc::new(osa::runner::ProcessRunner::new()),
+        blobs.clone(),
+        config,
+    );
+    let state = ApiState::new(
+        engine,
+        api.archive.deployer().clone(),
+        api.archive.storage().clone(),
+        authenticator(),
+    )
+    .with_upload_prefix("incoming/public")
+    .unwrap();
+    assert_eq!(state.upload_prefix(), "incoming/public/");
+    let small = Api {
+        app: router(state),
+        archive: api.archive.clone(),
+        auth: authenticator(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    blobs
+        .put(&"incoming/public/big.txt".into(), vec![b'x'; 100])
+        .await
+        .unwrap();
+    let big = small
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(one_file("incoming/public/big.txt")),
+        )
+        .await;
+    assert_eq!(
+        big.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        big.text()
+    );
+    let error = big.json();
+    assert_eq!(error["field"], "records[0].files[0].source.key");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit"),
+        "{error}"
+    );
+    let elsewhere = small
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(one_file("uploads/x.txt")),
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::UNPROCESSABLE_ENTITY);
+    blobs
+        .put(
+            &"incoming/public/small.txt".into(),
+            "ok".as_bytes().to_vec(),
+        )
+        .await
+        .unwrap();
+    let fits = small
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(one_file("incoming/public/small.txt")),
+        )
+        .await;
+    assert_eq!(fits.status, StatusCode::ACCEPTED, "{}", fits.text());
+    for bad in ["", "/", "a/../b", "a//b", "a/%b"] {
+        assert!(
+            ApiState::from_local(&api.archive, authenticator())
+                .with_upload_prefix(bad)
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_fields_in_records_are_refused() {
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    api.call(
+        Method::POST,
+        "/conventions",
+        Some(&admin),
+        Some(convention("bad-")),
+    )
+    .await;
+    api.archive
+        .engine()
+        .blobs()
+        .put(&"uploads/x.txt".into(), "ok".as_bytes().to_vec())
+        .await
+        .unwrap();
+    let submitter = machine("validations:write");
+    let file = json!({"name": "x.txt", "source": {"source": "object", "key": "uploads/x.txt"}});
+    let cases = [
+        (
+            json!({"id": "a", "metadata": {}, "filez": [file.clone()]}),
+            "records[0].filez",
+        ),
+        (
+            json!({"id": "a", "metadata": {}, "files": [{"name": "x.txt", "size": 2,
+                "source": {"source": "object", "key": "uploads/x.txt"}}]}),
+            "records[0].files[0].size",
+        ),
+        (
+            json!({"id": "a", "metadata": {}, "files": [{"name": "x.txt",
+                "source": {"source": "object", "key": "uploads/x.txt", "path": "/etc/passwd"}}]}),
+            "records[0].files[0].source",
+        ),
+    ];
+    for (record, field) in cases {
+        let reply = api
+            .call(
+                Method::POST,
+                "/validations",
+                Some(&submitter),
+                Some(json!({"convention": "http-tests", "records": [record]})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let error = reply.json();
+        assert!(
+            error["field"].as_str().unwrap().starts_with(field),
+            "{field}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("unknown field"),
+            "{error}"
+        );
+    }
+    let fine = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(json!({"convention": "http-tests", "records": [
+                {"id": "a", "metadata": {}, "files": [file]}]})),
+        )
+        .await;
+    assert_eq!(fine.status, StatusCode::ACCEPTED, "{}", fine.text());
+}
+
+fn assert_json_error(reply: &Reply, status: StatusCode, code: &str) -> Value {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert_eq!(
+        reply.headers[header::CONTENT_TYPE],
+        "application/json",
+        "{}",
+        reply.text()
+    );
+    let body = reply.json();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].is_string(), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn every_error_is_json() {
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+
+    let bad_utf8 = api.get("/conventions/%FF", None).await;
+    let body = assert_json_error(&bad_utf8, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["field"], "slug");
+    let bad_utf8 = api.get("/features/scorer/%C3%28/provenance", None).await;
+    let body = assert_json_error(&bad_utf8, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["field"], "row");
+
+    for (method, path) in [
+        (Method::DELETE, "/conventions"),
+        (Method::POST, "/health"),
+        (Method::PATCH, "/hooks/scorer/live"),
+    ] {
+        let reply = api.call(method.clone(), path, Some(&admin), None).await;
+        assert_json_error(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        assert!(reply.headers.contains_key(header::ALLOW), "{method} {path}");
+    }
+
+    for uri in [
+        "/",
+        "/api",
+        "/api/v2/health",
+        "/elsewhere/x",
+        "/api/v1/nowhere",
+    ] {
+        let reply = api
+            .send(Request::get(uri).body(Body::empty()).unwrap())
+            .await;
+        assert_json_error(&reply, StatusCode::NOT_FOUND, "not_found");
+    }
+
+    let too_big = vec![b' '; osa::http::MAX_BODY_BYTES + 1];
+    let reply = api
+        .send(
+            Request::post("/api/v1/validations")
+                .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(too_big))
+                .unwrap(),
+        )
+        .await;
+    assert_json_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+}
+
+#[tokio::test]
+async fn tokens_are_checked_before_the_body_is_read() {
+    let api = api().await;
+    let big = vec![b' '; 17 * 1024 * 1024];
+    let anonymous = api
+        .send(
+            Request::post("/api/v1/validations")
+                .body(Body::from(big.clone()))
+                .unwrap(),
+        )
+        .await;
+    assert_json_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_eq!(anonymous.headers[header::WWW_AUTHENTICATE], "Bearer");
+    let reader = machine("runs:read");
+    let forbidden = api
+        .send(
+            Request::post("/api/v1/conventions")
+                .header(header::AUTHORIZATION, format!("Bearer {reader}"))
+                .body(Body::from(big))
+                .unwrap(),
+        )
+        .await;
+    assert_json_error(&forbidden, StatusCode::FORBIDDEN, "forbidden");
+
+    // A body that never ends: refused without waiting for it.
+    for path in ["/validations", "/conventions", "/hooks/scorer/releases"] {
+        let endless = futures::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            api.send(
+                Request::post(format!("/api/v1{path}"))
+                    .body(Body::from_stream(endless))
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{path} waited for the body"));
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let api = api().await;
+    let reader = machine("deployments:read");
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let reply = api
+            .send(
+                Request::get("/api/v1/deployments")
+                    .header(header::AUTHORIZATION, format!("{scheme} {reader}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{scheme}: {}", reply.text());
+    }
+    for header_value in [format!("Basic {reader}"), "Bearer".into(), "Bearer ".into()] {
+        let reply = api
+            .send(
+                Request::get("/api/v1/deployments")
+                    .header(header::AUTHORIZATION, header_value.clone())
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{header_value}");
+    }
+}
+
+#[tokio::test]
+async fn feature_filters_are_bounded() {
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    api.call(
+        Method::POST,
+        "/conventions",
+        Some(&admin),
+        Some(oci_convention("bad-")),
+    )
+    .await;
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("gte.score={i}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    for n in [33, 1000] {
+        let reply = api
+            .get(&format!("/features/scorer?{}", many(n)), None)
+            .await;
+        let body = assert_json_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(body["field"], "filters", "{n}");
+        assert!(body["message"].as_str().unwrap().contains("32"), "{body}");
+    }
+    let twice = api
+        .get("/features/scorer?eq.score=1&eq.score=2", None)
+        .await;
+    let body = assert_json_error(&twice, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["field"], "eq.score");
+    let range = api
+        .get("/features/scorer?gte.score=1&lte.score=5&null.hook=", None)
+        .await;
+    assert_eq!(range.status, StatusCode::OK, "{}", range.text());
+}
+
+/// Every `$ref` in `value`.
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                match (key.as_str(), child) {
+                    ("$ref", Value::String(target)) => out.push(target),
+                    _ => refs(child, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn openapi_refs_resolve() {
+    let api = api().await;
+    let doc = api.get("/openapi.json", None).await.json();
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 10, "{found:?}");
+    for target in &found {
+        let pointer = target
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("{target} is not local"));
+        assert!(
+            pointer.starts_with("/components/schemas/"),
+            "{target} is outside the components"
+        );
+        assert!(doc.pointer(pointer).is_some(), "{target} dangles");
+    }
+    let text = doc.to_string();
+    assert!(!text.contains("\"$defs\""), "standalone definitions remain");
+    assert!(!text.contains("\"$schema\""));
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "DeployConvention",
+        "ReleaseRequest",
+        "SetLiveRequest",
+        "Error",
+    ] {
+        assert!(schemas.contains_key(name), "{name}");
+    }
+    let names = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let features = names("/features/{hook}", "get");
+    for name in ["record_id", "run_id", "after", "limit", "format", "filters"] {
+        assert!(features.iter().any(|n| n == name), "{name}: {features:?}");
+    }
+    let deployments = names("/deployments", "get");
+    for name in ["target", "status", "since", "until", "before", "limit"] {
+        assert!(
+            deployments.iter().any(|n| n == name),
+            "{name}: {deployments:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hook_logs_hide_their_locator() {
+    use osa::HookRegistry;
+    use osa::hook::{HookRun, HookRunStatus, OutcomeCounts};
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    api.call(
+        Method::POST,
+        "/conventions",
+        Some(&admin),
+        Some(oci_convention("bad-")),
+    )
+    .await;
+    let release: osa::id::ReleaseId = api.get("/hooks/scorer/releases/1", None).await.json()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let run = |log_ref: &str| HookRun {
+        id: osa::id::HookRunId::new_random(),
+        release_id: release,
+        status: HookRunStatus::Error,
+        started_at: chrono::Utc::now(),
+        finished_at: chrono::Utc::now(),
+        duration_s: 0.0,
+        oom_retries: 0,
+        log_ref: Some(log_ref.to_string()),
+        input_sha256: None,
+        counts: OutcomeCounts::default(),
+    };
+    let reader = machine("runs:read");
+    let storage = api.archive.storage();
+
+    let validation = osa::id::ValidationRunId::new_random();
+    let present = format!("runs/{validation}/steps/0/hook.log");
+    api.archive
+        .engine()
+        .blobs()
+        .put(&present.as_str().into(), "line 1\n".as_bytes().to_vec())
+        .await
+        .unwrap();
+    let logged = run(&present);
+    storage.record_run(&logged).await.unwrap();
+    let reply = api
+        .get(&format!("/hooks/runs/{}/logs", logged.id), Some(&reader))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.text(), "line 1\n");
+
+    let gone = run(&format!("runs/{validation}/steps/1/hook.log"));
+    storage.record_run(&gone).await.unwrap();
+    let reply = api
+        .get(&format!("/hooks/runs/{}/logs", gone.id), Some(&reader))
+        .await;
+    let body = assert_json_error(&reply, StatusCode::NOT_FOUND, "not_found");
+    let message = body["message"].as_str().unwrap();
+    assert!(!message.contains("runs/"), "{message}");
+    assert!(message.contains(&gone.id.to_string()), "{message}");
+
+    let malformed = run("../../../etc/passwd");
+    storage.record_run(&malformed).await.unwrap();
+    let reply = api
+        .get(&format!("/hooks/runs/{}/logs", malformed.id), Some(&reader))
+        .await;
+    let body = assert_json_error(&reply, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    assert!(!reply.text().contains("passwd"), "{body}");
+    assert!(body.get("field").is_none(), "{body}");
 }

@@ -12,7 +12,8 @@
 //! The algorithm is pinned per issuer: a token's `alg` header is never trusted, so
 //! `none`, an HS256 token claiming a machine issuer (the "public key used as HMAC
 //! secret" confusion) and an EdDSA token without a known issuer are all refused.
-//! Expiry and audience are always checked. Every refusal is
+//! Expiry, not-before (`nbf`, when present) and audience are always checked, with
+//! [`Authenticator::leeway_s`] of clock skew. Every refusal is
 //! [`Error::Unauthenticated`] with the reason; a missing scope is
 //! [`Error::Forbidden`].
 
@@ -321,6 +322,8 @@ impl Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
         validation.leeway = self.leeway_s;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.set_issuer(&[issuer]);
         validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -552,6 +555,31 @@ mod tests {
         for garbage in ["", "a.b", "a.b.c.d", "!!!.@@@.###", "e30.e30.e30"] {
             unauthenticated(auth.verify(garbage));
         }
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_are_refused() {
+        let auth = auth();
+        let mut claims = machine_claims();
+        claims["nbf"] = json!(now() + 86_400);
+        let reason = unauthenticated(auth.verify(&machine_token(claims, MACHINE_PRIVATE)));
+        assert!(reason.to_lowercase().contains("immature"), "{reason}");
+        // Within the leeway, a token is accepted.
+        let mut claims = machine_claims();
+        claims["nbf"] = json!(now() + 5);
+        auth.verify(&machine_token(claims, MACHINE_PRIVATE))
+            .unwrap();
+        // Node tokens too.
+        let node_claims = json!({"sub": "alice", "iss": "osa-node", "aud": "authenticated",
+                                 "exp": now() + 300, "iat": now(), "nbf": now() + 86_400,
+                                 "roles": ["admin"]});
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &node_claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        unauthenticated(auth.verify(&token));
     }
 
     #[test]

@@ -150,9 +150,9 @@ pub struct RecordVerdict {
     pub verdict: Verdict,
 }
 
-/// A record's file at submit time.
+/// A record's file at submit time. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "source", rename_all = "snake_case")]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FileSource {
     /// A local path, copied into the object store at submit.
     Local {
@@ -166,8 +166,9 @@ pub enum FileSource {
     },
 }
 
-/// A file of a submitted record.
+/// A file of a submitted record. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputFile {
     /// Name under the record's directory.
     pub name: FileName,
@@ -175,8 +176,9 @@ pub struct InputFile {
     pub source: FileSource,
 }
 
-/// A record submitted for validation.
+/// A record submitted for validation. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InputRecord {
     /// Record id.
     pub id: RecordId,
