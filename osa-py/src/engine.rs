@@ -26,7 +26,7 @@ create_exception!(
     osa._native,
     EngineError,
     PyException,
-    "An error reported by the engine; `kind` names its class."
+    "An error reported by the engine; `kind` is `not_found`, `conflict`, `invalid`, `unavailable`, `unauthenticated`, `forbidden` or `internal`."
 );
 create_exception!(
     osa._native,
@@ -53,7 +53,8 @@ create_exception!(
     "A dependency (database, blob store, runner) failed; retrying may succeed."
 );
 
-/// The Python exception of an engine error, with `kind` set to its class name.
+/// The Python exception of an engine error, with `kind` set to the error's kind (the
+/// kinds without a class of their own, such as `unauthenticated`, raise `EngineError`).
 pub(crate) fn engine_error(py: Python<'_>, error: &Error) -> PyErr {
     let kind = error.kind();
     let message = error.to_string();
@@ -80,13 +81,7 @@ fn arg<'a, T, E: std::fmt::Display>(
     value: &'a str,
     parse: impl FnOnce(&'a str) -> Result<T, E>,
 ) -> PyResult<T> {
-    parse(value).map_err(|e| {
-        let err = InvalidRequestError::new_err(format!("{field}: {e}"));
-        Python::attach(|py| {
-            let _ = err.value(py).setattr("kind", ErrorKind::Invalid.as_str());
-        });
-        err
-    })
+    parse(value).map_err(|e| InvalidRequestError::new_err(format!("{field}: {e}")))
 }
 
 /// The body of [`Archive::submit`].
@@ -355,5 +350,16 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConflictError", py.get_type::<ConflictError>())?;
     m.add("InvalidRequestError", py.get_type::<InvalidRequestError>())?;
     m.add("UnavailableError", py.get_type::<UnavailableError>())?;
+    // Every class carries its kind as a class attribute, so each instance has `kind`,
+    // however it was raised (the engine, this module or Python code).
+    for (class, kind) in [
+        (py.get_type::<EngineError>(), ErrorKind::Internal),
+        (py.get_type::<NotFoundError>(), ErrorKind::NotFound),
+        (py.get_type::<ConflictError>(), ErrorKind::Conflict),
+        (py.get_type::<InvalidRequestError>(), ErrorKind::Invalid),
+        (py.get_type::<UnavailableError>(), ErrorKind::Unavailable),
+    ] {
+        class.setattr("kind", kind.as_str())?;
+    }
     Ok(())
 }

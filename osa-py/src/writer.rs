@@ -7,7 +7,12 @@
 //! [`OutputLimits`], so one record's oversized output never makes the engine refuse
 //! the whole batch. Each line is flushed as soon as it is written: a hook killed
 //! mid-batch (out of memory, timeout) keeps the outcomes of the records it finished.
+//!
+//! Text arguments never make a write fail: a Python `str` may hold lone surrogates
+//! (`os.listdir` decodes a non-UTF-8 file name `bad\xff.cif` to `"bad\udcff.cif"`),
+//! which UTF-8 cannot encode; each one is written as U+FFFD (see [`utf8_lossy`]).
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +21,7 @@ use osa_core::contract::{ERRORS_FILE, FEATURES_FILE, OutputLimits, REJECTIONS_FI
 use osa_core::feature::{Cardinality, ColumnDef, FeatureSpec, describe_value};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -62,6 +68,25 @@ pub fn check_rows(
             .map_err(|e| format!("row {index}: {e}"))?;
     }
     Ok(rows)
+}
+
+/// The text of a Python `str` as UTF-8, each lone surrogate replaced by U+FFFD.
+///
+/// Valid text is borrowed as is. Otherwise the string is taken as UTF-16 (surrogates
+/// passed through) and decoded lossily, so one lone surrogate becomes exactly one
+/// U+FFFD and a high-low surrogate pair becomes the character it encodes.
+pub fn utf8_lossy<'a>(text: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    if let Ok(valid) = text.to_str() {
+        return Ok(Cow::Borrowed(valid));
+    }
+    let encoded = text.call_method1("encode", ("utf-16-le", "surrogatepass"))?;
+    let units: Vec<u16> = encoded
+        .cast::<PyBytes>()?
+        .as_bytes()
+        .chunks_exact(2)
+        .map(|pair| u16::from_le_bytes([pair[0], pair[1]]))
+        .collect();
+    Ok(Cow::Owned(String::from_utf16_lossy(&units)))
 }
 
 /// Cuts `text` to [`MAX_MESSAGE_CHARS`] characters, marking the cut.
@@ -235,8 +260,17 @@ impl OutputWriter {
     ///
     /// Returns `None` when the features line was written. When the rows break the
     /// hook's contract (or the engine's size limits) an errors line is written instead
-    /// and its message is returned.
-    fn write_features(&mut self, id: &str, rows_json: &str) -> PyResult<Option<String>> {
+    /// and its message is returned. Lone surrogates in `id` or `rows_json` are written
+    /// as U+FFFD.
+    fn write_features(
+        &mut self,
+        id: &Bound<'_, PyString>,
+        rows_json: &Bound<'_, PyString>,
+    ) -> PyResult<Option<String>> {
+        let id = utf8_lossy(id)?;
+        let id = id.as_ref();
+        let rows_json = utf8_lossy(rows_json)?;
+        let rows_json = rows_json.as_ref();
         let written = self.sink(FEATURES)?.bytes;
         let checked = self.features_line(id, rows_json).and_then(|line| {
             if written + line.len() as u64 + 1 > self.limits.max_file_bytes {
@@ -261,11 +295,16 @@ impl OutputWriter {
         }
     }
 
-    /// Writes a rejection of record `id` with `reason`.
-    fn write_rejection(&mut self, id: &str, reason: &str) -> PyResult<()> {
-        let reason = cap_message(reason);
+    /// Writes a rejection of record `id` with `reason` (lone surrogates become U+FFFD).
+    fn write_rejection(
+        &mut self,
+        id: &Bound<'_, PyString>,
+        reason: &Bound<'_, PyString>,
+    ) -> PyResult<()> {
+        let id = utf8_lossy(id)?;
+        let reason = cap_message(&utf8_lossy(reason)?);
         let line = serde_json::to_vec(&RejectionLine {
-            id,
+            id: &id,
             reason: &reason,
         })
         .expect("a rejection line always serialises");
@@ -274,10 +313,15 @@ impl OutputWriter {
         Ok(())
     }
 
-    /// Writes an error of record `id`.
+    /// Writes an error of record `id` (lone surrogates become U+FFFD).
     #[pyo3(signature = (id, error, retryable = false))]
-    fn write_error(&mut self, id: &str, error: &str, retryable: bool) -> PyResult<()> {
-        self.error_line(id, error, retryable)
+    fn write_error(
+        &mut self,
+        id: &Bound<'_, PyString>,
+        error: &Bound<'_, PyString>,
+        retryable: bool,
+    ) -> PyResult<()> {
+        self.error_line(&utf8_lossy(id)?, &utf8_lossy(error)?, retryable)
     }
 
     /// Flushes and closes the three files; later writes raise `ValueError`.

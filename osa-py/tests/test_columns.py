@@ -312,3 +312,26 @@ def test_metadata_field_definitions():
             "constraints": {"type": "number", "integer_only": True},
         },
     ]
+
+
+def test_public_generate_columns_gives_column_models():
+    from osa.manifest import ColumnDef
+    from osa.manifest import generate_columns as public_generate_columns
+
+    class Out(BaseModel):
+        score: float = Field(description="", unit="Å")
+        seen: datetime | None = None
+        label: str = Field(description="the label")
+
+    columns = public_generate_columns(Out)
+    assert all(isinstance(c, ColumnDef) for c in columns)
+    assert [(c.name, c.json_type, c.format, c.required) for c in columns] == [
+        ("score", "number", None, True),
+        ("seen", "string", "date-time", False),
+        ("label", "string", None, True),
+    ]
+    assert (columns[0].description, columns[0].unit) == ("", "Å")
+    assert columns[2].description == "the label"
+    # The same JSON as the manifests carry.
+    assert [c.model_dump(exclude_none=True) for c in columns] == generate_columns(Out)
+    assert json.loads(columns[1].model_dump_json(exclude_none=True)) == generate_columns(Out)[1]

@@ -13,10 +13,16 @@ import json
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from conftest import run, script
+from osa import Example, Record, _registry, convention
+from osa import hook as osa_hook
+from osa.cli.local_test import records_from_file
+from osa.cli.main import main as cli_main
+from osa.errors import DeployError
 from osa.local import (
     EngineError,
     InvalidRequestError,
@@ -242,8 +248,15 @@ def test_engine_errors_are_typed(structures, records, tmp_path):
     with pytest.raises(InvalidRequestError, match=r"\[0\]\.id") as invalid:
         archive.submit(slug, hostile)
     assert invalid.value.kind == "invalid"
-    with pytest.raises(InvalidRequestError, match="unknown keys"):
+    with pytest.raises(InvalidRequestError, match="unknown keys") as unknown_keys:
         archive.submit(slug, [{"id": "a", "metadata": {}, "colour": "red"}])
+    assert unknown_keys.value.kind == "invalid"
+    with pytest.raises(NotFoundError, match="hook no_such_hook not found") as no_hook:
+        archive.hook_columns("no_such_hook")
+    assert no_hook.value.kind == "not_found"
+    with pytest.raises(InvalidRequestError, match="timeout") as negative:
+        archive.wait("00000000-0000-4000-8000-000000000000", timeout=-1)
+    assert negative.value.kind == "invalid"
     with pytest.raises(InvalidRequestError, match="run_id"):
         archive.run("not-a-uuid")
     with pytest.raises(NotFoundError):
@@ -366,3 +379,118 @@ def test_manifest_process_flag_gives_deployable_bodies(sample_installed, tmp_pat
     )
     deployed = LocalArchive(tmp_path / "archive").deploy(body)
     assert [r.version for r in deployed.releases] == [1, 1]
+
+
+def test_hook_logs_start_without_a_runpy_warning(structures, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+    # Invalid metadata: the record errors, so the hook run keeps its log.
+    result = archive.validate(slug, [{"id": "r1", "metadata": {}}])
+    assert result.verdict("r1").verdict == "errored"
+    hook_run = result.steps[0].hook_run_id
+    assert hook_run is not None
+    log = archive.hook_log(hook_run)
+    assert "HOOK START hook=validate_structure" in log
+    assert "RuntimeWarning" not in log
+
+
+def in_process_convention(hook_fn) -> Any:
+    convention(
+        title="Local Only",
+        description="a convention defined in the test module",
+        version="1.0.0",
+        schema=structures_schema(),
+        files={"accepted_types": [".cif"], "max_count": 1, "max_file_size": 1024},
+        hooks=[hook_fn],
+        purpose="Nothing",
+        examples=[Example(question="q1?", query="q", interpretation="i")],
+        example_questions=["q2?", "q3?"],
+    )
+    return _registry.conventions()[-1]
+
+
+def structures_schema() -> type:
+    from osa_sample.convention import PDBStructure
+
+    return PDBStructure
+
+
+def test_a_hook_the_hook_process_cannot_find_is_refused_at_deploy(sample_installed, tmp_path):
+    @osa_hook
+    def local_check(record: Record[Any]) -> None: ...
+
+    conv = in_process_convention(local_check)
+    archive = LocalArchive(tmp_path / "archive")
+    message = (
+        r"hook 'local_check' \(test_local_engine\..*local_check\) cannot run as a local "
+        r"process: the hook process finds hooks only through the `osa.conventions` entry "
+        r"points, and none of them registers it"
+    )
+    with pytest.raises(DeployError, match=message) as refused:
+        archive.deploy_convention(conv)
+    assert "osa.conventions" in (refused.value.hint or "")
+    with pytest.raises(DeployError, match=message):
+        local_payload(conv)
+    assert archive.conventions() == []
+
+
+def test_a_hook_shadowed_by_an_entry_point_hook_is_refused(sample_installed, tmp_path):
+    # The hook process would run the sample package's hook of the same name.
+    @osa_hook
+    def validate_structure(record: Record[Any]) -> None: ...
+
+    conv = in_process_convention(validate_structure)
+    with pytest.raises(
+        DeployError,
+        match=r"the hook process would run osa_sample\.convention\.validate_structure",
+    ):
+        LocalArchive(tmp_path / "archive").deploy_convention(conv)
+
+
+def test_records_file_lines_end_at_newlines_only(tmp_path):
+    # JSON strings may hold U+2028, U+2029 and U+0085 unescaped.
+    label = "a\u2028b\u2029c\x85d"
+    path = tmp_path / "records.jsonl"
+    path.write_text(
+        json.dumps({"id": "r1", "metadata": {"label": label}}, ensure_ascii=False)
+        + "\r\n\n"
+        + json.dumps({"id": "r2", "metadata": {}})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert "\u2028" in path.read_text(encoding="utf-8")
+    records = records_from_file(path, None, None)
+    assert [(r["id"], r["metadata"]) for r in records] == [
+        ("r1", {"label": label}),
+        ("r2", {}),
+    ]
+
+
+def test_a_title_without_a_slug_hides_no_other_convention(sample_installed, capsys):
+    import osa_sample.convention
+
+    convention(
+        title="结构",
+        description="a title without ASCII letters or digits",
+        version="1.0.0",
+        schema=structures_schema(),
+        files={"accepted_types": [".cif"], "max_count": 1, "max_file_size": 1024},
+        hooks=[],
+        purpose="Nothing",
+        examples=[Example(question="q1?", query="q", interpretation="i")],
+        example_questions=["q2?", "q3?"],
+    )
+    # Registered after the one without a slug.
+    importlib.reload(osa_sample.convention)
+    structures = _registry.conventions()[-1]
+    assert find_convention(TITLE) is structures
+    assert find_convention("protein-structures") is structures
+    with pytest.raises(DeployError, match=r"convention '结构' cannot be deployed: .*slug"):
+        find_convention("结构")
+    with pytest.raises(DeployError, match="no convention titled 'nope'"):
+        find_convention("nope")
+    # `osa test` reports it as an error, without a traceback.
+    assert cli_main(["test", "--convention", "结构"]) == 1
+    err = capsys.readouterr().err
+    assert "error: convention '结构' cannot be deployed" in err
+    assert "Traceback" not in err

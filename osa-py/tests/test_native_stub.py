@@ -87,14 +87,47 @@ def test_function_signatures(fn):
     assert stub_params(fn) == runtime_params(runtime, bound_first=False)
 
 
+def exception_attributes(cls: ast.ClassDef) -> dict[str, str]:
+    """Attributes a stub exception class declares, its stub bases' included."""
+    by_name = {c.name: c for c in stub_classes()}
+    declared: dict[str, str] = {}
+    for base in cls.bases:
+        if ast.unparse(base) in by_name:
+            declared.update(exception_attributes(by_name[ast.unparse(base)]))
+    for node in cls.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            declared[node.target.id] = ast.unparse(node.annotation)
+    return declared
+
+
+def test_every_engine_error_has_its_kind():
+    kinds = {
+        _native.EngineError: "internal",
+        _native.NotFoundError: "not_found",
+        _native.ConflictError: "conflict",
+        _native.InvalidRequestError: "invalid",
+        _native.UnavailableError: "unavailable",
+    }
+    for error, kind in kinds.items():
+        assert error("message").kind == kind
+
+
 @pytest.mark.parametrize("cls", stub_classes(), ids=lambda c: c.name)
 def test_class_members(cls):
     runtime = getattr(_native, cls.name)
     assert isinstance(runtime, type)
     if issubclass(runtime, BaseException):
-        # Exception classes: the stub declares the same base.
+        # Exception classes: the stub declares the same base and the same attributes,
+        # which every instance has (however it is raised), with the declared types.
         bases = [ast.unparse(b) for b in cls.bases]
         assert bases == [runtime.__base__.__name__]
+        declared = exception_attributes(cls)
+        own = [c for c in runtime.__mro__ if c.__module__ == _native.__name__]
+        public = {n for c in own for n in vars(c) if not n.startswith("_")}
+        assert public == set(declared)
+        instance = runtime("message")
+        for name, annotation in declared.items():
+            assert isinstance(getattr(instance, name), {"str": str}[annotation]), name
         return
     methods = {n.name: n for n in cls.body if isinstance(n, ast.FunctionDef) and not is_property(n)}
     properties = {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and is_property(n)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -255,6 +256,47 @@ def test_sample_convention_hooks(tmp_path):
     assert got["no-files"] == ("error", "IndexError: list index out of range")
 
 
+def test_non_utf8_file_names_do_not_stop_the_batch(tmp_path):
+    # `bad\xff.cif` is listed as the str "bad\udcff.cif" (a lone surrogate), which
+    # reaches a features row, a rejection reason and an error message.
+    lines = [
+        '{"id": "rows", "metadata": {"label": "a"}}',
+        '{"id": "rejects", "metadata": {"label": "b", "mode": "reject_files"}}',
+        '{"id": "raises", "metadata": {"label": "c", "mode": "raise_files"}}',
+        '{"id": "after", "metadata": {"label": "d"}}',
+    ]
+    env = make_batch(tmp_path, lines)
+    for record_id in ("rows", "rejects", "raises"):
+        directory = tmp_path / "files" / record_id
+        directory.mkdir()
+        (directory / os.fsdecode(b"bad\xff.cif")).write_bytes(b"x" * 3)
+    result = run_hook_process(env)
+    assert result.returncode == 0, result.stderr
+    assert "HOOK DONE 4 total, 2 passed, 1 rejected, 1 errored" in result.stderr
+    got = outcomes(tmp_path / "out")
+    kind, rows = got["rows"]
+    assert kind == "features"
+    assert [(r["files"], r["size"]) for r in rows] == [(["bad\ufffd.cif"], 3)]
+    assert got["rejects"] == ("rejected", "unexpected files: bad\ufffd.cif")
+    assert got["raises"] == ("error", "RuntimeError: cannot read bad\ufffd.cif")
+    assert got["after"][0] == "features"
+    for name in ("features.jsonl", "rejections.jsonl", "errors.jsonl"):
+        (tmp_path / "out" / name).read_bytes().decode("utf-8")
+
+
+def test_runpy_does_not_warn_when_releases_run_the_module(tmp_path):
+    # Releases store `<python> -m osa.runtime.entrypoint` as their command.
+    env = make_batch(tmp_path, BATCH[:2])
+    result = run(
+        [sys.executable, "-m", "osa.runtime.entrypoint"],
+        env={**env, "OSA_HOOK_NAME": "typed_rows"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "HOOK DONE 2 total, 2 passed" in result.stderr
+    assert "RuntimeWarning" not in result.stderr
+    assert "HOOK START" in result.stderr.splitlines()[0]
+
+
 # --- serialisation, the native reader and writer, in process ------------------------------
 
 
@@ -422,6 +464,68 @@ def test_writer_replaces_symlinks(tmp_path):
         writer.write_error("a", "x")
     assert target.read_text() == "keep"
     assert not (out / "errors.jsonl").is_symlink()
+
+
+def test_writer_writes_lone_surrogates_as_replacement_characters(tmp_path):
+    columns = json.dumps([{"name": "name", "json_type": "string", "required": True}])
+    with _native.OutputWriter(tmp_path, columns) as writer:
+        rows = json.dumps([{"name": "bad\udcff.cif"}], ensure_ascii=False)
+        assert writer.write_features("id-\udc80", rows) is None
+        writer.write_rejection("r", "reason \udcff\udcfe")
+        writer.write_error("e", "error \ud800")
+        # A high-low pair of code points is the character it encodes in UTF-16.
+        writer.write_error("pair", "\ud83d\ude00")
+    assert read_jsonl(tmp_path / "features.jsonl") == [
+        {"id": "id-\ufffd", "features": [{"name": "bad\ufffd.cif"}]}
+    ]
+    assert read_jsonl(tmp_path / "rejections.jsonl") == [
+        {"id": "r", "reason": "reason \ufffd\ufffd"}
+    ]
+    assert [e["error"] for e in read_jsonl(tmp_path / "errors.jsonl")] == ["error \ufffd", "😀"]
+
+
+def test_a_failure_writing_one_outcome_is_that_records_error(tmp_path, monkeypatch):
+    from osa import Record, Reject, hook
+    from osa.runtime import entrypoint
+
+    class Unprintable(Reject):
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    @hook
+    def picky(record: Record[dict]) -> None:
+        if record.metadata.get("mode") == "unprintable":
+            raise Unprintable()
+
+    real_rows_json = entrypoint.rows_json
+    broken = [True]
+
+    def rows_json(result: Any) -> Any:
+        # The first record's rows are not a str: the writer refuses them (TypeError).
+        return b"[]" if broken and broken.pop() else real_rows_json(result)
+
+    monkeypatch.setattr(entrypoint, "rows_json", rows_json)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "records.jsonl").write_text(
+        '{"id": "a", "metadata": {}}\n'
+        '{"id": "b", "metadata": {"mode": "unprintable"}}\n'
+        '{"id": "c", "metadata": {}}\n'
+    )
+    code = entrypoint.run_hook_entrypoint(
+        hook_fn=picky,
+        input_dir=tmp_path / "in",
+        output_dir=tmp_path / "out",
+        files_dir=tmp_path / "files",
+    )
+    assert code == 0
+    got = outcomes(tmp_path / "out")
+    assert got["a"][0] == "error"
+    assert got["a"][1].startswith("cannot write the outcome: TypeError: ")
+    assert got["b"] == (
+        "error",
+        "the rejection's reason cannot be read: RuntimeError: no text",
+    )
+    assert got["c"] == ("features", [])
 
 
 def test_memory_stays_flat_for_100k_records(tmp_path):

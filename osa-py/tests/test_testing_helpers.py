@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
+import pydantic
 import pytest
 from pydantic import BaseModel
 
@@ -98,6 +99,27 @@ def test_run_ingester_collects_records_and_files(tmp_path):
     assert result.files_dir == tmp_path
     assert (tmp_path / "s_0" / "raw.txt").read_bytes() == b"x"
     assert result.records[1].files[0].relative_path == "s_1/raw.txt"
+
+
+def test_run_ingester_instantiates_like_the_published_helper(tmp_path):
+    class Plain:
+        """No RuntimeConfig: a config is not passed to the class."""
+
+        name = "plain"
+
+        def __init__(self) -> None:
+            self.made = True
+
+        async def pull(self, **kwargs: Any) -> AsyncIterator[IngesterRecord]:
+            assert self.made
+            yield IngesterRecord(source_id="p", metadata={"value": 1.0}, files=[])
+
+    result = run_ingester(Plain, config={"scale": 2.0}, files_dir=tmp_path)
+    assert [r.source_id for r in result.records] == ["p"]
+
+    # An invalid config raises pydantic's error, as instantiating RuntimeConfig does.
+    with pytest.raises(pydantic.ValidationError, match="scale"):
+        run_ingester(Sensor, config={"scale": "lots"}, files_dir=tmp_path)
 
 
 def test_run_test_runs_hooks_in_order_and_skips_after_a_rejection():

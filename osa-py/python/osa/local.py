@@ -64,6 +64,7 @@ __all__ = [
     "RunResult",
     "StepResult",
     "UnavailableError",
+    "check_hooks_reachable",
     "process_release",
 ]
 
@@ -414,10 +415,13 @@ def local_payload(
 ) -> dict[str, Any]:
     """The deploy payload of a convention with `process` releases for its hooks.
 
-    The ingester is left out: a local archive takes records from the caller.
+    The ingester is left out: a local archive takes records from the caller. Every hook
+    must be one the hook process finds through the `osa.conventions` entry points (see
+    `check_hooks_reachable`).
 
     Raises:
-        DeployError: the docs gate or the engine's rules refuse the convention.
+        DeployError: the docs gate or the engine's rules refuse the convention, or a
+            hook cannot run as a local process.
     """
     if docs_check:
         check_docs([conv])
@@ -429,9 +433,115 @@ def local_payload(
         info = _registry.find_hook(fn) or _registry.find_hook_by_name(getattr(fn, "__name__", ""))
         if info is not None:
             by_name[info.name] = info
-    for entry in body["hooks"]:
-        entry["release"] = process_release(by_name[entry["name"]].fn, python=python)
+    hooks = [by_name[entry["name"]] for entry in body["hooks"]]
+    check_hooks_reachable(hooks, python=python)
+    for entry, info in zip(body["hooks"], hooks, strict=True):
+        entry["release"] = process_release(info.fn, python=python)
     return body
+
+
+#: Run with `-c` by the releases' interpreter: loads the conventions the way the hook
+#: process does and writes, to the file named by its argument, the module and qualified
+#: name of the first hook registered under each name (or the loading error) as JSON.
+_REACHABLE_HOOKS_PROBE = """
+import json, sys
+from osa import _registry
+from osa._discovery import load_conventions
+try:
+    load_conventions()
+except Exception as e:
+    result = {"error": f"{type(e).__name__}: {e}"}
+else:
+    hooks = {}
+    for h in _registry.hooks():
+        hooks.setdefault(h.name, [h.fn.__module__, h.fn.__qualname__])
+    result = {"hooks": hooks}
+with open(sys.argv[1], "w", encoding="utf-8") as f:
+    json.dump(result, f)
+"""
+
+#: Seconds the probe of `check_hooks_reachable` may take.
+PROBE_TIMEOUT_S = 300
+
+
+def _where(fn: Callable[..., Any]) -> tuple[str, str]:
+    return (
+        str(getattr(fn, "__module__", None) or "?"),
+        str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "?")),
+    )
+
+
+def check_hooks_reachable(
+    hooks: Sequence[_registry.HookInfo], *, python: str | os.PathLike[str] | None = None
+) -> None:
+    """Checks that a hook process (`<python> -m osa.runtime.entrypoint`) runs these hooks.
+
+    The hook process finds its hook only through the `osa.conventions` entry points: it
+    loads them and runs the first hook registered under the name it is given. A hook
+    defined elsewhere (a script, a notebook, a test module) would deploy, then fail
+    every run. This starts `python` once, with the runner's environment (no
+    `PYTHONPATH`, an empty working directory and home), loads the conventions there and
+    compares each hook's module and qualified name.
+
+    Raises:
+        DeployError: a hook is not registered through an entry point (or another hook
+            holds its name there), the conventions fail to load, or the probe fails.
+    """
+    if not hooks:
+        return
+    import subprocess
+    import tempfile
+
+    executable = str(python if python is not None else sys.executable)
+    with tempfile.TemporaryDirectory(prefix="osa-probe-") as scratch:
+        out = Path(scratch, "hooks.json")
+        env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": scratch}
+        probe = f"`{executable}` (loading the conventions as `-m {HOOK_MODULE}` does)"
+        try:
+            proc = subprocess.run(
+                [executable, "-c", _REACHABLE_HOOKS_PROBE, str(out)],
+                env=env,
+                cwd=scratch,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=PROBE_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise DeployError(f"cannot run {probe}: {e}") from None
+        try:
+            found = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise DeployError(
+                f"{probe} failed with exit code {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+            ) from None
+    if "error" in found:
+        raise DeployError(
+            f"the hook process cannot load the conventions: {found['error']}",
+            hint=f"Run `{executable} -m {HOOK_MODULE}` by hand to see the full error.",
+        )
+    registered: dict[str, list[str]] = found["hooks"]
+    for info in hooks:
+        module, qualname = _where(info.fn)
+        there = registered.get(info.name)
+        if there is None:
+            raise DeployError(
+                f"hook {info.name!r} ({module}.{qualname}) cannot run as a local process: "
+                "the hook process finds hooks only through the `osa.conventions` entry "
+                "points, and none of them registers it",
+                hint="Define the hook in an installed package that declares an "
+                "`osa.conventions` entry point importing it (`pip install -e .` while "
+                "developing), and deploy that package's convention.",
+            )
+        if tuple(there) != (module, qualname):
+            raise DeployError(
+                f"hook {info.name!r} ({module}.{qualname}) cannot run as a local process: "
+                f"through the `osa.conventions` entry points, the hook process would run "
+                f"{there[0]}.{there[1]}, registered under the same name",
+                hint="Deploy the convention of the installed package, or rename the hook.",
+            )
 
 
 class LocalArchive:
@@ -493,8 +603,9 @@ class LocalArchive:
             principal: recorded on the audit row.
 
         Raises:
-            DeployError: no such convention, several to choose from, or the docs gate
-                or the engine's rules refuse it.
+            DeployError: no such convention, several to choose from, the docs gate or
+                the engine's rules refuse it, or a hook is not registered through an
+                `osa.conventions` entry point (the hook processes would not find it).
         """
         conv = (
             convention
@@ -657,13 +768,40 @@ class LocalArchive:
         return self._native.hook_log(hook_run_id).decode(errors="replace")
 
 
+def _slug(conv: _registry.ConventionInfo) -> str | None:
+    """The engine's slug of a convention's title; `None` when it has none."""
+    try:
+        return _native.convention_slug(conv.title)
+    except ValueError:
+        return None
+
+
+def _deployable(conv: _registry.ConventionInfo) -> _registry.ConventionInfo:
+    """`conv`, once its title is known to give a slug.
+
+    Raises:
+        DeployError: the title gives no slug.
+    """
+    try:
+        _native.convention_slug(conv.title)
+    except ValueError as e:
+        raise DeployError(
+            f"convention {conv.title!r} cannot be deployed: {e}",
+            hint="The engine derives the slug from the title's ASCII letters and digits; "
+            "give the title some.",
+        ) from None
+    return conv
+
+
 def find_convention(title: str | None = None) -> _registry.ConventionInfo:
     """A registered convention by title or slug (entry points loaded first).
 
-    With `title=None`, the only one registered.
+    With `title=None`, the only one registered. A convention whose title gives no slug
+    is still found by its title (and then refused); it never hides the others.
 
     Raises:
-        DeployError: none matches, or several are registered and none was named.
+        DeployError: none matches, several are registered and none was named, or the
+            convention's title gives no slug.
     """
     from osa._discovery import load_conventions
 
@@ -676,7 +814,7 @@ def find_convention(title: str | None = None) -> _registry.ConventionInfo:
         )
     if title is None:
         if len(conventions) == 1:
-            return conventions[0]
+            return _deployable(conventions[0])
         names = ", ".join(repr(c.title) for c in conventions)
         raise DeployError(
             f"{len(conventions)} conventions are registered: {names}",
@@ -684,7 +822,7 @@ def find_convention(title: str | None = None) -> _registry.ConventionInfo:
         )
     wanted = title.strip().lower()
     for conv in conventions:
-        if wanted in (conv.title.strip().lower(), _native.convention_slug(conv.title)):
-            return conv
+        if wanted in (conv.title.strip().lower(), _slug(conv)):
+            return _deployable(conv)
     names = ", ".join(repr(c.title) for c in conventions)
     raise DeployError(f"no convention titled {title!r} (registered: {names})")

@@ -8,10 +8,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from osa import _native, _registry
-from osa._columns import generate_columns
+from osa import _columns, _native, _registry
 from osa.errors import DeployError
 from osa.types.schema import MetadataSchema
 
@@ -19,6 +18,7 @@ __all__ = [
     "FILE_REQUIREMENT_KEYS",
     "MANIFEST_VERSION",
     "MIN_TRIGGER_QUESTIONS",
+    "ColumnDef",
     "build_manifest",
     "check_docs",
     "docs_gaps",
@@ -40,6 +40,33 @@ DOCS_HINT = (
     "Example in examples=, and at least 3 distinct questions across example_questions= "
     "and the examples."
 )
+
+
+class ColumnDef(BaseModel):
+    """One feature column of a hook's output model (the engine's `ColumnDef`).
+
+    `model_dump(exclude_none=True)` (or `model_dump_json(exclude_none=True)`) is the
+    column as it appears in manifests and deploy payloads.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    json_type: str
+    format: str | None = None
+    required: bool
+    description: str | None = None
+    unit: str | None = None
+
+
+def generate_columns(model: type[BaseModel]) -> list[ColumnDef]:
+    """The feature columns of a hook output model, in `model_dump` order.
+
+    Raises:
+        ValueError: a field name the engine refuses as a column (uppercase, too long,
+            a system column such as `run_id`...), naming the field and the rule.
+    """
+    return [ColumnDef.model_validate(c) for c in _columns.generate_columns(model)]
 
 
 def docs_gaps(conv: _registry.ConventionInfo) -> list[str]:

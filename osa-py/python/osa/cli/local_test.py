@@ -50,7 +50,10 @@ def records_from_file(
     """
     records: list[dict[str, Any]] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # Lines end at "\n" only: `str.splitlines()` would also split at U+2028, U+2029
+        # and U+0085, which JSON strings may hold unescaped. A "\r" left at the end of a
+        # line is JSON whitespace.
+        lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as e:
         raise TestCommandError(f"cannot read {path}: {e}") from e
     for number, line in enumerate(lines, start=1):

@@ -1,7 +1,8 @@
 """`osa`: the command line of the SDK.
 
-Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`. Data goes to
-stdout, messages to stderr.
+Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`, and the
+helpers of shell hooks `osa emit DATA`, `osa progress [...]`, `osa reject REASON`. Data
+goes to stdout, messages to stderr.
 Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 """
 
@@ -17,6 +18,7 @@ from osa import __version__, _registry
 from osa._discovery import load_conventions
 from osa._native import EngineError
 from osa.cli.local_test import add_test_command
+from osa.cli.runtime_commands import add_runtime_commands
 from osa.errors import OsaError
 from osa.manifest import MANIFEST_VERSION, manifest_document
 
@@ -86,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest.set_defaults(handler=_manifest)
     add_test_command(commands)
+    add_runtime_commands(commands)
     return parser
 
 

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import pydantic_core
@@ -160,7 +160,14 @@ async def _await(awaitable: Any) -> Any:
 
 
 def _describe(e: BaseException) -> str:
-    text = str(e)
+    """`Type: message` of an exception (just `Type` when the message is empty).
+
+    Never raises: an exception whose `str()` fails is described by its type.
+    """
+    try:
+        text = str(e)
+    except Exception:
+        text = ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
@@ -234,18 +241,41 @@ def _process(
     writer: _native.OutputWriter,
     files_root: Path,
 ) -> None:
+    """Runs the hook on one record and writes its one outcome line.
+
+    Whatever fails on the way becomes the record's error, writing the outcome included;
+    only an I/O error of the writer stops the batch.
+    """
+    record_id = item.outcome_id
+    try:
+        outcome = _outcome(info, item, files_root)
+    except Exception as e:
+        log.warning("record %s: %s", record_id, _describe(e))
+        outcome = ("error", _describe(e))
+    try:
+        _write_outcome(writer, record_id, outcome)
+    except OSError:
+        raise
+    except Exception as e:
+        log.warning("record %s: cannot write its outcome: %s", record_id, _describe(e))
+        writer.write_error(record_id, f"cannot write the outcome: {_describe(e)}")
+
+
+#: A record's outcome: `("features", rows JSON)`, `("rejected", reason)` or
+#: `("error", message)`.
+Outcome = tuple[Literal["features", "rejected", "error"], str]
+
+
+def _outcome(info: _registry.HookInfo, item: _native.InputRecord, files_root: Path) -> Outcome:
     record_id = item.outcome_id
     if item.error is not None or item.metadata is None:
-        writer.write_error(record_id, item.error or "malformed record")
-        return
+        return ("error", item.error or "malformed record")
     try:
         metadata = validate_metadata(info.schema_type, item.metadata)
     except pydantic.ValidationError as e:
-        writer.write_error(record_id, f"metadata validation: {validation_message(e)}")
-        return
+        return ("error", f"metadata validation: {validation_message(e)}")
     except Exception as e:
-        writer.write_error(record_id, f"metadata validation: {_describe(e)}")
-        return
+        return ("error", f"metadata validation: {_describe(e)}")
     try:
         record: Record[Any] = Record(
             id=record_id,
@@ -255,22 +285,31 @@ def _process(
             files=record_files(files_root, record_id),
         )
         result = call_hook(info.fn, record)
-        rows = rows_json(result)
+        return ("features", rows_json(result))
     except Reject as e:
-        writer.write_rejection(record_id, str(e))
-        return
+        try:
+            return ("rejected", str(e))
+        except Exception as unprintable:
+            return ("error", f"the rejection's reason cannot be read: {_describe(unprintable)}")
     except OutputSerialisationError as e:
         log.warning("record %s: %s", record_id, e)
-        writer.write_error(record_id, str(e))
-        return
+        return ("error", str(e))
     except Exception as e:
         log.warning("record %s: %s", record_id, _describe(e))
         log.debug("record %s failed", record_id, exc_info=True)
-        writer.write_error(record_id, _describe(e))
-        return
-    refused = writer.write_features(record_id, rows)
-    if refused is not None:
-        log.warning("record %s: output refused: %s", record_id, refused)
+        return ("error", _describe(e))
+
+
+def _write_outcome(writer: _native.OutputWriter, record_id: str, outcome: Outcome) -> None:
+    kind, text = outcome
+    if kind == "features":
+        refused = writer.write_features(record_id, text)
+        if refused is not None:
+            log.warning("record %s: output refused: %s", record_id, refused)
+    elif kind == "rejected":
+        writer.write_rejection(record_id, text)
+    else:
+        writer.write_error(record_id, text)
 
 
 def resolve_hook(name: str | None) -> _registry.HookInfo:

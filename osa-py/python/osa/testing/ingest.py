@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from osa.runtime.ingester_context import IngesterContext
-from osa.runtime.ingester_entrypoint import instantiate
 from osa.types.ingester import IngesterRecord
 
 
@@ -34,13 +33,19 @@ def run_ingester(
 ) -> IngesterResult:
     """Runs `cls.pull(...)` and collects every record it yields.
 
-    Files go to `files_dir` (created), or to a new temporary directory that is kept so
-    the caller can read them.
+    The ingester is `cls(cls.RuntimeConfig(**config))` when `config` is given and the
+    class has a `RuntimeConfig`, else `cls()` (a `config` is then ignored); an invalid
+    `config` raises pydantic's `ValidationError`. Files go to `files_dir` (created), or
+    to a new temporary directory that is kept so the caller can read them.
     """
     files = Path(files_dir) if files_dir is not None else Path(tempfile.mkdtemp(prefix="osa-ing-"))
     files.mkdir(parents=True, exist_ok=True)
     name = str(getattr(cls, "name", None) or cls.__name__)
-    ingester = instantiate(cls, config)
+    runtime_config = getattr(cls, "RuntimeConfig", None)
+    if config is not None and runtime_config is not None:
+        ingester = cls(runtime_config(**config))
+    else:
+        ingester = cls()
 
     async def pull() -> list[IngesterRecord]:
         with tempfile.TemporaryDirectory(prefix="osa-ing-out-") as out:

@@ -16,7 +16,17 @@ class Sample(Schema):
     __schema_id__ = "osa-sample"
 
     label: str
-    mode: Literal["pass", "reject", "raise", "bad_row", "none", "scalar", "unserialisable"] = "pass"
+    mode: Literal[
+        "pass",
+        "reject",
+        "raise",
+        "bad_row",
+        "none",
+        "scalar",
+        "unserialisable",
+        "reject_files",
+        "raise_files",
+    ] = "pass"
     count: int = Field(default=1, ge=0)
     day: date = date(2024, 5, 1)
 
@@ -49,6 +59,10 @@ def typed_rows(record: Record[Sample]) -> list[TypedRow]:
         raise RuntimeError(f"cannot process {meta.label}")
     if meta.mode == "none":
         return None  # type: ignore[return-value]
+    if meta.mode == "reject_files":
+        raise Reject("unexpected files: " + ", ".join(f.name for f in record.files))
+    if meta.mode == "raise_files":
+        raise RuntimeError("cannot read " + ", ".join(f.name for f in record.files))
     if meta.mode == "bad_row":
         return [{"label": meta.label, "colour": "red"}]  # type: ignore[list-item]
     if meta.mode == "scalar":
