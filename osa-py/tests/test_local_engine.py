@@ -466,6 +466,15 @@ def test_records_file_lines_end_at_newlines_only(tmp_path):
     ]
 
 
+def test_a_records_file_that_is_not_utf8_is_a_clean_error(tmp_path):
+    from osa.cli.local_test import TestCommandError
+
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'{"id": "r\xff1", "metadata": {}}\n')
+    with pytest.raises(TestCommandError, match="is not UTF-8 text"):
+        records_from_file(path, None, None)
+
+
 def test_a_title_without_a_slug_hides_no_other_convention(sample_installed, capsys):
     import osa_sample.convention
 

@@ -56,6 +56,8 @@ def records_from_file(
         lines = path.read_text(encoding="utf-8").split("\n")
     except OSError as e:
         raise TestCommandError(f"cannot read {path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise TestCommandError(f"{path} is not UTF-8 text: {e}") from e
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
