@@ -167,6 +167,8 @@ impl ApiState {
 pub enum Access {
     /// Anyone.
     Public,
+    /// Any valid token.
+    Authenticated,
     /// A token with this scope, or an admin.
     Scope(Scope),
 }
@@ -206,6 +208,12 @@ const fn scope(s: Scope) -> Access {
 /// Every route, as served and as documented.
 pub const ROUTES: &[Route] = &[
     route("GET", "/health", Public, "Liveness"),
+    route(
+        "GET",
+        "/auth/me",
+        Access::Authenticated,
+        "The caller: subject, issuer, roles and scopes (what `osa deploy` checks first)",
+    ),
     route(
         "GET",
         "/openapi.json",
@@ -311,6 +319,7 @@ pub const ROUTES: &[Route] = &[
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/health", get(health))
+        .route("/auth/me", get(me))
         .route("/openapi.json", get(openapi))
         .route(
             "/conventions",
@@ -605,6 +614,25 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// The caller's identity. `external_id` and `display_name` are the fields the
+/// published SDK shows after its pre-flight check.
+async fn me(Caller(principal): Caller) -> ApiResult<Json<Value>> {
+    let principal = principal.ok_or_else(|| {
+        ApiError::from(Error::Unauthenticated {
+            reason: "this route needs a bearer token".into(),
+        })
+    })?;
+    let scopes: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
+    Ok(Json(json!({
+        "subject": principal.subject,
+        "issuer": principal.issuer,
+        "external_id": principal.subject,
+        "display_name": null,
+        "roles": principal.roles,
+        "scopes": scopes,
+    })))
+}
+
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
@@ -747,8 +775,10 @@ pub fn openapi_document() -> Value {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }},
         });
-        if let Access::Scope(s) = r.access {
-            operation["security"] = json!([{"bearer": [s.as_str()]}]);
+        match r.access {
+            Access::Public => {}
+            Access::Authenticated => operation["security"] = json!([{"bearer": []}]),
+            Access::Scope(s) => operation["security"] = json!([{"bearer": [s.as_str()]}]),
         }
         let schema_ref = match (r.method, r.path) {
             ("POST", "/conventions") => Some("DeployConvention"),
@@ -809,11 +839,20 @@ async fn deploy_convention(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     require_admin_for_process(&principal, deploy_runs_process(&body))?;
     let outcome = state.deployer.deploy(&body, &principal.subject).await?;
+    let convention = &outcome.applied.convention;
     Ok((
         StatusCode::CREATED,
         Json(json!({
+            // The published server's `ConventionCreated`, which `osa deploy` reads.
+            "slug": convention.slug,
+            "title": convention.title,
+            "description": convention.description,
+            "schema_id": {"id": convention.schema.id, "version": convention.schema.version},
+            "hooks": convention.hooks,
+            "created_at": convention.created_at,
+            // OSA's additions: the audit row, the whole convention, the releases.
             "deployment": outcome.deployment,
-            "convention": outcome.applied.convention,
+            "convention": convention,
             "releases": outcome.applied.releases,
         })),
     ))

@@ -267,6 +267,16 @@ async fn deploys_need_a_scope_and_are_audited() {
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text());
     let first = first.json();
     assert_eq!(first["convention"]["slug"], "http-tests");
+    // The published server's `ConventionCreated` fields, which `osa deploy` reads.
+    assert_eq!(first["slug"], "http-tests");
+    assert_eq!(first["title"], "Http Tests");
+    assert_eq!(first["description"], "A convention deployed over HTTP");
+    assert_eq!(
+        first["schema_id"],
+        json!({"id": "http-schema", "version": "1.0.0"})
+    );
+    assert_eq!(first["hooks"], json!(["scorer"]));
+    assert!(first["created_at"].is_string());
     assert_eq!(first["releases"][0]["created"], true);
     assert_eq!(
         first["deployment"]["principal"],
@@ -1317,4 +1327,34 @@ async fn hook_logs_hide_their_locator() {
     let body = assert_json_error(&reply, StatusCode::INTERNAL_SERVER_ERROR, "internal");
     assert!(!reply.text().contains("passwd"), "{body}");
     assert!(body.get("field").is_none(), "{body}");
+}
+
+/// `GET /auth/me`, the published SDK's pre-flight of `osa deploy`: the caller as the
+/// server sees it; 401 without a valid token.
+#[tokio::test]
+async fn auth_me_describes_the_caller() {
+    let api = api().await;
+    let anonymous = api.get("/auth/me", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.json()["code"], "unauthenticated");
+    let garbage = api.get("/auth/me", Some("not-a-token")).await;
+    assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
+
+    let admin = api.auth.issue("alice", &[Role::Admin], 60).unwrap();
+    let me = api.get("/auth/me", Some(&admin)).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text());
+    let me = me.json();
+    assert_eq!(me["subject"], "alice");
+    assert_eq!(me["external_id"], "alice");
+    assert_eq!(me["roles"], json!(["admin"]));
+    assert_eq!(me["scopes"], json!([]));
+
+    let bot = api
+        .get("/auth/me", Some(&machine("hooks:write runs:read")))
+        .await
+        .json();
+    assert_eq!(bot["subject"], "https://ci.example.org#ci-bot");
+    assert_eq!(bot["issuer"], CI);
+    assert_eq!(bot["roles"], json!([]));
+    assert_eq!(bot["scopes"], json!(["hooks:write", "runs:read"]));
 }
