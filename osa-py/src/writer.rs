@@ -186,16 +186,49 @@ impl OutputWriter {
     }
 
     fn error_line(&mut self, id: &str, error: &str, retryable: bool) -> PyResult<()> {
-        let error = cap_message(error);
-        let line = serde_json::to_vec(&ErrorLine {
-            id,
-            error: &error,
-            retryable,
-        })
-        .expect("an error line always serialises");
-        self.sink(ERRORS)?.write_line(&line)?;
-        self.errored += 1;
+        let written = self.message_line(ERRORS, &cap_message(error), |error| {
+            serde_json::to_vec(&ErrorLine {
+                id,
+                error,
+                retryable,
+            })
+            .expect("an error line always serialises")
+        })?;
+        self.errored += u64::from(written);
         Ok(())
+    }
+
+    /// Writes the line `line(message)` to sink `which`, keeping the file within the
+    /// engine's `max_file_bytes` (a bigger file would make the engine refuse the whole
+    /// batch). When the line does not fit, the message is replaced by a note saying
+    /// so; when even that does not fit, nothing is written and the record is left
+    /// without an outcome, which the engine reads as an error of that record. Returns
+    /// whether a line was written.
+    fn message_line(
+        &mut self,
+        which: usize,
+        message: &str,
+        line: impl Fn(&str) -> Vec<u8>,
+    ) -> PyResult<bool> {
+        let limit = self.limits.max_file_bytes;
+        let sink = self.sink(which)?;
+        // The line and its newline end at or before the limit.
+        let fits = |line: &[u8]| sink.bytes + (line.len() as u64) < limit;
+        let full = line(message);
+        let chosen = if fits(&full) {
+            full
+        } else {
+            let short = line(&format!(
+                "(message omitted: {} reached the engine's limit of {limit} bytes)",
+                sink.name
+            ));
+            if !fits(&short) {
+                return Ok(false);
+            }
+            short
+        };
+        sink.write_line(&chosen)?;
+        Ok(true)
     }
 
     /// The features line for `rows`, or why it cannot be written.
@@ -303,13 +336,11 @@ impl OutputWriter {
     ) -> PyResult<()> {
         let id = utf8_lossy(id)?;
         let reason = cap_message(&utf8_lossy(reason)?);
-        let line = serde_json::to_vec(&RejectionLine {
-            id: &id,
-            reason: &reason,
-        })
-        .expect("a rejection line always serialises");
-        self.sink(REJECTIONS)?.write_line(&line)?;
-        self.rejected += 1;
+        let written = self.message_line(REJECTIONS, &reason, |reason| {
+            serde_json::to_vec(&RejectionLine { id: &id, reason })
+                .expect("a rejection line always serialises")
+        })?;
+        self.rejected += u64::from(written);
         Ok(())
     }
 

@@ -154,3 +154,62 @@ def test_no_ingester_or_an_unknown_name_exits_1(dirs, monkeypatch, caplog):
     monkeypatch.setenv("OSA_INGESTER_NAME", "other")
     assert run(dirs) == EXIT_FAILURE
     assert "no registered ingester is called 'other' (registered: feed)" in caplog.text
+
+
+@pytest.fixture
+def file_server():
+    """A local HTTP server: `/ok` serves 3 MiB, `/missing` is 404, `/short` announces
+    more bytes than it sends and closes the connection."""
+    import http.server
+    import threading
+
+    body = bytes(range(256)) * (3 * 4096)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/ok":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/short":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[:1000])
+                self.wfile.flush()
+                self.close_connection = True
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", body
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_add_file_downloads_and_leaves_nothing_behind_on_failure(tmp_path, file_server):
+    import asyncio
+    import http.client
+    import urllib.error
+
+    base, body = file_server
+    ctx = IngesterContext(tmp_path / "files", tmp_path / "out")
+    ref = asyncio.run(ctx.add_file("rec:1", "data.bin", url=f"{base}/ok"))
+    assert ref.name == "data.bin"
+    assert (tmp_path / "files" / ref.relative_path).read_bytes() == body
+    assert ref.size_mb == pytest.approx(len(body) / 2**20)
+
+    with pytest.raises(urllib.error.HTTPError):
+        asyncio.run(ctx.add_file("rec:2", "gone.bin", url=f"{base}/missing"))
+    with pytest.raises(http.client.IncompleteRead):
+        asyncio.run(ctx.add_file("rec:3", "cut.bin", url=f"{base}/short"))
+    left = sorted(p.name for p in (tmp_path / "files").rglob("*") if p.is_file())
+    assert left == ["data.bin"]

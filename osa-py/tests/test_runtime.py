@@ -454,6 +454,37 @@ def test_writer_keeps_lines_within_the_engine_limit(tmp_path):
     assert (tmp_path / "features.jsonl").read_text() == ""
 
 
+def test_writer_keeps_message_files_within_the_engine_limit(tmp_path):
+    # Messages are cut at 16 Ki characters; about 4,000 of them reach the engine's
+    # 64 MiB limit per file. Past it, a short note replaces the message, so the engine
+    # never refuses the batch for an oversized errors or rejections file.
+    limit = 64 << 20
+    message = "m" * (20 << 10)
+    count = 4_400
+    with _native.OutputWriter(tmp_path) as writer:
+        for i in range(count):
+            writer.write_error(f"e{i}", message)
+            writer.write_rejection(f"r{i}", message)
+        written = {"errors.jsonl": writer.errored, "rejections.jsonl": writer.rejected}
+    for name, key, prefix in (("errors.jsonl", "error", "e"), ("rejections.jsonl", "reason", "r")):
+        path = tmp_path / name
+        # Filled to the brim (not even a note fits any more), never past it.
+        assert limit - 200 < path.stat().st_size <= limit
+        lines = read_jsonl(path)
+        # The records written are counted, and are the first ones, in order; the rest
+        # have no outcome (the engine reads that as an error of the record).
+        assert len(lines) == written[name]
+        assert [line["id"] for line in lines] == [f"{prefix}{i}" for i in range(len(lines))]
+        noted = [line for line in lines if line[key].startswith("(message omitted")]
+        assert len(noted) > 10, f"{name}: {len(noted)} notes"
+        assert noted[0][key] == (
+            f"(message omitted: {name} reached the engine's limit of {limit} bytes)"
+        )
+        full = lines[: len(lines) - len(noted)]
+        assert len(full) > 4_000
+        assert all(line[key].endswith("… (cut)") for line in full)
+
+
 def test_writer_replaces_symlinks(tmp_path):
     target = tmp_path / "elsewhere"
     target.write_text("keep")

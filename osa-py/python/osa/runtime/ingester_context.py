@@ -44,17 +44,30 @@ class IngesterContext:
     async def add_file(self, source_id: str, name: str, *, url: str) -> IngesterFileRef:
         """Downloads `url` (streamed) as file `name` of record `source_id`.
 
+        A download that fails leaves no file behind (a partial one is removed).
+
         Raises:
-            urllib.error.URLError: the download failed (HTTP errors included).
+            urllib.error.URLError: the request failed (HTTP errors included, as
+                `urllib.error.HTTPError`).
+            http.client.HTTPException: the response ended early or was malformed.
         """
         import asyncio
+        import http.client
         import urllib.request  # imported lazily: hooks never need it (~25 ms at import)
 
         path, relative = self._target(source_id, name)
 
         def download() -> int:
-            with urllib.request.urlopen(url, timeout=300) as response, path.open("wb") as out:
-                shutil.copyfileobj(response, out, length=1 << 20)
+            try:
+                with urllib.request.urlopen(url, timeout=300) as response, path.open("wb") as out:
+                    shutil.copyfileobj(response, out, length=1 << 20)
+                    # Reading in chunks, urllib ends quietly at a connection closed early.
+                    announced = response.headers.get("Content-Length", "")
+                    if announced.isdigit() and int(announced) != out.tell():
+                        raise http.client.IncompleteRead(b"", int(announced) - out.tell())
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
             return path.stat().st_size
 
         size = await asyncio.to_thread(download)
