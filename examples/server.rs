@@ -14,7 +14,8 @@
 //!
 //! It prints an admin token for trying the API (`curl -H "Authorization: Bearer …"`),
 //! logs the detail of internal errors to standard error, and stops gracefully on
-//! Ctrl-C or SIGTERM: in-flight requests and the worker's step in flight finish first.
+//! Ctrl-C or SIGTERM: in-flight requests and the worker's step in flight finish first,
+//! and open event streams end.
 //! Over HTTP, record files are taken from the blob store under `uploads/`.
 
 use osa::auth::{Authenticator, MachineIssuer, NodeIssuer, Role};
@@ -87,7 +88,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         auth.issue("admin", &[Role::Admin], 3600)?
     );
 
-    let app = router(ApiState::from_local(&archive, auth));
+    let state = ApiState::from_local(&archive, auth);
+    let app = router(state.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("serving  http://{bind}/api/v1 (OpenAPI at /api/v1/openapi.json)");
 
@@ -101,7 +103,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
     });
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams end, so the shutdown does not wait for their clients.
+            state.close_streams();
+        })
         .await?;
     // The worker finishes the step in flight, then stops.
     let _ = stop.send(());

@@ -91,7 +91,10 @@ pub struct ApiState {
     auth: Arc<Authenticator>,
     /// Normalised: no leading `/`, ends with one `/`.
     upload_prefix: String,
-    /// How often event streams look for new events.
+    /// Set once by [`ApiState::close_streams`]; every event stream ends when it is.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How often deployment event streams look for new events (validation event
+    /// streams follow the engine's `event_poll`).
     pub stream_poll: Duration,
 }
 
@@ -118,7 +121,26 @@ impl ApiState {
             storage,
             auth: Arc::new(auth),
             upload_prefix: DEFAULT_UPLOAD_PREFIX.to_string(),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
             stream_poll: Duration::from_millis(250),
+        }
+    }
+
+    /// Ends every event stream, open or opened later (each ends after the events it
+    /// has sent). A server calls this when it shuts down: a graceful shutdown waits for
+    /// open connections, and a stream of a run that never ends would keep it waiting.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`close_streams`](Self::close_streams) is called.
+    fn streams_closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut closing = self.closing.subscribe();
+        async move {
+            // An error means every sender is gone: nothing can close streams any more.
+            if closing.wait_for(|closing| *closing).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -1130,12 +1152,16 @@ fn sse_error(error: &Error) -> Event {
         .data(json!({"code": error.kind().as_str(), "message": public_message(error)}).to_string())
 }
 
-fn sse<S, T>(stream: S) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>
+/// An SSE response of `stream`, ended early when `closed` resolves.
+fn sse<S, T>(
+    stream: S,
+    closed: impl Future<Output = ()> + Send + 'static,
+) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>
 where
     S: futures::Stream<Item = osa_core::Result<T>> + Send + 'static,
     T: serde::Serialize,
 {
-    let events = stream.map(|item| {
+    let events = stream.take_until(closed).map(|item| {
         Ok(match item {
             Ok(value) => Event::default().json_data(value).unwrap_or_else(|e| {
                 sse_error(&Error::internal(format!("serialising an event: {e}")))
@@ -1153,7 +1179,7 @@ async fn validation_events(
 ) -> ApiResult<Response> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
     let events = state.engine.events(id).await?;
-    Ok(sse(events).into_response())
+    Ok(sse(events, state.streams_closed()).into_response())
 }
 
 /// The parameters of `GET /features/{hook}` other than column filters.
@@ -1393,7 +1419,7 @@ async fn deployment_events(
 ) -> ApiResult<Response> {
     let id = path_param("id", &id, str::parse::<DeploymentId>)?;
     let events = state.deployer.events(id, state.stream_poll).await?;
-    Ok(sse(events).into_response())
+    Ok(sse(events, state.streams_closed()).into_response())
 }
 
 #[cfg(test)]
@@ -1439,7 +1465,7 @@ mod tests {
 
         // The same in event streams.
         let stream = futures::stream::iter([Ok(json!({"seq": 1})), Err(Error::internal(secret))]);
-        let text = body_text(sse(stream).into_response()).await;
+        let text = body_text(sse(stream, std::future::pending()).into_response()).await;
         assert!(text.contains("event: error"), "{text}");
         assert!(text.contains("\"code\":\"internal\""), "{text}");
         assert!(!text.contains("/srv/osa"), "{text}");

@@ -23,6 +23,7 @@ const CI_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAIxUVqkuH1/u
 
 struct Api {
     app: axum::Router,
+    state: ApiState,
     archive: LocalArchive,
     auth: Authenticator,
     _dir: tempfile::TempDir,
@@ -40,7 +41,8 @@ async fn api() -> Api {
     let mut state = ApiState::from_local(&archive, authenticator());
     state.stream_poll = Duration::from_millis(20);
     Api {
-        app: router(state),
+        app: router(state.clone()),
+        state,
         archive,
         auth: authenticator(),
         _dir: dir,
@@ -892,7 +894,8 @@ async fn validation_files_come_from_the_upload_prefix() {
     .unwrap();
     assert_eq!(state.upload_prefix(), "incoming/public/");
     let small = Api {
-        app: router(state),
+        app: router(state.clone()),
+        state,
         archive: api.archive.clone(),
         auth: authenticator(),
         _dir: tempfile::tempdir().unwrap(),
@@ -1357,4 +1360,86 @@ async fn auth_me_describes_the_caller() {
     assert_eq!(bot["issuer"], CI);
     assert_eq!(bot["roles"], json!([]));
     assert_eq!(bot["scopes"], json!(["hooks:write", "runs:read"]));
+}
+
+/// A graceful shutdown waits for open connections; an event stream of a run that never
+/// ends (no worker here) would keep it waiting forever. `close_streams` ends it.
+#[tokio::test]
+async fn closing_streams_lets_a_graceful_shutdown_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = api().await;
+    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
+    let created = api
+        .call(
+            Method::POST,
+            "/conventions",
+            Some(&admin),
+            Some(convention("bad-")),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let body = json!({"convention": "http-tests", "records": [{"id": "r1", "metadata": {}}]});
+    let submitted = api
+        .call(Method::POST, "/validations", Some(&admin), Some(body))
+        .await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        submitted.text()
+    );
+    let run = submitted.json()["id"].as_str().unwrap().to_string();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = api.state.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, api.app.clone())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                state.close_streams();
+            })
+            .into_future(),
+    );
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/v1/validations/{run}/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin}\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // The stream is open and stays open: the run is pending.
+    let mut head = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut head))
+        .await
+        .expect("the stream starts")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200 OK"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let mut rest = String::new();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), socket.read_to_string(&mut rest))
+            .await
+            .is_err(),
+        "the stream of a pending run stays open: {rest}"
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the shutdown finishes once streams are closed")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), socket.read_to_string(&mut rest))
+        .await
+        .expect("the stream ended")
+        .unwrap();
+
+    // A stream opened after the close ends at once, after its replay.
+    let events = api
+        .get(&format!("/validations/{run}/events"), Some(&admin))
+        .await;
+    assert_eq!(events.status, StatusCode::OK);
 }
