@@ -119,6 +119,17 @@ impl Api {
     async fn get(&self, path: &str, token: Option<&str>) -> Reply {
         self.call(Method::GET, path, token, None).await
     }
+
+    /// Deploys the convention `body` with an admin token (it must succeed); returns
+    /// the token.
+    async fn deployed_by_admin(&self, body: Value) -> String {
+        let admin = self.auth.issue("root", &[Role::Admin], 60).unwrap();
+        let created = self
+            .call(Method::POST, "/conventions", Some(&admin), Some(body))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+        admin
+    }
 }
 
 fn convention(reject_prefix: &str) -> Value {
@@ -383,16 +394,7 @@ async fn deploys_need_a_scope_and_are_audited() {
 #[tokio::test]
 async fn releases_and_live_pointer() {
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    let created = api
-        .call(
-            Method::POST,
-            "/conventions",
-            Some(&admin),
-            Some(convention("bad-")),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED);
+    let admin = api.deployed_by_admin(convention("bad-")).await;
 
     let hooks = machine("hooks:write");
     let release = json!({"image": "registry.example.org/osa/scorer:2", "digest": Digest::of_bytes(b"v2"),
@@ -579,14 +581,7 @@ async fn process_releases_need_the_admin_role() {
 #[tokio::test]
 async fn validations_features_and_provenance() {
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    api.call(
-        Method::POST,
-        "/conventions",
-        Some(&admin),
-        Some(convention("bad-")),
-    )
-    .await;
+    let admin = api.deployed_by_admin(convention("bad-")).await;
     let submitter = machine("validations:write");
     let reader = machine("runs:read");
 
@@ -805,16 +800,7 @@ fn one_file(key: &str) -> Value {
 #[tokio::test]
 async fn validation_files_come_from_the_upload_prefix() {
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    let created = api
-        .call(
-            Method::POST,
-            "/conventions",
-            Some(&admin),
-            Some(convention("bad-")),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED);
+    let admin = api.deployed_by_admin(convention("bad-")).await;
     let submitter = machine("validations:write");
     let blobs = api.archive.engine().blobs().clone();
 
@@ -965,14 +951,7 @@ async fn validation_files_come_from_the_upload_prefix() {
 #[tokio::test]
 async fn unknown_fields_in_records_are_refused() {
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    api.call(
-        Method::POST,
-        "/conventions",
-        Some(&admin),
-        Some(convention("bad-")),
-    )
-    .await;
+    let admin = api.deployed_by_admin(convention("bad-")).await;
     api.archive
         .engine()
         .blobs()
@@ -1163,14 +1142,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 #[tokio::test]
 async fn feature_filters_are_bounded() {
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    api.call(
-        Method::POST,
-        "/conventions",
-        Some(&admin),
-        Some(oci_convention("bad-")),
-    )
-    .await;
+    let admin = api.deployed_by_admin(oci_convention("bad-")).await;
     let many = |n: usize| {
         (0..n)
             .map(|i| format!("gte.score={i}"))
@@ -1268,14 +1240,7 @@ async fn hook_logs_hide_their_locator() {
     use osa::HookRegistry;
     use osa::hook::{HookRun, HookRunStatus, OutcomeCounts};
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    api.call(
-        Method::POST,
-        "/conventions",
-        Some(&admin),
-        Some(oci_convention("bad-")),
-    )
-    .await;
+    let admin = api.deployed_by_admin(oci_convention("bad-")).await;
     let release: osa::id::ReleaseId = api.get("/hooks/scorer/releases/1", None).await.json()["id"]
         .as_str()
         .unwrap()
@@ -1368,16 +1333,7 @@ async fn auth_me_describes_the_caller() {
 async fn closing_streams_lets_a_graceful_shutdown_finish() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let api = api().await;
-    let admin = api.auth.issue("root", &[Role::Admin], 60).unwrap();
-    let created = api
-        .call(
-            Method::POST,
-            "/conventions",
-            Some(&admin),
-            Some(convention("bad-")),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    let admin = api.deployed_by_admin(convention("bad-")).await;
     let body = json!({"convention": "http-tests", "records": [{"id": "r1", "metadata": {}}]});
     let submitted = api
         .call(Method::POST, "/validations", Some(&admin), Some(body))
