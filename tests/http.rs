@@ -394,7 +394,7 @@ async fn deploys_need_a_scope_and_are_audited() {
 #[tokio::test]
 async fn releases_and_live_pointer() {
     let api = api().await;
-    let admin = api.deployed_by_admin(convention("bad-")).await;
+    api.deployed_by_admin(convention("bad-")).await;
 
     let hooks = machine("hooks:write");
     let release = json!({"image": "registry.example.org/osa/scorer:2", "digest": Digest::of_bytes(b"v2"),
@@ -581,7 +581,7 @@ async fn process_releases_need_the_admin_role() {
 #[tokio::test]
 async fn validations_features_and_provenance() {
     let api = api().await;
-    let admin = api.deployed_by_admin(convention("bad-")).await;
+    api.deployed_by_admin(convention("bad-")).await;
     let submitter = machine("validations:write");
     let reader = machine("runs:read");
 
@@ -800,7 +800,7 @@ fn one_file(key: &str) -> Value {
 #[tokio::test]
 async fn validation_files_come_from_the_upload_prefix() {
     let api = api().await;
-    let admin = api.deployed_by_admin(convention("bad-")).await;
+    api.deployed_by_admin(convention("bad-")).await;
     let submitter = machine("validations:write");
     let blobs = api.archive.engine().blobs().clone();
 
@@ -951,7 +951,7 @@ async fn validation_files_come_from_the_upload_prefix() {
 #[tokio::test]
 async fn unknown_fields_in_records_are_refused() {
     let api = api().await;
-    let admin = api.deployed_by_admin(convention("bad-")).await;
+    api.deployed_by_admin(convention("bad-")).await;
     api.archive
         .engine()
         .blobs()
@@ -1142,7 +1142,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 #[tokio::test]
 async fn feature_filters_are_bounded() {
     let api = api().await;
-    let admin = api.deployed_by_admin(oci_convention("bad-")).await;
+    api.deployed_by_admin(oci_convention("bad-")).await;
     let many = |n: usize| {
         (0..n)
             .map(|i| format!("gte.score={i}"))
@@ -1240,7 +1240,7 @@ async fn hook_logs_hide_their_locator() {
     use osa::HookRegistry;
     use osa::hook::{HookRun, HookRunStatus, OutcomeCounts};
     let api = api().await;
-    let admin = api.deployed_by_admin(oci_convention("bad-")).await;
+    api.deployed_by_admin(oci_convention("bad-")).await;
     let release: osa::id::ReleaseId = api.get("/hooks/scorer/releases/1", None).await.json()["id"]
         .as_str()
         .unwrap()
