@@ -72,6 +72,24 @@ def console_script(name: str) -> str:
     return found
 
 
+def run_console_script(
+    name: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Runs a console script with this environment minus `OSA_*`, plus `env`; it must
+    exit 0."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OSA_")}
+    result = subprocess.run(
+        [console_script(name), *args],
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 # check_structure
 
 
@@ -223,16 +241,7 @@ def test_the_entry_point_names_the_convention_module() -> None:
 
 
 def test_osa_manifest_prints_the_deploy_payload() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OSA_")}
-    result = subprocess.run(
-        [console_script("osa"), "manifest"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_console_script("osa", "manifest")
     document = json.loads(result.stdout)
     assert document["manifest_version"] == 1
     (body,) = [c for c in document["conventions"] if c["title"] == TITLE]
@@ -342,22 +351,15 @@ def test_run_test_validates_ingested_records_with_every_hook() -> None:
 def test_osa_run_ingester_writes_records_files_and_session(tmp_path: Path) -> None:
     inputs, out, fetched = tmp_path / "in", tmp_path / "out", tmp_path / "files"
     inputs.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OSA_")}
-    env |= {
-        "OSA_IN": str(inputs),
-        "OSA_OUT": str(out),
-        "OSA_FILES": str(fetched),
-        "OSA_OFFSET": "3",
-    }
-    result = subprocess.run(
-        [console_script("osa-run-ingester")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
+    run_console_script(
+        "osa-run-ingester",
+        env={
+            "OSA_IN": str(inputs),
+            "OSA_OUT": str(out),
+            "OSA_FILES": str(fetched),
+            "OSA_OFFSET": "3",
+        },
     )
-    assert result.returncode == 0, result.stderr
     lines = (out / "records.jsonl").read_text(encoding="utf-8").splitlines()
     pulled = [json.loads(line) for line in lines]
     assert [r["source_id"] for r in pulled] == ["pdb:9PK4", "pdb:9PK5"]
