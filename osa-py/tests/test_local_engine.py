@@ -394,14 +394,15 @@ def test_hook_logs_start_without_a_runpy_warning(structures, tmp_path):
     assert "RuntimeWarning" not in log
 
 
-def in_process_convention(hook_fn) -> Any:
+def in_process_convention(*hooks, title="Local Only") -> Any:
+    """Registers a convention defined in this module (no entry point) and returns it."""
     convention(
-        title="Local Only",
+        title=title,
         description="a convention defined in the test module",
         version="1.0.0",
         schema=structures_schema(),
         files={"accepted_types": [".cif"], "max_count": 1, "max_file_size": 1024},
-        hooks=[hook_fn],
+        hooks=list(hooks),
         purpose="Nothing",
         examples=[Example(question="q1?", query="q", interpretation="i")],
         example_questions=["q2?", "q3?"],
@@ -478,17 +479,7 @@ def test_a_records_file_that_is_not_utf8_is_a_clean_error(tmp_path):
 def test_a_title_without_a_slug_hides_no_other_convention(sample_installed, capsys):
     import osa_sample.convention
 
-    convention(
-        title="结构",
-        description="a title without ASCII letters or digits",
-        version="1.0.0",
-        schema=structures_schema(),
-        files={"accepted_types": [".cif"], "max_count": 1, "max_file_size": 1024},
-        hooks=[],
-        purpose="Nothing",
-        examples=[Example(question="q1?", query="q", interpretation="i")],
-        example_questions=["q2?", "q3?"],
-    )
+    in_process_convention(title="结构")  # no ASCII letters or digits: no slug
     # Registered after the one without a slug.
     importlib.reload(osa_sample.convention)
     structures = _registry.conventions()[-1]
