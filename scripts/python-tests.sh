@@ -20,6 +20,8 @@ WHEELS="$ROOT/target/wheels"
 EXAMPLE="$ROOT/examples/pdb-pockets"
 LOG_DIR=${OSA_TEST_LOG_DIR:-"$ROOT/target/test-logs"}
 TOOLS=(maturin pytest "pydantic>=2" ruff mypy hatchling)
+# The published SDK the example package is also tested on (Python >= 3.13).
+PUBLISHED_SDK="osa-py==0.9.0"
 
 step() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
@@ -116,6 +118,13 @@ if [ "${#PY313[@]}" -gt 0 ]; then
         --deselect tests/test_runtime.py::test_memory_stays_flat_for_100k_records
     install_example "$VENV313"
     run_pytest "$VENV313" "$EXAMPLE" "$LOG_DIR/pytest-pdb-pockets-3.13.log" tests -q
+
+    # The example uses only the published SDK's API: its tests pass on that SDK too.
+    VENV_PUBLISHED="${VENV}-published"
+    step "example package against the published SDK ($PUBLISHED_SDK)"
+    make_venv "${PY313[-1]}" "$VENV_PUBLISHED" "$PUBLISHED_SDK" pytest hatchling
+    install_example "$VENV_PUBLISHED"
+    run_pytest "$VENV_PUBLISHED" "$EXAMPLE" "$LOG_DIR/pytest-pdb-pockets-published.log" tests -q
 else
     step "python 3.13 not found under ~/.pyenv/versions: skipping the 3.13 run"
 fi
