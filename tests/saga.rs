@@ -156,6 +156,7 @@ on_both_backends!(
     worker_killed_mid_step_is_resumed,
     deploys_are_audited,
     work_dir_is_left_clean,
+    a_losing_execution_leaves_the_committed_step_alone,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -477,6 +478,141 @@ async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
     kept.sort();
     assert_eq!(listing(&work), kept);
     assert!(listing(&work.join(".trash")).is_empty());
+}
+
+/// A runner (a fake: it runs no process) whose first execution passes record `a`
+/// after `first`, and whose later executions reject it after `later`.
+#[derive(Debug)]
+struct TwoMinds {
+    calls: std::sync::atomic::AtomicUsize,
+    first: Duration,
+    later: Duration,
+}
+
+#[async_trait::async_trait]
+impl osa::runner::HookRunner for TwoMinds {
+    fn name(&self) -> &'static str {
+        "two-minds"
+    }
+
+    async fn run(
+        &self,
+        job: &osa::runner::RunJob,
+    ) -> Result<osa::runner::Execution, osa::runner::RunFailure> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let (pause, file, line) = if call == 0 {
+            (
+                self.first,
+                "features.jsonl",
+                r#"{"id":"a","features":[{"hook":"first","score":1.0}]}"#,
+            )
+        } else {
+            (
+                self.later,
+                "rejections.jsonl",
+                r#"{"id":"a","reason":"changed its mind"}"#,
+            )
+        };
+        tokio::time::sleep(pause).await;
+        std::fs::write(job.batch.output.join(file), format!("{line}\n")).expect("output");
+        Ok(osa::runner::Execution {
+            duration: pause,
+            log: osa::runner::CapturedLog::default(),
+        })
+    }
+}
+
+/// Two executions of one step (the first one's lease expired while its hook ran): the
+/// first commits, the second's commit is refused, and what the second stored must not
+/// replace what the committed step refers to. A finalize in a third engine (nothing
+/// in memory) publishes the committed execution's rows.
+async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(archive: Archive<S>) {
+    let slug = archive
+        .deploy("Two Minds", &[("scored", archive.hook_config("scored"))])
+        .await;
+    let runner = Arc::new(TwoMinds {
+        calls: 0.into(),
+        first: Duration::from_millis(1500),
+        later: Duration::from_millis(3000),
+    });
+    let blobs = archive.engine.blobs().clone();
+    let engine = |work: &str| {
+        Engine::new(
+            archive.storage.clone(),
+            runner.clone(),
+            blobs.clone(),
+            engine_config(&archive.path(work)),
+        )
+    };
+    let (first, second, third) = (engine("a"), engine("b"), engine("c"));
+    let run = first
+        .submit(SubmitValidation {
+            convention: slug,
+            records: vec![InputRecord {
+                id: RecordId::new("a").expect("id"),
+                metadata: json!({}),
+                files: vec![],
+            }],
+        })
+        .await
+        .expect("submit");
+    // No heartbeat within the lease: the first execution's lease runs out mid-hook.
+    let slow_heartbeat = WorkerConfig {
+        lease: Duration::from_millis(500),
+        heartbeat: Duration::from_secs(60),
+        ..WorkerConfig::default()
+    };
+    let job = archive
+        .storage
+        .claim(&[STEP_JOB], 1, Duration::from_millis(500))
+        .await
+        .expect("claim")
+        .remove(0);
+    let one = tokio::spawn({
+        let worker = Worker::new(first.clone(), slow_heartbeat);
+        async move { worker.process(job).await }
+    });
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let again = archive
+        .storage
+        .claim(&[STEP_JOB], 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .remove(0);
+    assert_eq!(
+        again.attempt, 2,
+        "the expired lease lets the job be claimed again"
+    );
+    let two = tokio::spawn({
+        let worker = Worker::new(second.clone(), slow_heartbeat);
+        async move { worker.process(again).await }
+    });
+    one.await.expect("first execution");
+    two.await.expect("second execution");
+    assert_eq!(runner.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let status = tokio::time::timeout(
+        Duration::from_secs(60),
+        Worker::new(
+            third.clone(),
+            WorkerConfig {
+                poll_interval: Duration::from_millis(20),
+                ..WorkerConfig::default()
+            },
+        )
+        .run_until_finished(run),
+    )
+    .await
+    .expect("the run finishes")
+    .expect("worker");
+    assert_eq!(status, RunStatus::Completed);
+    let view = third.get(run).await.expect("view");
+    assert_eq!(view.verdicts[0].verdict, Verdict::Accepted);
+    assert_eq!(
+        archive.rows("scored").await,
+        [("a".to_string(), "first".to_string(), 1.0)],
+        "the committed execution's rows are published"
+    );
 }
 
 /// One record, hook 1 exits non-zero: the run fails, the hook run is `error` with its

@@ -35,25 +35,27 @@ impl BlobKeys {
         ])
     }
 
-    /// The validated feature rows a step produced.
-    pub fn step_outputs(run: ValidationRunId, step: u32) -> Path {
-        Path::from_iter([
-            "runs".to_string(),
-            run.to_string(),
-            "steps".into(),
-            step.to_string(),
-            "outputs.json".into(),
-        ])
+    /// The validated feature rows one execution of a step produced. Each execution has
+    /// its own key: an execution whose commit loses (its lease expired and another
+    /// worker committed the step) never overwrites what the committed one stored.
+    pub fn step_outputs(run: ValidationRunId, step: u32, execution: uuid::Uuid) -> Path {
+        Self::step_execution(run, step, execution, "outputs.json")
     }
 
-    /// The captured log of a step's hook.
-    pub fn step_log(run: ValidationRunId, step: u32) -> Path {
+    /// The captured log of one execution of a step's hook (see
+    /// [`step_outputs`](Self::step_outputs)).
+    pub fn step_log(run: ValidationRunId, step: u32, execution: uuid::Uuid) -> Path {
+        Self::step_execution(run, step, execution, "hook.log")
+    }
+
+    fn step_execution(run: ValidationRunId, step: u32, execution: uuid::Uuid, name: &str) -> Path {
         Path::from_iter([
             "runs".to_string(),
             run.to_string(),
             "steps".into(),
             step.to_string(),
-            "hook.log".into(),
+            execution.simple().to_string(),
+            name.to_string(),
         ])
     }
 
@@ -176,8 +178,17 @@ impl Blobs {
     /// path) is refused as Invalid.
     pub async fn read_log(&self, log_ref: &str) -> Result<Bytes> {
         let parts: Vec<&str> = log_ref.split('/').collect();
-        let well_formed = matches!(parts.as_slice(), ["runs", run, "steps", step, "hook.log"]
-            if run.parse::<ValidationRunId>().is_ok() && step.parse::<u32>().is_ok());
+        let run_and_step = |run: &str, step: &str| {
+            run.parse::<ValidationRunId>().is_ok() && step.parse::<u32>().is_ok()
+        };
+        // With the execution segment, or without it (archives written before it).
+        let well_formed = match parts.as_slice() {
+            ["runs", run, "steps", step, execution, "hook.log"] => {
+                run_and_step(run, step) && uuid::Uuid::try_parse(execution).is_ok()
+            }
+            ["runs", run, "steps", step, "hook.log"] => run_and_step(run, step),
+            _ => false,
+        };
         if !well_formed {
             return Err(Error::invalid(
                 "log_ref",
@@ -197,22 +208,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path()).unwrap();
         let run = ValidationRunId::new_random();
-        let key = BlobKeys::step_log(run, 2);
+        let key = BlobKeys::step_log(run, 2, uuid::Uuid::new_v4());
         blobs.put(&key, "hello").await.unwrap();
         assert_eq!(
             blobs.read_log(key.as_ref()).await.unwrap(),
             Bytes::from("hello")
         );
+        // Logs written before executions had their own key stay readable.
+        let legacy = format!("runs/{run}/steps/2/hook.log");
+        blobs
+            .put(&Path::from(legacy.as_str()), "old")
+            .await
+            .unwrap();
+        assert_eq!(blobs.read_log(&legacy).await.unwrap(), Bytes::from("old"));
         for bad in [
             "../etc/passwd",
             "/etc/passwd",
             "runs/x/steps/1/hook.log",
+            &format!("runs/{run}/steps/1/not-an-execution/hook.log"),
+            &format!("runs/{run}/steps/1/../../hook.log"),
             "deployments/a/payload.json",
         ] {
             assert!(blobs.read_log(bad).await.is_err(), "{bad}");
         }
         let missing = blobs
-            .read_log(BlobKeys::step_log(run, 3).as_ref())
+            .read_log(BlobKeys::step_log(run, 3, uuid::Uuid::new_v4()).as_ref())
             .await
             .unwrap_err();
         assert_eq!(missing.kind(), crate::ErrorKind::NotFound);

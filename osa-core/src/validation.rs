@@ -111,6 +111,10 @@ pub struct StepProgress {
     pub started_at: Option<DateTime<Utc>>,
     /// Commit time.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Where the committed execution stored its validated rows (a blob key; internal,
+    /// never serialised).
+    #[serde(skip)]
+    pub outputs_ref: Option<String>,
 }
 
 /// Where a record stands.

@@ -78,6 +78,7 @@ pub(crate) struct StepRow {
     pub errored: i32,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    pub outputs_ref: String,
 }
 
 /// Builds the view: every planned step with its committed row, if any.
@@ -144,6 +145,7 @@ fn step_progress(run: &ValidationRun, steps: &[StepRow]) -> Result<Vec<StepProgr
                 },
                 started_at: Some(row.started_at),
                 finished_at: Some(row.finished_at),
+                outputs_ref: Some(row.outputs_ref.clone()),
             },
             None => StepProgress {
                 release: release.clone(),
@@ -152,6 +154,7 @@ fn step_progress(run: &ValidationRun, steps: &[StepRow]) -> Result<Vec<StepProgr
                 counts: OutcomeCounts::default(),
                 started_at: None,
                 finished_at: None,
+                outputs_ref: None,
             },
         });
     }
@@ -251,8 +254,8 @@ macro_rules! runs_for {
 
         async fn step_rows(pool: &Pool, run: ValidationRunId) -> Result<Vec<StepRow>> {
             sqlx::query_as(
-                "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at \
-                 FROM validation_steps WHERE run_id = $1 ORDER BY step",
+                "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at, \
+                 outputs_ref FROM validation_steps WHERE run_id = $1 ORDER BY step",
             )
             .bind(run.0)
             .fetch_all(pool)

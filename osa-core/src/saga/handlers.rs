@@ -73,14 +73,14 @@ impl Drop for WorkDir {
 /// Where batch directories are moved before they are deleted, under the work dir.
 const TRASH_DIR: &str = ".trash";
 
-/// The batch directory of a step execution, directly under the work dir (no per-run
-/// parent that would be left behind empty).
-fn batch_dir_name(run: ValidationRunId, step: u32) -> String {
-    format!("{run}-step-{step}")
+/// The batch directory of one execution of a step, directly under the work dir (no
+/// per-run parent that would be left behind empty).
+fn batch_dir_name(run: ValidationRunId, step: u32, execution: uuid::Uuid) -> String {
+    format!("{run}-step-{step}-{}", execution.simple())
 }
 
-/// The run a work-dir entry belongs to: a batch directory (`<run>-step-<k>`) or a
-/// run's directory of the earlier nested layout (`<run>`).
+/// The run a work-dir entry belongs to: a batch directory (`<run>-step-<k>-<execution>`)
+/// or a run's directory of the earlier nested layout (`<run>`).
 fn batch_dir_run(name: &str) -> Option<ValidationRunId> {
     let run = name.rsplit_once("-step-").map_or(name, |(run, _)| run);
     run.parse().ok()
@@ -210,11 +210,16 @@ impl Engine {
         let positions: HashMap<&RecordId, usize> =
             inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
 
+        // This execution's own batch directory, outputs and log: another execution of
+        // the same step (after a lease expired) never touches them.
+        let execution_id = uuid::Uuid::new_v4();
         let work = WorkDir {
-            path: self.config().work_dir.join(batch_dir_name(run_id, step)),
+            path: self
+                .config()
+                .work_dir
+                .join(batch_dir_name(run_id, step, execution_id)),
             trash: self.config().work_dir.join(TRASH_DIR),
         };
-        let _ = std::fs::remove_dir_all(&work.path);
         let staging = work.path.join("staging");
         let mut records = Vec::with_capacity(in_play.len());
         for id in in_play {
@@ -323,7 +328,7 @@ impl Engine {
                 &execution.log.bytes,
                 self.config().output_limits.max_log_bytes,
             );
-            let key = BlobKeys::step_log(run_id, step);
+            let key = BlobKeys::step_log(run_id, step, execution_id);
             let capped = crate::contract::cap_log(
                 &execution.log.bytes,
                 self.config().output_limits.max_log_bytes,
@@ -366,7 +371,7 @@ impl Engine {
                 }),
             }
         }
-        let outputs_ref = BlobKeys::step_outputs(run_id, step);
+        let outputs_ref = BlobKeys::step_outputs(run_id, step, execution_id);
         self.blobs().put_json(&outputs_ref, &rows).await?;
         let has_rows = !rows.is_empty();
 
@@ -428,6 +433,7 @@ impl Engine {
                 counts,
                 started_at: Some(started_at),
                 finished_at: Some(finished_at),
+                outputs_ref: Some(outputs_ref.to_string()),
             };
         }
         let plan = StepPlan {
@@ -487,7 +493,10 @@ impl Engine {
                 break;
             }
             let index = progress.release.index;
-            let rows = self.step_rows(run_id, index).await?;
+            let outputs_ref = progress.outputs_ref.as_deref().ok_or_else(|| {
+                Error::internal(format!("step {index} of run {run_id} committed no outputs"))
+            })?;
+            let rows = self.step_rows(run_id, index, outputs_ref).await?;
             let spec = self.contract(&progress.release.hook).await?;
             let mut batch_rows = Vec::new();
             for record in &accepted {

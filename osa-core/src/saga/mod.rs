@@ -170,8 +170,10 @@ const CACHED_RUNS: usize = 4;
 const CACHED_RECORDS: usize = 10_000;
 
 /// The parsed inputs and step rows of a few recent runs. The blobs stay the source of
-/// truth (another process may run a run's next job); a miss reads them. Both are
-/// immutable once a run's step has committed, so a cached copy never goes stale.
+/// truth (another process may run a run's next job); a miss reads them. Inputs never
+/// change; step rows are kept only by the process whose commit of the step succeeded,
+/// and each execution stores its rows under its own key, so a cached copy never goes
+/// stale.
 #[derive(Default)]
 struct RunCache {
     runs: VecDeque<(ValidationRunId, CachedRun)>,
@@ -337,8 +339,14 @@ impl Engine {
         }
     }
 
-    /// The rows a committed step stored (from memory when this process ran it).
-    pub(crate) async fn step_rows(&self, run: ValidationRunId, step: u32) -> Result<Arc<StepRows>> {
+    /// The rows a committed step stored at `outputs_ref` (the key its step row
+    /// records; from memory when this process committed it).
+    pub(crate) async fn step_rows(
+        &self,
+        run: ValidationRunId,
+        step: u32,
+        outputs_ref: &str,
+    ) -> Result<Arc<StepRows>> {
         if let Some(rows) = self
             .run_cache()
             .get(run)
@@ -346,12 +354,10 @@ impl Engine {
         {
             return Ok(rows);
         }
-        Ok(Arc::new(
-            self.inner
-                .blobs
-                .get_json(&BlobKeys::step_outputs(run, step))
-                .await?,
-        ))
+        let key = object_store::path::Path::parse(outputs_ref).map_err(|e| {
+            Error::internal(format!("step {step} of run {run}: bad outputs key: {e}"))
+        })?;
+        Ok(Arc::new(self.inner.blobs.get_json(&key).await?))
     }
 
     /// Keeps the rows of a step this process committed.
