@@ -259,6 +259,20 @@ impl<S: TestStorage> Archive<S> {
 
     /// (record, hook label, score) of every row of `hook`, sorted.
     async fn rows(&self, hook: &str) -> Vec<(String, String, f64)> {
+        self.rows_matching(hook, None).await
+    }
+
+    /// The rows of `hook` that validation run `run` published (a later run of the same
+    /// records replaces them).
+    async fn rows_of(&self, hook: &str, run: ValidationRunId) -> Vec<(String, String, f64)> {
+        self.rows_matching(hook, Some(run)).await
+    }
+
+    async fn rows_matching(
+        &self,
+        hook: &str,
+        run: Option<ValidationRunId>,
+    ) -> Vec<(String, String, f64)> {
         let page = self
             .storage
             .rows(
@@ -273,6 +287,7 @@ impl<S: TestStorage> Archive<S> {
         let mut rows: Vec<_> = page
             .rows
             .into_iter()
+            .filter(|r| run.is_none_or(|run| r.validation_run_id == Some(run)))
             .map(|r| {
                 let FeatureValue::Text(label) = &r.values[0] else {
                     panic!("hook label")
@@ -757,7 +772,11 @@ async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>
     let single = archive.submit(&slug, &ids).await;
     assert_eq!(archive.finish(single).await, RunStatus::Completed);
     let single_view = archive.engine.get(single).await.expect("view");
-    let single_rows = (archive.rows("first").await, archive.rows("second").await);
+    let single_rows = (
+        archive.rows_of("first", single).await,
+        archive.rows_of("second", single).await,
+    );
+    assert!(!single_rows.0.is_empty() && !single_rows.1.is_empty());
 
     let twice = archive.submit(&slug, &ids).await;
     let worker = archive.worker();
@@ -795,7 +814,10 @@ async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>
             .collect::<Vec<_>>()
     );
     assert_eq!(
-        (archive.rows("first").await, archive.rows("second").await),
+        (
+            archive.rows_of("first", twice).await,
+            archive.rows_of("second", twice).await
+        ),
         single_rows
     );
     for step in &twice_view.steps {
@@ -883,17 +905,17 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
         .collect();
     assert_eq!(hook_runs.len(), 3, "one hook run per hook");
     let crashed_rows = (
-        archive.rows("first").await,
-        archive.rows("second").await,
-        archive.rows("third").await,
+        archive.rows_of("first", run).await,
+        archive.rows_of("second", run).await,
+        archive.rows_of("third", run).await,
     );
 
     let clean = archive.submit(&slug, &ids).await;
     assert_eq!(archive.finish(clean).await, RunStatus::Completed);
     let clean_rows = (
-        archive.rows("first").await,
-        archive.rows("second").await,
-        archive.rows("third").await,
+        archive.rows_of("first", clean).await,
+        archive.rows_of("second", clean).await,
+        archive.rows_of("third", clean).await,
     );
     assert_eq!(crashed_rows, clean_rows);
     assert_eq!(crashed_rows.2.len(), 3);
@@ -1087,7 +1109,11 @@ async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archiv
     let reference = archive.submit(&slug, &ids).await;
     assert_eq!(archive.finish(reference).await, RunStatus::Completed);
     let model = archive.engine.get(reference).await.expect("view");
-    let model_rows = (archive.rows("first").await, archive.rows("second").await);
+    let model_rows = (
+        archive.rows_of("first", reference).await,
+        archive.rows_of("second", reference).await,
+    );
+    assert!(!model_rows.0.is_empty() && !model_rows.1.is_empty());
 
     let actions = prop::collection::vec(
         prop_oneof![
@@ -1147,7 +1173,10 @@ async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archiv
                 let status = archive.finish(run).await;
                 let view = archive.engine.get(run).await.expect("view");
                 assert_eq!(status, RunStatus::Completed, "{schedule:?}\n{view:#?}");
-                let rows = (archive.rows("first").await, archive.rows("second").await);
+                let rows = (
+                    archive.rows_of("first", run).await,
+                    archive.rows_of("second", run).await,
+                );
                 (view, rows)
             })
         });
