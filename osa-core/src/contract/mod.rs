@@ -82,7 +82,19 @@ pub fn record_dir_name(id: &str) -> String {
         .collect()
 }
 
+/// Most characters kept of one message a hook writes (a rejection reason, an error, a
+/// progress field). Longer text is cut to this many characters followed by `… (cut)`,
+/// the same cut the Python SDK's writer applies, so text it already cut passes
+/// unchanged.
+pub const MAX_MESSAGE_CHARS: usize = 16 * 1024;
+
 /// Hard limits applied when reading a hook's outputs.
+///
+/// The reader handles one line at a time, so its memory is bounded by one line plus
+/// what it keeps: one outcome per record of the batch (each at most
+/// `max_rows_per_record` rows and `max_message_chars` characters of text), at most
+/// `max_progress_entries` progress entries and `max_stray_ids` stray ids, however many
+/// lines the files hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputLimits {
     /// Largest output file accepted (default 64 MiB).
@@ -93,6 +105,21 @@ pub struct OutputLimits {
     pub max_rows_per_record: usize,
     /// Most bytes of captured log kept (default 1 MiB).
     pub max_log_bytes: usize,
+    /// Most `progress.jsonl` entries kept (default 1,000). When a hook writes more
+    /// lines, the first `max_progress_entries - 1` are kept, followed by one entry with
+    /// status `omitted` whose message counts the lines left out
+    /// ([`BatchOutcome::progress_omitted`]). Every line is still checked, and a
+    /// `rejected` entry rejects the batch wherever it is.
+    pub max_progress_entries: usize,
+    /// Most stray ids (ids not in the batch, one per line) listed (default 100); the
+    /// lines beyond are counted in [`BatchOutcome::stray_ids_omitted`].
+    pub max_stray_ids: usize,
+    /// Most places (`file line n`) named in the error of a record with more than one
+    /// outcome (default 10); the message gives the total and how many are not named.
+    pub max_outcome_places: usize,
+    /// Most characters kept of a rejection reason, an error message or a progress
+    /// field (default [`MAX_MESSAGE_CHARS`]); longer text ends with `… (cut)`.
+    pub max_message_chars: usize,
 }
 
 impl Default for OutputLimits {
@@ -102,6 +129,10 @@ impl Default for OutputLimits {
             max_line_bytes: 4 << 20,
             max_rows_per_record: 10_000,
             max_log_bytes: 1 << 20,
+            max_progress_entries: 1_000,
+            max_stray_ids: 100,
+            max_outcome_places: 10,
+            max_message_chars: MAX_MESSAGE_CHARS,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use serde::Serialize;
@@ -64,10 +64,16 @@ pub struct BatchOutcome {
     pub outcomes: BTreeMap<RecordId, RecordOutcome>,
     /// Records of the batch (input order) with no outcome yet.
     pub missing: Vec<RecordId>,
-    /// Progress lines, in order.
+    /// Progress lines, in order, at most [`OutputLimits::max_progress_entries`] (the
+    /// last one an `omitted` summary when the hook wrote more).
     pub progress: Vec<ProgressEntry>,
-    /// Ids found in outputs that are not in the batch (ignored).
+    /// Progress lines not kept in [`BatchOutcome::progress`].
+    pub progress_omitted: usize,
+    /// Ids found in outputs that are not in the batch (ignored), one per line, at most
+    /// [`OutputLimits::max_stray_ids`].
     pub stray_ids: Vec<String>,
+    /// Lines with a stray id not listed in [`BatchOutcome::stray_ids`].
+    pub stray_ids_omitted: usize,
     /// Unterminated, unparseable final lines (an interrupted write), dropped.
     pub torn_lines: Vec<&'static str>,
 }
@@ -87,7 +93,9 @@ impl BatchOutcome {
         self.outcomes.extend(later.outcomes);
         self.missing = later.missing;
         self.progress.extend(later.progress);
+        self.progress_omitted += later.progress_omitted;
         self.stray_ids.extend(later.stray_ids);
+        self.stray_ids_omitted += later.stray_ids_omitted;
         self.torn_lines.extend(later.torn_lines);
     }
 
@@ -116,6 +124,10 @@ impl BatchOutcome {
 /// [`RecordOutcome::Errored`] with a message naming the row and column. A
 /// `progress.jsonl` entry with `"status": "rejected"` rejects every record without
 /// another outcome. Records with no outcome are listed in [`BatchOutcome::missing`].
+///
+/// Files are read one line at a time: each line is parsed, folded into the outcome and
+/// dropped, so memory stays bounded by one line and what [`OutputLimits`] lets the
+/// outcome keep, however many lines a file holds.
 pub fn read_outcomes(
     out_dir: &Path,
     batch: &[RecordId],
@@ -124,15 +136,18 @@ pub fn read_outcomes(
 ) -> Result<BatchOutcome, ContractError> {
     let in_batch: HashMap<&str, &RecordId> = batch.iter().map(|id| (id.as_str(), id)).collect();
     let mut outcome = BatchOutcome::default();
-    // First outcome per record, and where it came from (for duplicate messages).
-    let mut found: HashMap<RecordId, (RecordOutcome, String)> = HashMap::new();
-    let mut conflicts: HashMap<RecordId, Vec<String>> = HashMap::new();
+    // First outcome per record, and the places (and count) of all its outcomes.
+    let mut found: HashMap<RecordId, Found> = HashMap::new();
 
     for file in [FEATURES_FILE, REJECTIONS_FILE, ERRORS_FILE] {
-        let lines = read_lines(out_dir, file, limits, &mut outcome.torn_lines)?;
-        for (line_no, object) in lines {
-            let id_value = object.get("id").cloned();
-            let Some(Value::String(id)) = id_value else {
+        let BatchOutcome {
+            stray_ids,
+            stray_ids_omitted,
+            torn_lines,
+            ..
+        } = &mut outcome;
+        for_each_line(out_dir, file, limits, torn_lines, |line_no, object| {
+            let Some(Value::String(id)) = object.get("id") else {
                 return Err(ContractError::MalformedLine {
                     file,
                     line: line_no,
@@ -140,59 +155,112 @@ pub fn read_outcomes(
                 });
             };
             let Some(record) = in_batch.get(id.as_str()) else {
-                outcome.stray_ids.push(truncate(&id, 80));
-                continue;
+                if stray_ids.len() < limits.max_stray_ids {
+                    stray_ids.push(truncate(id, 80));
+                } else {
+                    *stray_ids_omitted += 1;
+                }
+                return Ok(());
             };
-            let record = (*record).clone();
-            let here = format!("{file} line {line_no}");
-            if let Some((_, first)) = found.get(&record) {
-                conflicts
-                    .entry(record)
-                    .or_insert_with(|| vec![first.clone()])
-                    .push(here);
-                continue;
+            let here = || format!("{file} line {line_no}");
+            if let Some(seen) = found.get_mut(*record) {
+                seen.count += 1;
+                if seen.places.len() < limits.max_outcome_places {
+                    seen.places.push(here());
+                }
+                return Ok(());
             }
             let parsed = match file {
                 FEATURES_FILE => features_outcome(&object, spec, limits),
-                REJECTIONS_FILE => rejection_outcome(&object),
-                _ => error_outcome(&object),
+                REJECTIONS_FILE => rejection_outcome(&object, limits),
+                _ => error_outcome(&object, limits),
             };
-            found.insert(record, (parsed, here));
+            let places = if limits.max_outcome_places > 0 {
+                vec![here()]
+            } else {
+                Vec::new()
+            };
+            found.insert(
+                (*record).clone(),
+                Found {
+                    outcome: parsed,
+                    places,
+                    count: 1,
+                },
+            );
+            Ok(())
+        })?;
+    }
+
+    let mut batch_rejection: Option<String> = None;
+    let mut progress_lines = 0usize;
+    {
+        let BatchOutcome {
+            progress,
+            torn_lines,
+            ..
+        } = &mut outcome;
+        for_each_line(
+            out_dir,
+            PROGRESS_FILE,
+            limits,
+            torn_lines,
+            |line_no, object| {
+                // Judged on the hook's text, whatever `max_message_chars` cuts.
+                let rejects =
+                    matches!(object.get("status"), Some(Value::String(s)) if s == "rejected");
+                let entry = progress_entry(&object, limits).map_err(|detail| {
+                    ContractError::MalformedLine {
+                        file: PROGRESS_FILE,
+                        line: line_no,
+                        detail,
+                    }
+                })?;
+                if batch_rejection.is_none() && rejects {
+                    batch_rejection = Some(
+                        entry
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| "rejected by hook".into()),
+                    );
+                }
+                progress_lines += 1;
+                if progress.len() < limits.max_progress_entries {
+                    progress.push(entry);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    if progress_lines > outcome.progress.len() {
+        // Over the cap: the last kept entry gives way to a summary of what was left out.
+        outcome.progress.pop();
+        let omitted = progress_lines - outcome.progress.len();
+        outcome.progress_omitted = omitted;
+        if limits.max_progress_entries > 0 {
+            outcome.progress.push(ProgressEntry {
+                step: None,
+                status: "omitted".into(),
+                message: Some(format!(
+                    "{omitted} more progress lines omitted (at most {} are kept)",
+                    limits.max_progress_entries
+                )),
+            });
         }
     }
 
-    for (line_no, object) in read_lines(out_dir, PROGRESS_FILE, limits, &mut outcome.torn_lines)? {
-        outcome
-            .progress
-            .push(
-                progress_entry(&object).map_err(|detail| ContractError::MalformedLine {
-                    file: PROGRESS_FILE,
-                    line: line_no,
-                    detail,
-                })?,
-            );
-    }
-
-    for (record, (parsed, _)) in found {
-        let parsed = match conflicts.remove(&record) {
-            Some(places) => RecordOutcome::errored(format!(
-                "hook produced more than one outcome ({})",
-                places.join(", ")
-            )),
-            None => parsed,
+    for (record, seen) in found {
+        let parsed = if seen.count > 1 {
+            RecordOutcome::errored(cap_message(
+                &duplicate_message(&seen.places, seen.count),
+                limits.max_message_chars,
+            ))
+        } else {
+            seen.outcome
         };
         outcome.outcomes.insert(record, parsed);
     }
 
-    let batch_rejection = outcome
-        .progress
-        .iter()
-        .find(|p| p.status == "rejected")
-        .map(|p| {
-            p.message
-                .clone()
-                .unwrap_or_else(|| "rejected by hook".into())
-        });
     for id in batch {
         if outcome.outcomes.contains_key(id) {
             continue;
@@ -210,6 +278,48 @@ pub fn read_outcomes(
         }
     }
     Ok(outcome)
+}
+
+/// The first outcome found for a record, and where its outcomes are.
+struct Found {
+    /// The outcome of the first line naming the record.
+    outcome: RecordOutcome,
+    /// The first [`OutputLimits::max_outcome_places`] places (`file line n`).
+    places: Vec<String>,
+    /// How many lines name the record.
+    count: usize,
+}
+
+/// The error of a record with `count` outcomes, naming the `places` kept.
+fn duplicate_message(places: &[String], count: usize) -> String {
+    if places.len() == count {
+        format!(
+            "hook produced more than one outcome ({})",
+            places.join(", ")
+        )
+    } else if places.is_empty() {
+        format!("hook produced more than one outcome ({count} in all)")
+    } else {
+        format!(
+            "hook produced more than one outcome ({count} in all: {}, and {} more)",
+            places.join(", "),
+            count - places.len()
+        )
+    }
+}
+
+/// Cuts `text` to `max` characters followed by `… (cut)`; the same cut the Python
+/// SDK's writer applies, so text it already cut is returned unchanged.
+fn cap_message(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((end, _)) => {
+            let mut out = String::with_capacity(end + 8);
+            out.push_str(&text[..end]);
+            out.push_str("… (cut)");
+            out
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -277,7 +387,7 @@ fn features_outcome(
     RecordOutcome::Passed { rows: coerced }
 }
 
-fn rejection_outcome(object: &Map<String, Value>) -> RecordOutcome {
+fn rejection_outcome(object: &Map<String, Value>, limits: &OutputLimits) -> RecordOutcome {
     if let Some(key) = stray_key(object, &["id", "reason"]) {
         return RecordOutcome::errored(format!(
             "unexpected key `{}` in a rejections line (expected `id` and `reason`)",
@@ -286,7 +396,7 @@ fn rejection_outcome(object: &Map<String, Value>) -> RecordOutcome {
     }
     match object.get("reason") {
         Some(Value::String(reason)) => RecordOutcome::Rejected {
-            reason: reason.clone(),
+            reason: cap_message(reason, limits.max_message_chars),
         },
         None | Some(Value::Null) => RecordOutcome::Rejected {
             reason: String::new(),
@@ -298,7 +408,7 @@ fn rejection_outcome(object: &Map<String, Value>) -> RecordOutcome {
     }
 }
 
-fn error_outcome(object: &Map<String, Value>) -> RecordOutcome {
+fn error_outcome(object: &Map<String, Value>, limits: &OutputLimits) -> RecordOutcome {
     if let Some(key) = stray_key(object, &["id", "error", "retryable"]) {
         return RecordOutcome::errored(format!(
             "unexpected key `{}` in an errors line (expected `id`, `error`, `retryable`)",
@@ -306,19 +416,22 @@ fn error_outcome(object: &Map<String, Value>) -> RecordOutcome {
         ));
     }
     let error = match object.get("error") {
-        Some(Value::String(e)) => e.clone(),
+        Some(Value::String(e)) => cap_message(e, limits.max_message_chars),
         None | Some(Value::Null) => "hook reported an error without a message".into(),
-        Some(other) => other.to_string(),
+        Some(other) => cap_message(&other.to_string(), limits.max_message_chars),
     };
     let retryable = matches!(object.get("retryable"), Some(Value::Bool(true)));
     RecordOutcome::Errored { error, retryable }
 }
 
-fn progress_entry(object: &Map<String, Value>) -> Result<ProgressEntry, String> {
+fn progress_entry(
+    object: &Map<String, Value>,
+    limits: &OutputLimits,
+) -> Result<ProgressEntry, String> {
     let text = |key: &str| -> Result<Option<String>, String> {
         match object.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => Ok(Some(cap_message(s, limits.max_message_chars))),
             Some(other) => Err(format!(
                 "`{key}` must be a string, got {}",
                 describe_value(other)
@@ -332,27 +445,52 @@ fn progress_entry(object: &Map<String, Value>) -> Result<ProgressEntry, String> 
     })
 }
 
-/// A JSON object with its 1-based line number.
-type NumberedLine = (usize, Map<String, Value>);
-
-/// Reads one output file as JSON objects with their 1-based line numbers; a missing
-/// file is empty. Blank lines are skipped but counted.
-fn read_lines(
+/// Calls `fold` with every line of one output file, parsed as a JSON object, and its
+/// 1-based line number; a missing file has no lines. Blank lines are skipped but
+/// counted. One line is in memory at a time; `fold`'s first error stops the reading.
+fn for_each_line(
     out_dir: &Path,
     file: &'static str,
     limits: &OutputLimits,
     torn: &mut Vec<&'static str>,
-) -> Result<Vec<NumberedLine>, ContractError> {
-    let Some(bytes) = read_capped(&out_dir.join(file), file, limits.max_file_bytes)? else {
-        return Ok(Vec::new());
+    mut fold: impl FnMut(usize, Map<String, Value>) -> Result<(), ContractError>,
+) -> Result<(), ContractError> {
+    let path = out_dir.join(file);
+    let Some(handle) = open_capped(&path, file, limits.max_file_bytes)? else {
+        return Ok(());
     };
-    let mut objects = Vec::new();
-    let ends_with_newline = bytes.last() == Some(&b'\n');
-    let mut lines = bytes.split(|b| *b == b'\n').peekable();
+    // The file may still grow (a hook left running); never read past the limit.
+    let mut reader = BufReader::new(handle.take(limits.max_file_bytes + 1));
+    let line_cap = u64::try_from(limits.max_line_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let mut line = Vec::new();
+    let mut total: u64 = 0;
     let mut line_no = 0;
-    while let Some(line) = lines.next() {
+    loop {
+        line.clear();
+        // At most one byte more than a line may hold (its newline, or the proof that
+        // it is too long).
+        let read = (&mut reader)
+            .take(line_cap)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| ContractError::io("reading", &path, e))?;
+        if read == 0 {
+            return Ok(());
+        }
+        total += read as u64;
+        if total > limits.max_file_bytes {
+            return Err(ContractError::OutputTooLarge {
+                file,
+                size: total,
+                limit: limits.max_file_bytes,
+            });
+        }
         line_no += 1;
-        let is_last = lines.peek().is_none();
+        let terminated = line.last() == Some(&b'\n');
+        if terminated {
+            line.pop();
+        }
         if line.len() > limits.max_line_bytes {
             return Err(ContractError::LineTooLong {
                 file,
@@ -363,8 +501,8 @@ fn read_lines(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(Value::Object(object)) => objects.push((line_no, object)),
+        match serde_json::from_slice::<Value>(&line) {
+            Ok(Value::Object(object)) => fold(line_no, object)?,
             Ok(other) => {
                 return Err(ContractError::MalformedLine {
                     file,
@@ -374,7 +512,8 @@ fn read_lines(
             }
             // A final line without its newline that does not parse is a write the
             // hook did not finish (killed mid-write); its record has no outcome yet.
-            Err(_) if is_last && !ends_with_newline => torn.push(file),
+            // Only the last line of a file can lack its newline.
+            Err(_) if !terminated => torn.push(file),
             Err(e) => {
                 return Err(ContractError::MalformedLine {
                     file,
@@ -384,16 +523,15 @@ fn read_lines(
             }
         }
     }
-    Ok(objects)
 }
 
-/// Opens `path` without following symlinks and without blocking on FIFOs, checks it is
-/// a regular file within `limit` bytes and reads it. `None` when it does not exist.
-fn read_capped(
+/// Opens `path` without following symlinks and without blocking on FIFOs and checks it
+/// is a regular file within `limit` bytes. `None` when it does not exist.
+fn open_capped(
     path: &Path,
     file: &'static str,
     limit: u64,
-) -> Result<Option<Vec<u8>>, ContractError> {
+) -> Result<Option<fs::File>, ContractError> {
     let mut options = fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -423,20 +561,7 @@ fn read_capped(
             limit,
         });
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // The file may still grow (a hook left running); never read past the limit.
-    handle
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ContractError::io("reading", path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(ContractError::OutputTooLarge {
-            file,
-            size: bytes.len() as u64,
-            limit,
-        });
-    }
-    Ok(Some(bytes))
+    Ok(Some(handle))
 }
 
 /// Writes `bytes` to `dir/name`, replacing whatever the hook left there (a symlink
@@ -837,6 +962,138 @@ mod tests {
         let out =
             read_outcomes(dir.path(), &ids(&["a"]), &spec(Cardinality::Many), &limits).unwrap();
         assert!(error_of(&out, "a").contains("over the limit of 2"));
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = r#"{"id": "a", "reason": "x"}"#;
+        let exact = OutputLimits {
+            max_line_bytes: line.len(),
+            ..OutputLimits::default()
+        };
+        for body in [
+            format!("{line}\n"),
+            line.to_string(),
+            format!("\n{line}\n\n"),
+        ] {
+            fs::write(dir.path().join(REJECTIONS_FILE), &body).unwrap();
+            let out =
+                read_outcomes(dir.path(), &ids(&["a"]), &spec(Cardinality::One), &exact).unwrap();
+            assert_eq!(
+                out.outcomes[&RecordId::new("a").unwrap()],
+                RecordOutcome::Rejected { reason: "x".into() },
+                "{body:?}"
+            );
+        }
+        let short = OutputLimits {
+            max_line_bytes: line.len() - 1,
+            ..OutputLimits::default()
+        };
+        for (body, at) in [(format!("{line}\n"), 1), (format!("\n{line}"), 2)] {
+            fs::write(dir.path().join(REJECTIONS_FILE), &body).unwrap();
+            let err = read_outcomes(dir.path(), &ids(&["a"]), &spec(Cardinality::One), &short)
+                .unwrap_err();
+            assert!(
+                matches!(err, ContractError::LineTooLong { line, .. } if line == at),
+                "{body:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_caps_bound_what_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = OutputLimits {
+            max_progress_entries: 2,
+            max_stray_ids: 1,
+            max_outcome_places: 0,
+            max_message_chars: 3,
+            ..OutputLimits::default()
+        };
+        write(
+            dir.path(),
+            REJECTIONS_FILE,
+            &[
+                json!({"id": "x", "reason": "r"}),
+                json!({"id": "y", "reason": "r"}),
+                json!({"id": "a", "reason": "abcdef"}),
+                json!({"id": "b", "reason": "r"}),
+                json!({"id": "b", "reason": "r"}),
+            ],
+        );
+        write(
+            dir.path(),
+            PROGRESS_FILE,
+            &[
+                json!({"step": "one", "status": "running"}),
+                json!({"status": "running", "message": "halfway"}),
+                json!({"status": "rejected", "message": "too late"}),
+            ],
+        );
+        let out = read_outcomes(
+            dir.path(),
+            &ids(&["a", "b", "c"]),
+            &spec(Cardinality::One),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(out.stray_ids, vec!["x".to_string()]);
+        assert_eq!(out.stray_ids_omitted, 1);
+        assert_eq!(
+            out.outcomes[&RecordId::new("a").unwrap()],
+            RecordOutcome::Rejected {
+                reason: "abc… (cut)".into()
+            }
+        );
+        assert_eq!(error_of(&out, "b"), "hoo… (cut)");
+        assert_eq!(
+            out.outcomes[&RecordId::new("c").unwrap()],
+            RecordOutcome::Rejected {
+                reason: "too… (cut)".into()
+            }
+        );
+        assert_eq!(out.progress.len(), 2);
+        assert_eq!(out.progress[0].step.as_deref(), Some("one"));
+        assert_eq!(out.progress[1].status, "omitted");
+        assert_eq!(
+            out.progress[1].message.as_deref(),
+            Some("2 more progress lines omitted (at most 2 are kept)")
+        );
+        assert_eq!(out.progress_omitted, 2);
+
+        let mut first = out.clone();
+        first.absorb(out);
+        assert_eq!((first.stray_ids_omitted, first.progress_omitted), (2, 4));
+
+        let none = OutputLimits {
+            max_progress_entries: 0,
+            ..OutputLimits::default()
+        };
+        let out = read_outcomes(dir.path(), &ids(&["a"]), &spec(Cardinality::One), &none).unwrap();
+        assert!(out.progress.is_empty());
+        assert_eq!(out.progress_omitted, 3);
+    }
+
+    #[test]
+    fn duplicate_message_names_the_places_kept() {
+        let places = |n: usize| -> Vec<String> { (1..=n).map(|i| format!("f line {i}")).collect() };
+        assert_eq!(
+            duplicate_message(&places(2), 2),
+            "hook produced more than one outcome (f line 1, f line 2)"
+        );
+        assert_eq!(
+            duplicate_message(&places(2), 7),
+            "hook produced more than one outcome (7 in all: f line 1, f line 2, and 5 more)"
+        );
+        assert_eq!(
+            duplicate_message(&[], 7),
+            "hook produced more than one outcome (7 in all)"
+        );
+        assert_eq!(cap_message("ab", 2), "ab");
+        assert_eq!(cap_message("abc", 2), "ab… (cut)");
+        assert_eq!(cap_message("ab… (cut)", 2), "ab… (cut)");
+        assert_eq!(cap_message("éèê", 1), "é… (cut)");
     }
 
     #[cfg(unix)]
