@@ -25,8 +25,9 @@ use pyo3::types::{PyBytes, PyString};
 use serde::Serialize;
 use serde_json::Value;
 
-/// Longest `reason` or `error` text written (longer ones are cut, with a marker).
-pub const MAX_MESSAGE_CHARS: usize = 16 * 1024;
+/// Longest `reason` or `error` text written (longer ones are cut, with a marker): the
+/// engine's own bound, so what the writer cut the engine keeps as it is.
+pub use osa_core::contract::MAX_MESSAGE_CHARS;
 
 /// Checks the rows of one record against `spec`, as the engine's reader does.
 ///
@@ -89,14 +90,10 @@ pub fn utf8_lossy<'a>(text: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     Ok(Cow::Owned(String::from_utf16_lossy(&units)))
 }
 
-/// Cuts `text` to [`MAX_MESSAGE_CHARS`] characters, marking the cut.
+/// Cuts `text` to [`MAX_MESSAGE_CHARS`] characters, marking the cut (the engine's
+/// cut).
 fn cap_message(text: &str) -> String {
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-    out.push_str("… (cut)");
-    out
+    osa_core::contract::cap_message(text, MAX_MESSAGE_CHARS)
 }
 
 #[derive(Serialize)]

@@ -26,8 +26,8 @@ use std::path::PathBuf;
 
 pub use batch::{BatchFile, BatchLayout, BatchLimits, BatchRecord, PreparedBatch};
 pub use output::{
-    BatchOutcome, ProgressEntry, RecordOutcome, cap_log, read_outcomes, write_hook_log,
-    write_run_json,
+    BatchOutcome, ProgressEntry, RecordOutcome, cap_log, cap_message, read_outcomes,
+    write_hook_log, write_run_json,
 };
 
 use crate::error::{ErrorKind, RetryClass};

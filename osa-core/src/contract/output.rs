@@ -308,9 +308,9 @@ fn duplicate_message(places: &[String], count: usize) -> String {
     }
 }
 
-/// Cuts `text` to `max` characters followed by `… (cut)`; the same cut the Python
-/// SDK's writer applies, so text it already cut is returned unchanged.
-fn cap_message(text: &str, max: usize) -> String {
+/// Cuts `text` to `max` characters followed by `… (cut)`. The Python SDK's writer
+/// applies the same cut, so text it already cut is returned unchanged here.
+pub fn cap_message(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_string(),
         Some((end, _)) => {
