@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use super::handlers::Handled;
 use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
@@ -24,7 +25,8 @@ pub struct WorkerConfig {
     pub poll_interval: Duration,
     /// Lease taken on a claimed job; an expired lease makes the job claimable again.
     pub lease: Duration,
-    /// How often a running job's lease is renewed.
+    /// How often a running job's lease is renewed; a renewal that fails transiently is
+    /// retried after a quarter of this.
     pub heartbeat: Duration,
 }
 
@@ -54,7 +56,8 @@ impl Worker {
 
     /// Runs until `shutdown` resolves, then stops claiming and waits for the jobs in
     /// flight to finish (their commits are atomic, so stopping mid-way is also safe:
-    /// an unfinished job's lease expires and another worker re-runs it).
+    /// an unfinished job's lease expires and another worker re-runs it). Dropping this
+    /// future, or an error return, aborts the jobs in flight and their lease renewals.
     ///
     /// A step's commit leases the run's next job to this worker, which runs it at once
     /// (no claim, no poll); jobs enqueued by the same engine (a submit) wake the idle
@@ -193,23 +196,15 @@ impl Worker {
             .await;
             return None;
         }
+        // Renewed on its own task, so a job that keeps its thread busy still keeps its
+        // lease; the guard ends the renewal whenever this future ends or is dropped.
         let heartbeat = {
             let engine = self.engine.clone();
             let lease = job.lease.clone();
             let (every, extend) = (self.config.heartbeat, self.config.lease);
-            tokio::spawn(async move {
-                let mut ticker = tokio::time::interval(every);
-                ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    if !matches!(
-                        engine.storage().queue().heartbeat(&lease, extend).await,
-                        Ok(true)
-                    ) {
-                        return;
-                    }
-                }
-            })
+            AbortOnDrop(tokio::spawn(async move {
+                keep_lease(|| engine.storage().queue().heartbeat(&lease, extend), every).await
+            }))
         };
         let result = match job.kind.as_str() {
             STEP_JOB => {
@@ -225,7 +220,7 @@ impl Worker {
             }
             other => Err(Error::internal(format!("unknown job kind {other}"))),
         };
-        heartbeat.abort();
+        drop(heartbeat);
         let retry_reason = match result {
             Ok(Handled::Done) => return None,
             Ok(Handled::DoneWithNext(next, progress)) => return Some((next, progress)),
@@ -269,5 +264,133 @@ impl Worker {
                 .exhausted(payload.run, &job.kind, payload.step, why)
                 .await;
         }
+    }
+}
+
+/// Aborts its task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Renews a lease with `renew` every `every` until a renewal says the lease is lost or
+/// fails permanently. A transient failure (a busy writer, a dropped connection) is
+/// retried after a quarter of the interval, so a short outage does not let the lease of
+/// a running job expire.
+async fn keep_lease<F, Fut>(mut renew: F, every: Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let retry = every / 4;
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let attempt = Instant::now();
+        next = match renew().await {
+            Ok(true) => attempt + every,
+            Ok(false) => return,
+            Err(e) if e.is_transient() => attempt + retry,
+            Err(_) => return,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn unavailable() -> Error {
+        Error::Unavailable {
+            what: "database",
+            detail: "database is locked".into(),
+            source: None,
+        }
+    }
+
+    /// Runs `keep_lease` over renewals answering `answers` in order (then `Ok(true)`),
+    /// for at most `within`; returns the times of the renewals, from the start.
+    async fn renewals(
+        answers: Vec<Result<bool>>,
+        every: Duration,
+        within: Duration,
+    ) -> Vec<Duration> {
+        let start = Instant::now();
+        let calls = Mutex::new(Vec::new());
+        let answers = Mutex::new(answers.into_iter());
+        let renew = || {
+            calls.lock().unwrap().push(start.elapsed());
+            let answer = answers.lock().unwrap().next().unwrap_or(Ok(true));
+            async move { answer }
+        };
+        let _ = tokio::time::timeout(within, keep_lease(renew, every)).await;
+        calls.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_sooner() {
+        let every = Duration::from_millis(200);
+        let calls = renewals(
+            vec![Ok(true), Err(unavailable()), Err(unavailable()), Ok(true)],
+            every,
+            Duration::from_millis(1_300),
+        )
+        .await;
+        // 200 ok, 400 busy, 450 busy, 500 ok, then every 200 ms again: 700, 900.
+        assert!(
+            calls.len() >= 6,
+            "renewals continue after failures: {calls:?}"
+        );
+        assert!(
+            calls[2] - calls[1] < every / 2,
+            "a failed renewal is retried before the next interval: {calls:?}"
+        );
+        assert!(
+            calls[4] - calls[3] > every / 2,
+            "a successful renewal returns to the interval: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_or_a_permanent_error_stops_the_renewals() {
+        let every = Duration::from_millis(50);
+        let within = Duration::from_millis(400);
+        let lost = renewals(vec![Ok(true), Ok(false)], every, within).await;
+        assert_eq!(lost.len(), 2, "{lost:?}");
+        let broken = renewals(
+            vec![Err(Error::internal("no such table: jobs"))],
+            every,
+            within,
+        )
+        .await;
+        assert_eq!(broken.len(), 1, "{broken:?}");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_guard_stops_the_renewals() {
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let guard = {
+            let count = count.clone();
+            AbortOnDrop(tokio::spawn(keep_lease(
+                move || {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    async { Ok(true) }
+                },
+                Duration::from_millis(10),
+            )))
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let after_drop = count.load(Ordering::SeqCst);
+        assert!(after_drop > 0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(count.load(Ordering::SeqCst), after_drop);
     }
 }
