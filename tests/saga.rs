@@ -157,6 +157,7 @@ on_both_backends!(
     deploys_are_audited,
     work_dir_is_left_clean,
     a_losing_execution_leaves_the_committed_step_alone,
+    a_step_that_keeps_timing_out_gives_up,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -708,6 +709,46 @@ async fn transient_failure_is_retried<S: TestStorage>(archive: Archive<S>) {
         "executed twice: timeout, then success"
     );
     assert_eq!(archive.rows("flaky").await.len(), 1);
+}
+
+/// A hook that always times out is retried as often as the failure policy allows
+/// (`max_retries`, counted over the job's deliveries), then the step gives up: its
+/// records are errored with the reason and the run fails on its own, long before the
+/// job would run out of deliveries.
+async fn a_step_that_keeps_timing_out_gives_up<S: TestStorage>(archive: Archive<S>) {
+    let mut config = archive.hook_config("stuck");
+    config["sleep_always"] = json!(true);
+    config["sleep_seconds"] = json!(10);
+    let body = archive.payload("Stuck Hook", &[("stuck", config)], 1);
+    let slug = archive
+        .deployer
+        .deploy(&body, "tester")
+        .await
+        .expect("deploy")
+        .applied
+        .convention
+        .slug;
+    let run = archive.submit(&slug, &["a"]).await;
+    assert_eq!(archive.finish(run).await, RunStatus::Failed);
+    let retries = osa::policy::FailurePolicy::default().max_retries as usize;
+    assert!(retries < engine_config(archive.dir.path()).max_attempts as usize);
+    assert_eq!(
+        archive.side_effects().len(),
+        1 + retries,
+        "the first execution and {retries} retries"
+    );
+    let view = archive.engine.get(run).await.expect("view");
+    let Verdict::Errored { error, .. } = &view.verdicts[0].verdict else {
+        panic!("{:?}", view.verdicts[0].verdict)
+    };
+    assert!(
+        error.contains(&format!("gave up after {retries} retries")),
+        "{error}"
+    );
+    assert_eq!(
+        view.run.failure.as_deref(),
+        Some("no record was accepted: 1 errored, 0 rejected")
+    );
 }
 
 /// A `set_live` during a run does not change the release the run uses; the next run

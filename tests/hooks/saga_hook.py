@@ -10,6 +10,7 @@ Config (`$OSA_IN/config.json`):
     sleep_once    path of a marker file: the first execution creates it and sleeps
                   `sleep_seconds` before writing anything (to be killed or time out)
     sleep_seconds see sleep_once (default 30)
+    sleep_always  sleep `sleep_seconds` in every execution
     exit_code     exit with this code after writing nothing
 
 Every other record passes with one row {"hook": name, "score": <id length>}.
@@ -37,6 +38,8 @@ def main():
     marker = config.get("sleep_once")
     if marker and not os.path.exists(marker):
         open(marker, "w").close()
+        time.sleep(float(config.get("sleep_seconds", 30)))
+    if config.get("sleep_always"):
         time.sleep(float(config.get("sleep_seconds", 30)))
     if config.get("exit_code") is not None:
         print(f"{name}: failing on purpose", file=sys.stderr)

@@ -16,7 +16,7 @@ pub mod process;
 
 #[cfg(all(unix, feature = "oci"))]
 pub use oci::{OciRunner, PullPolicy};
-pub use oom::{StepExecution, execute_with_policy};
+pub use oom::{StepExecution, execute_with_policy, execute_with_policy_after};
 #[cfg(unix)]
 pub use process::{ProcessRunner, Sandbox};
 

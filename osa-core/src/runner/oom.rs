@@ -67,6 +67,33 @@ pub async fn execute_with_policy(
     policy: &FailurePolicy,
     output_limits: &OutputLimits,
 ) -> StepExecution {
+    execute_with_policy_after(
+        PriorAttempts::default(),
+        runner,
+        job,
+        batch,
+        records,
+        spec,
+        policy,
+        output_limits,
+    )
+    .await
+}
+
+/// [`execute_with_policy`] for a step that has been tried before: `prior.retries`
+/// earlier deliveries count against the policy's `max_retries` (a step that keeps
+/// timing out gives up instead of being retried until its job runs out of attempts).
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_with_policy_after(
+    prior: PriorAttempts,
+    runner: &dyn HookRunner,
+    job: &RunJob,
+    batch: &PreparedBatch,
+    records: &[BatchRecord],
+    spec: &FeatureSpec,
+    policy: &FailurePolicy,
+    output_limits: &OutputLimits,
+) -> StepExecution {
     let started = Instant::now();
     let mut job = job.clone();
     let mut pending: Vec<RecordId> = batch.records.iter().map(|(id, _)| id.clone()).collect();
@@ -74,7 +101,7 @@ pub async fn execute_with_policy(
         missing: pending.clone(),
         ..BatchOutcome::default()
     };
-    let mut prior = PriorAttempts::default();
+    let mut prior = prior;
     let mut logs = Vec::new();
 
     let (failure, decision, output_error) = loop {

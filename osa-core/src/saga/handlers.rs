@@ -15,9 +15,9 @@ use crate::feature::store::{FeatureBatch, NewFeatureRow};
 use crate::hook::{HookRun, OutcomeCounts};
 use crate::id::{HookRunId, RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
-use crate::policy::Decision;
+use crate::policy::{Decision, PriorAttempts};
 use crate::runner::RunJob;
-use crate::runner::execute_with_policy;
+use crate::runner::execute_with_policy_after;
 use crate::validation::{
     Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StepPlan,
     StepProgress, StepStatus, Verdict,
@@ -176,14 +176,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs step `step` of `run` and commits it. With `hand_off`, the next job is
-    /// leased to the caller for that long in the same commit and returned in
-    /// [`Handled::DoneWithNext`]. `known`: see [`Engine::progress`].
+    /// Runs step `step` of `run` and commits it. `attempt` is the job's delivery (1
+    /// for the first): earlier deliveries count as retries against the failure
+    /// policy's `max_retries`. With `hand_off`, the next job is leased to the caller
+    /// for that long in the same commit and returned in [`Handled::DoneWithNext`].
+    /// `known`: see [`Engine::progress`].
     pub(crate) async fn run_step(
         &self,
         run_id: ValidationRunId,
         step: u32,
         lease: Option<&JobLease>,
+        attempt: u32,
         hand_off: Option<Duration>,
         known: Option<RunProgress>,
     ) -> Result<Handled> {
@@ -273,7 +276,12 @@ impl Engine {
             max_log_bytes: self.config().output_limits.max_log_bytes,
         };
         let started_at = Utc::now();
-        let execution = execute_with_policy(
+        let prior = PriorAttempts {
+            retries: attempt.saturating_sub(1),
+            ..PriorAttempts::default()
+        };
+        let execution = execute_with_policy_after(
+            prior,
             self.runner(),
             &run_job,
             &prepared,

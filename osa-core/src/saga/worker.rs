@@ -210,7 +210,14 @@ impl Worker {
             STEP_JOB => {
                 let hand_off = hand_off.then_some(self.config.lease);
                 self.engine
-                    .run_step(payload.run, payload.step, Some(&job.lease), hand_off, known)
+                    .run_step(
+                        payload.run,
+                        payload.step,
+                        Some(&job.lease),
+                        job.attempt,
+                        hand_off,
+                        known,
+                    )
                     .await
             }
             FINALIZE_JOB => {
