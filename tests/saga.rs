@@ -157,6 +157,7 @@ on_both_backends!(
     deploys_are_audited,
     work_dir_is_left_clean,
     a_losing_execution_leaves_the_committed_step_alone,
+    a_worker_without_its_lease_does_not_end_the_run,
     a_step_that_keeps_timing_out_gives_up,
 );
 
@@ -496,13 +497,21 @@ async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
     assert!(listing(&work.join(".trash")).is_empty());
 }
 
-/// A runner (a fake: it runs no process) whose first execution passes record `a`
-/// after `first`, and whose later executions reject it after `later`.
+/// What an execution of [`TwoMinds`] does with record `a`.
+#[derive(Debug, Clone, Copy)]
+enum Mind {
+    Pass,
+    Reject,
+    Fail(osa::runner::FailureKind),
+}
+
+/// A runner (a fake: it runs no process) whose first execution does `first.1` after
+/// `first.0`, and whose later executions do `later.1` after `later.0`.
 #[derive(Debug)]
 struct TwoMinds {
     calls: std::sync::atomic::AtomicUsize,
-    first: Duration,
-    later: Duration,
+    first: (Duration, Mind),
+    later: (Duration, Mind),
 }
 
 #[async_trait::async_trait]
@@ -516,20 +525,21 @@ impl osa::runner::HookRunner for TwoMinds {
         job: &osa::runner::RunJob,
     ) -> Result<osa::runner::Execution, osa::runner::RunFailure> {
         let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (pause, file, line) = if call == 0 {
-            (
-                self.first,
-                "features.jsonl",
-                r#"{"id":"a","features":[{"hook":"first","score":1.0}]}"#,
-            )
-        } else {
-            (
-                self.later,
-                "rejections.jsonl",
-                r#"{"id":"a","reason":"changed its mind"}"#,
-            )
-        };
+        let (pause, mind) = if call == 0 { self.first } else { self.later };
         tokio::time::sleep(pause).await;
+        let (file, line) = match mind {
+            Mind::Pass => (
+                "features.jsonl",
+                format!(r#"{{"id":"a","features":[{{"hook":"call {call}","score":1.0}}]}}"#),
+            ),
+            Mind::Reject => (
+                "rejections.jsonl",
+                r#"{"id":"a","reason":"changed its mind"}"#.to_string(),
+            ),
+            Mind::Fail(kind) => {
+                return Err(osa::runner::RunFailure::new(kind, "failing on purpose"));
+            }
+        };
         std::fs::write(job.batch.output.join(file), format!("{line}\n")).expect("output");
         Ok(osa::runner::Execution {
             duration: pause,
@@ -538,19 +548,18 @@ impl osa::runner::HookRunner for TwoMinds {
     }
 }
 
-/// Two executions of one step (the first one's lease expired while its hook ran): the
-/// first commits, the second's commit is refused, and what the second stored must not
-/// replace what the committed step refers to. A finalize in a third engine (nothing
-/// in memory) publishes the committed execution's rows.
-async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(archive: Archive<S>) {
+/// Runs one step of a one-record run twice with `runner`: the first execution's lease
+/// runs out while its hook runs (no heartbeat within the lease), and a second worker
+/// claims the job again and runs it too; both finish. Then a worker of a third engine
+/// (nothing in memory) takes the run to its end. Returns the run, its final state and
+/// that engine.
+async fn two_executions_of_one_step<S: TestStorage>(
+    archive: &Archive<S>,
+    runner: Arc<TwoMinds>,
+) -> (ValidationRunId, RunStatus, Engine) {
     let slug = archive
         .deploy("Two Minds", &[("scored", archive.hook_config("scored"))])
         .await;
-    let runner = Arc::new(TwoMinds {
-        calls: 0.into(),
-        first: Duration::from_millis(1500),
-        later: Duration::from_millis(3000),
-    });
     let blobs = archive.engine.blobs().clone();
     let engine = |work: &str| {
         Engine::new(
@@ -572,7 +581,6 @@ async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(arch
         })
         .await
         .expect("submit");
-    // No heartbeat within the lease: the first execution's lease runs out mid-hook.
     let slow_heartbeat = WorkerConfig {
         lease: Duration::from_millis(500),
         heartbeat: Duration::from_secs(60),
@@ -585,7 +593,7 @@ async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(arch
         .expect("claim")
         .remove(0);
     let one = tokio::spawn({
-        let worker = Worker::new(first.clone(), slow_heartbeat);
+        let worker = Worker::new(first, slow_heartbeat);
         async move { worker.process(job).await }
     });
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -600,7 +608,7 @@ async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(arch
         "the expired lease lets the job be claimed again"
     );
     let two = tokio::spawn({
-        let worker = Worker::new(second.clone(), slow_heartbeat);
+        let worker = Worker::new(second, slow_heartbeat);
         async move { worker.process(again).await }
     });
     one.await.expect("first execution");
@@ -621,13 +629,47 @@ async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(arch
     .await
     .expect("the run finishes")
     .expect("worker");
+    (run, status, third)
+}
+
+/// Two executions of one step: the first commits, the second's commit is refused, and
+/// what the second stored must not replace what the committed step refers to; the
+/// finalize publishes the committed execution's rows.
+async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(archive: Archive<S>) {
+    let runner = Arc::new(TwoMinds {
+        calls: 0.into(),
+        first: (Duration::from_millis(1500), Mind::Pass),
+        later: (Duration::from_millis(3000), Mind::Reject),
+    });
+    let (run, status, engine) = two_executions_of_one_step(&archive, runner).await;
     assert_eq!(status, RunStatus::Completed);
-    let view = third.get(run).await.expect("view");
+    let view = engine.get(run).await.expect("view");
     assert_eq!(view.verdicts[0].verdict, Verdict::Accepted);
     assert_eq!(
         archive.rows("scored").await,
-        [("a".to_string(), "first".to_string(), 1.0)],
+        [("a".to_string(), "call 0".to_string(), 1.0)],
         "the committed execution's rows are published"
+    );
+}
+
+/// An execution whose lease expired fails in a way that would abort the run (the
+/// image cannot be pulled), after another worker took the job over and committed the
+/// step: it no longer holds the job, so it leaves the run alone.
+async fn a_worker_without_its_lease_does_not_end_the_run<S: TestStorage>(archive: Archive<S>) {
+    let runner = Arc::new(TwoMinds {
+        calls: 0.into(),
+        first: (
+            Duration::from_millis(1500),
+            Mind::Fail(osa::runner::FailureKind::ImagePull),
+        ),
+        later: (Duration::ZERO, Mind::Pass),
+    });
+    let (run, status, engine) = two_executions_of_one_step(&archive, runner).await;
+    let view = engine.get(run).await.expect("view");
+    assert_eq!(status, RunStatus::Completed, "{:?}", view.run.failure);
+    assert_eq!(
+        archive.rows("scored").await,
+        [("a".to_string(), "call 1".to_string(), 1.0)]
     );
 }
 

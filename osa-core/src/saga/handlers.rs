@@ -169,6 +169,20 @@ impl Engine {
         Ok(ended)
     }
 
+    /// Whether this caller still holds the job of `lease` (a caller without a lease,
+    /// running a job inline, always does). Renews the lease briefly when it does.
+    pub(crate) async fn holds(&self, lease: Option<&JobLease>) -> Result<bool> {
+        match lease {
+            Some(lease) => {
+                self.storage()
+                    .queue()
+                    .heartbeat(lease, Duration::from_secs(60))
+                    .await
+            }
+            None => Ok(true),
+        }
+    }
+
     async fn ack(&self, lease: Option<&JobLease>) -> Result<()> {
         if let Some(lease) = lease {
             self.storage().queue().complete(lease).await?;
@@ -296,8 +310,12 @@ impl Engine {
         let mut give_up_reason = None;
         match &execution.decision {
             Some(Decision::AbortRun { reason, .. }) => {
-                self.end(run_id, RunStatus::Failed, reason).await?;
-                self.ack(lease).await?;
+                // Only the holder of the job ends the run: after a lost lease, another
+                // worker may have taken the step over.
+                if self.holds(lease).await? {
+                    self.end(run_id, RunStatus::Failed, reason).await?;
+                    self.ack(lease).await?;
+                }
                 return Ok(Handled::Done);
             }
             Some(Decision::Retry { reason }) => {

@@ -234,7 +234,12 @@ impl Worker {
             Ok(Handled::Retry { reason }) => reason,
             Err(e) if e.is_transient() => e.to_string(),
             Err(e) => {
-                // Repeating cannot help: the run fails now, with the reason.
+                // Repeating cannot help: the run fails now, with the reason, unless the
+                // lease was lost meanwhile (another worker may have taken the job over;
+                // if it was lost for good, its expiry hands the job on).
+                if !matches!(self.engine.holds(Some(&job.lease)).await, Ok(true)) {
+                    return None;
+                }
                 let reason = format!("{} failed: {e}", job.kind);
                 let _ = self
                     .engine
