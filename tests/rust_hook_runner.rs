@@ -53,7 +53,7 @@ impl Env {
             panic!("the bwrap runner tests need bubblewrap: {e}");
         }
         Env {
-            // The hook's own directory is bound by the runner (it is the program).
+            // The runner binds the hook binary itself (it is the program).
             runner: ProcessRunner::with_sandbox(sandbox),
             scratch: tempfile::tempdir().expect("scratch dir"),
             sandboxed: sandbox == Sandbox::Bwrap,

@@ -86,9 +86,10 @@ impl Env {
                 if let Err(e) = Sandbox::Bwrap.check() {
                     panic!("the bwrap runner tests need bubblewrap: {e}");
                 }
-                let script_dir = hook_script().parent().expect("script dir").to_path_buf();
+                // The script file only, not its directory (the other hooks there stay
+                // invisible).
                 let runner = ProcessRunner::with_sandbox(Sandbox::Bwrap)
-                    .bind_read_only(script_dir)
+                    .bind_read_only(hook_script())
                     .bind_read_only(&python().prefix);
                 (runner, true)
             }
@@ -243,4 +244,161 @@ async fn plain_mode_environment_values() {
         "the private HOME {} must be removed",
         home.display()
     );
+}
+
+/// A bwrap runner with nothing extra bound.
+fn bwrap_runner() -> ProcessRunner {
+    if let Err(e) = Sandbox::Bwrap.check() {
+        panic!("the bwrap runner tests need bubblewrap: {e}");
+    }
+    ProcessRunner::with_sandbox(Sandbox::Bwrap)
+}
+
+fn limits(memory: &str) -> Limits {
+    Limits {
+        memory: memory.parse().expect("valid size"),
+        ..Limits::default()
+    }
+}
+
+/// Writes `script` as an executable shell hook at `path`.
+fn shell_hook(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{script}")).expect("write hook");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Runs the executable `program` in the bwrap sandbox; panics with the log unless it
+/// exits 0.
+async fn run_sandboxed(program: &Path, args: &[&str], limits: Limits) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let mut command = vec![program.to_str().expect("utf-8 path")];
+    command.extend_from_slice(args);
+    let runtime = RuntimeConfig::Process {
+        command: command.iter().map(|s| s.to_string()).collect(),
+        digest: osa_core::testing::digest(4),
+        config: Map::new(),
+        limits,
+    };
+    let job = job(scratch.path(), runtime);
+    if let Err(f) = bwrap_runner().run(&job).await {
+        panic!("{f}\n{}", String::from_utf8_lossy(&f.log.bytes));
+    }
+}
+
+/// Only the program file is bound, not its directory: its neighbours stay invisible.
+#[tokio::test]
+async fn bwrap_hides_the_files_next_to_the_program() {
+    let dir = tempfile::tempdir().expect("hook dir");
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "do not read").expect("write secret");
+    let hook = dir.path().join("hook.sh");
+    shell_hook(
+        &hook,
+        &format!(
+            "test -e '{hook}' || {{ echo 'the program is not visible'; exit 1; }}\n\
+             if test -e '{secret}'; then echo 'a file next to the program is visible'; exit 1; fi\n",
+            hook = hook.display(),
+            secret = secret.display(),
+        ),
+    );
+    run_sandboxed(&hook, &[], Limits::default()).await;
+}
+
+/// A program directly under `/tmp` does not bring the host's `/tmp` in: the private
+/// tmpfs (also `HOME`) stays private and writable.
+#[tokio::test]
+async fn bwrap_program_in_tmp_does_not_expose_the_hosts_tmp() {
+    let id = uuid::Uuid::new_v4();
+    let marker = std::env::temp_dir().join(format!("osa-host-marker-{id}"));
+    std::fs::write(&marker, "host").expect("write marker");
+    let hook = Path::new("/tmp").join(format!("osa-hook-{id}.sh"));
+    shell_hook(
+        &hook,
+        &format!(
+            "if test -e '{marker}'; then echo 'the host /tmp is visible'; exit 1; fi\n\
+             echo x > \"$HOME/written\" || {{ echo 'HOME is not writable'; exit 1; }}\n",
+            marker = marker.display(),
+        ),
+    );
+    let _cleanup = RemoveOnDrop(vec![marker.clone(), hook.clone()]);
+    run_sandboxed(&hook, &[], Limits::default()).await;
+}
+
+/// Removes its files when dropped (also when the test panics).
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Binds that would expose the host's files are refused, not silently made.
+#[tokio::test]
+async fn bwrap_refuses_binds_of_the_root_or_tmp() {
+    for path in ["/", "/tmp"] {
+        let runner = bwrap_runner().bind_read_only(path);
+        let detail = config_failure(&runner, process(&["/bin/true"])).await;
+        assert!(detail.contains("would expose the host's files"), "{detail}");
+    }
+    let detail = config_failure(&bwrap_runner(), process(&["/tmp"])).await;
+    assert!(detail.contains("not a regular file"), "{detail}");
+}
+
+/// `/tmp` is a tmpfs the size of the memory limit: writing past it fails.
+#[tokio::test]
+async fn bwrap_tmp_is_sized_by_the_memory_limit() {
+    run_sandboxed(
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            "if dd if=/dev/zero of=/tmp/big bs=1M count=100 2>/dev/null; then \
+               echo 'wrote 100 MiB to /tmp under a 64 MiB limit'; exit 1; fi; \
+             rm -f /tmp/big; echo small > /tmp/small || exit 1",
+        ],
+        limits("64m"),
+    )
+    .await;
+}
+
+/// `/dev/shm` is a small private tmpfs and `/dev` itself is read-only.
+#[tokio::test]
+async fn bwrap_dev_shm_is_bounded_and_dev_read_only() {
+    run_sandboxed(
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            "if dd if=/dev/zero of=/dev/shm/big bs=1M count=100 2>/dev/null; then \
+               echo 'wrote 100 MiB to /dev/shm'; exit 1; fi; \
+             rm -f /dev/shm/big; echo small > /dev/shm/small || exit 1; \
+             if touch /dev/osa-file 2>/dev/null; then echo '/dev is writable'; exit 1; fi; \
+             echo ok > /dev/null || exit 1",
+        ],
+        limits("256m"),
+    )
+    .await;
+}
+
+/// The hook keeps the engine's uid and can write `$OSA_OUT`, but cannot create a user
+/// namespace of its own.
+#[tokio::test]
+async fn bwrap_keeps_the_uid_and_disables_nested_user_namespaces() {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    run_sandboxed(
+        Path::new("/bin/sh"),
+        &[
+            "-c",
+            &format!(
+                "test \"$(id -u)\" = {uid} || {{ echo \"uid $(id -u), expected {uid}\"; exit 1; }}; \
+                 echo ok > \"$OSA_OUT/probe\" || exit 1; \
+                 if unshare -U true 2>/dev/null; then echo 'nested user namespace created'; exit 1; fi"
+            ),
+        ],
+        Limits::default(),
+    )
+    .await;
 }

@@ -66,8 +66,11 @@
 //!   so its guard removes the container from a helper thread (with its own connection
 //!   to the engine) and blocks the dropping thread until that is done, at most
 //!   [`DROP_WAIT`]: as with the process runner, nothing of the execution runs after
-//!   the future is gone. If the engine refuses the removal, the failure is noted in
-//!   the captured log (`[osa] …`).
+//!   the future is gone. The guard disarms only once the removal has succeeded (or
+//!   the container is found gone), so a future dropped while `run` awaits the removal
+//!   still removes it. If the engine refuses the removal, the failure is noted in the
+//!   captured log (`[osa] …`) and the guard, still armed, tries once more from the
+//!   helper thread as `run` returns.
 //! - stdout and stderr are streamed while the hook runs (the runner attaches to the
 //!   container before starting it) and kept up to `job.max_log_bytes`; the rest is
 //!   read and dropped, so a chatty hook never blocks. Should attaching fail, the output
@@ -1341,14 +1344,21 @@ impl ContainerGuard {
         }
     }
 
-    /// Removes the container (if any) and disarms; a note when the engine refused.
+    /// Removes the container (if any); a note when the engine refused.
+    ///
+    /// Disarms only once the container is gone: if this future is dropped while the
+    /// removal is in flight, or the engine fails it, the guard stays armed and its
+    /// `Drop` tries again.
     async fn remove(&mut self, docker: &Docker) -> Option<String> {
         let creating = self.state == GuardState::Creating;
         let target = self.target()?;
-        self.state = GuardState::Done;
-        destroy(docker, &target, creating, !self.stopped)
-            .await
-            .err()
+        match destroy(docker, &target, creating, !self.stopped).await {
+            Ok(()) => {
+                self.state = GuardState::Done;
+                None
+            }
+            Err(note) => Some(note),
+        }
     }
 }
 
@@ -1595,5 +1605,24 @@ mod tests {
         assert_eq!(mode(&batch.input), 0o705);
         assert_eq!(mode(&batch.files), 0o705);
         assert_eq!(mode(&record.join("a.bin")), 0o604);
+    }
+
+    /// A `remove` cancelled while the engine has not answered leaves the guard armed,
+    /// so that its `Drop` still removes the container.
+    #[tokio::test]
+    async fn a_cancelled_removal_leaves_the_guard_armed() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("engine.sock");
+        // Accepts connections (backlog) but never answers.
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let endpoint = Endpoint::Unix(socket);
+        let docker = endpoint.client().unwrap();
+        let mut guard = ContainerGuard::new(&endpoint, "osa-test".into());
+        guard.state = GuardState::Created("abc123".into());
+        let removal = tokio::time::timeout(Duration::from_millis(200), guard.remove(&docker)).await;
+        assert!(removal.is_err(), "the silent engine cannot have answered");
+        assert_eq!(guard.target().as_deref(), Some("abc123"));
+        // Disarm by hand: this engine would never answer the cleanup either.
+        guard.state = GuardState::Done;
     }
 }

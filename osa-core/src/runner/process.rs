@@ -26,24 +26,38 @@
 //!   connection leaves the sandbox and no host port, including `127.0.0.1`, is
 //!   reachable);
 //! - filesystem: a read-only root containing only `/usr`, `/bin`, `/sbin`, `/lib`,
-//!   `/lib64` and `/etc` (read-only), a private `/proc` and minimal `/dev`, a private
-//!   tmpfs `/tmp` (also `HOME`), `$OSA_IN` and `$OSA_FILES` read-only, `$OSA_OUT`
-//!   read-write, the directory of the program and any path given to
-//!   [`ProcessRunner::bind_read_only`] read-only. Every other host path is invisible;
-//!   the only writable places are `$OSA_OUT` and the private `/tmp`;
+//!   `/lib64` and `/etc` (read-only), a private `/proc`, a minimal read-only `/dev`
+//!   (device nodes only) with a private tmpfs `/dev/shm` of at most 64 MiB (the
+//!   memory limit when that is smaller), a private tmpfs `/tmp` (also `HOME`) whose
+//!   size is the job's memory limit, `$OSA_IN` and `$OSA_FILES` read-only, `$OSA_OUT`
+//!   read-write, and read-only at their own paths: the program *file* (and, when it
+//!   is a symlink, its canonical target; never the directory holding it) and every
+//!   path given to [`ProcessRunner::bind_read_only`]. Every other host path is
+//!   invisible; the only writable places are `$OSA_OUT`, `/tmp` and `/dev/shm`, so
+//!   a hook can put at most its memory limit plus 64 MiB into memory-backed files
+//!   (tmpfs pages are not counted by `RLIMIT_AS`). The other arguments of the command
+//!   (a script given to an interpreter) are not bound: bind them, or a directory
+//!   holding only hook code, with [`ProcessRunner::bind_read_only`];
+//! - binds that would expose the host are refused as a `config` failure: a program
+//!   that is not a regular file, and a program or [`ProcessRunner::bind_read_only`]
+//!   path that is `/`, `/tmp`, the batch root or an ancestor of one of them;
 //! - processes: a new pid namespace (the hook sees only its own processes, and when
 //!   the sandbox ends every process in it is killed by the kernel), IPC and UTS
 //!   namespaces, a new session (no access to the engine's terminal), no capabilities
 //!   (empty bounding set, `no_new_privs`), and `--die-with-parent` (the sandbox dies
-//!   with the engine).
+//!   with the engine);
+//! - a new user namespace that maps only the engine's uid and gid (to themselves) and
+//!   in which no further user namespace can be created (`--disable-userns`), so a
+//!   hook cannot `unshare -U` its way back to a full capability set.
 //!
 //! The environment is the same as in plain mode except `HOME`, which is the private
 //! `/tmp` (bwrap's own `PWD` is removed with `env -u PWD`).
 //!
 //! It does **not** change the user id: the hook runs as the engine's user, so files
 //! under `/etc` that this user can read (as root: `/etc/shadow`) are readable. There is
-//! no seccomp filter, no cpu quota, and memory is limited only by `RLIMIT_AS`. Run the
-//! engine as an unprivileged user, or use the OCI runner, for untrusted hooks.
+//! no seccomp filter, no cpu quota, and memory is limited only by `RLIMIT_AS` and the
+//! tmpfs sizes above. Run the engine as an unprivileged user, or use the OCI runner,
+//! for untrusted hooks.
 //!
 //! # OOM classification
 //!
@@ -109,6 +123,9 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"];
 /// `HOME` inside the bwrap sandbox: its private tmpfs.
 const SANDBOX_HOME: &str = "/tmp";
+/// The largest size of the sandbox's `/dev/shm` tmpfs (smaller when the memory limit
+/// is).
+const SHM_MAX_BYTES: u64 = 64 << 20;
 /// How much of the stderr head is kept to recognise bwrap's own errors.
 const STDERR_HEAD: usize = 512;
 /// How much of the stderr tail is kept for the OOM markers, independently of the log
@@ -265,12 +282,17 @@ impl ProcessRunner {
                 )
             })?;
         let mut cmd = Command::new(bwrap);
-        cmd.args(bwrap_args(&job.batch, program, &self.read_only)?)
-            .arg("--")
-            .arg(env)
-            .args(["-u", "PWD", "--"])
-            .arg(program)
-            .args(args);
+        cmd.args(bwrap_args(
+            &job.batch,
+            program,
+            &self.read_only,
+            job.limits.memory.bytes(),
+        )?)
+        .arg("--")
+        .arg(env)
+        .args(["-u", "PWD", "--"])
+        .arg(program)
+        .args(args);
         Ok(cmd)
     }
 }
@@ -572,14 +594,20 @@ impl Drop for PrivateHome {
     }
 }
 
-/// The bwrap arguments before `--` for a run of `program` over `batch`.
+/// The bwrap arguments before `--` for a run of `program` over `batch`, with
+/// `memory_bytes` (the job's memory limit) sizing the private tmpfs mounts.
 fn bwrap_args(
     batch: &BatchLayout,
     program: &Path,
     extra: &[PathBuf],
+    memory_bytes: u64,
 ) -> Result<Vec<OsString>, RunFailure> {
     let mut args: Vec<OsString> = [
         "--unshare-all",
+        // Explicit (not just `--unshare-all`'s "try"), so that nested user namespaces
+        // can be disabled below.
+        "--unshare-user",
+        "--disable-userns",
         "--die-with-parent",
         "--new-session",
         "--cap-drop",
@@ -600,36 +628,66 @@ fn bwrap_args(
             Err(_) => {}
         }
     }
+    let tmp_size = OsString::from(memory_bytes.max(1).to_string());
+    let shm_size = OsString::from(memory_bytes.clamp(1, SHM_MAX_BYTES).to_string());
     push(&[
         "--proc".as_ref(),
         "/proc".as_ref(),
         "--dev".as_ref(),
         "/dev".as_ref(),
+        "--size".as_ref(),
+        &shm_size,
+        "--tmpfs".as_ref(),
+        "/dev/shm".as_ref(),
+        // Not recursive: /dev/shm stays writable, /dev itself does not.
+        "--remount-ro".as_ref(),
+        "/dev".as_ref(),
+        "--size".as_ref(),
+        &tmp_size,
         "--tmpfs".as_ref(),
         "/tmp".as_ref(),
     ]);
+    let forbidden = forbidden_binds(&batch.root);
+    let refuse = |path: &Path, why: &str| {
+        RunFailure::new(
+            FailureKind::Config,
+            format!("cannot bind {} into the sandbox: {why}", path.display()),
+        )
+    };
     // After the /tmp tmpfs, so that paths under /tmp stay visible.
-    for path in extra.iter().chain(&program_dirs(program)) {
+    for path in extra {
+        if !path.is_absolute() {
+            return Err(refuse(path, "only absolute paths can be bound"));
+        }
+        if !path.exists() {
+            return Err(refuse(path, "it does not exist"));
+        }
+        check_not_ancestor(path, &forbidden).map_err(|why| refuse(path, &why))?;
         if is_system_path(path) {
             continue;
         }
-        if !path.is_absolute() {
-            return Err(RunFailure::new(
+        push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
+    }
+    for path in program_files(program) {
+        let as_program = |why: &str| {
+            RunFailure::new(
                 FailureKind::Config,
                 format!(
-                    "cannot bind {} into the sandbox: only absolute paths can be bound",
-                    path.display()
+                    "program `{}` cannot run in the sandbox: {why}",
+                    program.display()
                 ),
-            ));
+            )
+        };
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            return Err(as_program(&format!(
+                "{} is not a regular file (only the program file itself is bound, never a \
+                 directory)",
+                path.display()
+            )));
         }
-        if !path.exists() {
-            return Err(RunFailure::new(
-                FailureKind::Config,
-                format!(
-                    "cannot bind {} into the sandbox: it does not exist",
-                    path.display()
-                ),
-            ));
+        check_not_ancestor(&path, &forbidden).map_err(|why| as_program(&why))?;
+        if is_system_path(&path) || extra.iter().any(|dir| path.starts_with(dir)) {
+            continue;
         }
         push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
     }
@@ -654,19 +712,46 @@ fn bwrap_args(
     Ok(args)
 }
 
-/// The directories holding `program` and, when it is a symlink, its target.
-fn program_dirs(program: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(dir) = program.parent() {
-        dirs.push(dir.to_path_buf());
+/// The paths no bind may cover: `/`, the batch root and `/tmp`, each as given and
+/// canonicalised. Binding one of them, or an ancestor, would expose other batches or
+/// hide the private `/tmp`.
+fn forbidden_binds(batch_root: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    for path in [Path::new("/"), batch_root, Path::new(SANDBOX_HOME)] {
+        paths.push(path.to_path_buf());
+        if let Ok(real) = std::fs::canonicalize(path) {
+            paths.push(real);
+        }
     }
+    paths
+}
+
+/// Refuses `path` (as given or canonicalised) when it is one of `forbidden` or an
+/// ancestor of one.
+fn check_not_ancestor(path: &Path, forbidden: &[PathBuf]) -> Result<(), String> {
+    let real = std::fs::canonicalize(path).ok();
+    for candidate in std::iter::once(path).chain(real.as_deref()) {
+        if let Some(covered) = forbidden.iter().find(|f| f.starts_with(candidate)) {
+            return Err(format!(
+                "it is {} or contains it; binding it would expose the host's files \
+                 (bind the program file or a dedicated directory instead)",
+                covered.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The files to bind for `program`: the path itself and, when that is (or runs
+/// through) a symlink, its canonical target.
+fn program_files(program: &Path) -> Vec<PathBuf> {
+    let mut files = vec![program.to_path_buf()];
     if let Ok(real) = std::fs::canonicalize(program)
-        && let Some(dir) = real.parent()
-        && !dirs.iter().any(|d| d == dir)
+        && real != program
     {
-        dirs.push(dir.to_path_buf());
+        files.push(real);
     }
-    dirs
+    files
 }
 
 /// Whether `path` is inside one of the system directories bound anyway.
@@ -1068,7 +1153,7 @@ mod tests {
     #[test]
     fn bwrap_arguments() {
         let batch = BatchLayout::at("/tmp/osa-batch");
-        let args = bwrap_args(&batch, Path::new("/usr/bin/true"), &[]).unwrap();
+        let args = bwrap_args(&batch, Path::new("/usr/bin/true"), &[], 64 << 20).unwrap();
         let args: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -1076,12 +1161,16 @@ mod tests {
         let joined = args.join(" ");
         for expected in [
             "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--cap-drop ALL",
             "--proc /proc",
             "--dev /dev",
-            "--tmpfs /tmp",
+            "--size 67108864 --tmpfs /dev/shm",
+            "--remount-ro /dev",
+            "--size 67108864 --tmpfs /tmp",
             "--ro-bind /tmp/osa-batch/in /tmp/osa-batch/in",
             "--ro-bind /tmp/osa-batch/files /tmp/osa-batch/files",
             "--bind /tmp/osa-batch/out /tmp/osa-batch/out",
@@ -1097,8 +1186,86 @@ mod tests {
         assert!(!joined.contains("--ro-bind /usr/bin /usr/bin"), "{joined}");
         let tmpfs = joined.find("--tmpfs /tmp").unwrap();
         assert!(joined.find("/tmp/osa-batch/in").unwrap() > tmpfs);
-        let err =
-            bwrap_args(&batch, Path::new("/usr/bin/true"), &["/osa/no/such".into()]).unwrap_err();
+        // /dev/shm is capped below a large memory limit.
+        let large = bwrap_args(&batch, Path::new("/usr/bin/true"), &[], 4 << 30).unwrap();
+        let large: Vec<String> = large
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let large = large.join(" ");
+        assert!(
+            large.contains("--size 67108864 --tmpfs /dev/shm"),
+            "{large}"
+        );
+        assert!(large.contains("--size 4294967296 --tmpfs /tmp"), "{large}");
+        let err = bwrap_args(
+            &batch,
+            Path::new("/usr/bin/true"),
+            &["/osa/no/such".into()],
+            64 << 20,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, FailureKind::Config);
+    }
+
+    #[test]
+    fn bwrap_binds_the_program_file_not_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real-hook");
+        std::fs::write(&real, "#!/bin/sh\n").unwrap();
+        let link = dir.path().join("hook");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let batch = BatchLayout::at("/srv/osa-batch");
+        let args = bwrap_args(&batch, &link, &[], 64 << 20).unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        let real = real.canonicalize().unwrap();
+        let bound: Vec<&OsString> = args
+            .windows(3)
+            .filter(|w| w[0] == "--ro-bind")
+            .map(|w| &w[1])
+            .collect();
+        assert!(bound.contains(&&link.clone().into_os_string()), "{args:?}");
+        assert!(bound.contains(&&real.into_os_string()), "{args:?}");
+        assert!(
+            !bound
+                .iter()
+                .any(|b| Path::new(b) == dir || Path::new(b) == link.parent().unwrap()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn bwrap_refuses_binds_that_expose_the_host() {
+        let scratch = tempfile::tempdir().unwrap();
+        let batch = BatchLayout::at(scratch.path().join("batch"));
+        std::fs::create_dir_all(&batch.root).unwrap();
+        // A directory is no program: binding it would expose the whole tree.
+        let err = bwrap_args(&batch, Path::new("/"), &[], 64 << 20).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Config);
+        assert!(err.detail.contains("not a regular file"), "{}", err.detail);
+        for path in [
+            PathBuf::from("/"),
+            PathBuf::from("/tmp"),
+            scratch.path().to_path_buf(),
+            batch.root.clone(),
+        ] {
+            let err = bwrap_args(
+                &batch,
+                Path::new("/usr/bin/true"),
+                std::slice::from_ref(&path),
+                64 << 20,
+            )
+            .unwrap_err();
+            assert_eq!(err.kind, FailureKind::Config, "{}", path.display());
+            assert!(
+                err.detail.contains("would expose the host's files"),
+                "{}",
+                err.detail
+            );
+        }
+        // A sibling directory of the batch is fine.
+        let hooks = scratch.path().join("hooks");
+        std::fs::create_dir(&hooks).unwrap();
+        bwrap_args(&batch, Path::new("/usr/bin/true"), &[hooks], 64 << 20).unwrap();
     }
 }
