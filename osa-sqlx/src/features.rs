@@ -1,7 +1,8 @@
 //! `FeatureStore`, written once for both backends (see [`features_for!`]). What
 //! differs lives in the backend module: the bulk insert (`insert_rows`: binary `COPY`
-//! on Postgres, multi-row inserts on SQLite), how a UUID data column is stored
-//! (`uuid_value` / `UuidColumn`), and the lock that serialises table creation.
+//! on Postgres, multi-row inserts on SQLite), the locks that serialise replace-by-record
+//! (`lock_replaced`), how a UUID data column is stored (`uuid_value` / `UuidColumn`),
+//! and the lock that serialises table creation.
 
 /// Implements `TableAccess`, `FeatureStore` and the transaction-level helpers for a
 /// backend. Invoke inside the backend's `features` module.
@@ -25,67 +26,101 @@ macro_rules! features_for {
         use crate::reads::{self, TableAccess};
 
         impl $backend {
-            /// Replaces the listed records' rows inside the caller's transaction (used by
-            /// finalize plans too): checks the rows against the stored contract and the
-            /// run's existence before touching the table.
+            /// Replaces the listed records' rows inside the caller's transaction.
             pub(crate) async fn replace_rows_in(
                 &self,
                 tx: &mut $conn,
                 batch: &FeatureBatch,
             ) -> Result<u64> {
-                let spec = self.contract(&batch.hook).await?;
-                batch.check(&spec)?;
-                let run_exists: Option<Uuid> =
-                    sqlx::query_scalar("SELECT id FROM hook_runs WHERE id = $1")
-                        .bind(batch.run_id.0)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(db("checking a hook run"))?;
-                if run_exists.is_none() {
-                    return Err(Error::invalid(
-                        "run_id",
-                        format!(
-                            "hook run {} does not exist; record the run before its features",
-                            batch.run_id
-                        ),
-                    ));
-                }
-                let table = self.dialect.table(&batch.hook);
-                let records: Vec<String> = batch.records.iter().map(|r| r.to_string()).collect();
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE record_id {}",
-                    super::in_text_list("$1")
-                ))
-                .bind(super::text_list(records))
-                .execute(&mut *tx)
-                .await
-                .map_err(db("deleting replaced feature rows"))?;
-                if batch.rows.is_empty() {
-                    return Ok(0);
-                }
-                insert_rows(tx, &table, &spec, batch).await
+                self.replace_batches_in(tx, std::slice::from_ref(batch))
+                    .await
             }
-        }
 
-        #[async_trait]
-        impl TableAccess for $backend {
-            type Args = $args;
+            /// Replaces the listed records' rows of every batch inside the caller's
+            /// transaction (a finalize plan publishes to several hooks at once): checks
+            /// each batch against its stored contract and its run's existence before
+            /// touching a table, takes the replace locks of all batches in one
+            /// statement (`lock_replaced`), then deletes and inserts batch by batch.
+            /// Returns the number of rows inserted.
+            pub(crate) async fn replace_batches_in(
+                &self,
+                tx: &mut $conn,
+                batches: &[FeatureBatch],
+            ) -> Result<u64> {
+                let mut specs = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    let spec = self.contract_in(tx, &batch.hook).await?;
+                    batch.check(&spec)?;
+                    let run_exists: Option<Uuid> =
+                        sqlx::query_scalar("SELECT id FROM hook_runs WHERE id = $1")
+                            .bind(batch.run_id.0)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db("checking a hook run"))?;
+                    if run_exists.is_none() {
+                        return Err(Error::invalid(
+                            "run_id",
+                            format!(
+                                "hook run {} does not exist; record the run before its features",
+                                batch.run_id
+                            ),
+                        ));
+                    }
+                    specs.push(spec);
+                }
+                let targets: Vec<(String, &[RecordId])> = batches
+                    .iter()
+                    .map(|b| (self.dialect.table(&b.hook), b.records.as_slice()))
+                    .collect();
+                lock_replaced(tx, &targets).await?;
+                let mut inserted = 0;
+                for ((batch, spec), (table, _)) in batches.iter().zip(&specs).zip(&targets) {
+                    let records: Vec<String> =
+                        batch.records.iter().map(|r| r.to_string()).collect();
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE record_id {}",
+                        super::in_text_list("$1")
+                    ))
+                    .bind(super::text_list(records))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("deleting replaced feature rows"))?;
+                    if !batch.rows.is_empty() {
+                        inserted += insert_rows(tx, table, spec, batch).await?;
+                    }
+                }
+                Ok(inserted)
+            }
 
-            async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
-                if let Some(spec) = self
-                    .contracts
-                    .lock()
-                    .expect("contract cache poisoned")
-                    .get(hook)
-                {
-                    return Ok(spec.clone());
+            /// The hook's contract, read through the caller's transaction when not
+            /// cached: a transaction that holds a pooled connection must not wait for a
+            /// second one, or concurrent writers can exhaust the pool and stall.
+            async fn contract_in(&self, tx: &mut $conn, hook: &HookName) -> Result<FeatureSpec> {
+                if let Some(spec) = self.cached_contract(hook) {
+                    return Ok(spec);
                 }
                 let stored: Option<Json<FeatureSpec>> =
                     sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = $1")
                         .bind(hook.as_str())
-                        .fetch_optional(self.read_pool())
+                        .fetch_optional(&mut *tx)
                         .await
                         .map_err(db("reading a feature contract"))?;
+                self.remember_contract(hook, stored)
+            }
+
+            fn cached_contract(&self, hook: &HookName) -> Option<FeatureSpec> {
+                self.contracts
+                    .lock()
+                    .expect("contract cache poisoned")
+                    .get(hook)
+                    .cloned()
+            }
+
+            fn remember_contract(
+                &self,
+                hook: &HookName,
+                stored: Option<Json<FeatureSpec>>,
+            ) -> Result<FeatureSpec> {
                 let spec = stored
                     .ok_or_else(|| Error::not_found("feature table", hook))?
                     .0;
@@ -95,6 +130,24 @@ macro_rules! features_for {
                     .expect("contract cache poisoned")
                     .insert(hook.clone(), spec.clone());
                 Ok(spec)
+            }
+        }
+
+        #[async_trait]
+        impl TableAccess for $backend {
+            type Args = $args;
+
+            async fn contract(&self, hook: &HookName) -> Result<FeatureSpec> {
+                if let Some(spec) = self.cached_contract(hook) {
+                    return Ok(spec);
+                }
+                let stored: Option<Json<FeatureSpec>> =
+                    sqlx::query_scalar("SELECT feature FROM feature_tables WHERE hook = $1")
+                        .bind(hook.as_str())
+                        .fetch_optional(self.read_pool())
+                        .await
+                        .map_err(db("reading a feature contract"))?;
+                self.remember_contract(hook, stored)
             }
 
             async fn feature_hooks(&self) -> Result<Vec<HookName>> {

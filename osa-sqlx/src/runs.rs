@@ -487,9 +487,9 @@ macro_rules! runs_for {
                     }
                     return Err(Error::invalid("status", "a run finalizes into a terminal status"));
                 };
-                for batch in &plan.features {
-                    self.replace_rows_in(&mut tx, batch).await?;
-                }
+                // All batches at once, so the replace locks of every hook are taken in
+                // one global order.
+                self.replace_batches_in(&mut tx, &plan.features).await?;
                 set_same_verdict(&mut tx, plan.run_id, &plan.accepted, &Verdict::Accepted).await?;
                 insert_events(&mut tx, plan.run_id, last, &plan.events).await?;
                 complete_lease(&mut tx, plan.completes.as_ref()).await?;

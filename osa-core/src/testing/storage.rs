@@ -2,7 +2,7 @@
 //! [`storage_conformance!`](crate::storage_conformance), each test on a fresh, empty,
 //! migrated store.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,6 +73,7 @@ macro_rules! storage_conformance {
             resolve_live_snapshots_in_order,
             ensure_table_is_idempotent_and_guards_the_contract,
             replace_rows_replaces_per_record,
+            concurrent_replaces_keep_one_set,
             bad_row_rolls_back_the_whole_insert,
             every_type_round_trips,
             pages_and_filters,
@@ -84,6 +85,7 @@ macro_rules! storage_conformance {
             redelivered_step_changes_nothing,
             step_hands_its_next_job_to_the_committer,
             finalize_publishes_features_once,
+            concurrent_finalizes_keep_one_set,
             end_run_happens_once,
             deploy_is_atomic_and_idempotent,
             deployment_event_log_is_bounded,
@@ -570,6 +572,125 @@ pub async fn replace_rows_replaces_per_record<S: Storage>(store: S) {
         1,
         "nothing changed"
     );
+}
+
+/// Writer `w`'s batch for `records`: `1 + w % 3` rows per record, all scored `w`;
+/// odd writers list the records in reverse order.
+fn writer_batch(
+    hook: &HookName,
+    run_id: HookRunId,
+    validation_run_id: Option<ValidationRunId>,
+    records: &[RecordId],
+    w: usize,
+) -> FeatureBatch {
+    let mut records = records.to_vec();
+    if w % 2 == 1 {
+        records.reverse();
+    }
+    let rows = records
+        .iter()
+        .flat_map(|r| scored_rows(r, &vec![w as f64; 1 + w % 3]))
+        .collect();
+    FeatureBatch {
+        hook: hook.clone(),
+        run_id,
+        validation_run_id,
+        records,
+        rows,
+    }
+}
+
+/// Every record in `records` holds exactly one complete set of rows from one writer of
+/// [`writer_batch`] (writer `w` wrote with run `writers[w]`), and nothing else is stored.
+async fn assert_one_set_per_record<S: Storage>(
+    store: &S,
+    hook: &HookName,
+    records: &[RecordId],
+    writers: &[HookRunId],
+) {
+    let mut by_record: BTreeMap<String, Vec<crate::feature::store::FeatureRow>> = BTreeMap::new();
+    for row in all_rows(store, hook).await {
+        by_record
+            .entry(row.record_id.to_string())
+            .or_default()
+            .push(row);
+    }
+    assert_eq!(
+        by_record.keys().cloned().collect::<BTreeSet<_>>(),
+        records
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<BTreeSet<_>>(),
+        "{hook}: stored records"
+    );
+    for (record_id, rows) in by_record {
+        let runs: BTreeSet<HookRunId> = rows.iter().map(|r| r.run_id).collect();
+        assert_eq!(
+            runs.len(),
+            1,
+            "{hook}: record {record_id} holds the rows of {} writers ({} rows)",
+            runs.len(),
+            rows.len()
+        );
+        let w = writers
+            .iter()
+            .position(|run| Some(run) == runs.first())
+            .expect("rows of a known writer");
+        let mut indexes: Vec<u32> = rows.iter().map(|r| r.row_index).collect();
+        indexes.sort_unstable();
+        assert_eq!(
+            indexes,
+            (0..(1 + w % 3) as u32).collect::<Vec<_>>(),
+            "{hook}: record {record_id} holds writer {w}'s rows exactly once"
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.values[0] == FeatureValue::Float(w as f64)),
+            "{hook}: record {record_id} mixes writers' values"
+        );
+    }
+}
+
+/// Concurrent replaces of the same records, each writer with its own run and its own
+/// rows, end with exactly one writer's set per record: replace-by-record is
+/// serialised per record, so no writer's delete misses another's insert. Odd writers
+/// list the records in reverse order, so lock ordering is exercised too.
+pub async fn concurrent_replaces_keep_one_set<S: Storage>(store: S) {
+    const WRITERS: usize = 16;
+    let identity = scored_identity("pockets");
+    let first = hook_with_run(&store, &identity).await;
+    let release = store
+        .create_release(&process_release(&identity.name, 1))
+        .await
+        .expect("release")
+        .release;
+    let mut writers = vec![first];
+    for _ in 1..WRITERS {
+        let run = HookRunId::new_random();
+        assert!(
+            store
+                .record_run(&hook_run(run, release.id, HookRunStatus::Passed))
+                .await
+                .expect("run")
+        );
+        writers.push(run);
+    }
+    let records: Vec<RecordId> = (0..40).map(|i| record(&format!("rec-{i:02}"))).collect();
+    for _round in 0..3 {
+        let mut tasks = Vec::new();
+        for (w, run) in writers.iter().enumerate() {
+            let store = store.clone();
+            let batch = writer_batch(&identity.name, *run, None, &records, w);
+            tasks.push(tokio::spawn(
+                async move { store.replace_rows(&batch).await },
+            ));
+        }
+        for (w, task) in tasks.into_iter().enumerate() {
+            let inserted = task.await.expect("task").expect("replace_rows");
+            assert_eq!(inserted, (records.len() * (1 + w % 3)) as u64);
+        }
+        assert_one_set_per_record(&store, &identity.name, &records, &writers).await;
+    }
 }
 
 /// A type violation in row 900 of 1,000 rolls back everything and names the row and
@@ -1395,6 +1516,62 @@ pub async fn finalize_publishes_features_once<S: Storage>(store: S) {
             .await
             .expect("end")
     );
+}
+
+/// Concurrent finalizes of runs over the same records, each publishing to two hook
+/// tables (half of them in the opposite order), all apply (no deadlock surfaces) and
+/// leave exactly one run's set per record in each table.
+pub async fn concurrent_finalizes_keep_one_set<S: Storage>(store: S) {
+    const RUNS: usize = 8;
+    let (alpha, beta) = (scored_identity("alpha"), scored_identity("beta"));
+    let records: Vec<RecordId> = (0..20).map(|i| record(&format!("rec-{i:02}"))).collect();
+    let mut plans = Vec::new();
+    for w in 0..RUNS {
+        let run = submitted_run(&store, &[&alpha, &beta], &records).await;
+        let steps = [step_plan(&run, 0, &[]), step_plan(&run, 1, &[])];
+        for step in &steps {
+            store.apply_step(step).await.expect("step");
+        }
+        let mut features = vec![
+            writer_batch(&alpha.name, steps[0].hook_run.id, Some(run.id), &records, w),
+            writer_batch(&beta.name, steps[1].hook_run.id, Some(run.id), &records, w),
+        ];
+        if w % 2 == 1 {
+            features.reverse();
+        }
+        let plan = FinalizePlan {
+            run_id: run.id,
+            status: RunStatus::Completed,
+            failure: None,
+            accepted: records.clone(),
+            features,
+            completes: None,
+            events: vec![RunEventKind::Finished {
+                status: RunStatus::Completed,
+                accepted: records.len() as u32,
+                reason: None,
+            }],
+        };
+        plans.push((plan, [steps[0].hook_run.id, steps[1].hook_run.id]));
+    }
+    let mut tasks = Vec::new();
+    for (plan, _) in &plans {
+        let store = store.clone();
+        let plan = plan.clone();
+        tasks.push(tokio::spawn(
+            async move { store.apply_finalize(&plan).await },
+        ));
+    }
+    for task in tasks {
+        assert_eq!(
+            task.await.expect("task").expect("finalize"),
+            Applied::Applied
+        );
+    }
+    for (step, identity) in [&alpha, &beta].into_iter().enumerate() {
+        let writers: Vec<HookRunId> = plans.iter().map(|(_, runs)| runs[step]).collect();
+        assert_one_set_per_record(&store, &identity.name, &records, &writers).await;
+    }
 }
 
 /// A run ends once; unknown runs are NotFound.

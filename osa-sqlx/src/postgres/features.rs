@@ -16,6 +16,75 @@ crate::features::features_for!(
     create_lock = Some("SELECT pg_advisory_xact_lock(hashtext($1))")
 );
 
+/// Lock stripes per feature table for replace-by-record (see [`lock_replaced`]).
+const REPLACE_STRIPES: u32 = 64;
+
+/// Serialises replace-by-record per (table, record) across transactions; called inside
+/// the caller's transaction before the delete, the locks are held until it ends.
+///
+/// Under READ COMMITTED a delete does not see rows another transaction inserted and
+/// has not committed, so two unserialised replaces of one record would both keep
+/// their rows. Each record takes a transaction-scoped advisory lock on the key
+/// `(table, stripe)`: the table is named by a hash of its qualified name and the
+/// record by one of [`REPLACE_STRIPES`] stripes of a hash of its id. Striping bounds the
+/// locks a batch takes (a 100k-row batch may name 10k records, and Postgres' shared
+/// lock table holds about `max_locks_per_transaction` × `max_connections` entries in
+/// all); the price is that writers of distinct records sharing a stripe wait for each
+/// other, and two large batches on one table run one after the other.
+///
+/// Deadlock freedom: the keys of all batches of the transaction are sorted and
+/// deduplicated here, in Rust, and sent as arrays that one statement walks in array
+/// order (a function scan over `unnest` evaluates the select list row by row in input
+/// order), so every transaction acquires its keys in one global order. Sorting the keys
+/// themselves, not table or record names, keeps the order total even when two names
+/// hash alike. The hashes are FNV-1a, fixed by this code rather than by the Rust
+/// release or the server, so every process writing the database derives the same keys
+/// (changing the hash or the stripe count must not mix with older writers).
+async fn lock_replaced(
+    tx: &mut sqlx::PgConnection,
+    targets: &[(String, &[RecordId])],
+) -> Result<()> {
+    let keys = replace_lock_keys(targets);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (tables, stripes): (Vec<i32>, Vec<i32>) = keys.into_iter().unzip();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k.t, k.s) FROM unnest($1::int4[], $2::int4[]) AS k(t, s)",
+    )
+    .bind(tables)
+    .bind(stripes)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("locking replaced feature records"))?;
+    Ok(())
+}
+
+/// The sorted, distinct advisory-lock keys of replacing `records` in each table.
+fn replace_lock_keys(targets: &[(String, &[RecordId])]) -> Vec<(i32, i32)> {
+    let mut keys: Vec<(i32, i32)> = targets
+        .iter()
+        .flat_map(|(table, records)| {
+            let table = fnv1a(table.as_bytes()) as i32;
+            records.iter().map(move |r| {
+                let hash = fnv1a(r.as_str().as_bytes());
+                // Fold the high half in: FNV-1a's low bits mix least.
+                (table, ((hash ^ (hash >> 16)) % REPLACE_STRIPES) as i32)
+            })
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// 32-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// Bytes buffered before a chunk is sent to the server during `COPY`.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -66,4 +135,44 @@ async fn insert_rows(
     copy.finish()
         .await
         .map_err(db("finishing COPY of feature rows"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_is_the_reference_hash() {
+        assert_eq!(fnv1a(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn lock_keys_are_sorted_distinct_and_bounded() {
+        let records: Vec<RecordId> = (0..10_000)
+            .map(|i| RecordId::new(format!("record-{i:06}")).unwrap())
+            .collect();
+        let reversed: Vec<RecordId> = records.iter().rev().cloned().collect();
+        let targets = [
+            ("\"f\".\"beta\"".to_string(), &reversed[..]),
+            ("\"f\".\"alpha\"".to_string(), &records[..]),
+            ("\"f\".\"beta\"".to_string(), &records[..10]),
+        ];
+        let keys = replace_lock_keys(&targets);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "sorted and distinct");
+        assert_eq!(
+            keys.len(),
+            2 * REPLACE_STRIPES as usize,
+            "every stripe, once"
+        );
+        // The order does not depend on the order of batches or records.
+        let mut swapped = targets.clone();
+        swapped.reverse();
+        assert_eq!(replace_lock_keys(&swapped), keys);
+        // One record takes one key per table.
+        let one = [records[7].clone()];
+        assert_eq!(replace_lock_keys(&[("t".into(), &one[..])]).len(), 1);
+        assert!(replace_lock_keys(&[("t".into(), &[][..])]).is_empty());
+    }
 }

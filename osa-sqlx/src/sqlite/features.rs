@@ -12,6 +12,16 @@ crate::features::features_for!(
     create_lock = None
 );
 
+/// Replace-by-record needs no locks of its own on SQLite: every write transaction
+/// starts with `BEGIN IMMEDIATE` on the one writer connection, so replaces never
+/// overlap.
+async fn lock_replaced(
+    _tx: &mut sqlx::SqliteConnection,
+    _targets: &[(String, &[RecordId])],
+) -> Result<()> {
+    Ok(())
+}
+
 /// SQLite's default limit of bound parameters per statement.
 const MAX_PARAMS: usize = 32_766;
 
