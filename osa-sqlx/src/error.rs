@@ -30,14 +30,7 @@ pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Tls(_) => true,
-            sqlx::Error::Database(db) => {
-                // Postgres: serialization failure, deadlock, lock timeout, admin
-                // shutdown. SQLite: busy or locked.
-                matches!(
-                    db.code().as_deref(),
-                    Some("40001" | "40P01" | "55P03" | "57P01" | "57P03" | "5" | "6" | "517")
-                )
-            }
+            sqlx::Error::Database(db) => db.code().as_deref().is_some_and(transient_code),
             _ => false,
         };
         let is_unique = matches!(&source, sqlx::Error::Database(db) if db.is_unique_violation());
@@ -71,4 +64,42 @@ pub(crate) fn migrate(e: sqlx::migrate::MigrateError) -> Error {
 /// A JSON column that no longer matches the type it was written from.
 pub(crate) fn corrupt(what: &'static str, e: impl std::fmt::Display) -> Error {
     Error::internal(format!("stored {what} does not decode: {e}"))
+}
+
+/// Whether a database error code means "try again": on Postgres (five-character
+/// SQLSTATEs) a serialization failure, deadlock, lock timeout or shutdown; on SQLite
+/// (numeric result codes, shorter) any busy or locked code, extended ones included
+/// (their low byte is the primary code: 261 busy recovery, 517 busy snapshot, 773 busy
+/// timeout, 262 locked shared cache, ...).
+fn transient_code(code: &str) -> bool {
+    const SQLITE_BUSY: u32 = 5;
+    const SQLITE_LOCKED: u32 = 6;
+    match code {
+        "40001" | "40P01" | "55P03" | "57P01" | "57P03" => true,
+        sqlite if sqlite.len() < 5 => sqlite
+            .parse::<u32>()
+            .is_ok_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_code;
+
+    #[test]
+    fn busy_locked_and_retryable_codes_are_transient() {
+        for code in [
+            "40001", "40P01", "55P03", "57P01", "57P03", "5", "6", "261", "262", "517", "773",
+        ] {
+            assert!(transient_code(code), "{code}");
+        }
+        // Constraint violations (SQLite 19, 1555, 2067; Postgres 23505), syntax, and
+        // Postgres codes whose digits happen to end in a busy byte stay permanent.
+        for code in [
+            "19", "1555", "2067", "1", "23505", "42601", "00005", "40000",
+        ] {
+            assert!(!transient_code(code), "{code}");
+        }
+    }
 }
