@@ -159,6 +159,7 @@ on_both_backends!(
     a_losing_execution_leaves_the_committed_step_alone,
     a_worker_without_its_lease_does_not_end_the_run,
     a_step_that_keeps_timing_out_gives_up,
+    a_dropped_worker_releases_its_lease,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -203,9 +204,19 @@ impl<S: TestStorage> Archive<S> {
     }
 
     async fn deploy(&self, title: &str, hooks: &[(&str, Value)]) -> ConventionSlug {
+        self.deploy_with_timeout(title, hooks, 30).await
+    }
+
+    /// [`deploy`](Self::deploy) with hooks limited to `timeout_seconds`.
+    async fn deploy_with_timeout(
+        &self,
+        title: &str,
+        hooks: &[(&str, Value)],
+        timeout_seconds: u32,
+    ) -> ConventionSlug {
         let outcome = self
             .deployer
-            .deploy(&self.payload(title, hooks, 30), "tester")
+            .deploy(&self.payload(title, hooks, timeout_seconds), "tester")
             .await
             .expect("deploy");
         outcome.applied.convention.slug
@@ -734,15 +745,9 @@ async fn transient_failure_is_retried<S: TestStorage>(archive: Archive<S>) {
     let mut config = archive.hook_config("flaky");
     config["sleep_once"] = json!(archive.path("slept-once"));
     config["sleep_seconds"] = json!(10);
-    let body = archive.payload("Flaky Hook", &[("flaky", config)], 1);
     let slug = archive
-        .deployer
-        .deploy(&body, "tester")
-        .await
-        .expect("deploy")
-        .applied
-        .convention
-        .slug;
+        .deploy_with_timeout("Flaky Hook", &[("flaky", config)], 1)
+        .await;
     let run = archive.submit(&slug, &["a"]).await;
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
     assert_eq!(
@@ -761,15 +766,9 @@ async fn a_step_that_keeps_timing_out_gives_up<S: TestStorage>(archive: Archive<
     let mut config = archive.hook_config("stuck");
     config["sleep_always"] = json!(true);
     config["sleep_seconds"] = json!(10);
-    let body = archive.payload("Stuck Hook", &[("stuck", config)], 1);
     let slug = archive
-        .deployer
-        .deploy(&body, "tester")
-        .await
-        .expect("deploy")
-        .applied
-        .convention
-        .slug;
+        .deploy_with_timeout("Stuck Hook", &[("stuck", config)], 1)
+        .await;
     let run = archive.submit(&slug, &["a"]).await;
     assert_eq!(archive.finish(run).await, RunStatus::Failed);
     let retries = osa::policy::FailurePolicy::default().max_retries as usize;
@@ -791,6 +790,81 @@ async fn a_step_that_keeps_timing_out_gives_up<S: TestStorage>(archive: Archive<
         view.run.failure.as_deref(),
         Some("no record was accepted: 1 errored, 0 rejected")
     );
+}
+
+/// The `Worker::run` future is dropped while its hook runs: the job's lease is no longer
+/// renewed, so once it expires the job is claimable again (second delivery) and another
+/// worker finishes the run.
+async fn a_dropped_worker_releases_its_lease<S: TestStorage>(archive: Archive<S>) {
+    const LEASE: Duration = Duration::from_secs(2);
+    let mut config = archive.hook_config("slow");
+    config["sleep_once"] = json!(archive.path("slept"));
+    config["sleep_seconds"] = json!(30);
+    let slug = archive
+        .deploy_with_timeout("Slow Hook", &[("slow", config)], 60)
+        .await;
+    let run = archive.submit(&slug, &["rec-1"]).await;
+    let worker = || {
+        Worker::new(
+            archive.engine.clone(),
+            WorkerConfig {
+                poll_interval: Duration::from_millis(20),
+                lease: LEASE,
+                heartbeat: Duration::from_millis(200),
+                ..WorkerConfig::default()
+            },
+        )
+    };
+
+    let started = async {
+        while archive.side_effects().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let first = worker();
+    tokio::select! {
+        result = first.run(std::future::pending()) => panic!("the worker stopped: {result:?}"),
+        _ = tokio::time::timeout(Duration::from_secs(60), started) => {}
+    }
+    assert_eq!(
+        archive.side_effects(),
+        ["slow 1"],
+        "the hook started before the worker was dropped"
+    );
+    let dropped = std::time::Instant::now();
+
+    // Several heartbeats fit in the lease, so a renewal still running after the drop
+    // would keep the job from ever being claimed.
+    let deadline = dropped + LEASE * 4;
+    let job = loop {
+        let mut jobs = archive
+            .storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 1, LEASE)
+            .await
+            .expect("claim");
+        if let Some(job) = jobs.pop() {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job of a dropped worker is claimable once its lease expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        dropped.elapsed() >= LEASE / 2,
+        "the job was still leased right after the drop"
+    );
+    assert_eq!((job.kind.as_str(), job.attempt), (STEP_JOB, 2));
+
+    let second = worker();
+    second.process(job).await;
+    let status = tokio::time::timeout(Duration::from_secs(60), second.run_until_finished(run))
+        .await
+        .expect("the run finishes within 60 s")
+        .expect("worker");
+    assert_eq!(status, RunStatus::Completed);
+    assert_eq!(archive.side_effects(), ["slow 1", "slow 1"]);
 }
 
 /// A `set_live` during a run does not change the release the run uses; the next run
