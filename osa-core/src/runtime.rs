@@ -388,11 +388,25 @@ impl RuntimeConfig {
         }
     }
 
-    /// Checks what serde cannot: a non-empty command or image.
+    /// Checks what serde cannot: a non-empty command or image, and an image reference
+    /// that names a digest (`repo@sha256:…`) names the release's own.
     pub fn validate(&self) -> crate::Result<()> {
         match self {
             RuntimeConfig::Oci { image, .. } if image.trim().is_empty() => {
                 Err(crate::Error::invalid("runtime.image", "must not be empty"))
+            }
+            RuntimeConfig::Oci { image, digest, .. }
+                if image
+                    .split_once('@')
+                    .is_some_and(|(_, named)| named != digest.as_str()) =>
+            {
+                Err(crate::Error::invalid(
+                    "runtime.image",
+                    format!(
+                        "names a digest other than the release's `digest` ({digest}); the \
+                         digest alone pins the image, so give it once"
+                    ),
+                ))
             }
             RuntimeConfig::Process { command, .. }
                 if command.first().is_none_or(|p| p.trim().is_empty()) =>
@@ -522,5 +536,18 @@ mod tests {
         }))
         .unwrap();
         assert!(empty.validate().is_err());
+
+        // A digest in the image reference must be the release's.
+        let oci = |image: String| -> RuntimeConfig {
+            serde_json::from_value(serde_json::json!({
+                "type": "oci", "image": image, "digest": digest
+            }))
+            .unwrap()
+        };
+        assert!(oci(format!("ghcr.io/org/hook:1@{digest}")).validate().is_ok());
+        assert!(oci("ghcr.io/org/hook:1".into()).validate().is_ok());
+        let other = Digest::of_bytes(b"another image");
+        let err = oci(format!("ghcr.io/org/hook@{other}")).validate().unwrap_err();
+        assert!(err.to_string().contains("other than the release"), "{err}");
     }
 }
