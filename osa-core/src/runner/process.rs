@@ -16,8 +16,9 @@
 //!
 //! It does **not** stop the hook from reading or writing anything the engine's user
 //! can (including its inputs and the files of the batch), from using the network,
-//! from seeing other processes, or from escaping the kill by daemonising (a double
-//! fork plus `setsid` detaches a process from the tree the runner follows). The cpu
+//! from seeing other processes, or from escaping the kill: a child that leaves the
+//! hook's process group (`setsid cmd &` is enough) survives once the hook itself has
+//! exited, because it is then no longer linked to the hook. The cpu
 //! quota is not enforced. If the engine process itself is killed, the hook keeps
 //! running and its `HOME` stays behind. Use it for trusted hooks and for development.
 //!
