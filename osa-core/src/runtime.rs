@@ -544,10 +544,16 @@ mod tests {
             }))
             .unwrap()
         };
-        assert!(oci(format!("ghcr.io/org/hook:1@{digest}")).validate().is_ok());
+        assert!(
+            oci(format!("ghcr.io/org/hook:1@{digest}"))
+                .validate()
+                .is_ok()
+        );
         assert!(oci("ghcr.io/org/hook:1".into()).validate().is_ok());
         let other = Digest::of_bytes(b"another image");
-        let err = oci(format!("ghcr.io/org/hook@{other}")).validate().unwrap_err();
+        let err = oci(format!("ghcr.io/org/hook@{other}"))
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("other than the release"), "{err}");
     }
 }
