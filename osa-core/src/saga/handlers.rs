@@ -162,7 +162,12 @@ impl Engine {
     }
 
     /// Ends a run and wakes whoever waits on it.
-    async fn end(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
+    pub(crate) async fn end(
+        &self,
+        run: ValidationRunId,
+        status: RunStatus,
+        reason: &str,
+    ) -> Result<bool> {
         let ended = self.storage().runs().end_run(run, status, reason).await?;
         self.forget_run(run);
         self.runs_changed().notify_waiters();

@@ -243,12 +243,8 @@ impl Worker {
                 let reason = format!("{} failed: {e}", job.kind);
                 let _ = self
                     .engine
-                    .storage()
-                    .runs()
-                    .end_run(payload.run, RunStatus::Failed, &reason)
+                    .end(payload.run, RunStatus::Failed, &reason)
                     .await;
-                self.engine.forget_run(payload.run);
-                self.engine.runs_changed().notify_waiters();
                 let _ = queue.complete(&job.lease).await;
                 return None;
             }
