@@ -87,13 +87,9 @@ async fn measure<S: SagaStorage + DeploymentLog>(
         .applied
         .convention
         .slug;
-    let worker = Worker::new(
-        engine.clone(),
-        WorkerConfig {
-            poll_interval: Duration::from_millis(1),
-            ..WorkerConfig::default()
-        },
-    );
+    // The default configuration: a submit wakes the worker and each step's commit
+    // hands it the next job, so the poll interval adds no latency.
+    let worker = Worker::new(engine.clone(), WorkerConfig::default());
     let mut samples = Vec::new();
     for round in 0..ROUNDS {
         let input: Vec<InputRecord> = (0..records)
@@ -158,16 +154,31 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // Optional filters (`-- postgres/1000`): run the scenarios whose `backend/records`
+    // label contains one of them.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |backend: &str, records: usize| {
+        let label = format!("{backend}/{records}");
+        filters.is_empty() || filters.iter().any(|f| label.contains(f.as_str()))
+    };
     println!("| backend  | records | total (ms) | hooks (ms) | overhead/step (ms) |");
     println!("|----------|--------:|-----------:|-----------:|-------------------:|");
     for records in [1, 1000] {
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = SqliteBackend::open(dir.path().join("bench.db"))
-            .await
-            .unwrap();
-        sqlite.migrate().await.unwrap();
-        let samples = measure(Arc::new(sqlite), dir.path(), records).await;
-        report("sqlite", records, &samples);
+        if wanted("sqlite", records) {
+            let dir = tempfile::tempdir().unwrap();
+            let sqlite = SqliteBackend::open(dir.path().join("bench.db"))
+                .await
+                .unwrap();
+            sqlite.migrate().await.unwrap();
+            let samples = measure(Arc::new(sqlite), dir.path(), records).await;
+            report("sqlite", records, &samples);
+        }
+        if !wanted("postgres", records) {
+            continue;
+        }
 
         let url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());

@@ -198,7 +198,7 @@ pub struct InputRecord {
 pub struct SubmitPlan {
     /// The run (status pending, or completed when there are no hooks).
     pub run: ValidationRun,
-    /// The records (verdict pending) and the object-store key of the stored inputs.
+    /// The records, in submit order (each appears once).
     pub records: Vec<RecordId>,
     /// Object-store key of the stored inputs.
     pub inputs_ref: String,
@@ -240,7 +240,9 @@ pub struct FinalizePlan {
     pub status: RunStatus,
     /// Why the run failed, when `status` is `failed` (stored as the run's `failure`).
     pub failure: Option<String>,
-    /// Records accepted (passed every hook).
+    /// Records accepted (passed every hook): exactly the run's records without a
+    /// settled verdict. Stores need not record them: once a run is `completed`, a record
+    /// without a rejected or errored verdict is accepted.
     pub accepted: Vec<RecordId>,
     /// Features of the accepted records, per hook, stamped with each hook's run id.
     pub features: Vec<FeatureBatch>,
@@ -389,7 +391,8 @@ impl RunProgress {
 /// - events get gap-free sequence numbers per run, in commit order.
 #[async_trait]
 pub trait ValidationRunStore: Send + Sync {
-    /// Creates a run, its pending verdicts, the first job and events.
+    /// Creates a run, its list of records (all pending), the first job and events; an
+    /// invalid-input error when a record id appears twice.
     async fn create_run(&self, plan: &SubmitPlan) -> Result<()>;
 
     /// Commits one step.

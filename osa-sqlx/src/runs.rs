@@ -81,19 +81,32 @@ pub(crate) struct StepRow {
     pub outputs_ref: String,
 }
 
-/// Builds the view: every planned step with its committed row, if any.
+/// Builds the view: every planned step with its committed row, if any, and every
+/// record in submit order with its verdict. A record without a settled verdict row is
+/// accepted when the run completed and pending otherwise.
 pub(crate) fn view(
     run: ValidationRun,
     steps: Vec<StepRow>,
-    records: Vec<(String, Json<Verdict>)>,
+    record_ids: Vec<String>,
+    settled: Vec<(String, Json<Verdict>)>,
 ) -> Result<ValidationRunView> {
     let progress = step_progress(&run, &steps)?;
-    let verdicts = records
+    let mut settled: std::collections::HashMap<String, Verdict> = settled
         .into_iter()
-        .map(|(id, verdict)| {
+        .map(|(id, verdict)| (id, verdict.0))
+        .collect();
+    let unsettled = if run.status == RunStatus::Completed {
+        Verdict::Accepted
+    } else {
+        Verdict::Pending
+    };
+    let verdicts = record_ids
+        .into_iter()
+        .map(|id| {
+            let verdict = settled.remove(&id).unwrap_or_else(|| unsettled.clone());
             Ok(RecordVerdict {
                 record_id: RecordId::new(id).map_err(|e| corrupt("record id", e))?,
-                verdict: verdict.0,
+                verdict,
             })
         })
         .collect::<Result<_>>()?;
@@ -273,9 +286,9 @@ macro_rules! runs_for {
                 .ok_or_else(|| Error::not_found("validation run", run))
         }
 
-        /// Sets many verdicts in one statement: the verdicts travel as one JSON object
-        /// keyed by record id.
-        async fn set_verdicts<'a>(
+        /// Records the verdicts a step settled, in one statement: they travel as one
+        /// JSON object keyed by record id.
+        async fn insert_verdicts<'a>(
             conn: &mut $conn,
             run: ValidationRunId,
             verdicts: impl IntoIterator<Item = (&'a RecordId, &'a Verdict)>,
@@ -289,29 +302,9 @@ macro_rules! runs_for {
             if by_record.is_empty() {
                 return Ok(());
             }
-            sqlx::query(super::SET_VERDICTS)
+            sqlx::query(super::INSERT_VERDICTS)
                 .bind(Json(serde_json::Value::Object(by_record)))
                 .bind(run.0)
-                .execute(&mut *conn)
-                .await
-                .map_err(db("recording verdicts"))?;
-            Ok(())
-        }
-
-        /// Sets one verdict on many records in one statement.
-        async fn set_same_verdict(
-            conn: &mut $conn,
-            run: ValidationRunId,
-            records: &[RecordId],
-            verdict: &Verdict,
-        ) -> Result<()> {
-            if records.is_empty() {
-                return Ok(());
-            }
-            sqlx::query(super::SET_SAME_VERDICT)
-                .bind(Json(verdict))
-                .bind(run.0)
-                .bind(super::text_list(records.iter().map(|r| r.to_string()).collect()))
                 .execute(&mut *conn)
                 .await
                 .map_err(db("recording verdicts"))?;
@@ -372,7 +365,7 @@ macro_rules! runs_for {
             .execute(&mut *conn)
             .await
             .map_err(db("recording a step"))?;
-            set_verdicts(conn, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
+            insert_verdicts(conn, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
             insert_events(conn, plan.run_id, last, &plan.events).await?;
             let next = match claim_next {
                 Some(lease_for) => super::jobs::enqueue_claimed_in(conn, &plan.next_job, lease_for).await?,
@@ -396,6 +389,13 @@ macro_rules! runs_for {
         impl ValidationRunStore for $backend {
             async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
                 let run = &plan.run;
+                let mut seen = std::collections::HashSet::with_capacity(plan.records.len());
+                if let Some(twice) = plan.records.iter().find(|id| !seen.insert(*id)) {
+                    return Err(Error::invalid(
+                        "records",
+                        format!("record `{twice}` appears twice in the submission"),
+                    ));
+                }
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO validation_runs (id, convention, status, current_step, steps, record_count, \
@@ -419,20 +419,14 @@ macro_rules! runs_for {
                     }
                     _ => db("creating a validation run")(e),
                 })?;
-                // All records in one statement: the ids travel as one list parameter and
-                // get their positions from its order.
-                sqlx::query(super::INSERT_RECORDS)
+                // The record ids, in submit order, as one row; verdicts are added only as
+                // hooks settle them.
+                sqlx::query("INSERT INTO validation_run_records (run_id, record_ids) VALUES ($1, $2)")
                     .bind(run.id.0)
                     .bind(super::text_list(plan.records.iter().map(|r| r.to_string()).collect()))
-                    .bind(Json(Verdict::Pending))
                     .execute(&mut *tx)
                     .await
-                    .map_err(|e| match &e {
-                        sqlx::Error::Database(d) if d.is_unique_violation() => {
-                            Error::invalid("records", "a record id appears twice in the submission")
-                        }
-                        _ => db("recording submitted records")(e),
-                    })?;
+                    .map_err(db("recording submitted records"))?;
                 append_events(&mut tx, run.id, &plan.events).await?;
                 if let Some(job) = &plan.first_job {
                     super::jobs::enqueue_in(&mut tx, job).await?;
@@ -490,7 +484,6 @@ macro_rules! runs_for {
                 // All batches at once, so the replace locks of every hook are taken in
                 // one global order.
                 self.replace_batches_in(&mut tx, &plan.features).await?;
-                set_same_verdict(&mut tx, plan.run_id, &plan.accepted, &Verdict::Accepted).await?;
                 insert_events(&mut tx, plan.run_id, last, &plan.events).await?;
                 complete_lease(&mut tx, plan.completes.as_ref()).await?;
                 tx.commit().await.map_err(db("finalizing a validation run"))?;
@@ -531,9 +524,18 @@ macro_rules! runs_for {
 
             async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
                 let pool = self.read_pool();
-                let records = async {
+                let record_ids = async {
+                    sqlx::query_scalar::<_, super::IdList>(
+                        "SELECT record_ids FROM validation_run_records WHERE run_id = $1",
+                    )
+                    .bind(run.0)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(db("reading a run's records"))
+                };
+                let settled = async {
                     sqlx::query_as::<_, (String, Json<Verdict>)>(
-                        "SELECT record_id, verdict FROM validation_records WHERE run_id = $1 ORDER BY position",
+                        "SELECT record_id, verdict FROM validation_records WHERE run_id = $1",
                     )
                     .bind(run.0)
                     .fetch_all(pool)
@@ -541,12 +543,13 @@ macro_rules! runs_for {
                     .map_err(db("reading verdicts"))
                 };
                 // Independent reads, on separate connections at the same time.
-                let (row, steps, records) =
-                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), records)?;
+                let (row, steps, record_ids, settled) =
+                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), record_ids, settled)?;
                 let Some(row) = row else {
                     return Ok(None);
                 };
-                crate::runs::view(row.into_run()?, steps, records).map(Some)
+                let record_ids = record_ids.map(super::id_list).unwrap_or_default();
+                crate::runs::view(row.into_run()?, steps, record_ids, settled).map(Some)
             }
 
             async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {

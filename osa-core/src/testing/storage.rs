@@ -87,6 +87,7 @@ macro_rules! storage_conformance {
             finalize_publishes_features_once,
             concurrent_finalizes_keep_one_set,
             end_run_happens_once,
+            run_records_keep_submit_order,
             deploy_is_atomic_and_idempotent,
             deployment_event_log_is_bounded,
             deployments_are_listed_with_filters,
@@ -1615,6 +1616,113 @@ pub async fn end_run_happens_once<S: Storage>(store: S) {
             .end_run(run.id, RunStatus::Running, "x")
             .await
             .is_err()
+    );
+}
+
+/// A run's records keep their submit order (not the ids' sort order) in the view and
+/// in the progress, at every stage; a submission naming a record twice is refused and
+/// writes nothing; records a failed run never settled stay pending.
+pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
+    // More ids than one page of anything, in an order no index would give back.
+    let records: Vec<RecordId> = (0..1500)
+        .map(|i| record(&format!("rec-{}", (i * 7919) % 1500)))
+        .collect();
+    let identity = scored_identity("pockets");
+    let (h1, h2) = (&identity, &scored_identity("ligands"));
+    let mut twice = records[..3].to_vec();
+    twice.push(records[1].clone());
+    let run = submitted_run(&store, &[h1, h2], &records).await;
+    let ids = |verdicts: &[RecordVerdict]| -> Vec<RecordId> {
+        verdicts.iter().map(|v| v.record_id.clone()).collect()
+    };
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(ids(&view.verdicts), records);
+    let progress = store
+        .run_progress(run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress.in_play, records);
+    assert!(!progress.any_errored);
+
+    // Step 0 rejects two records and errors one: they leave play, the others stay in
+    // order.
+    let mut plan = step_plan(&run, 0, &[records[10].clone(), records[700].clone()]);
+    plan.verdicts.push(RecordVerdict {
+        record_id: records[3].clone(),
+        verdict: Verdict::Errored {
+            step: 0,
+            hook: identity.name.clone(),
+            error: "crashed".into(),
+        },
+    });
+    store.apply_step(&plan).await.expect("step");
+    let settled = [3usize, 10, 700];
+    let still: Vec<RecordId> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !settled.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    let progress = store
+        .run_progress(run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress.in_play, still);
+    assert!(progress.any_errored);
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(ids(&view.verdicts), records);
+    assert_eq!(RunProgress::from_view(view.clone()), progress);
+    assert!(matches!(
+        view.verdicts[3].verdict,
+        Verdict::Errored { step: 0, .. }
+    ));
+    assert!(matches!(
+        view.verdicts[10].verdict,
+        Verdict::Rejected { step: 0, .. }
+    ));
+    assert_eq!(view.verdicts[11].verdict, Verdict::Pending);
+
+    // The run fails before finishing: unsettled records stay pending, not accepted.
+    assert!(
+        store
+            .end_run(run.id, RunStatus::Failed, "image missing")
+            .await
+            .expect("end")
+    );
+    let view = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(ids(&view.verdicts), records);
+    assert_eq!(view.verdicts[11].verdict, Verdict::Pending);
+    assert!(matches!(
+        view.verdicts[700].verdict,
+        Verdict::Rejected { .. }
+    ));
+
+    // A record named twice: refused, and no trace of the run.
+    let mut duplicate = run.clone();
+    duplicate.id = ValidationRunId::new_random();
+    duplicate.record_count = twice.len() as u32;
+    let refused = store
+        .create_run(&SubmitPlan {
+            run: duplicate.clone(),
+            records: twice,
+            inputs_ref: format!("runs/{}/inputs.jsonl", duplicate.id),
+            first_job: Some(step_job(duplicate.id, 0)),
+            events: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Invalid);
+    assert_eq!(store.run_view(duplicate.id).await.expect("get"), None);
+    assert!(
+        store
+            .claim(&["validation.step"], 10, Duration::from_secs(30))
+            .await
+            .expect("claim")
+            .iter()
+            .all(|job| job.payload["run"] != json!(duplicate.id)),
+        "a refused submit enqueues nothing"
     );
 }
 

@@ -78,26 +78,19 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column
 }
 
-/// Sets the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for run
-/// `$2`.
-pub(crate) const SET_VERDICTS: &str = "UPDATE validation_records v SET verdict = j.value \
-     FROM jsonb_each($1) j WHERE v.run_id = $2 AND v.record_id = j.key";
+/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
+/// run `$2`.
+pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+     SELECT $2, j.key, j.value FROM jsonb_each($1) j";
 
-/// Sets one verdict (`$1`) on the records listed in `$3` of run `$2`.
-pub(crate) const SET_SAME_VERDICT: &str =
-    "UPDATE validation_records SET verdict = $1 WHERE run_id = $2 AND record_id = ANY($3)";
-
-/// Inserts the records of run `$1` from the id list `$2` (positions from its order),
-/// each with verdict `$3`.
-pub(crate) const INSERT_RECORDS: &str = "INSERT INTO validation_records (run_id, position, record_id, verdict) \
-     SELECT $1, (t.ord - 1)::int, t.id, $3 FROM unnest($2::text[]) WITH ORDINALITY AS t(id, ord)";
-
-/// The records of run `$1` still in play, as one list in submit order, and whether
-/// any record errored (one row; NULLs when neither exists).
+/// The records of run `$1` still in play (no verdict yet), as one list in submit order,
+/// and whether any record errored (one row; a NULL list when none is left).
 pub(crate) const IN_PLAY: &str = "SELECT \
-     array_agg(record_id ORDER BY position) FILTER (WHERE verdict->>'verdict' = 'pending'), \
-     bool_or(verdict->>'verdict' = 'errored') \
-     FROM validation_records WHERE run_id = $1 AND verdict->>'verdict' IN ('pending', 'errored')";
+     (SELECT array_agg(t.id ORDER BY t.ord) \
+      FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
+      WHERE r.run_id = $1 \
+      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
+     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
 
 /// How [`IN_PLAY`] returns the list.
 pub(crate) type IdList = Vec<String>;

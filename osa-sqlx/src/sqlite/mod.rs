@@ -124,26 +124,20 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column.into_uuid()
 }
 
-/// Sets the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for run
-/// `$2`: a join, so each record is looked up once by its key.
-pub(crate) const SET_VERDICTS: &str = "UPDATE validation_records SET verdict = j.value \
-     FROM json_each($1) j WHERE validation_records.run_id = $2 AND validation_records.record_id = j.key";
+/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
+/// run `$2`.
+pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+     SELECT $2, j.key, j.value FROM json_each($1) j";
 
-/// Sets one verdict (`$1`) on the records listed in `$3` of run `$2`.
-pub(crate) const SET_SAME_VERDICT: &str = "UPDATE validation_records SET verdict = $1 \
-     WHERE run_id = $2 AND record_id IN (SELECT value FROM json_each($3))";
-
-/// Inserts the records of run `$1` from the id list `$2` (positions from its order),
-/// each with verdict `$3`.
-pub(crate) const INSERT_RECORDS: &str = "INSERT INTO validation_records (run_id, position, record_id, verdict) \
-     SELECT $1, j.key, j.value, $3 FROM json_each($2) j";
-
-/// The records of run `$1` still in play, as one JSON list in submit order, and
-/// whether any record errored (one row).
+/// The records of run `$1` still in play (no verdict yet), as one JSON list in submit
+/// order, and whether any record errored (one row).
 pub(crate) const IN_PLAY: &str = "SELECT \
-     json_group_array(record_id ORDER BY position) FILTER (WHERE json_extract(verdict, '$.verdict') = 'pending'), \
-     max(json_extract(verdict, '$.verdict') = 'errored') \
-     FROM validation_records WHERE run_id = $1 AND json_extract(verdict, '$.verdict') IN ('pending', 'errored')";
+     (SELECT json_group_array(j.value ORDER BY j.key) \
+      FROM validation_run_records r, json_each(r.record_ids) j \
+      WHERE r.run_id = $1 \
+      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
+     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
+             AND json_extract(v.verdict, '$.verdict') = 'errored')";
 
 /// How [`IN_PLAY`] returns the list.
 pub(crate) type IdList = sqlx::types::Json<Vec<String>>;
