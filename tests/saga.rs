@@ -160,6 +160,7 @@ on_both_backends!(
     a_worker_without_its_lease_does_not_end_the_run,
     a_step_that_keeps_timing_out_gives_up,
     a_dropped_worker_releases_its_lease,
+    a_cancel_stops_the_running_hook,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -865,6 +866,89 @@ async fn a_dropped_worker_releases_its_lease<S: TestStorage>(archive: Archive<S>
         .expect("worker");
     assert_eq!(status, RunStatus::Completed);
     assert_eq!(archive.side_effects(), ["slow 1", "slow 1"]);
+}
+
+/// A run cancelled from another engine (as from another process: no in-process
+/// notification) while its hook runs: the worker notices within a heartbeat, kills the
+/// hook, commits nothing of the step and completes the job; later hooks never run.
+async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
+    let pid_file = archive.path("slow.pid");
+    let mut slow = archive.hook_config("slow");
+    slow["sleep_always"] = json!(true);
+    slow["sleep_seconds"] = json!(60);
+    slow["pid_file"] = json!(pid_file);
+    let after = archive.hook_config("after");
+    let slug = archive
+        .deploy_with_timeout("Cancelled Run", &[("slow", slow), ("after", after)], 120)
+        .await;
+    let run = archive.submit(&slug, &["rec-1"]).await;
+    let job = archive
+        .storage
+        .claim(&[STEP_JOB], 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("the submit enqueued step 0");
+    let worker = Worker::new(
+        archive.engine.clone(),
+        WorkerConfig {
+            lease: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        },
+    );
+    let elsewhere = Engine::new(
+        archive.storage.clone(),
+        Arc::new(ProcessRunner::new()),
+        Blobs::local(archive.path("blobs")).expect("blobs"),
+        engine_config(archive.dir.path()),
+    );
+    let cancel = async {
+        let started = std::time::Instant::now();
+        while !pid_file.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the hook never started"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .expect("pid")
+            .parse()
+            .expect("pid number");
+        assert!(elsewhere.cancel(run).await.expect("cancel"));
+        (pid, std::time::Instant::now())
+    };
+    let ((), (pid, cancelled_at)) = tokio::join!(worker.process(job), cancel);
+    let stopped_after = cancelled_at.elapsed();
+    assert!(
+        stopped_after < Duration::from_secs(20),
+        "the job ended {stopped_after:?} after the cancel; the hook sleeps 60 s"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the hook process {pid} is gone"
+    );
+    let view = archive.engine.get(run).await.expect("view");
+    assert_eq!(view.run.status, RunStatus::Cancelled);
+    assert!(
+        view.steps.iter().all(|s| s.hook_run_id.is_none()),
+        "no step committed: {:?}",
+        view.steps
+    );
+    assert_eq!(view.verdicts[0].verdict, Verdict::Pending);
+    assert_eq!(archive.side_effects(), ["slow 1"]);
+    // The job was completed, not abandoned: nothing to claim, even once its lease
+    // would have expired.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        archive
+            .storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
 }
 
 /// A `set_live` during a run does not change the release the run uses; the next run

@@ -467,6 +467,8 @@ pub trait ValidationService: Send + Sync {
     /// Persisted events, then live ones until the run ends.
     async fn events(&self, run: ValidationRunId) -> Result<BoxStream<'static, Result<RunEvent>>>;
 
-    /// Cancels a non-terminal run; `false` when it had already ended.
+    /// Cancels a non-terminal run; `false` when it had already ended. A hook running
+    /// for the run is stopped (by a worker of the same engine at once, by workers
+    /// elsewhere within their heartbeat interval) and its step is not committed.
     async fn cancel(&self, run: ValidationRunId) -> Result<bool>;
 }

@@ -12,6 +12,7 @@ Config (`$OSA_IN/config.json`):
     sleep_seconds see sleep_once (default 30)
     sleep_always  sleep `sleep_seconds` in every execution
     exit_code     exit with this code after writing nothing
+    pid_file      path where the hook writes its process id when it starts
 
 Every other record passes with one row {"hook": name, "score": <id length>}.
 """
@@ -30,6 +31,10 @@ def main():
         with open(config_path) as handle:
             config = json.load(handle)
     name = config.get("name", os.environ.get("OSA_HOOK_NAME", "hook"))
+    if config.get("pid_file"):
+        with open(config["pid_file"] + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(config["pid_file"] + ".tmp", config["pid_file"])
     with open(os.path.join(in_dir, "records.jsonl")) as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     if config.get("log"):

@@ -161,6 +161,39 @@ impl Engine {
         Ok(progress.filter(|p| !p.run.status.is_terminal()))
     }
 
+    /// Resolves once `run` has ended (or does not exist): woken at once by changes
+    /// made through this engine, and reading the run's status at least every `poll`
+    /// for changes made elsewhere. With `check_first`, the status is read at once too
+    /// (else only after the first wake-up: for a caller that has just read it). A
+    /// transient read error is retried at the next wake-up; a permanent one is returned.
+    pub(crate) async fn run_ended(
+        &self,
+        run: ValidationRunId,
+        poll: Duration,
+        check_first: bool,
+    ) -> Result<()> {
+        let mut check = check_first;
+        loop {
+            // Registered before the check, so a change right after it still wakes us.
+            let changed = self.runs_changed().notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if check {
+                match self.storage().runs().run_status(run).await {
+                    Ok(Some(status)) if status.is_terminal() => return Ok(()),
+                    Ok(None) => return Ok(()),
+                    Err(e) if !e.is_transient() => return Err(e),
+                    _ => {}
+                }
+            }
+            check = true;
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
     /// Ends a run and wakes whoever waits on it.
     pub(crate) async fn end(
         &self,

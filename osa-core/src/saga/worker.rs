@@ -136,22 +136,7 @@ impl Worker {
         let engine = self.engine.clone();
         let poll = self.config.poll_interval;
         let finished = async move {
-            loop {
-                // Registered before the check, so a change right after it still wakes us.
-                let changed = engine.runs_changed().notified();
-                let mut changed = std::pin::pin!(changed);
-                changed.as_mut().enable();
-                match engine.storage().runs().run_status(run).await {
-                    Ok(Some(status)) if status.is_terminal() => return,
-                    Ok(None) => return,
-                    Err(e) if !e.is_transient() => return,
-                    _ => {}
-                }
-                tokio::select! {
-                    _ = &mut changed => {}
-                    _ = tokio::time::sleep(poll) => {}
-                }
-            }
+            let _ = engine.run_ended(run, poll, true).await;
         };
         self.run(finished).await?;
         self.engine
@@ -206,28 +191,54 @@ impl Worker {
                 keep_lease(|| engine.storage().queue().heartbeat(&lease, extend), every).await
             }))
         };
-        let result = match job.kind.as_str() {
-            STEP_JOB => {
-                let hand_off = hand_off.then_some(self.config.lease);
-                self.engine
-                    .run_step(
-                        payload.run,
-                        payload.step,
-                        Some(&job.lease),
-                        job.attempt,
-                        hand_off,
-                        known,
-                    )
-                    .await
+        let handle = async {
+            match job.kind.as_str() {
+                STEP_JOB => {
+                    let hand_off = hand_off.then_some(self.config.lease);
+                    self.engine
+                        .run_step(
+                            payload.run,
+                            payload.step,
+                            Some(&job.lease),
+                            job.attempt,
+                            hand_off,
+                            known,
+                        )
+                        .await
+                }
+                FINALIZE_JOB => {
+                    self.engine
+                        .finalize(payload.run, Some(&job.lease), known)
+                        .await
+                }
+                other => Err(Error::internal(format!("unknown job kind {other}"))),
             }
-            FINALIZE_JOB => {
-                self.engine
-                    .finalize(payload.run, Some(&job.lease), known)
-                    .await
+        };
+        // A run that ends while its job runs (a cancel, here or in another process;
+        // noticed at once in this process, else within a heartbeat) stops the job:
+        // dropping it kills the hook, and nothing of it is committed. The job itself
+        // reads the status first, so the watch starts by waiting.
+        let ended = async {
+            if self
+                .engine
+                .run_ended(payload.run, self.config.heartbeat, false)
+                .await
+                .is_err()
+            {
+                // Without a readable status the job runs on; its commit checks the run.
+                std::future::pending::<()>().await;
             }
-            other => Err(Error::internal(format!("unknown job kind {other}"))),
+        };
+        let result = tokio::select! {
+            biased;
+            result = handle => Some(result),
+            () = ended => None,
         };
         drop(heartbeat);
+        let Some(result) = result else {
+            let _ = queue.complete(&job.lease).await;
+            return None;
+        };
         let retry_reason = match result {
             Ok(Handled::Done) => return None,
             Ok(Handled::DoneWithNext(next, progress)) => return Some((next, progress)),
