@@ -433,13 +433,37 @@ async fn rejected_records_skip_later_hooks<S: TestStorage>(archive: Archive<S>) 
     );
 }
 
-/// A convention without hooks accepts every record at submit.
+/// A convention without hooks accepts every record in the submit's own transaction:
+/// completed, with its finished event, and no job left.
 async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
     let slug = archive.deploy("No Hooks", &[]).await;
     let run = archive.submit(&slug, &["a", "b"]).await;
     let view = archive.engine.get(run).await.expect("view");
     assert_eq!(view.run.status, RunStatus::Completed);
     assert!(view.verdicts.iter().all(|v| v.verdict == Verdict::Accepted));
+    let events: Vec<RunEventKind> = archive
+        .storage
+        .run_events(run, 0)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            RunEventKind::Submitted {
+                records: 2,
+                steps: 0
+            },
+            RunEventKind::Finished {
+                status: RunStatus::Completed,
+                accepted: 2,
+                reason: None
+            }
+        ]
+    );
+    assert_eq!(archive.finish(run).await, RunStatus::Completed);
     assert!(
         archive
             .storage

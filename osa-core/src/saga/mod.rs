@@ -571,38 +571,49 @@ impl ValidationService for Engine {
             })
             .collect();
         let record_count = stored.len() as u32;
+        // Zero hooks: every record is accepted in the submit's own transaction (there
+        // are no features to publish), so no run is ever left without a job.
+        let no_hooks = steps.is_empty();
+        let mut events = vec![RunEventKind::Submitted {
+            records: record_count,
+            steps: steps.len() as u32,
+        }];
+        if no_hooks {
+            events.push(RunEventKind::Finished {
+                status: RunStatus::Completed,
+                accepted: record_count,
+                reason: None,
+            });
+        }
         let run = ValidationRun {
             id: run_id,
             convention: convention.slug.clone(),
-            status: RunStatus::Pending,
+            status: if no_hooks {
+                RunStatus::Completed
+            } else {
+                RunStatus::Pending
+            },
             current_step: 0,
-            steps: steps.clone(),
+            steps,
             record_count,
             failure: None,
             created_at: now,
             updated_at: now,
         };
-        let first_job = if steps.is_empty() {
-            job(FINALIZE_JOB, run_id, 0, self.inner.config.max_attempts)
-        } else {
-            job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)
-        };
         let plan = SubmitPlan {
             run,
             records: stored.iter().map(|r| r.id.clone()).collect(),
             inputs_ref: inputs_ref.to_string(),
-            first_job: (!steps.is_empty()).then_some(first_job),
-            events: vec![RunEventKind::Submitted {
-                records: record_count,
-                steps: steps.len() as u32,
-            }],
+            first_job: (!no_hooks)
+                .then(|| job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)),
+            events,
         };
         storage.runs().create_run(&plan).await?;
-        self.remember_inputs(run_id, &stored);
-        self.inner.jobs_enqueued.notify_waiters();
-        if steps.is_empty() {
-            // Zero hooks: every record is accepted at once.
-            self.finalize(run_id, None, None).await?;
+        if no_hooks {
+            self.runs_changed().notify_waiters();
+        } else {
+            self.remember_inputs(run_id, &stored);
+            self.inner.jobs_enqueued.notify_waiters();
         }
         Ok(run_id)
     }
