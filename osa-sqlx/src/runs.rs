@@ -252,26 +252,24 @@ macro_rules! runs_for {
             Ok(())
         }
 
-        type Pool = sqlx::Pool<<$conn as sqlx::Connection>::Database>;
-
-        async fn run_row(pool: &Pool, run: ValidationRunId) -> Result<Option<RunRow>> {
+        async fn run_row(conn: &mut $conn, run: ValidationRunId) -> Result<Option<RunRow>> {
             sqlx::query_as(
                 "SELECT id, convention, status, current_step, steps, record_count, failure, created_at, \
                  updated_at FROM validation_runs WHERE id = $1",
             )
             .bind(run.0)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(db("reading a validation run"))
         }
 
-        async fn step_rows(pool: &Pool, run: ValidationRunId) -> Result<Vec<StepRow>> {
+        async fn step_rows(conn: &mut $conn, run: ValidationRunId) -> Result<Vec<StepRow>> {
             sqlx::query_as(
                 "SELECT step, status, hook_run_id, passed, rejected, errored, started_at, finished_at, \
                  outputs_ref FROM validation_steps WHERE run_id = $1 ORDER BY step",
             )
             .bind(run.0)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(db("reading validation steps"))
         }
@@ -523,51 +521,47 @@ macro_rules! runs_for {
             }
 
             async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
-                let pool = self.read_pool();
-                let record_ids = async {
-                    sqlx::query_scalar::<_, super::IdList>(
-                        "SELECT record_ids FROM validation_run_records WHERE run_id = $1",
-                    )
-                    .bind(run.0)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(db("reading a run's records"))
-                };
-                let settled = async {
-                    sqlx::query_as::<_, (String, Json<Verdict>)>(
-                        "SELECT record_id, verdict FROM validation_records WHERE run_id = $1",
-                    )
-                    .bind(run.0)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(db("reading verdicts"))
-                };
-                // Independent reads, on separate connections at the same time.
-                let (row, steps, record_ids, settled) =
-                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), record_ids, settled)?;
-                let Some(row) = row else {
+                // One snapshot: the run, its steps and its verdicts agree with each other.
+                let mut tx = self.begin_snapshot().await?;
+                let Some(row) = run_row(&mut tx, run).await? else {
                     return Ok(None);
                 };
-                let record_ids = record_ids.map(super::id_list).unwrap_or_default();
+                let steps = step_rows(&mut tx, run).await?;
+                let record_ids = sqlx::query_scalar::<_, super::IdList>(
+                    "SELECT record_ids FROM validation_run_records WHERE run_id = $1",
+                )
+                .bind(run.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a run's records"))?
+                .map(super::id_list)
+                .unwrap_or_default();
+                let settled = sqlx::query_as::<_, (String, Json<Verdict>)>(
+                    "SELECT record_id, verdict FROM validation_records WHERE run_id = $1",
+                )
+                .bind(run.0)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("reading verdicts"))?;
+                tx.commit().await.map_err(db("reading a validation run"))?;
                 crate::runs::view(row.into_run()?, steps, record_ids, settled).map(Some)
             }
 
             async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
-                let pool = self.read_pool();
-                // Only the records still in play, as one list in submit order, and
-                // whether any errored; not every settled verdict.
-                let records = async {
-                    sqlx::query_as::<_, (Option<super::IdList>, Option<bool>)>(super::IN_PLAY)
-                        .bind(run.0)
-                        .fetch_one(pool)
-                        .await
-                        .map_err(db("reading verdicts"))
-                };
-                let (row, steps, (in_play, any_errored)) =
-                    tokio::try_join!(run_row(pool, run), step_rows(pool, run), records)?;
-                let Some(row) = row else {
+                let mut tx = self.begin_snapshot().await?;
+                let Some(row) = run_row(&mut tx, run).await? else {
                     return Ok(None);
                 };
+                let steps = step_rows(&mut tx, run).await?;
+                // Only the records still in play, as one list in submit order, and
+                // whether any errored; not every settled verdict.
+                let (in_play, any_errored) =
+                    sqlx::query_as::<_, (Option<super::IdList>, Option<bool>)>(super::IN_PLAY)
+                        .bind(run.0)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db("reading verdicts"))?;
+                tx.commit().await.map_err(db("reading a validation run"))?;
                 let in_play = in_play.map(super::id_list).unwrap_or_default();
                 crate::runs::progress(row.into_run()?, steps, in_play, any_errored.unwrap_or(false)).map(Some)
             }

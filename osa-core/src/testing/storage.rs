@@ -88,6 +88,7 @@ macro_rules! storage_conformance {
             concurrent_finalizes_keep_one_set,
             end_run_happens_once,
             run_records_keep_submit_order,
+            run_reads_are_snapshots,
             deploy_is_atomic_and_idempotent,
             deployment_event_log_is_bounded,
             deployments_are_listed_with_filters,
@@ -1724,6 +1725,66 @@ pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
             .all(|job| job.payload["run"] != json!(duplicate.id)),
         "a refused submit enqueues nothing"
     );
+}
+
+/// Reads of a run racing its step commits see one state: as many committed steps as
+/// `current_step`, exactly their rejections as settled verdicts, and the rest in play.
+pub async fn run_reads_are_snapshots<S: Storage>(store: S) {
+    const STEPS: usize = 6;
+    let identities: Vec<HookIdentity> = (0..STEPS)
+        .map(|i| scored_identity(&format!("hook_{i}")))
+        .collect();
+    let hooks: Vec<&HookIdentity> = identities.iter().collect();
+    let records: Vec<RecordId> = (0..40).map(|i| record(&format!("rec-{i}"))).collect();
+    for _ in 0..4 {
+        let run = submitted_run(&store, &hooks, &records).await;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let writer = async {
+            for step in 0..STEPS as u32 {
+                let plan = step_plan(&run, step, &[records[step as usize].clone()]);
+                store.apply_step(&plan).await.expect("step");
+                tokio::task::yield_now().await;
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        };
+        let reader = async {
+            let mut reads = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || reads < 2 {
+                reads += 1;
+                let view = store.run_view(run.id).await.expect("view").expect("exists");
+                let committed = view
+                    .steps
+                    .iter()
+                    .filter(|s| s.hook_run_id.is_some())
+                    .count();
+                let rejected: u32 = view.steps.iter().map(|s| s.counts.rejected).sum();
+                let settled = view
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.verdict != Verdict::Pending)
+                    .count();
+                assert_eq!(committed, view.run.current_step as usize, "{view:?}");
+                assert_eq!(settled, rejected as usize, "{view:?}");
+                let progress = store
+                    .run_progress(run.id)
+                    .await
+                    .expect("progress")
+                    .expect("exists");
+                let committed = progress
+                    .steps
+                    .iter()
+                    .filter(|s| s.hook_run_id.is_some())
+                    .count();
+                assert_eq!(committed, progress.run.current_step as usize);
+                assert_eq!(
+                    progress.in_play.len(),
+                    records.len() - progress.run.current_step as usize,
+                    "{progress:?}"
+                );
+            }
+        };
+        tokio::join!(writer, reader);
+    }
 }
 
 fn new_deployment(kind: DeploymentKind, target: &str) -> NewDeployment {

@@ -203,6 +203,14 @@ impl PgBackend {
             .map_err(db("starting a transaction"))
     }
 
+    /// A read-only transaction whose statements all see one snapshot.
+    pub(crate) async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(db("starting a read transaction"))
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -100,6 +100,15 @@ impl SqliteBackend {
             .map_err(db("starting a write transaction"))
     }
 
+    /// A read transaction whose statements all see one snapshot (WAL: the snapshot is
+    /// taken at its first read).
+    pub(crate) async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.reader
+            .begin()
+            .await
+            .map_err(db("starting a read transaction"))
+    }
+
     /// The pool reads go through.
     pub fn read_pool(&self) -> &SqlitePool {
         &self.reader
