@@ -30,6 +30,10 @@
 //! upload prefix ([`DEFAULT_UPLOAD_PREFIX`], see [`ApiState::with_upload_prefix`]),
 //! each at most the engine's `batch_limits.max_file_bytes`.
 //!
+//! Event streams (SSE) end when the token that opened them expires, with a last
+//! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
+//! (see [`ApiState::with_max_streams`]), one more is answered 503.
+//!
 //! The route table [`ROUTES`] is the source of the OpenAPI document served at
 //! `/api/v1/openapi.json`.
 
@@ -93,6 +97,9 @@ pub struct ApiState {
     upload_prefix: String,
     /// Set once by [`ApiState::close_streams`]; every event stream ends when it is.
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// One permit per open event stream.
+    streams: Arc<tokio::sync::Semaphore>,
+    max_streams: usize,
     /// How often deployment event streams look for new events (validation event
     /// streams follow the engine's `event_poll`).
     pub stream_poll: Duration,
@@ -122,8 +129,37 @@ impl ApiState {
             auth: Arc::new(auth),
             upload_prefix: DEFAULT_UPLOAD_PREFIX.to_string(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
+            max_streams: DEFAULT_MAX_STREAMS,
             stream_poll: Duration::from_millis(250),
         }
+    }
+
+    /// At most `max` event streams open at once (default [`DEFAULT_MAX_STREAMS`]); one
+    /// more is answered `503 unavailable`. Each open stream polls the store.
+    pub fn with_max_streams(mut self, max: usize) -> Self {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(max));
+        self.max_streams = max;
+        self
+    }
+
+    /// A place for one more event stream of `principal`, or 503.
+    fn open_stream(&self, principal: &Principal) -> ApiResult<StreamTicket> {
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::http(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Unavailable.as_str(),
+                format!(
+                    "{} event streams are open, as many as this server allows; try again later",
+                    self.max_streams
+                ),
+            )
+        })?;
+        Ok(StreamTicket {
+            _permit: permit,
+            expires_at: principal.expires_at,
+            closed: Box::pin(self.streams_closed()),
+        })
     }
 
     /// Ends every event stream, open or opened later (each ends after the events it
@@ -303,7 +339,7 @@ pub const ROUTES: &[Route] = &[
         "GET",
         "/validations/{id}/events",
         scope(Scope::RunsRead),
-        "A run's events (SSE: replay, then live)",
+        "A run's events (SSE: replay, then live; ends when the token expires)",
     ),
     route(
         "GET",
@@ -333,7 +369,7 @@ pub const ROUTES: &[Route] = &[
         "GET",
         "/deployments/{id}/events",
         scope(Scope::DeploymentsRead),
-        "A deployment's events (SSE: replay, then live)",
+        "A deployment's events (SSE: replay, then live; ends when the token expires)",
     ),
 ];
 
@@ -1144,6 +1180,17 @@ async fn get_validation(
     Ok(Json(json!(state.engine.get(id).await?)))
 }
 
+/// Event streams open at once, by default.
+pub const DEFAULT_MAX_STREAMS: usize = 256;
+
+/// What an open event stream holds: its place among the open streams, the expiry of
+/// the token that opened it, and the server's close signal.
+struct StreamTicket {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    expires_at: chrono::DateTime<chrono::Utc>,
+    closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
 /// The `error` event of a stream, `{code, message}` (a generic message for faults of
 /// the server, as in error responses).
 fn sse_error(error: &Error) -> Event {
@@ -1152,34 +1199,71 @@ fn sse_error(error: &Error) -> Event {
         .data(json!({"code": error.kind().as_str(), "message": public_message(error)}).to_string())
 }
 
-/// An SSE response of `stream`, ended early when `closed` resolves.
+/// An SSE response of `stream`, ended early when the server closes its streams, or
+/// when the token that opened it expires (with a last `error` event saying so: a token
+/// is checked once, so a stream must not outlive it).
 fn sse<S, T>(
     stream: S,
-    closed: impl Future<Output = ()> + Send + 'static,
+    ticket: StreamTicket,
 ) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>
 where
     S: futures::Stream<Item = osa_core::Result<T>> + Send + 'static,
     T: serde::Serialize,
 {
-    let events = stream.take_until(closed).map(|item| {
-        Ok(match item {
+    let StreamTicket {
+        _permit: permit,
+        expires_at,
+        closed,
+    } = ticket;
+    let until_expiry = (expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let expired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = {
+        let expired = expired.clone();
+        async move {
+            tokio::select! {
+                () = closed => {}
+                () = tokio::time::sleep(until_expiry) => {
+                    expired.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
+    };
+    let last = futures::stream::once(async move {
+        // Held until the stream ends or is dropped.
+        drop(permit);
+        expired.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+            sse_error(&Error::Unauthenticated {
+                reason: "the token that opened this stream expired; open it again with \
+                             a fresh token"
+                    .into(),
+            })
+        })
+    })
+    .filter_map(|event| async move { event });
+    let events = stream
+        .take_until(stop)
+        .map(|item| match item {
             Ok(value) => Event::default().json_data(value).unwrap_or_else(|e| {
                 sse_error(&Error::internal(format!("serialising an event: {e}")))
             }),
             Err(e) => sse_error(&e),
         })
-    });
+        .chain(last)
+        .map(Ok);
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 async fn validation_events(
     State(state): State<ApiState>,
-    _: Authorized<RunsRead>,
+    Authorized(principal, _): Authorized<RunsRead>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    let ticket = state.open_stream(&principal)?;
     let events = state.engine.events(id).await?;
-    Ok(sse(events, state.streams_closed()).into_response())
+    Ok(sse(events, ticket).into_response())
 }
 
 /// The parameters of `GET /features/{hook}` other than column filters.
@@ -1414,12 +1498,13 @@ async fn get_deployment(
 
 async fn deployment_events(
     State(state): State<ApiState>,
-    _: Authorized<DeploymentsRead>,
+    Authorized(principal, _): Authorized<DeploymentsRead>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let id = path_param("id", &id, str::parse::<DeploymentId>)?;
+    let ticket = state.open_stream(&principal)?;
     let events = state.deployer.events(id, state.stream_poll).await?;
-    Ok(sse(events, state.streams_closed()).into_response())
+    Ok(sse(events, ticket).into_response())
 }
 
 #[cfg(test)]
@@ -1465,7 +1550,14 @@ mod tests {
 
         // The same in event streams.
         let stream = futures::stream::iter([Ok(json!({"seq": 1})), Err(Error::internal(secret))]);
-        let text = body_text(sse(stream, std::future::pending()).into_response()).await;
+        let ticket = StreamTicket {
+            _permit: Arc::new(tokio::sync::Semaphore::new(1))
+                .try_acquire_owned()
+                .unwrap(),
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            closed: Box::pin(std::future::pending()),
+        };
+        let text = body_text(sse(stream, ticket).into_response()).await;
         assert!(text.contains("event: error"), "{text}");
         assert!(text.contains("\"code\":\"internal\""), "{text}");
         assert!(!text.contains("/srv/osa"), "{text}");

@@ -1399,3 +1399,89 @@ async fn closing_streams_lets_a_graceful_shutdown_finish() {
         .await;
     assert_eq!(events.status, StatusCode::OK);
 }
+
+impl Api {
+    /// A run that stays pending (no worker runs here); returns its id and an admin token.
+    async fn pending_run(&self) -> (String, String) {
+        let admin = self.deployed_by_admin(convention("bad-")).await;
+        let body = json!({"convention": "http-tests", "records": [{"id": "r1", "metadata": {}}]});
+        let submitted = self
+            .call(Method::POST, "/validations", Some(&admin), Some(body))
+            .await;
+        assert_eq!(
+            submitted.status,
+            StatusCode::ACCEPTED,
+            "{}",
+            submitted.text()
+        );
+        (submitted.json()["id"].as_str().unwrap().to_string(), admin)
+    }
+}
+
+/// A token is checked when a stream opens; the stream must not outlive it. A stream of
+/// a run that never ends, opened with a token valid for two more seconds, ends then
+/// with an `unauthenticated` error event.
+#[tokio::test]
+async fn event_streams_end_when_their_token_expires() {
+    let api = api().await;
+    let (run, _) = api.pending_run().await;
+    let short = api.auth.issue("reader", &[Role::Admin], 2).unwrap();
+    let events = tokio::time::timeout(
+        Duration::from_secs(30),
+        api.get(&format!("/validations/{run}/events"), Some(&short)),
+    )
+    .await
+    .expect("the stream ends when its token expires");
+    assert_eq!(events.status, StatusCode::OK);
+    let text = events.text();
+    assert!(
+        text.contains("\"submitted\""),
+        "the replay came first: {text}"
+    );
+    let last = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .last()
+        .expect("events");
+    assert!(last.contains("event: error"), "{text}");
+    assert!(last.contains("\"code\":\"unauthenticated\""), "{text}");
+}
+
+/// Open event streams are bounded: one more is answered 503 (JSON), and a place frees
+/// up when a stream is dropped.
+#[tokio::test]
+async fn open_event_streams_are_bounded() {
+    let api = api().await;
+    let (run, admin) = api.pending_run().await;
+    let app = router(api.state.clone().with_max_streams(1));
+    let open = || {
+        let request = Request::builder()
+            .uri(format!("/api/v1/validations/{run}/events"))
+            .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request)
+    };
+    let first = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(second.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "unavailable", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 event streams"),
+        "{body}"
+    );
+    // Other routes are not affected.
+    let view = api.get(&format!("/validations/{run}"), Some(&admin)).await;
+    assert_eq!(view.status, StatusCode::OK);
+    drop(first);
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), StatusCode::OK);
+}

@@ -113,6 +113,8 @@ pub struct Principal {
     pub roles: BTreeSet<Role>,
     /// Scopes (machine tokens only; unknown scope names are ignored).
     pub scopes: BTreeSet<Scope>,
+    /// The token's `exp`: whatever the token keeps open (an event stream) ends then.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Principal {
@@ -344,6 +346,7 @@ impl Authenticator {
             issuer: claims.iss,
             roles: claims.roles.into_iter().collect(),
             scopes: BTreeSet::new(),
+            expires_at: expiry(claims.exp)?,
         })
     }
 
@@ -373,13 +376,23 @@ impl Authenticator {
                 }
             },
         };
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .ok_or_else(|| refused("`exp` must be a number"))?;
         Ok(Principal {
             subject: format!("{}#{sub}", machine.issuer),
             issuer: machine.issuer.clone(),
             roles: BTreeSet::new(),
             scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
+            expires_at: expiry(exp)?,
         })
     }
+}
+
+/// A verified `exp` as a time.
+fn expiry(exp: i64) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(exp, 0).ok_or_else(|| refused("`exp` is out of range"))
 }
 
 fn refused(reason: impl Into<String>) -> Error {
@@ -465,6 +478,8 @@ mod tests {
         let token = auth.issue("alice", &[Role::Curator], 60).unwrap();
         let p = auth.verify(&token).unwrap();
         assert_eq!(p.subject, "alice");
+        let left = (p.expires_at - chrono::Utc::now()).num_seconds();
+        assert!((58..=60).contains(&left), "expires in {left} s");
         assert_eq!(p.issuer, "osa-node");
         assert!(p.has_role(Role::Depositor));
         assert!(!p.has_role(Role::Admin));
@@ -483,6 +498,11 @@ mod tests {
     #[test]
     fn machine_tokens_carry_known_scopes_and_a_namespaced_subject() {
         let auth = auth();
+        let claims = machine_claims();
+        let p = auth
+            .verify(&machine_token(claims.clone(), MACHINE_PRIVATE))
+            .unwrap();
+        assert_eq!(p.expires_at.timestamp(), claims["exp"].as_i64().unwrap());
         let p = auth
             .verify(&machine_token(machine_claims(), MACHINE_PRIVATE))
             .unwrap();
