@@ -7,7 +7,8 @@
 //!
 //! Hooks run with the process runner (inside bubblewrap with `--sandbox bwrap`). The
 //! worker stops gracefully on SIGINT or SIGTERM: it stops claiming and finishes the
-//! jobs in flight.
+//! jobs in flight. It logs what it does to stderr; `OSA_LOG` sets the level (`error`,
+//! `warn`, `info` (default), `debug`, `trace`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -149,6 +150,20 @@ async fn postgres_engine(
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let level = match std::env::var("OSA_LOG") {
+        Err(_) => tracing_subscriber::filter::LevelFilter::INFO,
+        Ok(level) => match level.parse() {
+            Ok(level) => level,
+            Err(_) => {
+                eprintln!("OSA_LOG: unknown level {level:?} (error, warn, info, debug, trace)");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .init();
     let args = match parse_args() {
         Ok(args) => args,
         Err(message) => {

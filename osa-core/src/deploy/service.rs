@@ -96,6 +96,7 @@ impl Deployer {
     /// Marks a deployment failed with `error` and returns the error.
     async fn fail(&self, id: DeploymentId, error: Error) -> Error {
         let message = error.to_string();
+        tracing::warn!(deployment = %id, kind = error.kind().as_str(), error = %message, "deployment failed");
         let _ = self
             .log
             .append_deployment_event(
@@ -112,6 +113,7 @@ impl Deployer {
     }
 
     async fn succeeded(&self, id: DeploymentId) -> Result<Deployment> {
+        tracing::info!(deployment = %id, "deployment succeeded");
         self.log
             .append_deployment_event(id, "succeeded", json!({}))
             .await?;

@@ -202,6 +202,9 @@ impl Engine {
         reason: &str,
     ) -> Result<bool> {
         let ended = self.storage().runs().end_run(run, status, reason).await?;
+        if ended {
+            tracing::warn!(run = %run, status = ?status, reason, "run ended");
+        }
         self.forget_run(run);
         self.runs_changed().notify_waiters();
         Ok(ended)
@@ -348,6 +351,7 @@ impl Engine {
         let mut give_up_reason = None;
         match &execution.decision {
             Some(Decision::AbortRun { reason, .. }) => {
+                tracing::warn!(hook = %snapshot.hook, reason = %reason, "the hook cannot run; the run fails");
                 // Only the holder of the job ends the run: after a lost lease, another
                 // worker may have taken the step over.
                 if self.holds(lease).await? {
@@ -357,6 +361,7 @@ impl Engine {
                 return Ok(Handled::Done);
             }
             Some(Decision::Retry { reason }) => {
+                tracing::info!(hook = %snapshot.hook, reason = %reason, "the hook's run will be retried");
                 return Ok(Handled::Retry {
                     reason: reason.clone(),
                 });
@@ -521,6 +526,15 @@ impl Engine {
             None => (storage.runs().apply_step(&plan).await?, None),
         };
         if next.0 == Applied::Applied {
+            tracing::info!(
+                hook = %snapshot.hook,
+                status = ?status,
+                passed = counts.passed,
+                rejected = counts.rejected,
+                errored = counts.errored,
+                hook_ms = execution.duration.as_millis() as u64,
+                "step committed"
+            );
             // These rows are the committed step's: its finalize may use them from memory.
             self.remember_step_rows(run_id, step, rows);
             self.runs_changed().notify_waiters();
@@ -609,7 +623,9 @@ impl Engine {
                 reason: failure,
             }],
         };
-        self.storage().runs().apply_finalize(&plan).await?;
+        if self.storage().runs().apply_finalize(&plan).await? == Applied::Applied {
+            tracing::info!(status = ?status, accepted = accepted.len(), "run finished");
+        }
         self.forget_run(run_id);
         self.runs_changed().notify_waiters();
         Ok(Handled::Done)

@@ -609,6 +609,13 @@ impl ValidationService for Engine {
             events,
         };
         storage.runs().create_run(&plan).await?;
+        tracing::info!(
+            run = %run_id,
+            convention = %convention.slug,
+            records = record_count,
+            steps = convention.hooks.len(),
+            "run submitted"
+        );
         if no_hooks {
             self.runs_changed().notify_waiters();
         } else {
@@ -661,6 +668,9 @@ impl ValidationService for Engine {
             .runs()
             .end_run(run, RunStatus::Cancelled, "cancelled")
             .await?;
+        if ended {
+            tracing::info!(run = %run, "run cancelled");
+        }
         self.forget_run(run);
         self.inner.runs_changed.notify_waiters();
         Ok(ended)

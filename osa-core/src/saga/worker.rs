@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::handlers::Handled;
 use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
@@ -69,7 +70,11 @@ impl Worker {
         // Best effort, beside the first claims: what is left stays for the next start.
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            let _ = engine.sweep_work_dir().await;
+            match engine.sweep_work_dir().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "swept the work dir"),
+                Err(e) => tracing::warn!(error = %e, "sweeping the work dir failed"),
+            }
         });
         let stopping = Arc::new(AtomicBool::new(false));
         loop {
@@ -97,8 +102,13 @@ impl Worker {
                         }
                     }
                     // A transient database error: wait and claim again.
-                    Err(e) if e.is_transient() => {}
-                    Err(e) => return Err(e),
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(error = %e, "claiming jobs failed; claiming again");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming jobs failed; the worker stops");
+                        return Err(e);
+                    }
                 }
             }
             if claimed > 0 && in_flight.len() < self.config.concurrency {
@@ -166,11 +176,32 @@ impl Worker {
     ) -> Option<(ClaimedJob, Box<RunProgress>)> {
         let queue = self.engine.storage().queue();
         let Ok(payload) = serde_json::from_value::<JobPayload>(job.payload.clone()) else {
+            tracing::error!(kind = %job.kind, payload = %job.payload, "malformed job payload");
             let _ = queue
                 .fail(&job.lease, "malformed job payload", Utc::now())
                 .await;
             return None;
         };
+        let span = tracing::info_span!(
+            "osa_job",
+            kind = %job.kind,
+            run = %payload.run,
+            step = payload.step,
+            attempt = job.attempt
+        );
+        self.process_payload(job, payload, hand_off, known)
+            .instrument(span)
+            .await
+    }
+
+    async fn process_payload(
+        &self,
+        job: ClaimedJob,
+        payload: JobPayload,
+        hand_off: bool,
+        known: Option<RunProgress>,
+    ) -> Option<(ClaimedJob, Box<RunProgress>)> {
+        let queue = self.engine.storage().queue();
         if job.attempt > job.max_attempts {
             // A job whose lease keeps expiring (its worker crashes) still runs out.
             self.give_up(
@@ -236,7 +267,10 @@ impl Worker {
         };
         drop(heartbeat);
         let Some(result) = result else {
-            let _ = queue.complete(&job.lease).await;
+            tracing::info!("the run ended while its job ran; the job was stopped");
+            if let Err(e) = queue.complete(&job.lease).await {
+                tracing::warn!(error = %e, "completing a stopped job failed; it will be redelivered");
+            }
             return None;
         };
         let retry_reason = match result {
@@ -249,13 +283,19 @@ impl Worker {
                 // lease was lost meanwhile (another worker may have taken the job over;
                 // if it was lost for good, its expiry hands the job on).
                 if !matches!(self.engine.holds(Some(&job.lease)).await, Ok(true)) {
+                    tracing::warn!(error = %e, "job failed after its lease was lost; left to the worker that holds it");
                     return None;
                 }
+                tracing::error!(error = %e, "job failed; the run fails");
                 let reason = format!("{} failed: {e}", job.kind);
-                let _ = self
+                if let Err(e) = self
                     .engine
                     .end(payload.run, RunStatus::Failed, &reason)
-                    .await;
+                    .await
+                {
+                    tracing::warn!(error = %e, "ending the run failed; the job will be redelivered");
+                    return None;
+                }
                 let _ = queue.complete(&job.lease).await;
                 return None;
             }
@@ -266,22 +306,44 @@ impl Worker {
             .backoff
             .delay(job.attempt, rand::random::<f64>());
         let retry_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, &retry_reason, retry_at).await {
-            let _ = self
-                .engine
-                .exhausted(payload.run, &job.kind, payload.step, &retry_reason)
-                .await;
+        match queue.fail(&job.lease, &retry_reason, retry_at).await {
+            Ok(FailOutcome::Dead) => {
+                tracing::error!(reason = %retry_reason, "job out of attempts; the run fails");
+                if let Err(e) = self
+                    .engine
+                    .exhausted(payload.run, &job.kind, payload.step, &retry_reason)
+                    .await
+                {
+                    tracing::warn!(error = %e, "failing the run of a dead job failed");
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(reason = %retry_reason, retry_in_ms = delay.as_millis() as u64, "job will be retried");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reason = %retry_reason, "recording a retry failed; the lease expiry hands the job on");
+            }
         }
         None
     }
 
     async fn give_up(&self, job: &ClaimedJob, payload: JobPayload, why: &str) {
+        tracing::error!(
+            kind = %job.kind,
+            run = %payload.run,
+            step = payload.step,
+            attempt = job.attempt,
+            reason = why,
+            "job out of attempts; the run fails"
+        );
         let queue = self.engine.storage().queue();
-        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, why, Utc::now()).await {
-            let _ = self
+        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, why, Utc::now()).await
+            && let Err(e) = self
                 .engine
                 .exhausted(payload.run, &job.kind, payload.step, why)
-                .await;
+                .await
+        {
+            tracing::warn!(error = %e, "failing the run of a dead job failed");
         }
     }
 }
@@ -312,9 +374,20 @@ where
         let attempt = Instant::now();
         next = match renew().await {
             Ok(true) => attempt + every,
-            Ok(false) => return,
-            Err(e) if e.is_transient() => attempt + retry,
-            Err(_) => return,
+            Ok(false) => {
+                tracing::warn!(
+                    "the job's lease was lost (it expired and another worker may run the job)"
+                );
+                return;
+            }
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "renewing a lease failed; trying again soon");
+                attempt + retry
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "renewing a lease failed; renewals stop");
+                return;
+            }
         };
     }
 }
