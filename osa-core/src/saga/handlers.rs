@@ -24,6 +24,25 @@ use crate::validation::{
 };
 use crate::{Error, Result};
 
+/// Attempts at failing the run of a dead job (100 ms apart, doubling).
+const EXHAUSTED_ATTEMPTS: u32 = 5;
+
+/// How a step job was delivered.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepDelivery<'a> {
+    /// The job's lease (`None` when run inline, without the queue).
+    pub lease: Option<&'a JobLease>,
+    /// The job's delivery (1 for the first): earlier deliveries count as retries
+    /// against the failure policy's `max_retries`.
+    pub attempt: u32,
+    /// When set, the step's commit leases the next job to the caller for that long
+    /// and returns it in [`Handled::DoneWithNext`].
+    pub hand_off: Option<Duration>,
+    /// How often the run's status is read while the hook runs (changes made through
+    /// this engine are noticed at once).
+    pub watch: Duration,
+}
+
 /// What a handler asks the worker to do with its job.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Handled {
@@ -175,7 +194,7 @@ impl Engine {
         let mut check = check_first;
         loop {
             // Registered before the check, so a change right after it still wakes us.
-            let changed = self.runs_changed().notified();
+            let changed = self.runs_ended().notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
             if check {
@@ -206,7 +225,7 @@ impl Engine {
             tracing::warn!(run = %run, status = ?status, reason, "run ended");
         }
         self.forget_run(run);
-        self.runs_changed().notify_waiters();
+        self.runs_ended().notify_waiters();
         Ok(ended)
     }
 
@@ -231,20 +250,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs step `step` of `run` and commits it. `attempt` is the job's delivery (1
-    /// for the first): earlier deliveries count as retries against the failure
-    /// policy's `max_retries`. With `hand_off`, the next job is leased to the caller
-    /// for that long in the same commit and returned in [`Handled::DoneWithNext`].
-    /// `known`: see [`Engine::progress`].
+    /// Runs step `step` of `run` and commits it, as `delivery` says. `known`: see
+    /// [`Engine::progress`].
     pub(crate) async fn run_step(
         &self,
         run_id: ValidationRunId,
         step: u32,
-        lease: Option<&JobLease>,
-        attempt: u32,
-        hand_off: Option<Duration>,
+        delivery: StepDelivery<'_>,
         known: Option<RunProgress>,
     ) -> Result<Handled> {
+        let StepDelivery {
+            lease,
+            attempt,
+            hand_off,
+            watch,
+        } = delivery;
         let view = match self.progress(run_id, known).await? {
             Some(view) if step >= view.run.current_step => view,
             // Redelivered, or the run ended meanwhile.
@@ -335,7 +355,7 @@ impl Engine {
             retries: attempt.saturating_sub(1),
             ..PriorAttempts::default()
         };
-        let execution = execute_with_policy_after(
+        let execute = execute_with_policy_after(
             prior,
             self.runner(),
             &run_job,
@@ -344,8 +364,26 @@ impl Engine {
             &spec,
             &self.config().policy,
             &self.config().output_limits,
-        )
-        .await;
+        );
+        // A run that ends while its hook runs (a cancel, here or in another process:
+        // noticed at once in this process, else within `watch`) stops the hook:
+        // dropping the execution kills it, and nothing of the step is committed. Only
+        // the execution is raced; the commit below is never cut short.
+        let ended = async {
+            if self.run_ended(run_id, watch, false).await.is_err() {
+                // Without a readable status the hook runs on; the commit checks the run.
+                std::future::pending::<()>().await;
+            }
+        };
+        let execution = tokio::select! {
+            biased;
+            execution = execute => execution,
+            () = ended => {
+                tracing::info!(hook = %snapshot.hook, "the run ended while its hook ran; the hook was stopped");
+                self.ack(lease).await?;
+                return Ok(Handled::Done);
+            }
+        };
         let finished_at = Utc::now();
 
         let mut give_up_reason = None;
@@ -537,7 +575,6 @@ impl Engine {
             );
             // These rows are the committed step's: its finalize may use them from memory.
             self.remember_step_rows(run_id, step, rows);
-            self.runs_changed().notify_waiters();
         }
         match next {
             (_, Some(job)) => Ok(Handled::DoneWithNext(job, Box::new(after))),
@@ -627,7 +664,7 @@ impl Engine {
             tracing::info!(status = ?status, accepted = accepted.len(), "run finished");
         }
         self.forget_run(run_id);
-        self.runs_changed().notify_waiters();
+        self.runs_ended().notify_waiters();
         Ok(Handled::Done)
     }
 
@@ -644,13 +681,21 @@ impl Engine {
         } else {
             "finalize".to_string()
         };
-        self.end(
-            run_id,
-            RunStatus::Failed,
-            &format!("{what} gave up after its last attempt: {error}"),
-        )
-        .await
-        .map(drop)
+        let reason = format!("{what} gave up after its last attempt: {error}");
+        // The job is dead already: nothing would redeliver it, so a transient failure
+        // here would leave the run in progress forever. Try a few times.
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..EXHAUSTED_ATTEMPTS - 1 {
+            match self.end(run_id, RunStatus::Failed, &reason).await {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "failing the run of a dead job failed; trying again");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other.map(drop),
+            }
+        }
+        self.end(run_id, RunStatus::Failed, &reason).await.map(drop)
     }
 }
 

@@ -152,9 +152,9 @@ struct Inner {
     /// Signalled when this engine enqueued a job, so idle workers in this process
     /// claim it at once instead of at their next poll.
     jobs_enqueued: tokio::sync::Notify,
-    /// Signalled when a run handled by this engine changed state (a step or the run
-    /// ended), so waiters re-check at once.
-    runs_changed: tokio::sync::Notify,
+    /// Signalled when a run handled by this engine ended, so waiters re-check at once
+    /// (waiters for a run's end: a step commit does not wake them).
+    runs_ended: tokio::sync::Notify,
     /// Releases never change once created.
     releases: Mutex<HashMap<ReleaseId, HookRelease>>,
     /// A hook's feature contract never changes once registered.
@@ -271,7 +271,7 @@ impl Engine {
                 blobs,
                 config,
                 jobs_enqueued: tokio::sync::Notify::new(),
-                runs_changed: tokio::sync::Notify::new(),
+                runs_ended: tokio::sync::Notify::new(),
                 releases: Mutex::default(),
                 contracts: Mutex::default(),
                 runs: Mutex::default(),
@@ -284,9 +284,9 @@ impl Engine {
         &self.inner.jobs_enqueued
     }
 
-    /// Notified when a run handled by this engine changed state.
-    pub(crate) fn runs_changed(&self) -> &tokio::sync::Notify {
-        &self.inner.runs_changed
+    /// Notified when a run handled by this engine ended.
+    pub(crate) fn runs_ended(&self) -> &tokio::sync::Notify {
+        &self.inner.runs_ended
     }
 
     /// A release by id (cached: releases are immutable).
@@ -617,7 +617,7 @@ impl ValidationService for Engine {
             "run submitted"
         );
         if no_hooks {
-            self.runs_changed().notify_waiters();
+            self.runs_ended().notify_waiters();
         } else {
             self.remember_inputs(run_id, &stored);
             self.inner.jobs_enqueued.notify_waiters();
@@ -672,7 +672,7 @@ impl ValidationService for Engine {
             tracing::info!(run = %run, "run cancelled");
         }
         self.forget_run(run);
-        self.inner.runs_changed.notify_waiters();
+        self.inner.runs_ended.notify_waiters();
         Ok(ended)
     }
 }

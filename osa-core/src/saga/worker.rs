@@ -11,7 +11,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::handlers::Handled;
+use super::handlers::{Handled, StepDelivery};
 use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
 use crate::jobs::{ClaimedJob, FailOutcome};
 use crate::validation::{RunProgress, RunStatus};
@@ -222,57 +222,31 @@ impl Worker {
                 keep_lease(|| engine.storage().queue().heartbeat(&lease, extend), every).await
             }))
         };
-        let handle = async {
-            match job.kind.as_str() {
-                STEP_JOB => {
-                    let hand_off = hand_off.then_some(self.config.lease);
-                    self.engine
-                        .run_step(
-                            payload.run,
-                            payload.step,
-                            Some(&job.lease),
-                            job.attempt,
+        let result = match job.kind.as_str() {
+            STEP_JOB => {
+                let hand_off = hand_off.then_some(self.config.lease);
+                self.engine
+                    .run_step(
+                        payload.run,
+                        payload.step,
+                        StepDelivery {
+                            lease: Some(&job.lease),
+                            attempt: job.attempt,
                             hand_off,
-                            known,
-                        )
-                        .await
-                }
-                FINALIZE_JOB => {
-                    self.engine
-                        .finalize(payload.run, Some(&job.lease), known)
-                        .await
-                }
-                other => Err(Error::internal(format!("unknown job kind {other}"))),
+                            watch: self.config.heartbeat,
+                        },
+                        known,
+                    )
+                    .await
             }
-        };
-        // A run that ends while its job runs (a cancel, here or in another process;
-        // noticed at once in this process, else within a heartbeat) stops the job:
-        // dropping it kills the hook, and nothing of it is committed. The job itself
-        // reads the status first, so the watch starts by waiting.
-        let ended = async {
-            if self
-                .engine
-                .run_ended(payload.run, self.config.heartbeat, false)
-                .await
-                .is_err()
-            {
-                // Without a readable status the job runs on; its commit checks the run.
-                std::future::pending::<()>().await;
+            FINALIZE_JOB => {
+                self.engine
+                    .finalize(payload.run, Some(&job.lease), known)
+                    .await
             }
-        };
-        let result = tokio::select! {
-            biased;
-            result = handle => Some(result),
-            () = ended => None,
+            other => Err(Error::internal(format!("unknown job kind {other}"))),
         };
         drop(heartbeat);
-        let Some(result) = result else {
-            tracing::info!("the run ended while its job ran; the job was stopped");
-            if let Err(e) = queue.complete(&job.lease).await {
-                tracing::warn!(error = %e, "completing a stopped job failed; it will be redelivered");
-            }
-            return None;
-        };
         let retry_reason = match result {
             Ok(Handled::Done) => return None,
             Ok(Handled::DoneWithNext(next, progress)) => return Some((next, progress)),
