@@ -105,9 +105,11 @@ impl Drop for ProcessGroup {
         // after the future is gone. SIGKILLed processes normally die within
         // microseconds, so this rarely sleeps at all.
         let deadline = Instant::now() + DROP_WAIT;
-        while self.alive() > 0 && Instant::now() < deadline {
-            std::thread::sleep(POLL_BLOCKING);
-        }
+        super::wait_in_drop(|| {
+            while self.alive() > 0 && Instant::now() < deadline {
+                std::thread::sleep(POLL_BLOCKING);
+            }
+        });
     }
 }
 

@@ -160,3 +160,16 @@ pub trait HookRunner: Send + Sync + fmt::Debug {
     /// Executes `job` once.
     async fn run(&self, job: &RunJob) -> Result<Execution, RunFailure>;
 }
+
+/// Runs a short blocking wait from a `Drop` (which cannot await) without stalling the
+/// other tasks of the async runtime: on a multi-thread runtime the worker thread hands
+/// them to another thread first. A job dropped because its run was cancelled ends up
+/// here while the server goes on.
+pub(crate) fn wait_in_drop<R>(wait: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}

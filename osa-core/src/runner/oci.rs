@@ -1387,9 +1387,10 @@ impl Drop for ContainerGuard {
                 let _ = done.send(result);
             });
         if spawned.is_ok() {
-            // Blocks the dropping thread (see DROP_WAIT); the helper thread goes on
-            // alone if the engine is slower than that.
-            let _ = finished.recv_timeout(DROP_WAIT);
+            // Blocks the dropping thread (see DROP_WAIT; the runtime's other tasks move
+            // to other threads meanwhile); the helper thread goes on alone if the
+            // engine is slower than that.
+            let _ = super::wait_in_drop(|| finished.recv_timeout(DROP_WAIT));
         }
     }
 }
