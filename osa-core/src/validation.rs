@@ -418,7 +418,8 @@ pub trait ValidationRunStore: Send + Sync {
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied>;
 
     /// Marks a non-terminal run failed (or cancelled) with a reason; `false` when it
-    /// was already terminal.
+    /// was already terminal. Any other status is invalid: only a finalize completes or
+    /// rejects a run.
     async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool>;
 
     /// The run with steps and verdicts.

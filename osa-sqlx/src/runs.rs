@@ -489,8 +489,10 @@ macro_rules! runs_for {
             }
 
             async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
-                if !status.is_terminal() {
-                    return Err(Error::invalid("status", "a run ends in a terminal status"));
+                // Only a finalize completes (or rejects) a run: it publishes the features
+                // that make its unsettled records accepted.
+                if !matches!(status, RunStatus::Failed | RunStatus::Cancelled) {
+                    return Err(Error::invalid("status", "a run is ended as failed or cancelled"));
                 }
                 let mut tx = self.begin().await?;
                 lock_run(&mut tx, run).await?;

@@ -1612,12 +1612,29 @@ pub async fn end_run_happens_once<S: Storage>(store: S) {
             .expect("get"),
         None
     );
-    assert!(
-        store
-            .end_run(run.id, RunStatus::Running, "x")
+    for status in [
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Rejected,
+    ] {
+        let other = submitted_run(&store, &[&scored_identity("pockets")], &[record("b")]).await;
+        assert_eq!(
+            store
+                .end_run(other.id, status, "x")
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::Invalid,
+            "{status:?}"
+        );
+        let view = store
+            .run_view(other.id)
             .await
-            .is_err()
-    );
+            .expect("get")
+            .expect("exists");
+        assert_eq!(view.run.status, RunStatus::Pending);
+        assert_eq!(view.verdicts[0].verdict, Verdict::Pending);
+    }
 }
 
 /// A run's records keep their submit order (not the ids' sort order) in the view and
