@@ -135,9 +135,11 @@ impl ApiState {
         }
     }
 
-    /// At most `max` event streams open at once (default [`DEFAULT_MAX_STREAMS`]); one
-    /// more is answered `503 unavailable`. Each open stream polls the store.
+    /// At most `max` event streams open at once (default [`DEFAULT_MAX_STREAMS`]; a
+    /// `max` above what a semaphore holds counts as that); one more is answered `503
+    /// unavailable`. Each open stream polls the store.
     pub fn with_max_streams(mut self, max: usize) -> Self {
+        let max = max.min(tokio::sync::Semaphore::MAX_PERMITS);
         self.streams = Arc::new(tokio::sync::Semaphore::new(max));
         self.max_streams = max;
         self

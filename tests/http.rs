@@ -36,9 +36,13 @@ fn authenticator() -> Authenticator {
 }
 
 async fn api() -> Api {
+    api_with(authenticator()).await
+}
+
+async fn api_with(auth: Authenticator) -> Api {
     let dir = tempfile::tempdir().unwrap();
     let archive = LocalArchive::open(dir.path()).await.unwrap();
-    let mut state = ApiState::from_local(&archive, authenticator());
+    let mut state = ApiState::from_local(&archive, auth);
     state.stream_poll = Duration::from_millis(20);
     Api {
         app: router(state.clone()),
@@ -1419,11 +1423,14 @@ impl Api {
 }
 
 /// A token is checked when a stream opens; the stream must not outlive it. A stream of
-/// a run that never ends, opened with a token valid for two more seconds, ends then
-/// with an `unauthenticated` error event.
+/// a run that never ends, opened with a token accepted for two more seconds (`exp`
+/// plus the leeway, none here), ends then with an `unauthenticated` error event.
 #[tokio::test]
 async fn event_streams_end_when_their_token_expires() {
-    let api = api().await;
+    // No leeway, so the token stops being accepted at its `exp`.
+    let mut auth = authenticator();
+    auth.leeway_s = 0;
+    let api = api_with(auth).await;
     let (run, _) = api.pending_run().await;
     let short = api.auth.issue("reader", &[Role::Admin], 2).unwrap();
     let events = tokio::time::timeout(
@@ -1478,6 +1485,8 @@ async fn open_event_streams_are_bounded() {
             .contains("1 event streams"),
         "{body}"
     );
+    // "Unlimited" is as many as a semaphore holds, not a panic.
+    let _ = router(api.state.clone().with_max_streams(usize::MAX));
     // Other routes are not affected.
     let view = api.get(&format!("/validations/{run}"), Some(&admin)).await;
     assert_eq!(view.status, StatusCode::OK);

@@ -113,7 +113,8 @@ pub struct Principal {
     pub roles: BTreeSet<Role>,
     /// Scopes (machine tokens only; unknown scope names are ignored).
     pub scopes: BTreeSet<Scope>,
-    /// The token's `exp`: whatever the token keeps open (an event stream) ends then.
+    /// When the token stops being accepted (its `exp` plus the authenticator's
+    /// leeway): whatever it keeps open (an event stream) ends then.
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -320,6 +321,15 @@ impl Authenticator {
         }
     }
 
+    /// The last moment a token with this verified `exp` is accepted.
+    fn expiry(&self, exp: i64) -> Result<chrono::DateTime<chrono::Utc>> {
+        i64::try_from(self.leeway_s)
+            .ok()
+            .and_then(|leeway| exp.checked_add(leeway))
+            .and_then(|last| chrono::DateTime::from_timestamp(last, 0))
+            .ok_or_else(|| refused("`exp` is out of range"))
+    }
+
     fn validation(&self, algorithm: Algorithm, issuer: &str, audiences: &[String]) -> Validation {
         let mut validation = Validation::new(algorithm);
         validation.algorithms = vec![algorithm];
@@ -346,7 +356,7 @@ impl Authenticator {
             issuer: claims.iss,
             roles: claims.roles.into_iter().collect(),
             scopes: BTreeSet::new(),
-            expires_at: expiry(claims.exp)?,
+            expires_at: self.expiry(claims.exp)?,
         })
     }
 
@@ -385,14 +395,9 @@ impl Authenticator {
             issuer: machine.issuer.clone(),
             roles: BTreeSet::new(),
             scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
-            expires_at: expiry(exp)?,
+            expires_at: self.expiry(exp)?,
         })
     }
-}
-
-/// A verified `exp` as a time.
-fn expiry(exp: i64) -> Result<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::from_timestamp(exp, 0).ok_or_else(|| refused("`exp` is out of range"))
 }
 
 fn refused(reason: impl Into<String>) -> Error {
@@ -478,8 +483,11 @@ mod tests {
         let token = auth.issue("alice", &[Role::Curator], 60).unwrap();
         let p = auth.verify(&token).unwrap();
         assert_eq!(p.subject, "alice");
-        let left = (p.expires_at - chrono::Utc::now()).num_seconds();
-        assert!((58..=60).contains(&left), "expires in {left} s");
+        let left = (p.expires_at - chrono::Utc::now()).num_seconds() - auth.leeway_s as i64;
+        assert!(
+            (58..=60).contains(&left),
+            "expires in {left} s and the leeway"
+        );
         assert_eq!(p.issuer, "osa-node");
         assert!(p.has_role(Role::Depositor));
         assert!(!p.has_role(Role::Admin));
@@ -502,7 +510,10 @@ mod tests {
         let p = auth
             .verify(&machine_token(claims.clone(), MACHINE_PRIVATE))
             .unwrap();
-        assert_eq!(p.expires_at.timestamp(), claims["exp"].as_i64().unwrap());
+        assert_eq!(
+            p.expires_at.timestamp(),
+            claims["exp"].as_i64().unwrap() + auth.leeway_s as i64
+        );
         let p = auth
             .verify(&machine_token(machine_claims(), MACHINE_PRIVATE))
             .unwrap();
