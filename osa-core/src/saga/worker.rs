@@ -27,7 +27,9 @@ pub struct WorkerConfig {
     /// Lease taken on a claimed job; an expired lease makes the job claimable again.
     pub lease: Duration,
     /// How often a running job's lease is renewed; a renewal that fails transiently is
-    /// retried after a quarter of this.
+    /// retried after a quarter of this. Also how often a running hook's run is checked
+    /// for an end made elsewhere (a cancel from another process); one made through
+    /// this worker's engine is noticed at once.
     pub heartbeat: Duration,
 }
 
