@@ -38,8 +38,8 @@ pub(crate) struct StepDelivery<'a> {
     /// When set, the step's commit leases the next job to the caller for that long
     /// and returns it in [`Handled::DoneWithNext`].
     pub hand_off: Option<Duration>,
-    /// How often the run's status is read while the hook runs (changes made through
-    /// this engine are noticed at once).
+    /// How often the run's status is read while the hook runs (an end made through
+    /// this engine is noticed at once).
     pub watch: Duration,
 }
 
@@ -180,9 +180,9 @@ impl Engine {
         Ok(progress.filter(|p| !p.run.status.is_terminal()))
     }
 
-    /// Resolves once `run` has ended (or does not exist): woken at once by changes
+    /// Resolves once `run` has ended (or does not exist): woken at once by run ends
     /// made through this engine, and reading the run's status at least every `poll`
-    /// for changes made elsewhere. With `check_first`, the status is read at once too
+    /// for ends made elsewhere. With `check_first`, the status is read at once too
     /// (else only after the first wake-up: for a caller that has just read it). A
     /// transient read error is retried at the next wake-up; a permanent one is returned.
     pub(crate) async fn run_ended(
@@ -193,7 +193,7 @@ impl Engine {
     ) -> Result<()> {
         let mut check = check_first;
         loop {
-            // Registered before the check, so a change right after it still wakes us.
+            // Registered before the check, so an end right after it still wakes us.
             let changed = self.runs_ended().notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
