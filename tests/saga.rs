@@ -1469,3 +1469,65 @@ async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archiv
 }
 
 on_both_backends!(interleavings_match_the_reference_model);
+
+/// On Postgres a job enqueued by another process wakes an idle worker at once: the
+/// worker polls only every minute here, and a submit through a second engine on its
+/// own connection pool (as from another process: no in-process wake-up) is still
+/// picked up within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_elsewhere_wakes_an_idle_postgres_worker() {
+    let archive = postgres().await;
+    let slug = archive
+        .deploy("Woken", &[("woken", archive.hook_config("woken"))])
+        .await;
+    let worker = Worker::new(
+        archive.engine.clone(),
+        WorkerConfig {
+            poll_interval: Duration::from_secs(60),
+            ..WorkerConfig::default()
+        },
+    );
+    let elsewhere_storage = PgBackend::connect(archive.storage.config().clone())
+        .await
+        .expect("a second pool");
+    let elsewhere = Engine::new(
+        Arc::new(elsewhere_storage),
+        Arc::new(ProcessRunner::new()),
+        Blobs::local(archive.path("blobs")).expect("blobs"),
+        engine_config(archive.dir.path()),
+    );
+    let waited = async {
+        // Let the worker claim (nothing) and start waiting first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let run = elsewhere
+            .submit(SubmitValidation {
+                convention: slug.clone(),
+                records: vec![InputRecord {
+                    id: RecordId::new("rec-1").unwrap(),
+                    metadata: json!({}),
+                    files: vec![],
+                }],
+            })
+            .await
+            .expect("submit");
+        let submitted = std::time::Instant::now();
+        loop {
+            let status = elsewhere.get(run).await.expect("view").run.status;
+            if status.is_terminal() {
+                return (status, submitted.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let (status, after) = tokio::select! {
+        result = worker.run(std::future::pending()) => panic!("the worker stopped: {result:?}"),
+        done = tokio::time::timeout(Duration::from_secs(30), waited) => {
+            done.expect("the run finished within 30 s, long before the worker's next poll")
+        }
+    };
+    assert_eq!(status, RunStatus::Completed);
+    assert!(
+        after < Duration::from_secs(20),
+        "finished {after:?} after the submit"
+    );
+}

@@ -140,6 +140,15 @@ pub trait JobQueue: Send + Sync {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<FailOutcome>;
+
+    /// Waits at most `timeout` for jobs enqueued by anyone, in any process: a hint
+    /// that lets an idle worker claim at once instead of at its next poll. A backend
+    /// that cannot be told sleeps the whole `timeout` (this default); Postgres listens
+    /// for the notification its enqueues send. Polling stays the source of truth: a
+    /// wake-up may be missed (while the listener reconnects) or spurious.
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await;
+    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@
 
 /// Implements the queue for a backend. Invoke inside the backend's `jobs` module with
 /// the SQL that creates a lease token, the row-locking clause of the claim's inner
-/// select, and the statement (if any) that wakes idle workers after an enqueue.
+/// select, the statement (if any) that wakes idle workers after an enqueue, and the
+/// function that waits for such a wake-up (`wait_for_jobs`).
 macro_rules! jobs_for {
-    ($backend:ty, $conn:ty, token = $token:literal, skip_locked = $skip:literal, notify = $notify:expr) => {
+    ($backend:ty, $conn:ty, token = $token:literal, skip_locked = $skip:literal, notify = $notify:expr, wait = $wait:path) => {
         use std::time::Duration;
 
         use async_trait::async_trait;
@@ -88,6 +89,10 @@ macro_rules! jobs_for {
                     .await
                     .map_err(db("completing a job"))?;
                 Ok(result.rows_affected() == 1)
+            }
+
+            async fn wait_for_jobs(&self, timeout: Duration) {
+                $wait(self, timeout).await
             }
 
             async fn fail(&self, lease: &JobLease, error: &str, retry_at: DateTime<Utc>) -> Result<FailOutcome> {
@@ -210,3 +215,8 @@ macro_rules! jobs_for {
 }
 
 pub(crate) use jobs_for;
+
+/// `wait_for_jobs` of a backend that cannot be told about enqueues: sleeps.
+pub(crate) async fn sleep_for<B>(_: &B, timeout: std::time::Duration) {
+    tokio::time::sleep(timeout).await;
+}

@@ -64,8 +64,9 @@ impl Worker {
     ///
     /// A step's commit leases the run's next job to this worker, which runs it at once
     /// (no claim, no poll); jobs enqueued by the same engine (a submit) wake the idle
-    /// loop at once; polling every `poll_interval` remains the source of truth for jobs
-    /// from other processes.
+    /// loop at once, and so do jobs enqueued by other processes where the backend can
+    /// tell ([`JobQueue::wait_for_jobs`](crate::jobs::JobQueue::wait_for_jobs): Postgres
+    /// `LISTEN`); polling every `poll_interval` remains the source of truth.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<()> {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut in_flight: JoinSet<()> = JoinSet::new();
@@ -117,11 +118,15 @@ impl Worker {
                 continue;
             }
             let has_room = in_flight.len() < self.config.concurrency;
+            let queue = self.engine.storage().queue();
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                 _ = &mut enqueued, if has_room => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                // Woken early by an enqueue in another process where the backend can
+                // tell (Postgres); else the poll interval.
+                _ = queue.wait_for_jobs(self.config.poll_interval), if has_room => {}
+                _ = tokio::time::sleep(self.config.poll_interval), if !has_room => {}
             }
         }
         stopping.store(true, Ordering::Relaxed);

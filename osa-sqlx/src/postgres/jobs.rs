@@ -1,11 +1,13 @@
 //! `JobQueue` on Postgres (the shared implementation in `crate::jobs`). An enqueue
-//! sends `NOTIFY osa_jobs` (delivered on commit) as a wake-up hint; polling remains the
-//! source of truth.
+//! sends `NOTIFY osa_jobs` (delivered on commit) as a wake-up hint, which idle workers
+//! wait for (`LISTEN`, see [`JobSignal`](super::JobSignal)); polling remains the source
+//! of truth.
 
 crate::jobs::jobs_for!(
     super::PgBackend,
     sqlx::PgConnection,
     token = "gen_random_uuid()",
     skip_locked = " FOR UPDATE SKIP LOCKED",
-    notify = Some("SELECT pg_notify('osa_jobs', $1)")
+    notify = Some("SELECT pg_notify('osa_jobs', $1)"),
+    wait = super::wait_for_notify
 );

@@ -65,6 +65,46 @@ pub struct PgBackend {
     dialect: Dialect,
     /// Feature contracts never change once stored, so they are cached per process.
     contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
+    /// Wake-ups for idle workers when any process enqueues a job.
+    jobs_signal: Arc<JobSignal>,
+}
+
+/// The channel every enqueue notifies (see `jobs`).
+const JOBS_CHANNEL: &str = "osa_jobs";
+
+/// Wakes the idle workers of this process when any process enqueues a job: one
+/// `LISTEN` connection of its own (outside the pool) per backend, shared by its
+/// clones, started by the first wait and stopped with the last clone.
+#[derive(Debug, Default)]
+pub(crate) struct JobSignal {
+    notify: Arc<tokio::sync::Notify>,
+    listener: tokio::sync::OnceCell<ListenerTask>,
+}
+
+/// The listening task; aborted (its connection closed) when dropped.
+#[derive(Debug)]
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `wait_for_jobs` on Postgres: until a notification of an enqueue arrives, at most
+/// `timeout`. The first call starts the listener and waits (within `timeout`) until it
+/// listens.
+pub(crate) async fn wait_for_notify(backend: &PgBackend, timeout: std::time::Duration) {
+    let signal = &backend.jobs_signal;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Registered first, so a notification during the listener's start still counts.
+    let notified = signal.notify.notified();
+    let mut notified = std::pin::pin!(notified);
+    notified.as_mut().enable();
+    let listening = signal.listener.get_or_init(|| backend.listen_for_jobs());
+    if tokio::time::timeout_at(deadline, listening).await.is_ok() {
+        let _ = tokio::time::timeout_at(deadline, notified).await;
+    }
 }
 
 /// UUID data columns of feature tables are native `UUID`.
@@ -148,7 +188,59 @@ impl PgBackend {
             },
             config,
             contracts: Arc::default(),
+            jobs_signal: Arc::default(),
         })
+    }
+
+    /// Starts the task that listens for enqueues and wakes this backend's waiters;
+    /// returns once it listens (or its first attempt failed: it keeps trying, and
+    /// polling covers the gap).
+    async fn listen_for_jobs(&self) -> ListenerTask {
+        let url = self.config.url.clone();
+        let notify = self.jobs_signal.notify.clone();
+        let (ready, listening) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready);
+            loop {
+                let listener = async {
+                    let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                    listener.listen(JOBS_CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                };
+                match listener.await {
+                    Ok(mut listener) => {
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                        // `recv` reconnects by itself after a lost connection (what
+                        // was sent meanwhile is lost: polling covers it).
+                        loop {
+                            match listener.recv().await {
+                                Ok(_) => {
+                                    // Wakes the waiters, and leaves one wake-up for a
+                                    // worker that is between a claim and its next wait.
+                                    notify.notify_waiters();
+                                    notify.notify_one();
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "listening for enqueued jobs failed; retrying");
+                                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for enqueued jobs; workers poll meanwhile");
+                        if let Some(ready) = ready.take() {
+                            let _ = ready.send(());
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
+        let _ = listening.await;
+        ListenerTask(task)
     }
 
     /// Creates both schemas and applies the control-table migrations (idempotent).

@@ -6,5 +6,6 @@ crate::jobs::jobs_for!(
     sqlx::SqliteConnection,
     token = "randomblob(16)",
     skip_locked = "",
-    notify = None
+    notify = None,
+    wait = crate::jobs::sleep_for
 );
