@@ -78,7 +78,7 @@ const JOBS_CHANNEL: &str = "osa_jobs";
 #[derive(Debug, Default)]
 pub(crate) struct JobSignal {
     notify: Arc<tokio::sync::Notify>,
-    listener: tokio::sync::OnceCell<ListenerTask>,
+    listener: std::sync::OnceLock<ListenerTask>,
 }
 
 /// The listening task; aborted (its connection closed) when dropped.
@@ -92,19 +92,12 @@ impl Drop for ListenerTask {
 }
 
 /// `wait_for_jobs` on Postgres: until a notification of an enqueue arrives, at most
-/// `timeout`. The first call starts the listener and waits (within `timeout`) until it
-/// listens.
+/// `timeout`. The first call starts the listener (what is enqueued before it listens
+/// is found by polling).
 pub(crate) async fn wait_for_notify(backend: &PgBackend, timeout: std::time::Duration) {
     let signal = &backend.jobs_signal;
-    let deadline = tokio::time::Instant::now() + timeout;
-    // Registered first, so a notification during the listener's start still counts.
-    let notified = signal.notify.notified();
-    let mut notified = std::pin::pin!(notified);
-    notified.as_mut().enable();
-    let listening = signal.listener.get_or_init(|| backend.listen_for_jobs());
-    if tokio::time::timeout_at(deadline, listening).await.is_ok() {
-        let _ = tokio::time::timeout_at(deadline, notified).await;
-    }
+    signal.listener.get_or_init(|| backend.listen_for_jobs());
+    let _ = tokio::time::timeout(timeout, signal.notify.notified()).await;
 }
 
 /// UUID data columns of feature tables are native `UUID`.
@@ -192,15 +185,12 @@ impl PgBackend {
         })
     }
 
-    /// Starts the task that listens for enqueues and wakes this backend's waiters;
-    /// returns once it listens (or its first attempt failed: it keeps trying, and
-    /// polling covers the gap).
-    async fn listen_for_jobs(&self) -> ListenerTask {
+    /// Starts the task that listens for enqueues and wakes this backend's waiters (it
+    /// keeps trying when it cannot connect; polling covers the gap).
+    fn listen_for_jobs(&self) -> ListenerTask {
         let url = self.config.url.clone();
         let notify = self.jobs_signal.notify.clone();
-        let (ready, listening) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let mut ready = Some(ready);
+        ListenerTask(tokio::spawn(async move {
             loop {
                 let listener = async {
                     let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
@@ -209,9 +199,6 @@ impl PgBackend {
                 };
                 match listener.await {
                     Ok(mut listener) => {
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
                         // `recv` reconnects by itself after a lost connection (what
                         // was sent meanwhile is lost: polling covers it).
                         loop {
@@ -231,16 +218,11 @@ impl PgBackend {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot listen for enqueued jobs; workers poll meanwhile");
-                        if let Some(ready) = ready.take() {
-                            let _ = ready.send(());
-                        }
                         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                     }
                 }
             }
-        });
-        let _ = listening.await;
-        ListenerTask(task)
+        }))
     }
 
     /// Creates both schemas and applies the control-table migrations (idempotent).
