@@ -338,6 +338,12 @@ pub const ROUTES: &[Route] = &[
         "A run's status, steps and verdicts",
     ),
     route(
+        "POST",
+        "/validations/{id}/cancel",
+        scope(Scope::ValidationsWrite),
+        "Cancel a run: a hook running for it is stopped; `cancelled` is false when it had already ended",
+    ),
+    route(
         "GET",
         "/validations/{id}/events",
         scope(Scope::RunsRead),
@@ -397,6 +403,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/hooks/runs/{id}/logs", get(get_hook_log))
         .route("/validations", post(submit_validation))
         .route("/validations/{id}", get(get_validation))
+        .route("/validations/{id}/cancel", post(cancel_validation))
         .route("/validations/{id}/events", get(validation_events))
         .route("/features/{hook}", get(list_features))
         .route("/features/{hook}/{row}/provenance", get(provenance))
@@ -1180,6 +1187,23 @@ async fn get_validation(
 ) -> ApiResult<Json<Value>> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
     Ok(Json(json!(state.engine.get(id).await?)))
+}
+
+async fn cancel_validation(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    let cancelled = state.engine.cancel(id).await?;
+    let status = match cancelled {
+        true => osa_core::validation::RunStatus::Cancelled,
+        // It had ended already: say how.
+        false => state.engine.get(id).await?.run.status,
+    };
+    Ok(Json(
+        json!({"id": id, "cancelled": cancelled, "status": status}),
+    ))
 }
 
 /// Event streams open at once, by default.

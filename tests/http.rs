@@ -1494,3 +1494,43 @@ async fn open_event_streams_are_bounded() {
     let third = open().await.unwrap();
     assert_eq!(third.status(), StatusCode::OK);
 }
+
+/// `POST /validations/{id}/cancel` needs `validations:write`; it cancels a run in
+/// progress once, says so, and answers an unknown run with 404.
+#[tokio::test]
+async fn validations_can_be_cancelled() {
+    let api = api().await;
+    let (run, admin) = api.pending_run().await;
+    let path = format!("/validations/{run}/cancel");
+    let anonymous = api.call(Method::POST, &path, None, None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let reader = api
+        .call(Method::POST, &path, Some(&machine("runs:read")), None)
+        .await;
+    assert_eq!(reader.status, StatusCode::FORBIDDEN, "{}", reader.text());
+
+    let writer = machine("validations:write");
+    let first = api.call(Method::POST, &path, Some(&writer), None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(
+        first.json(),
+        json!({"id": run, "cancelled": true, "status": "cancelled"})
+    );
+    let view = api.get(&format!("/validations/{run}"), Some(&admin)).await;
+    assert_eq!(view.json()["run"]["status"], "cancelled");
+    let again = api.call(Method::POST, &path, Some(&writer), None).await;
+    assert_eq!(
+        again.json(),
+        json!({"id": run, "cancelled": false, "status": "cancelled"})
+    );
+    let unknown = api
+        .call(
+            Method::POST,
+            "/validations/00000000-0000-4000-8000-000000000000/cancel",
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json()["code"], "not_found");
+}
