@@ -1337,18 +1337,7 @@ async fn auth_me_describes_the_caller() {
 async fn closing_streams_lets_a_graceful_shutdown_finish() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let api = api().await;
-    let admin = api.deployed_by_admin(convention("bad-")).await;
-    let body = json!({"convention": "http-tests", "records": [{"id": "r1", "metadata": {}}]});
-    let submitted = api
-        .call(Method::POST, "/validations", Some(&admin), Some(body))
-        .await;
-    assert_eq!(
-        submitted.status,
-        StatusCode::ACCEPTED,
-        "{}",
-        submitted.text()
-    );
-    let run = submitted.json()["id"].as_str().unwrap().to_string();
+    let (run, admin) = api.pending_run().await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

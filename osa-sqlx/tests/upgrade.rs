@@ -50,52 +50,59 @@ async fn check_upgraded<S: ValidationRunStore>(
     assert!(progress.any_errored);
 }
 
+/// Applies only the first migration to `$pool`, writes the legacy runs, upgrades
+/// `$backend` and checks what it reads. (A macro: the two pools are different types.)
+macro_rules! upgrade_and_check {
+    ($backend:expr, $pool:expr, $migrations:literal) => {{
+        use sqlx::types::Json;
+        let mut first = sqlx::migrate::Migrator::new(std::path::Path::new($migrations))
+            .await
+            .expect("migrations");
+        first.migrations.to_mut().truncate(1);
+        first.run($pool).await.expect("first schema");
+        let (done, open) = (ValidationRunId::new_random(), ValidationRunId::new_random());
+        sqlx::query(LEGACY_RUNS)
+            .bind(done.0)
+            .bind(open.0)
+            .bind(chrono::Utc::now())
+            .execute($pool)
+            .await
+            .expect("legacy runs");
+        let [rejected, accepted, pending, errored] = verdicts();
+        sqlx::query(LEGACY_RECORDS)
+            .bind(done.0)
+            .bind(open.0)
+            .bind(Json(rejected))
+            .bind(Json(accepted))
+            .bind(Json(pending))
+            .bind(Json(errored))
+            .execute($pool)
+            .await
+            .expect("legacy records");
+        $backend.migrate().await.expect("upgrade");
+        check_upgraded(&$backend, done, open).await;
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_records")
+            .fetch_one($pool)
+            .await
+            .expect("count");
+        assert_eq!(left, 2, "only the settled verdicts stay as rows");
+    }};
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_runs_survive_the_upgrade() {
-    use sqlx::types::Json;
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("osa.db");
-    let backend = osa_sqlx::SqliteBackend::open(&path).await.expect("open");
-    let pool = backend.write_pool();
-    let mut first = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+    let backend = osa_sqlx::SqliteBackend::open(dir.path().join("osa.db"))
         .await
-        .expect("migrations");
-    first.migrations.to_mut().truncate(1);
-    first.run(pool).await.expect("first schema");
-    let (done, open) = (ValidationRunId::new_random(), ValidationRunId::new_random());
-    sqlx::query(LEGACY_RUNS)
-        .bind(done.0)
-        .bind(open.0)
-        .bind(chrono::Utc::now())
-        .execute(pool)
-        .await
-        .expect("legacy runs");
-    let [rejected, accepted, pending, errored] = verdicts();
-    sqlx::query(LEGACY_RECORDS)
-        .bind(done.0)
-        .bind(open.0)
-        .bind(Json(rejected))
-        .bind(Json(accepted))
-        .bind(Json(pending))
-        .bind(Json(errored))
-        .execute(pool)
-        .await
-        .expect("legacy records");
-    backend.migrate().await.expect("upgrade");
-    check_upgraded(&backend, done, open).await;
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_records")
-        .fetch_one(pool)
-        .await
-        .expect("count");
-    assert_eq!(left, 2, "only the settled verdicts stay as rows");
+        .expect("open");
+    upgrade_and_check!(backend, backend.write_pool(), "migrations/sqlite");
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_runs_survive_the_upgrade() {
     use osa_sqlx::{PgBackend, PgConfig};
-    use sqlx::types::Json;
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -111,36 +118,6 @@ async fn postgres_runs_survive_the_upgrade() {
         .execute(backend.pool())
         .await
         .expect("schema");
-    let mut first = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/postgres"))
-        .await
-        .expect("migrations");
-    first.migrations.to_mut().truncate(1);
-    first.run(backend.pool()).await.expect("first schema");
-    let (done, open) = (ValidationRunId::new_random(), ValidationRunId::new_random());
-    sqlx::query(LEGACY_RUNS)
-        .bind(done.0)
-        .bind(open.0)
-        .bind(chrono::Utc::now())
-        .execute(backend.pool())
-        .await
-        .expect("legacy runs");
-    let [rejected, accepted, pending, errored] = verdicts();
-    sqlx::query(LEGACY_RECORDS)
-        .bind(done.0)
-        .bind(open.0)
-        .bind(Json(rejected))
-        .bind(Json(accepted))
-        .bind(Json(pending))
-        .bind(Json(errored))
-        .execute(backend.pool())
-        .await
-        .expect("legacy records");
-    backend.migrate().await.expect("upgrade");
-    check_upgraded(&backend, done, open).await;
-    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM validation_records")
-        .fetch_one(backend.pool())
-        .await
-        .expect("count");
-    assert_eq!(left, 2, "only the settled verdicts stay as rows");
+    upgrade_and_check!(backend, backend.pool(), "migrations/postgres");
     backend.drop_schemas().await.expect("drop");
 }
