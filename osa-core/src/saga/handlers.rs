@@ -181,31 +181,21 @@ impl Engine {
     }
 
     /// Resolves once `run` has ended (or does not exist): woken at once by run ends
-    /// made through this engine, and reading the run's status at least every `poll`
-    /// for ends made elsewhere. With `check_first`, the status is read at once too
-    /// (else only after the first wake-up: for a caller that has just read it). A
-    /// transient read error is retried at the next wake-up; a permanent one is returned.
-    pub(crate) async fn run_ended(
-        &self,
-        run: ValidationRunId,
-        poll: Duration,
-        check_first: bool,
-    ) -> Result<()> {
-        let mut check = check_first;
+    /// made through this engine, and reading the run's status at first and then at
+    /// least every `poll` for ends made elsewhere. A transient read error is retried at
+    /// the next wake-up; a permanent one is returned.
+    pub(crate) async fn run_ended(&self, run: ValidationRunId, poll: Duration) -> Result<()> {
         loop {
             // Registered before the check, so an end right after it still wakes us.
             let changed = self.runs_ended().notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
-            if check {
-                match self.storage().runs().run_status(run).await {
-                    Ok(Some(status)) if status.is_terminal() => return Ok(()),
-                    Ok(None) => return Ok(()),
-                    Err(e) if !e.is_transient() => return Err(e),
-                    _ => {}
-                }
+            match self.storage().runs().run_status(run).await {
+                Ok(Some(status)) if status.is_terminal() => return Ok(()),
+                Ok(None) => return Ok(()),
+                Err(e) if !e.is_transient() => return Err(e),
+                _ => {}
             }
-            check = true;
             tokio::select! {
                 _ = &mut changed => {}
                 _ = tokio::time::sleep(poll) => {}
@@ -368,9 +358,11 @@ impl Engine {
         // A run that ends while its hook runs (a cancel, here or in another process:
         // noticed at once in this process, else within `watch`) stops the hook:
         // dropping the execution kills it, and nothing of the step is committed. Only
-        // the execution is raced; the commit below is never cut short.
+        // the execution is raced; the commit below is never cut short. The status is
+        // read once more as the hook starts (while it runs, off the step's critical
+        // path), so a cancel during the batch's preparation is not left to `watch`.
         let ended = async {
-            if self.run_ended(run_id, watch, false).await.is_err() {
+            if self.run_ended(run_id, watch).await.is_err() {
                 // Without a readable status the hook runs on; the commit checks the run.
                 std::future::pending::<()>().await;
             }

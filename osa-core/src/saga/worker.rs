@@ -153,7 +153,7 @@ impl Worker {
         let engine = self.engine.clone();
         let poll = self.config.poll_interval;
         let finished = async move {
-            let _ = engine.run_ended(run, poll, true).await;
+            let _ = engine.run_ended(run, poll).await;
         };
         self.run(finished).await?;
         self.engine
