@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,7 +19,7 @@ use osa::id::{
     ConventionSlug, DeploymentId, Digest, FileName, HookName, RecordId, ValidationRunId,
 };
 use osa::jobs::Backoff;
-use osa::runner::ProcessRunner;
+use osa::runner::{Execution, HookRunner, ProcessRunner, RunFailure, RunJob};
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
 use osa::validation::{
     FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
@@ -34,11 +35,33 @@ const HOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks/saga_hook.p
 trait TestStorage: SagaStorage + DeploymentLog + Clone {}
 impl<T: SagaStorage + DeploymentLog + Clone> TestStorage for T {}
 
+/// The process runner, counting the hook executions it starts (a hook killed before
+/// it wrote anything still counts).
+#[derive(Debug, Default)]
+struct CountingRunner {
+    inner: ProcessRunner,
+    started: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl HookRunner for CountingRunner {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn run(&self, job: &RunJob) -> Result<Execution, RunFailure> {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.inner.run(job).await
+    }
+}
+
 /// A fresh archive: storage, engine, deployer, a temp dir (blobs, work, side-effect
 /// logs) and how to start a worker process against the same storage.
 struct Archive<S> {
     storage: Arc<S>,
     engine: Engine,
+    /// Hook executions started by `engine`.
+    started: Arc<AtomicUsize>,
     deployer: Deployer,
     dir: TempDir,
     worker_args: Vec<String>,
@@ -86,9 +109,11 @@ fn archive<S: TestStorage>(
 ) -> Archive<S> {
     let storage = Arc::new(storage);
     let blobs = Blobs::local(dir.path().join("blobs")).expect("blobs");
+    let runner = CountingRunner::default();
+    let started = runner.started.clone();
     let engine = Engine::new(
         storage.clone(),
-        Arc::new(ProcessRunner::new()),
+        Arc::new(runner),
         blobs.clone(),
         engine_config(dir.path()),
     );
@@ -96,6 +121,7 @@ fn archive<S: TestStorage>(
     Archive {
         storage,
         engine,
+        started,
         deployer,
         worker_args,
         dir,
@@ -161,6 +187,7 @@ on_both_backends!(
     a_step_that_keeps_timing_out_gives_up,
     a_dropped_worker_releases_its_lease,
     a_cancel_stops_the_running_hook,
+    a_run_cancelled_while_queued_starts_no_hook,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -974,6 +1001,45 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
             .await
             .expect("claim")
             .is_empty()
+    );
+}
+
+/// A run cancelled from another engine (no in-process notification) while its first
+/// job waits in the queue: the worker of the engine that submitted it starts no hook,
+/// commits nothing and completes the job.
+async fn a_run_cancelled_while_queued_starts_no_hook<S: TestStorage>(archive: Archive<S>) {
+    let slug = archive
+        .deploy("Queued Run", &[("first", archive.hook_config("first"))])
+        .await;
+    let run = archive.submit(&slug, &["rec-1", "rec-2"]).await;
+    let elsewhere = Engine::new(
+        archive.storage.clone(),
+        Arc::new(ProcessRunner::new()),
+        Blobs::local(archive.path("blobs")).expect("blobs"),
+        engine_config(archive.dir.path()),
+    );
+    assert!(elsewhere.cancel(run).await.expect("cancel"));
+    let job = archive
+        .storage
+        .claim(&[STEP_JOB], 1, Duration::from_secs(5))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("step 0 is still queued");
+    archive.worker().process(job).await;
+    assert_eq!(archive.started.load(Ordering::SeqCst), 0, "a hook started");
+    let view = archive.engine.get(run).await.expect("view");
+    assert_eq!(view.run.status, RunStatus::Cancelled);
+    assert!(view.steps.iter().all(|s| s.hook_run_id.is_none()));
+    assert!(archive.side_effects().is_empty());
+    assert!(
+        archive
+            .storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "the job was completed"
     );
 }
 

@@ -117,6 +117,21 @@ pub struct StepProgress {
     pub outputs_ref: Option<String>,
 }
 
+impl StepProgress {
+    /// A step that has not committed yet.
+    pub fn pending(release: StepRelease) -> Self {
+        StepProgress {
+            release,
+            status: StepStatus::Pending,
+            hook_run_id: None,
+            counts: OutcomeCounts::default(),
+            started_at: None,
+            finished_at: None,
+            outputs_ref: None,
+        }
+    }
+}
+
 /// Where a record stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "lowercase")]

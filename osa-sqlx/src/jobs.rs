@@ -125,32 +125,31 @@ macro_rules! jobs_for {
                 return Err(Error::invalid("max_attempts", "a job needs at least one attempt"));
             }
             let id = JobId::new_random();
-            let result = sqlx::query(
-                "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, dedupe_key, created_at) \
-                 VALUES ($1, $2, $3, 'ready', $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
+            const INSERT: &str = "INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, dedupe_key, \
+                                  created_at) VALUES ($1, $2, $3, 'ready', $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+            // Where the backend wakes workers, the wake-up is part of the insert's
+            // statement (sent only when a job was inserted, not for a taken dedupe key).
+            let notify: Option<&str> = $notify;
+            let sql = match notify {
+                Some(select) => format!("WITH j AS ({INSERT} RETURNING kind) {select}"),
+                None => INSERT.to_string(),
+            };
+            let query = sqlx::query(&sql)
             .bind(id.0)
             .bind(&job.kind)
             .bind(Json(&job.payload))
             .bind(crate::rows::as_i32(job.max_attempts, "max_attempts")?)
             .bind(crate::truncate_micros(job.run_at))
             .bind(&job.dedupe_key)
-            .bind(crate::now())
-            .execute(&mut *conn)
-            .await
-            .map_err(db("enqueueing a job"))?;
-            if result.rows_affected() == 0 {
-                return Ok(None);
-            }
-            let notify: Option<&str> = $notify;
-            if let Some(statement) = notify {
-                sqlx::query(statement)
-                    .bind(&job.kind)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db("notifying workers"))?;
-            }
-            Ok(Some(id))
+            .bind(crate::now());
+            let inserted = if notify.is_some() {
+                use sqlx::Row;
+                let row = query.fetch_one(&mut *conn).await.map_err(db("enqueueing a job"))?;
+                row.try_get::<i64, _>(0).map_err(db("enqueueing a job"))? > 0
+            } else {
+                query.execute(&mut *conn).await.map_err(db("enqueueing a job"))?.rows_affected() > 0
+            };
+            Ok(inserted.then_some(id))
         }
 
         /// Enqueues inside the caller's transaction a job already leased to the caller

@@ -173,14 +173,7 @@ macro_rules! registry_for {
 
         /// Inserts a hook run once (first write wins); returns whether it was inserted.
         pub(crate) async fn insert_run(conn: &mut $conn, run: &HookRun) -> Result<bool> {
-            let release: Option<Uuid> = sqlx::query_scalar("SELECT id FROM hook_releases WHERE id = $1")
-                .bind(run.release_id.0)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db("reading a release"))?;
-            if release.is_none() {
-                return Err(Error::not_found("release", run.release_id));
-            }
+            // An unknown release is the foreign key's to find (no read beforehand).
             let result = sqlx::query(
                 "INSERT INTO hook_runs (id, release_id, status, started_at, finished_at, duration_s, oom_retries, \
                  log_ref, input_sha256, passed, rejected, errored) \
@@ -200,7 +193,12 @@ macro_rules! registry_for {
             .bind(as_i32(run.counts.errored, "counts.errored")?)
             .execute(&mut *conn)
             .await
-            .map_err(db("recording a hook run"))?;
+            .map_err(|e| match &e {
+                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                    Error::not_found("release", run.release_id)
+                }
+                _ => db("recording a hook run")(e),
+            })?;
             Ok(result.rows_affected() == 1)
         }
 

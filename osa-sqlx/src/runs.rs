@@ -10,7 +10,7 @@ use osa_core::hook::OutcomeCounts;
 use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
 use osa_core::validation::{
     RecordVerdict, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress, StepRelease,
-    StepStatus, ValidationRun, ValidationRunView, Verdict,
+    ValidationRun, ValidationRunView, Verdict,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,15 +160,7 @@ fn step_progress(run: &ValidationRun, steps: &[StepRow]) -> Result<Vec<StepProgr
                 finished_at: Some(row.finished_at),
                 outputs_ref: Some(row.outputs_ref.clone()),
             },
-            None => StepProgress {
-                release: release.clone(),
-                status: StepStatus::Pending,
-                hook_run_id: None,
-                counts: OutcomeCounts::default(),
-                started_at: None,
-                finished_at: None,
-                outputs_ref: None,
-            },
+            None => StepProgress::pending(release.clone()),
         });
     }
     Ok(progress)
@@ -397,7 +389,8 @@ macro_rules! runs_for {
                 let mut tx = self.begin().await?;
                 sqlx::query(
                     "INSERT INTO validation_runs (id, convention, status, current_step, steps, record_count, \
-                     inputs_ref, failure, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                     inputs_ref, failure, created_at, updated_at, event_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(run.id.0)
                 .bind(run.convention.as_str())
@@ -409,6 +402,8 @@ macro_rules! runs_for {
                 .bind(&run.failure)
                 .bind(crate::truncate_micros(run.created_at))
                 .bind(crate::truncate_micros(run.updated_at))
+                // The submit's events are numbered from 1 as the run is created.
+                .bind(plan.events.len() as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| match &e {
@@ -425,7 +420,7 @@ macro_rules! runs_for {
                     .execute(&mut *tx)
                     .await
                     .map_err(db("recording submitted records"))?;
-                append_events(&mut tx, run.id, &plan.events).await?;
+                insert_events(&mut tx, run.id, plan.events.len() as i64, &plan.events).await?;
                 if let Some(job) = &plan.first_job {
                     super::jobs::enqueue_in(&mut tx, job).await?;
                 }

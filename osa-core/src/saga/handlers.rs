@@ -151,24 +151,18 @@ impl Engine {
     }
 
     /// The run, its steps and the records still in play (not the settled verdicts).
-    /// `known` is the progress this worker's own commit of the previous step left
-    /// (the job was handed to it by that commit): then only whether the run has ended
-    /// meanwhile (a cancel) is read. `None` when the run has ended.
+    /// `known` is the progress this process's own commit left (the job was handed to
+    /// this worker by its commit of the previous step, or the run was submitted here):
+    /// then nothing is read. `None` when the run has ended.
     async fn progress(
         &self,
         run: ValidationRunId,
         known: Option<RunProgress>,
     ) -> Result<Option<RunProgress>> {
         let progress = match known {
-            Some(known) if known.run.id == run => {
-                let status = self
-                    .storage()
-                    .runs()
-                    .run_status(run)
-                    .await?
-                    .ok_or_else(|| Error::not_found("validation run", run))?;
-                (!status.is_terminal()).then_some(known)
-            }
+            // Not read again: a run that ended since is caught by the step's race
+            // against the run's end, and by the commit's own check of the run.
+            Some(known) if known.run.id == run => Some(known),
             _ => self
                 .storage()
                 .runs()
@@ -178,6 +172,23 @@ impl Engine {
                 .map(Some)?,
         };
         Ok(progress.filter(|p| !p.run.status.is_terminal()))
+    }
+
+    /// The progress of a run at its first step's first delivery: the progress its
+    /// submit committed when the run was submitted through this engine, with only its
+    /// status read (a run cancelled while its first job waited starts no hook), else
+    /// as [`Engine::progress`] reads it.
+    async fn submitted_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
+        let Some(submitted) = self.take_submitted(run) else {
+            return self.progress(run, None).await;
+        };
+        let status = self
+            .storage()
+            .runs()
+            .run_status(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))?;
+        Ok((!status.is_terminal()).then_some(submitted))
     }
 
     /// Resolves once `run` has ended (or does not exist): woken at once by run ends
@@ -255,7 +266,11 @@ impl Engine {
             hand_off,
             watch,
         } = delivery;
-        let view = match self.progress(run_id, known).await? {
+        let view = match (known, attempt, step) {
+            (None, 1, 0) => self.submitted_progress(run_id).await?,
+            (known, _, _) => self.progress(run_id, known).await?,
+        };
+        let view = match view {
             Some(view) if step >= view.run.current_step => view,
             // Redelivered, or the run ended meanwhile.
             _ => {

@@ -44,8 +44,9 @@ use crate::policy::FailurePolicy;
 use crate::registry::HookRegistry;
 use crate::runner::HookRunner;
 use crate::validation::{
-    FileSource, RunEvent, RunEventKind, RunStatus, StepRelease, SubmitPlan, SubmitValidation,
-    ValidationRun, ValidationRunStore, ValidationRunView, ValidationService,
+    FileSource, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress, StepRelease,
+    SubmitPlan, SubmitValidation, ValidationRun, ValidationRunStore, ValidationRunView,
+    ValidationService,
 };
 use crate::{Error, FeatureStore, Result};
 
@@ -182,6 +183,9 @@ struct RunCache {
 #[derive(Default)]
 struct CachedRun {
     inputs: Option<Arc<Vec<StoredRecord>>>,
+    /// The progress a submit through this engine committed, until its first step
+    /// takes it.
+    submitted: Option<RunProgress>,
     outputs: BTreeMap<u32, Arc<StepRows>>,
 }
 
@@ -331,6 +335,32 @@ impl Engine {
         );
         self.remember_inputs(run, &inputs);
         Ok(inputs)
+    }
+
+    /// Keeps the progress a submit committed (with its inputs) for the run's first
+    /// step.
+    fn remember_submitted(&self, plan: &SubmitPlan) {
+        let mut cache = self.run_cache();
+        let Some(cached) = cache.get(plan.run.id) else {
+            return;
+        };
+        let steps = plan
+            .run
+            .steps
+            .iter()
+            .map(|release| StepProgress::pending(release.clone()))
+            .collect();
+        cached.submitted = Some(RunProgress {
+            run: plan.run.clone(),
+            steps,
+            in_play: plan.records.clone(),
+            any_errored: false,
+        });
+    }
+
+    /// The progress a submit through this engine committed, once.
+    pub(crate) fn take_submitted(&self, run: ValidationRunId) -> Option<RunProgress> {
+        self.run_cache().get(run)?.submitted.take()
     }
 
     fn remember_inputs(&self, run: ValidationRunId, inputs: &Arc<Vec<StoredRecord>>) {
@@ -620,6 +650,7 @@ impl ValidationService for Engine {
             self.runs_ended().notify_waiters();
         } else {
             self.remember_inputs(run_id, &stored);
+            self.remember_submitted(&plan);
             self.inner.jobs_enqueued.notify_waiters();
         }
         Ok(run_id)

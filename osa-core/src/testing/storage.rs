@@ -433,10 +433,12 @@ pub async fn record_run_is_insert_once<S: Storage>(store: S) {
         ReleaseId::new_random(),
         HookRunStatus::Passed,
     );
-    assert!(
-        store.record_run(&orphan).await.is_err(),
-        "a run must reference a release"
+    let orphaned = store.record_run(&orphan).await;
+    assert_eq!(
+        orphaned.expect_err("a run must reference a release").kind(),
+        ErrorKind::NotFound
     );
+    assert!(store.get_run(orphan.id).await.expect("read").is_none());
 }
 
 /// `resolve_live` returns the live releases in the order asked; a hook without a

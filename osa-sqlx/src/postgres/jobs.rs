@@ -8,6 +8,6 @@ crate::jobs::jobs_for!(
     sqlx::PgConnection,
     token = "gen_random_uuid()",
     skip_locked = " FOR UPDATE SKIP LOCKED",
-    notify = Some("SELECT pg_notify('osa_jobs', $1)"),
+    notify = Some("SELECT count(*) FROM j, pg_notify('osa_jobs', j.kind)"),
     wait = super::wait_for_notify
 );
