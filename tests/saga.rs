@@ -1183,6 +1183,8 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
     let mut third = archive.hook_config("third");
     third["sleep_once"] = json!(archive.path("third-slept"));
     third["sleep_seconds"] = json!(8);
+    let pid_file = archive.path("third.pid");
+    third["pid_file"] = json!(pid_file);
     let slug = archive
         .deploy(
             "Crash Safe",
@@ -1219,6 +1221,24 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
     // SIGKILL: no chance to clean up or release the lease.
     child.kill().expect("kill");
     child.wait().expect("reap");
+    // The hook it was running dies with it (parent-death signal), not 8 s later.
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("the hook wrote its pid")
+        .parse()
+        .expect("pid number");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // Gone, or dead and not yet reaped (a zombie runs nothing).
+        let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if state.is_empty() || state.contains("State:\tZ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hook {pid} outlived its killed worker: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let view = archive.engine.get(run).await.expect("view");
     assert_eq!(
         view.run.current_step, 2,

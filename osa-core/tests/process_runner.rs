@@ -402,3 +402,40 @@ async fn bwrap_keeps_the_uid_and_disables_nested_user_namespaces() {
     )
     .await;
 }
+
+/// A hook outlives the runtime thread that happened to spawn it. Hooks are started
+/// with a parent-death signal (bwrap's `--die-with-parent`; `PR_SET_PDEATHSIG` in
+/// plain mode), which the kernel sends when the *thread* that forked exits, not the
+/// process; a Tokio worker thread can exit while the process goes on (here: its core
+/// handed away by `block_in_place`, then idle past the keep-alive).
+#[test]
+fn a_hook_outlives_the_thread_that_spawned_it() {
+    for (mode, runner) in [("plain", ProcessRunner::new()), ("bwrap", bwrap_runner())] {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_keep_alive(std::time::Duration::from_millis(20))
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let job = job(scratch.path(), process(&["/bin/sh", "-c", "sleep 1.5"]));
+        let result = runtime.block_on(async move {
+            let running = tokio::spawn(async move { runner.run(&job).await });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            // The only worker thread (which polled the run when it started the hook)
+            // gives its core to a new thread and ends up in the blocking pool, where it
+            // exits once idle, while the hook sleeps on.
+            tokio::spawn(async {
+                tokio::task::block_in_place(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                })
+            })
+            .await
+            .expect("block_in_place task");
+            running.await.expect("run task")
+        });
+        if let Err(f) = result {
+            panic!("{mode}: the hook was killed: {f}");
+        }
+    }
+}

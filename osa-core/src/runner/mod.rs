@@ -13,6 +13,8 @@ pub mod oci;
 mod oom;
 #[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
+mod spawner;
 
 #[cfg(all(unix, feature = "oci"))]
 pub use oci::{OciRunner, PullPolicy};

@@ -19,8 +19,9 @@
 //! from seeing other processes, or from escaping the kill: a child that leaves the
 //! hook's process group (`setsid cmd &` is enough) survives once the hook itself has
 //! exited, because it is then no longer linked to the hook. The cpu
-//! quota is not enforced. If the engine process itself is killed, the hook keeps
-//! running and its `HOME` stays behind. Use it for trusted hooks and for development.
+//! quota is not enforced. If the engine process itself is killed, the kernel kills the
+//! hook process (a parent-death signal), but not what it started in the background,
+//! and its `HOME` stays behind. Use it for trusted hooks and for development.
 //!
 //! **bwrap mode** ([`Sandbox::Bwrap`], needs [bubblewrap]) adds Linux namespaces:
 //! - network: a new, empty network namespace (no interfaces but loopback, so no
@@ -357,15 +358,22 @@ impl HookRunner for ProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0);
         let memory = job.limits.memory.bytes();
+        let engine = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs in the forked child between fork and exec, where only
-        // async-signal-safe work is allowed; `apply_rlimits` calls nothing but
-        // setrlimit(2) and reads errno, and captures a plain integer.
+        // async-signal-safe work is allowed; `apply_rlimits` and `die_with_engine` call
+        // nothing but setrlimit(2), prctl(2) and getppid(2) and read errno, and the
+        // closure captures plain integers.
         unsafe {
-            cmd.pre_exec(move || apply_rlimits(memory));
+            cmd.pre_exec(move || {
+                apply_rlimits(memory)?;
+                die_with_engine(engine)
+            });
         }
 
-        let child = cmd
-            .spawn()
+        // Forked from a thread that lives as long as the process, so the parent-death
+        // signal fires when the engine dies, not when a runtime thread does.
+        let child = super::spawner::spawn(cmd)
+            .await
             .map_err(|e| with_duration(spawn_failure(&e, &program, self.sandbox)))?;
         let Some(pid) = child.id() else {
             return Err(with_duration(RunFailure::new(
@@ -487,6 +495,22 @@ fn apply_rlimits(memory_bytes: u64) -> io::Result<()> {
     // SAFETY: as above.
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } != 0 {
         return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to SIGKILL the child when its parent, the engine, dies (a SIGKILLed
+/// worker would otherwise leave its hooks running), and fails when the engine died
+/// already. Runs between fork and exec: only async-signal-safe calls, no allocation.
+fn die_with_engine(engine: libc::pid_t) -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number; async-signal-safe.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no arguments and cannot fail.
+    if unsafe { libc::getppid() } != engine {
+        // Orphaned before the call above took effect: nothing would signal us.
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
     Ok(())
 }
