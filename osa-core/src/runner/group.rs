@@ -68,6 +68,12 @@ impl ProcessGroup {
     /// Kills the group and its descendants and waits, at most `bound`, until none of
     /// them is alive. Returns how many were still alive when the bound ran out.
     pub(crate) async fn kill_and_wait(&mut self, bound: Duration) -> usize {
+        // The usual end: the hook exited, was reaped and left nothing in its group, and
+        // nothing was signalled individually: no process table to read. (The leader's
+        // descendants cannot be found once it is gone; they were reparented.)
+        if self.signalled.is_empty() && self.group_is_empty() {
+            return 0;
+        }
         self.kill();
         let deadline = Instant::now() + bound;
         loop {
@@ -77,6 +83,13 @@ impl ProcessGroup {
             }
             tokio::time::sleep(POLL_ASYNC).await;
         }
+    }
+
+    /// Whether no process, not even a zombie, is left in the group.
+    fn group_is_empty(&self) -> bool {
+        // SAFETY: kill(2) with signal 0 only checks that the group exists.
+        let result = unsafe { libc::kill(-self.leader, 0) };
+        result != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     }
 
     /// No more killing on drop (everything is known to be gone).
@@ -184,6 +197,25 @@ mod tests {
         let zombie = parse_stat("7 (sleep) Z 1 7 7 0").unwrap();
         assert!(!zombie.live);
         assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn an_emptied_group_is_seen_as_empty() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let mut group = ProcessGroup::new(child.id());
+        assert!(!group.group_is_empty(), "the leader is in its group");
+        group.kill();
+        child.wait().expect("reap");
+        assert!(
+            group.group_is_empty(),
+            "nothing left once the leader is reaped"
+        );
+        group.disarm();
     }
 
     #[test]
