@@ -439,3 +439,37 @@ fn a_hook_outlives_the_thread_that_spawned_it() {
         }
     }
 }
+
+/// A `run` future dropped while its hook is being started (a cancel racing the start)
+/// leaves no hook running: the start is skipped, or the started hook is killed.
+#[tokio::test]
+async fn a_run_dropped_while_starting_leaves_no_hook() {
+    for round in 0..5 {
+        let scratch = tempfile::tempdir().expect("scratch dir");
+        let pid_file = scratch.path().join("hook.pid");
+        let script = format!("echo $$ > {}; exec sleep 5", pid_file.display());
+        let job = job(scratch.path(), process(&["/bin/sh", "-c", &script]));
+        let runner = ProcessRunner::new();
+        // Polled once (up to the start request), then dropped.
+        let dropped = tokio::time::timeout(std::time::Duration::ZERO, runner.run(&job)).await;
+        assert!(dropped.is_err(), "the hook cannot have finished already");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(pid) = std::fs::read_to_string(&pid_file) else {
+            continue; // never started
+        };
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            // Gone, or dead and not yet reaped (a zombie runs nothing).
+            let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if state.is_empty() || state.contains("State:\tZ") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the hook {pid} runs on after its run was dropped"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}

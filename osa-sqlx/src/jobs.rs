@@ -10,8 +10,10 @@
 
 /// Implements the queue for a backend. Invoke inside the backend's `jobs` module with
 /// the SQL that creates a lease token, the row-locking clause of the claim's inner
-/// select, the statement (if any) that wakes idle workers after an enqueue, and the
-/// function that waits for such a wake-up (`wait_for_jobs`).
+/// select, the query (if any) that wakes idle workers after an enqueue (a `SELECT` over
+/// the common table expression `j` holding the inserted job's `kind`, returning one
+/// count: the wake-up is part of the enqueue's statement), and the function that waits
+/// for such a wake-up (`wait_for_jobs`).
 macro_rules! jobs_for {
     ($backend:ty, $conn:ty, token = $token:literal, skip_locked = $skip:literal, notify = $notify:expr, wait = $wait:path) => {
         use std::time::Duration;

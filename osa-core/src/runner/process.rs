@@ -372,17 +372,11 @@ impl HookRunner for ProcessRunner {
 
         // Forked from a thread that lives as long as the process, so the parent-death
         // signal fires when the engine dies, not when a runtime thread does.
-        let child = super::spawner::spawn(cmd)
+        // From here on, dropping this future kills everything the hook started (the
+        // group's guard is created with the child).
+        let (child, mut group) = super::spawner::spawn_leader(cmd)
             .await
             .map_err(|e| with_duration(spawn_failure(&e, &program, self.sandbox)))?;
-        let Some(pid) = child.id() else {
-            return Err(with_duration(RunFailure::new(
-                FailureKind::Runtime,
-                "the hook process vanished before its pid was known",
-            )));
-        };
-        // From here on, dropping this future kills everything the hook started.
-        let mut group = ProcessGroup::new(pid);
         let sink = Mutex::new(LogSink::new(job.max_log_bytes));
         let timeout = Duration::from_secs(job.limits.timeout_seconds.into());
         let (status, timed_out, notes) = supervise(child, &mut group, &sink, timeout).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{Engine, FINALIZE_JOB, STEP_JOB, StepRows, job};
+use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB, StepRows, job};
 use crate::blob::BlobKeys;
 use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, RecordOutcome, write_hook_log, write_run_json,
@@ -153,7 +153,9 @@ impl Engine {
     /// The run, its steps and the records still in play (not the settled verdicts).
     /// `known` is the progress this process's own commit left (the job was handed to
     /// this worker by its commit of the previous step, or the run was submitted here):
-    /// then nothing is read. `None` when the run has ended.
+    /// then nothing is read, and the caller finds out otherwise whether the run has
+    /// ended since (a step reads its status while preparing its batch; a finalize's
+    /// commit does nothing to an ended run). `None` when the run has ended.
     async fn progress(
         &self,
         run: ValidationRunId,
@@ -172,23 +174,6 @@ impl Engine {
                 .map(Some)?,
         };
         Ok(progress.filter(|p| !p.run.status.is_terminal()))
-    }
-
-    /// The progress of a run at its first step's first delivery: the progress its
-    /// submit committed when the run was submitted through this engine, with only its
-    /// status read (a run cancelled while its first job waited starts no hook), else
-    /// as [`Engine::progress`] reads it.
-    async fn submitted_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
-        let Some(submitted) = self.take_submitted(run) else {
-            return self.progress(run, None).await;
-        };
-        let status = self
-            .storage()
-            .runs()
-            .run_status(run)
-            .await?
-            .ok_or_else(|| Error::not_found("validation run", run))?;
-        Ok((!status.is_terminal()).then_some(submitted))
     }
 
     /// Resolves once `run` has ended (or does not exist): woken at once by run ends
@@ -266,11 +251,23 @@ impl Engine {
             hand_off,
             watch,
         } = delivery;
-        let view = match (known, attempt, step) {
-            (None, 1, 0) => self.submitted_progress(run_id).await?,
-            (known, _, _) => self.progress(run_id, known).await?,
-        };
-        let view = match view {
+        // The first delivery of a run's first step starts from the progress its submit
+        // committed, when the run was submitted through this engine.
+        let known = known.or_else(|| {
+            (attempt == 1 && step == 0)
+                .then(|| self.take_submitted(run_id))
+                .flatten()
+        });
+        // Progress this process committed is used as it is; whether the run has ended
+        // since (a cancel from elsewhere) is read while the batch is prepared, so a run
+        // that ended between two steps starts no further hook.
+        let status = known.is_some().then(|| {
+            let engine = self.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                engine.storage().runs().run_status(run_id).await
+            }))
+        });
+        let view = match self.progress(run_id, known).await? {
             Some(view) if step >= view.run.current_step => view,
             // Redelivered, or the run ended meanwhile.
             _ => {
@@ -347,6 +344,16 @@ impl Engine {
             release.runtime.config(),
             &self.config().batch_limits,
         )?;
+        if let Some(status) = status {
+            let status = status
+                .join()
+                .await
+                .map_err(|e| Error::internal(format!("reading the run's status: {e}")))??;
+            if status.is_none_or(|s| s.is_terminal()) {
+                self.ack(lease).await?;
+                return Ok(Handled::Done);
+            }
+        }
         let run_job = RunJob {
             hook: snapshot.hook.clone(),
             release_id: release.id,

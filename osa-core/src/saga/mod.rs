@@ -165,16 +165,36 @@ struct Inner {
     runs: Mutex<RunCache>,
 }
 
+/// A spawned task that is aborted when its handle is dropped (it never outlives the
+/// future that started it).
+#[derive(Debug)]
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    /// Waits for the task's output.
+    pub(crate) async fn join(mut self) -> std::result::Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs whose data is kept in memory at most (the most recently used).
 const CACHED_RUNS: usize = 4;
 /// Runs with more records always read their blobs.
 const CACHED_RECORDS: usize = 10_000;
 
-/// The parsed inputs and step rows of a few recent runs. The blobs stay the source of
-/// truth (another process may run a run's next job); a miss reads them. Inputs never
-/// change; step rows are kept only by the process whose commit of the step succeeded,
-/// and each execution stores its rows under its own key, so a cached copy never goes
-/// stale.
+/// The parsed inputs and step rows of a few recent runs, and the progress of runs just
+/// submitted. The blobs stay the source of truth (another process may run a run's next
+/// job); a miss reads them. Inputs never change; step rows are kept only by the process
+/// whose commit of the step succeeded, and each execution stores its rows under its own
+/// key, so a cached copy never goes stale. A submit's progress is taken once, by the
+/// first delivery of the run's first step (a claim counts deliveries, so a redelivery
+/// never sees it), and it is current but for the run's status, which that step reads.
 #[derive(Default)]
 struct RunCache {
     runs: VecDeque<(ValidationRunId, CachedRun)>,

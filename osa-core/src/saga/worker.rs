@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::handlers::{Handled, StepDelivery};
-use super::{Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
+use super::{AbortOnDrop, Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
 use crate::jobs::{ClaimedJob, FailOutcome};
 use crate::validation::{RunProgress, RunStatus};
 use crate::{Error, Result};
@@ -326,16 +326,6 @@ impl Worker {
         {
             tracing::warn!(error = %e, "failing the run of a dead job failed");
         }
-    }
-}
-
-/// Aborts its task when dropped.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
