@@ -21,6 +21,7 @@ use osa::id::{
 use osa::jobs::Backoff;
 use osa::runner::{Execution, HookRunner, ProcessRunner, RunFailure, RunJob};
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
+use osa::testing::runner::{process_ended, wait_until_ended};
 use osa::validation::{
     FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
     ValidationService, Verdict,
@@ -290,6 +291,15 @@ impl<S: TestStorage> Archive<S> {
         .expect("worker")
     }
 
+    /// Whether the queue holds no claimable job of the saga.
+    async fn no_jobs_left(&self) -> bool {
+        self.storage
+            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .is_empty()
+    }
+
     fn side_effects(&self) -> Vec<String> {
         std::fs::read_to_string(self.path("side-effects.log"))
             .unwrap_or_default()
@@ -491,14 +501,7 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
         ]
     );
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
-    assert!(
-        archive
-            .storage
-            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(archive.no_jobs_left().await);
 }
 
 /// A finished run leaves nothing in the work dir but the trash; the sweep a worker runs
@@ -976,12 +979,7 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
         stopped_after < Duration::from_secs(20),
         "the job ended {stopped_after:?} after the cancel; the hook sleeps 60 s"
     );
-    // Gone, or dead and not yet reaped (a zombie runs nothing).
-    let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    assert!(
-        state.is_empty() || state.contains("State:\tZ"),
-        "the hook process {pid} still runs: {state}"
-    );
+    assert!(process_ended(pid), "the hook process {pid} still runs");
     let view = archive.engine.get(run).await.expect("view");
     assert_eq!(view.run.status, RunStatus::Cancelled);
     assert!(
@@ -994,14 +992,7 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
     // The job was completed, not abandoned: nothing to claim, even once its lease
     // would have expired.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(
-        archive
-            .storage
-            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(archive.no_jobs_left().await);
 }
 
 /// A run cancelled from another engine (no in-process notification) while its first
@@ -1032,15 +1023,7 @@ async fn a_run_cancelled_while_queued_starts_no_hook<S: TestStorage>(archive: Ar
     assert_eq!(view.run.status, RunStatus::Cancelled);
     assert!(view.steps.iter().all(|s| s.hook_run_id.is_none()));
     assert!(archive.side_effects().is_empty());
-    assert!(
-        archive
-            .storage
-            .claim(&[STEP_JOB, FINALIZE_JOB], 10, Duration::from_secs(5))
-            .await
-            .expect("claim")
-            .is_empty(),
-        "the job was completed"
-    );
+    assert!(archive.no_jobs_left().await, "the job was completed");
 }
 
 /// A `set_live` during a run does not change the release the run uses; the next run
@@ -1226,18 +1209,8 @@ async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) 
         .expect("the hook wrote its pid")
         .parse()
         .expect("pid number");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        // Gone, or dead and not yet reaped (a zombie runs nothing).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        if state.is_empty() || state.contains("State:\tZ") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hook {pid} outlived its killed worker: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(e) = wait_until_ended(pid, Duration::from_secs(5)).await {
+        panic!("the hook outlived its killed worker: {e}");
     }
     let view = archive.engine.get(run).await.expect("view");
     assert_eq!(

@@ -14,7 +14,7 @@ use osa_core::id::{HookName, ReleaseId};
 use osa_core::runner::process::{ProcessRunner, Sandbox};
 use osa_core::runner::{FailureKind, HookRunner, RunJob};
 use osa_core::runtime::{Limits, RuntimeConfig};
-use osa_core::testing::runner::{HOOK_NAME, Harness};
+use osa_core::testing::runner::{HOOK_NAME, Harness, wait_until_ended};
 use serde_json::{Map, Value};
 
 /// The Python interpreter behind `python3` on PATH and its installation prefix.
@@ -457,19 +457,9 @@ async fn a_run_dropped_while_starting_leaves_no_hook() {
         let Ok(pid) = std::fs::read_to_string(&pid_file) else {
             continue; // never started
         };
-        let pid = pid.trim();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            // Gone, or dead and not yet reaped (a zombie runs nothing).
-            let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            if state.is_empty() || state.contains("State:\tZ") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the hook {pid} runs on after its run was dropped"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let pid: u32 = pid.trim().parse().expect("pid number");
+        if let Err(e) = wait_until_ended(pid, std::time::Duration::from_secs(2)).await {
+            panic!("round {round}: the hook runs on after its run was dropped: {e}");
         }
     }
 }

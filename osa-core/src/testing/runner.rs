@@ -1042,6 +1042,31 @@ pub fn live_processes_with(marker: &str) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// Whether process `pid` has ended: gone, or dead and not yet reaped (a zombie runs
+/// nothing).
+pub fn process_ended(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    matches!(state, Some("Z" | "X"))
+}
+
+/// Polls until process `pid` has ended ([`process_ended`]); an error naming it after
+/// `bound`.
+pub async fn wait_until_ended(pid: u32, bound: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + bound;
+    while !process_ended(pid) {
+        if Instant::now() >= deadline {
+            return Err(format!("process {pid} still runs after {bound:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Polls `/proc` until a process with `marker` appears; `false` after `bound`.
 async fn watch_for(marker: &str, bound: Duration) -> bool {
     let deadline = Instant::now() + bound;

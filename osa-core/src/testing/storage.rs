@@ -1128,6 +1128,15 @@ pub async fn dedupe_key_and_lease_checks<S: Storage>(store: S) {
     assert_eq!(err.kind(), ErrorKind::Invalid);
 }
 
+/// The run's progress, which must exist.
+async fn progress_of<S: Storage>(store: &S, run: ValidationRunId) -> RunProgress {
+    store
+        .run_progress(run)
+        .await
+        .expect("progress")
+        .expect("exists")
+}
+
 /// A submitted run over `records` with one step per hook in `hooks`.
 async fn submitted_run<S: Storage>(
     store: &S,
@@ -1341,11 +1350,7 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
     let records = [record("a"), record("b"), record("c")];
     let (h1, h2) = (scored_identity("first"), scored_identity("second"));
     let run = submitted_run(&store, &[&h1, &h2], &records).await;
-    let progress = store
-        .run_progress(run.id)
-        .await
-        .expect("progress")
-        .expect("exists");
+    let progress = progress_of(&store, run.id).await;
     assert_eq!(progress.in_play, records);
     assert!(!progress.any_errored);
     assert_eq!(
@@ -1372,11 +1377,7 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
     assert_eq!(next.attempt, 1);
 
     let view = store.run_view(run.id).await.expect("view").expect("exists");
-    let progress = store
-        .run_progress(run.id)
-        .await
-        .expect("progress")
-        .expect("exists");
+    let progress = progress_of(&store, run.id).await;
     assert_eq!(progress, RunProgress::from_view(view));
     assert_eq!(progress.in_play, [record("a"), record("c")]);
     assert_eq!(progress.run.current_step, 1);
@@ -1428,11 +1429,7 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
         Applied::Applied
     );
     let view = store.run_view(run.id).await.expect("view").expect("exists");
-    let progress = store
-        .run_progress(run.id)
-        .await
-        .expect("progress")
-        .expect("exists");
+    let progress = progress_of(&store, run.id).await;
     assert_eq!(progress, RunProgress::from_view(view));
     assert_eq!(progress.in_play, [record("c")]);
     assert!(progress.any_errored);
@@ -1657,11 +1654,7 @@ pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
     };
     let view = store.run_view(run.id).await.expect("get").expect("exists");
     assert_eq!(ids(&view.verdicts), records);
-    let progress = store
-        .run_progress(run.id)
-        .await
-        .expect("progress")
-        .expect("exists");
+    let progress = progress_of(&store, run.id).await;
     assert_eq!(progress.in_play, records);
     assert!(!progress.any_errored);
 
@@ -1684,11 +1677,7 @@ pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
         .filter(|(i, _)| !settled.contains(i))
         .map(|(_, r)| r.clone())
         .collect();
-    let progress = store
-        .run_progress(run.id)
-        .await
-        .expect("progress")
-        .expect("exists");
+    let progress = progress_of(&store, run.id).await;
     assert_eq!(progress.in_play, still);
     assert!(progress.any_errored);
     let view = store.run_view(run.id).await.expect("get").expect("exists");
@@ -1784,11 +1773,7 @@ pub async fn run_reads_are_snapshots<S: Storage>(store: S) {
                     .count();
                 assert_eq!(committed, view.run.current_step as usize, "{view:?}");
                 assert_eq!(settled, rejected as usize, "{view:?}");
-                let progress = store
-                    .run_progress(run.id)
-                    .await
-                    .expect("progress")
-                    .expect("exists");
+                let progress = progress_of(&store, run.id).await;
                 let committed = progress
                     .steps
                     .iter()
