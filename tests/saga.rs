@@ -189,6 +189,8 @@ on_both_backends!(
     a_dropped_worker_releases_its_lease,
     a_cancel_stops_the_running_hook,
     a_run_cancelled_while_queued_starts_no_hook,
+    record_files_reach_the_hook,
+    oversized_store_files_are_refused_at_submit,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -793,6 +795,126 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
     let log = archive.engine.hook_log(hook_run_id).await.expect("log");
     assert!(String::from_utf8_lossy(&log).contains("broken: failing on purpose"));
     assert_eq!(view.steps[1].status, StepStatus::Pending);
+}
+
+/// Record files reach the hook with their names, however awkward (characters the
+/// object store escapes in keys), from a local path and from the object store; a file
+/// in the store is copied, so changing it after the submit changes nothing.
+async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
+    let mut config = archive.hook_config("reader");
+    config["files_log"] = json!(archive.path("files.log"));
+    let slug = archive.deploy("Files", &[("reader", config)]).await;
+    let local = archive.path("local input");
+    std::fs::write(&local, "from disk").expect("file");
+    // A key as the uploader names it; the store escapes `%` and `#` in its paths.
+    let raw_key = "uploads/u1/100% #2.cif";
+    let upload = object_store::path::Path::from(raw_key);
+    archive
+        .engine
+        .blobs()
+        .put(&upload, "from the store")
+        .await
+        .expect("upload");
+    let run = archive
+        .engine
+        .submit(SubmitValidation {
+            convention: slug,
+            records: vec![InputRecord {
+                id: RecordId::new("only").unwrap(),
+                metadata: json!({}),
+                files: vec![
+                    InputFile {
+                        name: FileName::new("a b?.cif").unwrap(),
+                        source: FileSource::Local { path: local },
+                    },
+                    InputFile {
+                        name: FileName::new("c#1.txt").unwrap(),
+                        source: FileSource::Object {
+                            key: raw_key.to_string(),
+                        },
+                    },
+                ],
+            }],
+        })
+        .await
+        .expect("submit");
+    archive
+        .engine
+        .blobs()
+        .put(&upload, "changed after the submit")
+        .await
+        .expect("overwrite");
+    let status = archive.finish(run).await;
+    let view = archive.engine.get(run).await.expect("view");
+    assert_eq!(status, RunStatus::Completed, "{:?}", view.verdicts);
+    let mut seen: Vec<String> = std::fs::read_to_string(archive.path("files.log"))
+        .expect("files log")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["a b?.cif from disk", "c#1.txt from the store"]);
+}
+
+/// A file from the object store over the size limit is refused at submit, measured on
+/// the run's own copy, and nothing of it stays in the store.
+async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Archive<S>) {
+    let slug = archive
+        .deploy("Small Files", &[("reader", archive.hook_config("reader"))])
+        .await;
+    let mut config = engine_config(archive.dir.path());
+    config.batch_limits.max_file_bytes = 4;
+    let strict = Engine::new(
+        archive.storage.clone(),
+        Arc::new(ProcessRunner::new()),
+        archive.engine.blobs().clone(),
+        config,
+    );
+    let key = "uploads/u2/big.txt";
+    strict
+        .blobs()
+        .put(&object_store::path::Path::from(key), "ten bytes!")
+        .await
+        .expect("upload");
+    let refused = strict
+        .submit(SubmitValidation {
+            convention: slug,
+            records: vec![InputRecord {
+                id: RecordId::new("big").unwrap(),
+                metadata: json!({}),
+                files: vec![InputFile {
+                    name: FileName::new("big.txt").unwrap(),
+                    source: FileSource::Object { key: key.into() },
+                }],
+            }],
+        })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(refused.kind(), ErrorKind::Invalid, "{refused}");
+    assert!(
+        refused.to_string().contains("over the limit of 4 bytes"),
+        "{refused}"
+    );
+    let left: Vec<_> = walk(&archive.path("blobs").join("runs"));
+    assert!(left.is_empty(), "the run's copy was removed: {left:?}");
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
 }
 
 /// A hook that times out once is retried with backoff and the run completes.

@@ -48,6 +48,27 @@ impl BlobKeys {
         Self::step_execution(run, step, execution, "hook.log")
     }
 
+    /// Whether `key` is where an execution of step `step` of `run` stores its outputs,
+    /// or where a step stored them before executions had their own key (a locator read
+    /// back from the database is checked before it is used).
+    pub fn is_step_outputs(key: &Path, run: ValidationRunId, step: u32) -> bool {
+        let parts: Vec<_> = key.parts().collect();
+        match parts.as_slice() {
+            [_, _, _, _, execution, _] => uuid::Uuid::try_parse(execution.as_ref())
+                .is_ok_and(|execution| *key == Self::step_outputs(run, step, execution)),
+            [_, _, _, _, _] => {
+                *key == Path::from_iter([
+                    "runs".to_string(),
+                    run.to_string(),
+                    "steps".into(),
+                    step.to_string(),
+                    "outputs.json".into(),
+                ])
+            }
+            _ => false,
+        }
+    }
+
     fn step_execution(run: ValidationRunId, step: u32, execution: uuid::Uuid, name: &str) -> Path {
         Path::from_iter([
             "runs".to_string(),
@@ -117,11 +138,14 @@ impl Blobs {
     }
 
     /// The file holding the blob at `key`, when the store is a local directory made by
-    /// [`Blobs::local`] and the blob exists: readers may copy it from there instead of
-    /// reading it into memory and writing it out again.
+    /// [`Blobs::local`] and the blob is a regular file there (not a symlink, which
+    /// could point anywhere): readers may copy it from there instead of reading it
+    /// into memory and writing it out again.
     pub fn local_file(&self, key: &Path) -> Option<std::path::PathBuf> {
         let path = self.local.as_ref()?.path_to_filesystem(key).ok()?;
-        path.is_file().then_some(path)
+        std::fs::symlink_metadata(&path)
+            .is_ok_and(|meta| meta.file_type().is_file())
+            .then_some(path)
     }
 
     /// The underlying store.
@@ -151,12 +175,51 @@ impl Blobs {
             .map_err(|e| unavailable("reading", key, e))
     }
 
-    /// Copies a blob within the store.
+    /// Copies a blob within the store. In a local directory the bytes are copied (the
+    /// store's own copy makes a hard link, through which a later change of the source
+    /// would change the copy) and the source must be a regular file: a symlink placed
+    /// in the directory from outside is refused as NotFound, not followed.
     pub async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.store
-            .copy(from, to)
+        let Some(local) = &self.local else {
+            return self
+                .store
+                .copy(from, to)
+                .await
+                .map_err(|e| unavailable("copying", from, e));
+        };
+        let paths = local
+            .path_to_filesystem(from)
+            .and_then(|source| Ok((source, local.path_to_filesystem(to)?)));
+        let (source, target) = paths.map_err(|e| unavailable("copying", from, e))?;
+        let (from, to) = (from.clone(), to.clone());
+        tokio::task::spawn_blocking(move || copy_regular_file(&source, &target))
             .await
-            .map_err(|e| unavailable("copying", from, e))
+            .map_err(|e| Error::internal(format!("copying {from}: {e}")))?
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::not_found("blob", &from),
+                _ => Error::Unavailable {
+                    what: "object store",
+                    detail: format!("copying {from} to {to}: {e}"),
+                    source: Some(Box::new(e)),
+                },
+            })
+    }
+
+    /// The size in bytes of the blob at `key`; NotFound when absent.
+    pub async fn size(&self, key: &Path) -> Result<u64> {
+        self.store
+            .head(key)
+            .await
+            .map(|meta| meta.size)
+            .map_err(|e| unavailable("reading the size of", key, e))
+    }
+
+    /// Deletes the blob at `key` (absent is fine).
+    pub async fn delete(&self, key: &Path) -> Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(unavailable("deleting", key, e)),
+        }
     }
 
     /// Writes a JSON value.
@@ -178,18 +241,27 @@ impl Blobs {
     /// path) is refused as Invalid.
     pub async fn read_log(&self, log_ref: &str) -> Result<Bytes> {
         let parts: Vec<&str> = log_ref.split('/').collect();
-        let run_and_step = |run: &str, step: &str| {
-            run.parse::<ValidationRunId>().is_ok() && step.parse::<u32>().is_ok()
-        };
         // With the execution segment, or without it (archives written before it).
-        let well_formed = match parts.as_slice() {
+        let canonical = match parts.as_slice() {
             ["runs", run, "steps", step, execution, "hook.log"] => {
-                run_and_step(run, step) && uuid::Uuid::try_parse(execution).is_ok()
+                match (run.parse(), step.parse(), uuid::Uuid::try_parse(execution)) {
+                    (Ok(run), Ok(step), Ok(execution)) => {
+                        Some(BlobKeys::step_log(run, step, execution).to_string())
+                    }
+                    _ => None,
+                }
             }
-            ["runs", run, "steps", step, "hook.log"] => run_and_step(run, step),
-            _ => false,
+            ["runs", run, "steps", step, "hook.log"] => {
+                match (run.parse::<ValidationRunId>(), step.parse::<u32>()) {
+                    (Ok(run), Ok(step)) => Some(format!("runs/{run}/steps/{step}/hook.log")),
+                    _ => None,
+                }
+            }
+            _ => None,
         };
-        if !well_formed {
+        // Only the spelling OSA writes (no other forms of the same run, step or
+        // execution).
+        if canonical.as_deref() != Some(log_ref) {
             return Err(Error::invalid(
                 "log_ref",
                 "not a hook log locator of this node",
@@ -197,6 +269,50 @@ impl Blobs {
         }
         self.get(&Path::from(log_ref)).await
     }
+}
+
+/// Copies `source`, which must be a regular file (never followed through a symlink),
+/// to `target` through a temporary file beside it, creating the target's directory.
+fn copy_regular_file(source: &std::path::Path, target: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    #[cfg(not(unix))]
+    if std::fs::symlink_metadata(source)?.file_type().is_symlink() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the source is a symlink",
+        ));
+    }
+    let mut input = options.open(source).map_err(|e| {
+        if cfg!(unix) && e.raw_os_error() == Some(libc::ELOOP) {
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the source is a symlink")
+        } else {
+            e
+        }
+    })?;
+    if !input.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the source is not a regular file",
+        ));
+    }
+    let dir = target
+        .parent()
+        .ok_or_else(|| std::io::Error::other("the target has no directory"))?;
+    std::fs::create_dir_all(dir)?;
+    let staged = dir.join(format!(".copy-{}", uuid::Uuid::new_v4().simple()));
+    let copied = std::fs::File::create(&staged)
+        .and_then(|mut output| std::io::copy(&mut input, &mut output))
+        .and_then(|_| std::fs::rename(&staged, target));
+    if copied.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    copied
 }
 
 #[cfg(test)]
@@ -246,5 +362,80 @@ mod tests {
         let memory = Blobs::new(Arc::new(object_store::memory::InMemory::new()));
         memory.put(&file, "x").await.unwrap();
         assert_eq!(memory.local_file(&file), None);
+        // Other spellings of a valid locator's parts are refused too.
+        let execution = uuid::Uuid::new_v4();
+        for other in [
+            format!("runs/{run}/steps/+2/{}/hook.log", execution.simple()),
+            format!("runs/{run}/steps/02/{}/hook.log", execution.simple()),
+            format!("runs/{run}/steps/2/{}/hook.log", execution.hyphenated()),
+            format!("runs/{run}/steps/2/{}/hook.log", execution.urn()),
+        ] {
+            let refused = blobs.read_log(&other).await.unwrap_err();
+            assert_eq!(refused.kind(), crate::ErrorKind::Invalid, "{other}");
+        }
+    }
+
+    /// A local copy copies bytes (a later change of the source leaves it alone) and
+    /// never follows a symlink placed in the store directory.
+    #[tokio::test]
+    async fn local_copies_are_copies_of_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = Blobs::local(dir.path().join("store")).unwrap();
+        let source = Path::from("uploads/u/real.txt");
+        blobs.put(&source, "original").await.unwrap();
+        let copy = Path::from("runs/r/files/0/real.txt");
+        blobs.copy(&source, &copy).await.unwrap();
+        // Rewritten in place (as a tool writing into the upload directory would).
+        std::fs::write(blobs.local_file(&source).unwrap(), "changed in place").unwrap();
+        assert_eq!(blobs.get(&copy).await.unwrap(), Bytes::from("original"));
+
+        let secret = dir.path().join("secret.txt");
+        std::fs::write(&secret, "outside the store").unwrap();
+        let link = Path::from("uploads/u/link.txt");
+        let link_file = dir.path().join("store/uploads/u/link.txt");
+        std::os::unix::fs::symlink(&secret, &link_file).unwrap();
+        assert_eq!(
+            blobs.local_file(&link),
+            None,
+            "a symlink is not a local file"
+        );
+        let target = Path::from("runs/r/files/1/link.txt");
+        let refused = blobs.copy(&link, &target).await.unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(blobs.local_file(&target), None, "nothing was written");
+        assert_eq!(blobs.size(&copy).await.unwrap(), 8);
+        blobs.delete(&copy).await.unwrap();
+        blobs.delete(&copy).await.unwrap();
+        assert_eq!(
+            blobs.get(&copy).await.unwrap_err().kind(),
+            crate::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn step_outputs_keys_are_recognised_exactly() {
+        let run = ValidationRunId::new_random();
+        let execution = uuid::Uuid::new_v4();
+        let key = BlobKeys::step_outputs(run, 1, execution);
+        assert!(BlobKeys::is_step_outputs(&key, run, 1));
+        assert!(!BlobKeys::is_step_outputs(&key, run, 2));
+        let legacy = Path::from(format!("runs/{run}/steps/1/outputs.json"));
+        assert!(BlobKeys::is_step_outputs(&legacy, run, 1));
+        assert!(!BlobKeys::is_step_outputs(&legacy, run, 0));
+        assert!(!BlobKeys::is_step_outputs(
+            &key,
+            ValidationRunId::new_random(),
+            1
+        ));
+        assert!(!BlobKeys::is_step_outputs(
+            &BlobKeys::step_log(run, 1, execution),
+            run,
+            1
+        ));
+        assert!(!BlobKeys::is_step_outputs(
+            &Path::from("uploads/u/outputs.json"),
+            run,
+            1
+        ));
     }
 }

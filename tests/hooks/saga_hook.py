@@ -13,6 +13,8 @@ Config (`$OSA_IN/config.json`):
     sleep_always  sleep `sleep_seconds` in every execution
     exit_code     exit with this code after writing nothing
     pid_file      path where the hook writes its process id when it starts
+    files_log     path of a log of the record files the hook was given: one line
+                  "<file name> <content>" per file
 
 Every other record passes with one row {"hook": name, "score": <id length>}.
 """
@@ -40,6 +42,12 @@ def main():
     if config.get("log"):
         with open(config["log"], "a") as log:
             log.write(f"{name} {len(records)}\n")
+    if config.get("files_log"):
+        with open(config["files_log"], "a") as log:
+            for root, _dirs, names in os.walk(os.environ["OSA_FILES"]):
+                for file_name in sorted(names):
+                    with open(os.path.join(root, file_name)) as handle:
+                        log.write(f"{file_name} {handle.read()}\n")
     marker = config.get("sleep_once")
     if marker and not os.path.exists(marker):
         open(marker, "w").close()

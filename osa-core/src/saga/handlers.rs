@@ -309,7 +309,16 @@ impl Engine {
             let input = &inputs[position];
             let mut files = Vec::with_capacity(input.files.len());
             for file in &input.files {
-                let key = object_store::path::Path::from(file.key.as_str());
+                // The key a submit stores for this file; a stored key is never used as
+                // given (read back as text, it would need parsing, and a changed row
+                // could point anywhere in the store).
+                let key = BlobKeys::run_file(run_id, position, &file.name);
+                if key.as_ref() != file.key {
+                    return Err(Error::internal(format!(
+                        "record {id}: stored file key `{}` is not the run's key for `{}`",
+                        file.key, file.name
+                    )));
+                }
                 if let Some(path) = self.blobs().local_file(&key) {
                     // A local blob is copied into the batch straight from its file.
                     files.push(BatchFile {

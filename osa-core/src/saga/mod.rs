@@ -404,9 +404,14 @@ impl Engine {
         {
             return Ok(rows);
         }
-        let key = object_store::path::Path::parse(outputs_ref).map_err(|e| {
-            Error::internal(format!("step {step} of run {run}: bad outputs key: {e}"))
-        })?;
+        let key = object_store::path::Path::parse(outputs_ref)
+            .ok()
+            .filter(|key| BlobKeys::is_step_outputs(key, run, step))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "step {step} of run {run}: `{outputs_ref}` is not an outputs key of this step"
+                ))
+            })?;
         Ok(Arc::new(self.inner.blobs.get_json(&key).await?))
     }
 
@@ -592,6 +597,20 @@ impl ValidationService for Engine {
                         blobs
                             .copy(&object_store::path::Path::from(source.as_str()), &key)
                             .await?;
+                        // Measured on the run's own copy: the source may change
+                        // after any earlier look at it.
+                        let size = blobs.size(&key).await?;
+                        let limit = self.inner.config.batch_limits.max_file_bytes;
+                        if size > limit {
+                            blobs.delete(&key).await?;
+                            return Err(Error::invalid(
+                                format!("records[{position}].files"),
+                                format!(
+                                    "file `{}` is {size} bytes, over the limit of {limit} bytes",
+                                    file.name
+                                ),
+                            ));
+                        }
                     }
                 }
                 files.push(StoredFile {
