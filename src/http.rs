@@ -785,7 +785,8 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                 "description": format!(
                     "Column filters, combined with AND: `eq.<col>=v`, `gte.<col>=v`, \
                      `lte.<col>=v` (the value coerced to the column's type) and \
-                     `null.<col>=`; at most {MAX_FILTERS}, each operator and column once"
+                     `null.<col>=` or `=true` (is null), `null.<col>=false` (is not null); \
+                     at most {MAX_FILTERS}, each operator and column once"
                 ),
                 "schema": {"type": "object", "additionalProperties": {"type": "string"}},
             }),
@@ -946,8 +947,9 @@ async fn list_hooks(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
     Ok(Json(json!(state.storage.list_hooks().await?)))
 }
 
-async fn known_hook(state: &ApiState, name: &str) -> ApiResult<osa_core::hook::Hook> {
-    let name = path_param("name", name, HookName::new)?;
+/// The registered hook named by the path parameter `field`.
+async fn known_hook(state: &ApiState, field: &str, name: &str) -> ApiResult<osa_core::hook::Hook> {
+    let name = path_param(field, name, HookName::new)?;
     Ok(state
         .storage
         .get_hook(&name)
@@ -959,7 +961,7 @@ async fn list_releases(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
-    let hook = known_hook(&state, &name).await?;
+    let hook = known_hook(&state, "name", &name).await?;
     Ok(Json(json!(
         state.storage.list_releases(&hook.identity.name).await?
     )))
@@ -975,7 +977,7 @@ async fn get_release(
         return Ok(Json(json!(release)));
     }
     // Say which is missing: the hook or only the version.
-    known_hook(&state, name.as_str()).await?;
+    known_hook(&state, "name", name.as_str()).await?;
     Err(Error::not_found("release", format!("{name}/v{version}")).into())
 }
 
@@ -1297,7 +1299,8 @@ const FEATURE_PARAMS: [&str; 5] = ["record_id", "run_id", "after", "limit", "for
 
 /// Query of `GET /features/{hook}`: `record_id`, `run_id`, `after`, `limit`,
 /// `format` (`json` or `csv`), and up to [`MAX_FILTERS`] column filters `eq.<col>`,
-/// `gte.<col>`, `lte.<col>`, `null.<col>`. A parameter given twice is refused.
+/// `gte.<col>`, `lte.<col>`, `null.<col>` (empty or `true`: is null; `false`: is not
+/// null). A parameter given twice is refused.
 async fn list_features(
     State(state): State<ApiState>,
     ApiPath(hook): ApiPath<String>,
@@ -1321,7 +1324,7 @@ async fn list_features(
             "given more than once (give each parameter, and each operator and column, once)",
         ));
     }
-    let hook = known_hook(&state, &hook).await?;
+    let hook = known_hook(&state, "hook", &hook).await?;
     let columns = hook.identity.feature.columns().to_vec();
     let mut query = FeatureQuery {
         limit: 100,
@@ -1382,7 +1385,14 @@ fn column_filter(
         .find(|c| c.name == name)
         .ok_or_else(|| ApiError::from(Error::invalid(key, format!("no column `{name}`"))))?;
     if op == "null" {
-        return Ok(ColumnFilter::IsNull(name));
+        return match value {
+            "" | "true" => Ok(ColumnFilter::IsNull(name)),
+            "false" => Ok(ColumnFilter::IsNotNull(name)),
+            _ => Err(ApiError::invalid(
+                key,
+                "give true (the column is null) or false (it is not)",
+            )),
+        };
     }
     // Numbers and booleans are written bare in a query string; parse them as JSON.
     let raw = serde_json::from_str::<Value>(value)
@@ -1452,7 +1462,7 @@ async fn provenance(
     State(state): State<ApiState>,
     ApiPath((hook, row)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let hook = known_hook(&state, &hook).await?;
+    let hook = known_hook(&state, "hook", &hook).await?;
     let row: i64 = path_param("row", &row, str::parse)?;
     let p = state.engine.provenance(&hook.identity.name, row).await?;
     Ok(Json(json!({

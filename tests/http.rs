@@ -1170,6 +1170,21 @@ async fn feature_filters_are_bounded() {
         .get("/features/scorer?gte.score=1&lte.score=5&null.hook=", None)
         .await;
     assert_eq!(range.status, StatusCode::OK, "{}", range.text());
+    for value in ["true", "false"] {
+        let reply = api
+            .get(&format!("/features/scorer?null.hook={value}"), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{value}: {}", reply.text());
+    }
+    let unclear = api.get("/features/scorer?null.hook=maybe", None).await;
+    let body = assert_json_error(&unclear, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(body["field"], "null.hook");
+    // A bad hook name is reported under the path parameter's own name.
+    for path in ["/features/Not-A-Hook", "/features/Not-A-Hook/1/provenance"] {
+        let reply = api.get(path, None).await;
+        let body = assert_json_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(body["field"], "hook", "{path}");
+    }
 }
 
 /// Every `$ref` in `value`.

@@ -186,6 +186,7 @@ pub(crate) fn query_conditions<A: FeatureArgs>(
             ColumnFilter::Gte(c, v) => (c, ">=", Some(v)),
             ColumnFilter::Lte(c, v) => (c, "<=", Some(v)),
             ColumnFilter::IsNull(c) => (c, "IS NULL", None),
+            ColumnFilter::IsNotNull(c) => (c, "IS NOT NULL", None),
         };
         let def = spec
             .columns()

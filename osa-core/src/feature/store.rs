@@ -141,6 +141,8 @@ pub enum ColumnFilter {
     Lte(ColumnName, FeatureValue),
     /// `column IS NULL`.
     IsNull(ColumnName),
+    /// `column IS NOT NULL`.
+    IsNotNull(ColumnName),
 }
 
 /// A page request over one feature table, in row-id order.

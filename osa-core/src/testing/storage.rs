@@ -800,6 +800,26 @@ pub async fn every_type_round_trips<S: Storage>(store: S) {
     assert_eq!(per_record.len(), 1);
     assert_eq!(per_record[0].0, identity.name);
     assert_eq!(per_record[0].1, stored);
+    // Null filters: every optional column is null in the second row only.
+    let score = ColumnName::new("score").expect("column");
+    for (filter, expected) in [
+        (ColumnFilter::IsNull(score.clone()), 1),
+        (ColumnFilter::IsNotNull(score), 0),
+    ] {
+        let page = store
+            .rows(
+                &identity.name,
+                &FeatureQuery {
+                    filters: vec![filter.clone()],
+                    limit: 10,
+                    ..FeatureQuery::default()
+                },
+            )
+            .await
+            .expect("null filter");
+        let rows: Vec<u32> = page.rows.iter().map(|r| r.row_index).collect();
+        assert_eq!(rows, [expected], "{filter:?}");
+    }
 }
 
 /// Keyset pages cover every row once, in id order; filters combine with AND.
