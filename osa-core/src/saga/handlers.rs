@@ -162,8 +162,8 @@ impl Engine {
         known: Option<RunProgress>,
     ) -> Result<Option<RunProgress>> {
         let progress = match known {
-            // Not read again: a run that ended since is caught by the step's race
-            // against the run's end, and by the commit's own check of the run.
+            // Not read here: a step reads the run's status while it prepares its
+            // batch, and every commit checks the run itself.
             Some(known) if known.run.id == run => Some(known),
             _ => self
                 .storage()

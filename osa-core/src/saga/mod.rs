@@ -574,16 +574,9 @@ impl ValidationService for Engine {
                                 format!("cannot read {}: {e}", path.display()),
                             )
                         })?;
-                        if meta.len() > self.inner.config.batch_limits.max_file_bytes {
-                            return Err(Error::invalid(
-                                format!("records[{position}].files"),
-                                format!(
-                                    "file `{}` is {} bytes, over the limit of {} bytes",
-                                    file.name,
-                                    meta.len(),
-                                    self.inner.config.batch_limits.max_file_bytes
-                                ),
-                            ));
+                        let limit = self.inner.config.batch_limits.max_file_bytes;
+                        if meta.len() > limit {
+                            return Err(file_too_large(position, &file.name, meta.len(), limit));
                         }
                         let bytes = tokio::fs::read(path).await.map_err(|e| {
                             Error::invalid(
@@ -603,13 +596,7 @@ impl ValidationService for Engine {
                         let limit = self.inner.config.batch_limits.max_file_bytes;
                         if size > limit {
                             blobs.delete(&key).await?;
-                            return Err(Error::invalid(
-                                format!("records[{position}].files"),
-                                format!(
-                                    "file `{}` is {size} bytes, over the limit of {limit} bytes",
-                                    file.name
-                                ),
-                            ));
+                            return Err(file_too_large(position, &file.name, size, limit));
                         }
                     }
                 }
@@ -745,6 +732,14 @@ impl ValidationService for Engine {
         self.inner.runs_ended.notify_waiters();
         Ok(ended)
     }
+}
+
+/// The error of a record file over the size limit.
+fn file_too_large(position: usize, name: &FileName, size: u64, limit: u64) -> Error {
+    Error::invalid(
+        format!("records[{position}].files"),
+        format!("file `{name}` is {size} bytes, over the limit of {limit} bytes"),
+    )
 }
 
 /// Rows a step produced for its passed records, in column order, as JSON values.
