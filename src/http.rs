@@ -436,20 +436,15 @@ pub struct ApiError {
 /// dependencies.
 fn public_message(error: &Error) -> String {
     match error.kind() {
-        ErrorKind::NotFound
-        | ErrorKind::Conflict
-        | ErrorKind::Invalid
-        | ErrorKind::Unauthenticated
-        | ErrorKind::Forbidden => error.to_string(),
         ErrorKind::Unavailable => {
             tracing::error!(code = error.kind().as_str(), error = %error, "dependency unavailable");
-            "a service this server depends on is unavailable; try again later".into()
         }
-        _ => {
+        ErrorKind::Internal => {
             tracing::error!(code = error.kind().as_str(), error = %error, "internal error");
-            "internal error; the server log has the details".into()
         }
+        _ => {}
     }
+    error.public_message()
 }
 
 impl From<Error> for ApiError {

@@ -191,6 +191,9 @@ on_both_backends!(
     a_run_cancelled_while_queued_starts_no_hook,
     record_files_reach_the_hook,
     oversized_store_files_are_refused_at_submit,
+    a_dropped_deploy_still_closes_its_audit_row,
+    a_deployment_stream_waits_for_the_closing_event,
+    concurrent_deploys_sharing_hooks_succeed,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -915,6 +918,112 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             }
         })
         .collect()
+}
+
+/// A deploy whose caller stops waiting at once (a client gone) is still applied, and
+/// its audit row is closed: it is not left pending or applying.
+async fn a_dropped_deploy_still_closes_its_audit_row<S: TestStorage>(archive: Archive<S>) {
+    let body = archive.payload("Dropped", &[("only", archive.hook_config("only"))], 30);
+    let dropped =
+        tokio::time::timeout(Duration::ZERO, archive.deployer.deploy(&body, "impatient")).await;
+    assert!(dropped.is_err(), "the deploy cannot have finished already");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = archive
+            .deployer
+            .list(&DeploymentFilter::default())
+            .await
+            .expect("list");
+        if let [row] = rows.as_slice()
+            && row.status == DeploymentStatus::Succeeded
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deployment never closed: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A deployment's event stream ends with its closing event, also when the stream sees
+/// the terminal status before that event is written (a succeeded deploy commits its
+/// status first and appends what it applied right after).
+async fn a_deployment_stream_waits_for_the_closing_event<S: TestStorage>(archive: Archive<S>) {
+    let body = archive.payload("Streamed", &[("only", archive.hook_config("only"))], 30);
+    let outcome = archive
+        .deployer
+        .deploy(&body, "streamer")
+        .await
+        .expect("deploy");
+    // The same shape by hand: a deployment already succeeded, its last events late.
+    let id = osa::id::DeploymentId::new_random();
+    let storage = &archive.storage;
+    storage
+        .record_deployment(&osa::deploy::NewDeployment {
+            id,
+            kind: outcome.deployment.kind,
+            target: "late".into(),
+            principal: "streamer".into(),
+            payload_sha256: outcome.deployment.payload_sha256.clone(),
+            payload_size: outcome.deployment.payload_size,
+            payload_ref: outcome.deployment.payload_ref.clone(),
+            rollback_of: None,
+        })
+        .await
+        .expect("record");
+    for status in [DeploymentStatus::Applying, DeploymentStatus::Succeeded] {
+        storage
+            .set_deployment_status(id, status, None)
+            .await
+            .expect("status");
+    }
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for message in ["release created", "succeeded"] {
+            storage
+                .append_deployment_event(id, message, json!({}))
+                .await
+                .expect("event");
+        }
+    };
+    let stream = archive
+        .deployer
+        .events(id, Duration::from_millis(20))
+        .await
+        .expect("stream");
+    let (events, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), stream.collect::<Vec<_>>()),
+        late
+    );
+    let messages: Vec<String> = events
+        .expect("the stream ends")
+        .into_iter()
+        .map(|e| e.expect("event").message)
+        .collect();
+    assert_eq!(messages, ["release created", "succeeded"]);
+}
+
+/// Two conventions sharing hooks, listed in opposite orders, deployed at the same time
+/// with new releases, round after round: every deploy succeeds (hooks are locked in
+/// one order, so the two transactions never wait on each other in a cycle).
+async fn concurrent_deploys_sharing_hooks_succeed<S: TestStorage>(archive: Archive<S>) {
+    for round in 0..12 {
+        let x = ("shared_x", json!({"name": "x", "round": round}));
+        let y = ("shared_y", json!({"name": "y", "round": round}));
+        let forward = archive.payload("Forward", &[x.clone(), y.clone()], 30);
+        let backward = archive.payload("Backward", &[y, x], 30);
+        let (a, b) = tokio::join!(
+            archive.deployer.deploy(&forward, "a"),
+            archive.deployer.deploy(&backward, "b")
+        );
+        for (which, outcome) in [("forward", a), ("backward", b)] {
+            if let Err(e) = outcome {
+                panic!("round {round}: the {which} deploy failed: {e}");
+            }
+        }
+    }
 }
 
 /// A hook that times out once is retried with backoff and the run completes.

@@ -144,6 +144,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The text of this error for whoever made the request: its own message when it
+    /// is about the request, a generic one for a fault of the server or of a service
+    /// it depends on (that detail belongs in the server's log, not with the caller).
+    pub fn public_message(&self) -> String {
+        match self.kind() {
+            ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Invalid
+            | ErrorKind::Unauthenticated
+            | ErrorKind::Forbidden => self.to_string(),
+            ErrorKind::Unavailable => {
+                "a service this server depends on is unavailable; try again later".into()
+            }
+            ErrorKind::Internal => "internal error; the server log has the details".into(),
+        }
+    }
+
     /// The normalised category of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -220,6 +237,21 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_messages_keep_server_detail_out() {
+        let invalid = Error::invalid("hooks[0].name", "not a valid name");
+        assert_eq!(invalid.public_message(), invalid.to_string());
+        let internal = Error::internal("relation \"osa.hooks\" does not exist");
+        assert!(!internal.public_message().contains("osa.hooks"));
+        let unavailable = Error::Unavailable {
+            what: "database",
+            detail: "connection to 10.0.0.7:5432 refused".into(),
+            source: None,
+        };
+        assert!(!unavailable.public_message().contains("10.0.0.7"));
+        assert!(unavailable.public_message().contains("unavailable"));
+    }
 
     #[test]
     fn kinds_and_retry_classes() {

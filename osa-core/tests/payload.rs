@@ -244,3 +244,33 @@ fn json_schemas_describe_the_payloads() {
     assert!(schemas.contains_key("ReleaseRequest"));
     assert!(schemas.contains_key("SetLiveRequest"));
 }
+
+#[test]
+fn hook_lists_are_unique_and_bounded() {
+    let mut value = sdk_value();
+    let first = value["hooks"][0].clone();
+    value["hooks"].as_array_mut().unwrap().push(first);
+    let err = parse(&value).unwrap().plan(None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(err.field(), Some("hooks[2].name"), "{err}");
+
+    let mut value = sdk_value();
+    let template = value["hooks"][0].clone();
+    let hooks: Vec<Value> = (0..=osa_core::deploy::MAX_HOOKS)
+        .map(|i| {
+            let mut hook = template.clone();
+            hook["name"] = json!(format!("hook_{i}"));
+            hook
+        })
+        .collect();
+    value["hooks"] = json!(hooks);
+    let err = parse(&value).unwrap().plan(None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert_eq!(err.field(), Some("hooks"), "{err}");
+    value["hooks"].as_array_mut().unwrap().pop();
+    let plan = parse(&value)
+        .unwrap()
+        .plan(None)
+        .expect("the maximum is allowed");
+    assert_eq!(plan.identities.len(), osa_core::deploy::MAX_HOOKS);
+}

@@ -238,14 +238,23 @@ macro_rules! deployments_for {
 
             async fn apply_deploy(&self, deployment: DeploymentId, plan: &DeployPlan) -> Result<DeployApplied> {
                 let mut tx = self.begin().await?;
-                for identity in &plan.identities {
+                // Hooks are locked in name order, whatever the payload's order: two
+                // deploys sharing hooks listed in different orders would deadlock.
+                let mut identities: Vec<_> = plan.identities.iter().collect();
+                identities.sort_by(|a, b| a.name.cmp(&b.name));
+                for identity in &identities {
                     super::registry::upsert_identity_in(&mut tx, identity).await?;
                 }
-                let mut releases = Vec::with_capacity(plan.releases.len());
-                for release in &plan.releases {
-                    releases.push(super::registry::create_release_in(&mut tx, release).await?);
+                let mut order: Vec<usize> = (0..plan.releases.len()).collect();
+                order.sort_by(|&a, &b| plan.releases[a].hook.cmp(&plan.releases[b].hook));
+                let mut created = Vec::with_capacity(plan.releases.len());
+                for i in order {
+                    created.push((i, super::registry::create_release_in(&mut tx, &plan.releases[i]).await?));
                 }
-                for identity in &plan.identities {
+                // Reported in the payload's order.
+                created.sort_by_key(|(i, _)| *i);
+                let releases: Vec<_> = created.into_iter().map(|(_, outcome)| outcome).collect();
+                for identity in &identities {
                     super::features::ensure_table_in(&mut tx, &self.dialect, identity).await?;
                 }
                 let payload = &plan.payload;

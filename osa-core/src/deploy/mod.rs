@@ -220,6 +220,10 @@ pub struct DeployPlan {
     pub payload: DeployConvention,
 }
 
+/// Most hooks one convention lists (each is a step of every validation, and a deploy
+/// applies them all in one transaction).
+pub const MAX_HOOKS: usize = 64;
+
 impl DeployConvention {
     /// Checks every rule serde cannot (slug from title, non-blank description, docs
     /// gate, unique hook names, release artifacts) and builds the plan. `principal`
@@ -232,10 +236,20 @@ impl DeployConvention {
             return Err(Error::invalid("description", "must not be blank"));
         }
         self.docs.gate(&self.title)?;
+        if self.hooks.len() > MAX_HOOKS {
+            return Err(Error::invalid(
+                "hooks",
+                format!(
+                    "{} hooks; a convention has at most {MAX_HOOKS}",
+                    self.hooks.len()
+                ),
+            ));
+        }
         let mut identities = Vec::with_capacity(self.hooks.len());
         let mut releases = Vec::with_capacity(self.hooks.len());
+        let mut names = std::collections::HashSet::with_capacity(self.hooks.len());
         for (i, hook) in self.hooks.iter().enumerate() {
-            if self.hooks[..i].iter().any(|h| h.name == hook.name) {
+            if !names.insert(&hook.name) {
                 return Err(Error::invalid(
                     format!("hooks[{i}].name"),
                     format!("hook `{}` is listed twice", hook.name),

@@ -93,10 +93,12 @@ impl Deployer {
         Ok(deployment)
     }
 
-    /// Marks a deployment failed with `error` and returns the error.
+    /// Marks a deployment failed with `error` and returns the error. The audit row
+    /// keeps the error's public text: a fault of the server or the database is
+    /// recorded as such, its detail only in the log.
     async fn fail(&self, id: DeploymentId, error: Error) -> Error {
-        let message = error.to_string();
-        tracing::warn!(deployment = %id, kind = error.kind().as_str(), error = %message, "deployment failed");
+        tracing::warn!(deployment = %id, kind = error.kind().as_str(), error = %error, "deployment failed");
+        let message = error.public_message();
         let _ = self
             .log
             .append_deployment_event(
@@ -124,8 +126,18 @@ impl Deployer {
     }
 
     /// Deploys a convention from a request body. A body that does not parse is still
-    /// audited (target `-`), so every attempt leaves a trace.
+    /// audited (target `-`), so every attempt leaves a trace. Runs on its own task
+    /// (see [`detached`]).
     pub async fn deploy(
+        &self,
+        body: &[u8],
+        principal: &str,
+    ) -> Result<DeployOutcome<DeployApplied>> {
+        let (this, body, principal) = (self.clone(), body.to_vec(), principal.to_string());
+        detached(async move { this.deploy_here(&body, &principal).await }).await
+    }
+
+    async fn deploy_here(
         &self,
         body: &[u8],
         principal: &str,
@@ -186,8 +198,24 @@ impl Deployer {
         })
     }
 
-    /// Creates a release of `hook` from a `POST /hooks/{name}/releases` body.
+    /// Creates a release of `hook` from a `POST /hooks/{name}/releases` body. Runs on
+    /// its own task (see [`detached`]).
     pub async fn create_release(
+        &self,
+        hook: &HookName,
+        body: &[u8],
+        principal: &str,
+    ) -> Result<DeployOutcome<ReleaseOutcome>> {
+        let (this, hook, body, principal) = (
+            self.clone(),
+            hook.clone(),
+            body.to_vec(),
+            principal.to_string(),
+        );
+        detached(async move { this.create_release_here(&hook, &body, &principal).await }).await
+    }
+
+    async fn create_release_here(
         &self,
         hook: &HookName,
         body: &[u8],
@@ -229,8 +257,19 @@ impl Deployer {
         })
     }
 
-    /// Points `hook`'s live release at `version` (rollback or pin).
+    /// Points `hook`'s live release at `version` (rollback or pin). Runs on its own
+    /// task (see [`detached`]).
     pub async fn set_live(
+        &self,
+        hook: &HookName,
+        version: u32,
+        principal: &str,
+    ) -> Result<DeployOutcome<LiveChange>> {
+        let (this, hook, principal) = (self.clone(), hook.clone(), principal.to_string());
+        detached(async move { this.set_live_here(&hook, version, &principal).await }).await
+    }
+
+    async fn set_live_here(
         &self,
         hook: &HookName,
         version: u32,
@@ -299,12 +338,18 @@ impl Deployer {
             log: Arc<dyn DeploymentLog>,
             after: u64,
             buffered: std::collections::VecDeque<DeploymentEvent>,
+            /// The closing event (`succeeded` or `failed`) was read.
+            closed: bool,
+            /// Reads since the deployment was first seen terminal.
+            terminal_reads: u32,
             done: bool,
         }
         let state = Tail {
             log,
             after: 0,
             buffered: Default::default(),
+            closed: false,
+            terminal_reads: 0,
             done: false,
         };
         let stream = futures::stream::unfold(state, move |mut tail| async move {
@@ -316,8 +361,11 @@ impl Deployer {
                 if tail.done {
                     return None;
                 }
-                // Read the status before the events: a deployment seen terminal here
-                // has all of its events persisted by the read that follows.
+                // Read the status before the events. A deployment that succeeded
+                // commits its status with what it applied and appends the events that
+                // report it (`release created`, ..., `succeeded`) right after: the
+                // stream ends with the closing event, or, should that never be
+                // written, a few reads after the status.
                 let terminal = match tail.log.get_deployment(id).await {
                     Ok(d) => d.is_some_and(|d| {
                         matches!(
@@ -334,10 +382,15 @@ impl Deployer {
                     Ok(events) => {
                         // The gap marker (seq 0) is sent once, with the replay.
                         let replay = tail.after == 0;
+                        tail.closed |= events
+                            .iter()
+                            .any(|e| e.seq != 0 && CLOSING_EVENTS.contains(&e.message.as_str()));
                         tail.buffered
                             .extend(events.into_iter().filter(|e| replay || e.seq != 0));
-                        tail.done = terminal;
-                        if tail.buffered.is_empty() && !terminal {
+                        tail.terminal_reads += u32::from(terminal);
+                        tail.done =
+                            terminal && (tail.closed || tail.terminal_reads > CLOSING_READS);
+                        if tail.buffered.is_empty() && !tail.done {
                             tokio::time::sleep(poll).await;
                         }
                     }
@@ -350,4 +403,21 @@ impl Deployer {
         });
         Ok(Box::pin(stream))
     }
+}
+
+/// The events that close a deployment's log.
+const CLOSING_EVENTS: [&str; 2] = ["succeeded", "failed"];
+/// Reads of a terminal deployment's events after which its stream ends without a
+/// closing event.
+const CLOSING_READS: u32 = 20;
+
+/// Runs a deployment on its own task and waits for it. A caller that stops waiting (a
+/// client gone, a request timed out) does not cut the deployment short between its
+/// steps: it is applied or failed, and its audit row says which, either way.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::internal(format!("the deployment's task failed: {e}")))?
 }
