@@ -194,6 +194,7 @@ on_both_backends!(
     a_dropped_deploy_still_closes_its_audit_row,
     a_deployment_stream_waits_for_the_closing_event,
     concurrent_deploys_sharing_hooks_succeed,
+    concurrent_live_changes_record_what_they_replaced,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -1023,6 +1024,43 @@ async fn concurrent_deploys_sharing_hooks_succeed<S: TestStorage>(archive: Archi
                 panic!("round {round}: the {which} deploy failed: {e}");
             }
         }
+    }
+}
+
+/// Concurrent live changes of one hook each record, as `rollback_of`, the release that
+/// was live just before it in the order they were applied.
+async fn concurrent_live_changes_record_what_they_replaced<S: TestStorage>(archive: Archive<S>) {
+    let mut releases = Vec::new();
+    for version in 1..=3 {
+        let config = json!({"name": "pinned", "version": version});
+        let outcome = archive
+            .deployer
+            .deploy(&archive.payload("Pinned", &[("pinned", config)], 30), "a")
+            .await
+            .expect("deploy");
+        releases.push(outcome.applied.releases[0].release.clone());
+    }
+    let hook = releases[0].hook.clone();
+    let id_of = |version: u32| releases[version as usize - 1].id;
+    for round in 0..8 {
+        archive
+            .deployer
+            .set_live(&hook, 3, "reset")
+            .await
+            .expect("reset");
+        let (a, b) = tokio::join!(
+            archive.deployer.set_live(&hook, 1, "a"),
+            archive.deployer.set_live(&hook, 2, "b")
+        );
+        let (a, b) = (a.expect("to 1"), b.expect("to 2"));
+        // Whichever applied first replaced version 3; the other replaced the first.
+        let recorded = (a.deployment.rollback_of, b.deployment.rollback_of);
+        let one_then_two = (Some(id_of(3)), Some(id_of(1)));
+        let two_then_one = (Some(id_of(2)), Some(id_of(3)));
+        assert!(
+            recorded == one_then_two || recorded == two_then_one,
+            "round {round}: {recorded:?}"
+        );
     }
 }
 

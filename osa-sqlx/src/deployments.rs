@@ -309,6 +309,14 @@ macro_rules! deployments_for {
             ) -> Result<osa_core::hook::LiveChange> {
                 let mut tx = self.begin().await?;
                 let change = super::registry::set_live_in(&mut tx, hook, version).await?;
+                // The release it replaced, as read under the hook's lock (a concurrent
+                // change cannot slip in between).
+                sqlx::query("UPDATE deployments SET rollback_of = $1 WHERE id = $2")
+                    .bind(change.previous.as_ref().map(|r| r.id.0))
+                    .bind(deployment.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("recording the replaced release"))?;
                 set_status_in(&mut tx, deployment, DeploymentStatus::Succeeded, None).await?;
                 tx.commit().await.map_err(db("moving the live pointer"))?;
                 Ok(change)

@@ -560,7 +560,9 @@ pub trait DeploymentLog: Send + Sync {
         release: &NewRelease,
     ) -> Result<ReleaseOutcome>;
 
-    /// Moves a hook's live pointer and marks `deployment` succeeded, atomically.
+    /// Moves a hook's live pointer, records the release it replaced as the
+    /// deployment's `rollback_of` and marks `deployment` succeeded, atomically (the
+    /// replaced release is the one live under the hook's lock).
     async fn apply_live(
         &self,
         deployment: DeploymentId,

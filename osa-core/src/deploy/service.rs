@@ -61,7 +61,6 @@ impl Deployer {
         target: String,
         principal: &str,
         bytes: Vec<u8>,
-        rollback_of: Option<crate::id::ReleaseId>,
     ) -> Result<Deployment> {
         let id = DeploymentId::new_random();
         let payload_ref = BlobKeys::deployment_payload(id);
@@ -78,7 +77,8 @@ impl Deployer {
                 payload_sha256,
                 payload_size,
                 payload_ref: payload_ref.to_string(),
-                rollback_of,
+                // A live change records the release it replaced as it applies.
+                rollback_of: None,
             })
             .await?;
         self.log
@@ -151,7 +151,6 @@ impl Deployer {
                         "-".into(),
                         principal,
                         body.to_vec(),
-                        None,
                     )
                     .await?;
                 return Err(self.fail(deployment.id, error).await);
@@ -166,7 +165,6 @@ impl Deployer {
                 target,
                 principal,
                 payload.canonical_bytes(),
-                None,
             )
             .await?;
         let plan = match payload.plan(Some(principal)) {
@@ -229,7 +227,6 @@ impl Deployer {
                 hook.to_string(),
                 principal,
                 canonical,
-                None,
             )
             .await?;
         let release = match request.into_new_release(hook.clone(), Some(principal)) {
@@ -275,23 +272,15 @@ impl Deployer {
         version: u32,
         principal: &str,
     ) -> Result<DeployOutcome<LiveChange>> {
-        let previous = self
-            .registry
+        // An unknown hook is refused before anything is recorded.
+        self.registry
             .get_hook(hook)
             .await?
-            .ok_or_else(|| Error::not_found("hook", hook))?
-            .live
-            .map(|r| r.id);
+            .ok_or_else(|| Error::not_found("hook", hook))?;
         let canonical = serde_json::to_vec(&json!({"hook": hook, "version": version}))
             .expect("json serialises");
         let deployment = self
-            .open(
-                DeploymentKind::Live,
-                hook.to_string(),
-                principal,
-                canonical,
-                previous,
-            )
+            .open(DeploymentKind::Live, hook.to_string(), principal, canonical)
             .await?;
         let change = match self.log.apply_live(deployment.id, hook, version).await {
             Ok(change) => change,
