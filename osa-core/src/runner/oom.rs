@@ -111,7 +111,7 @@ pub async fn execute_with_policy_after(
             Err(failure) => failure.log.clone(),
         };
         logs.push((job.limits.memory, log));
-        let read = read_outcomes(&job.batch.output, &pending, spec, output_limits);
+        let read = read_off_runtime(&job.batch.output, &pending, spec, output_limits).await;
         let failure = match (result, read) {
             (Ok(_), Ok(read)) => {
                 outcome.absorb(read);
@@ -195,6 +195,31 @@ fn feed_remaining(
     job.batch.write_records(&remaining)?;
     job.batch.reset_output()?;
     Ok(remaining.iter().map(|(r, _)| r.id.clone()).collect())
+}
+
+/// [`read_outcomes`] on a blocking thread: reading and validating up to the output
+/// limits (64 MiB per file by default) would otherwise hold an async runtime thread,
+/// and every task queued on it, for as long.
+async fn read_off_runtime(
+    output: &std::path::Path,
+    pending: &[RecordId],
+    spec: &FeatureSpec,
+    limits: &OutputLimits,
+) -> Result<BatchOutcome, ContractError> {
+    let dir = output.to_path_buf();
+    let (output, pending, spec, limits) = (dir.clone(), pending.to_vec(), spec.clone(), *limits);
+    match tokio::task::spawn_blocking(move || read_outcomes(&output, &pending, &spec, &limits))
+        .await
+    {
+        Ok(read) => read,
+        // The read panicked: a bug, passed on as one.
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(ContractError::io(
+            "reading",
+            dir,
+            std::io::Error::other(e.to_string()),
+        )),
+    }
 }
 
 /// One log for the step; attempt headers only when there was more than one attempt.
