@@ -195,6 +195,7 @@ on_both_backends!(
     a_deployment_stream_waits_for_the_closing_event,
     concurrent_deploys_sharing_hooks_succeed,
     concurrent_live_changes_record_what_they_replaced,
+    unparsable_release_bodies_are_audited,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -1062,6 +1063,29 @@ async fn concurrent_live_changes_record_what_they_replaced<S: TestStorage>(archi
             "round {round}: {recorded:?}"
         );
     }
+}
+
+/// A release body that does not parse is refused and audited, as a convention body
+/// is.
+async fn unparsable_release_bodies_are_audited<S: TestStorage>(archive: Archive<S>) {
+    let hook = HookName::new("some_hook").unwrap();
+    let refused = archive
+        .deployer
+        .create_release(&hook, b"{\"command\": [", "releaser")
+        .await
+        .expect_err("not JSON");
+    assert_eq!(refused.kind(), ErrorKind::Invalid);
+    let rows = archive
+        .deployer
+        .list(&DeploymentFilter::default())
+        .await
+        .expect("list");
+    let [row] = rows.as_slice() else {
+        panic!("one audit row: {rows:?}");
+    };
+    assert_eq!(row.status, DeploymentStatus::Failed);
+    assert_eq!(row.target, "some_hook");
+    assert_eq!(row.principal, "releaser");
 }
 
 /// A hook that times out once is retried with backoff and the run completes.

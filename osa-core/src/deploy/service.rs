@@ -219,7 +219,21 @@ impl Deployer {
         body: &[u8],
         principal: &str,
     ) -> Result<DeployOutcome<ReleaseOutcome>> {
-        let request: ReleaseRequest = parse_payload(body)?;
+        let request: ReleaseRequest = match parse_payload(body) {
+            Ok(request) => request,
+            Err(error) => {
+                // Audited like a convention body that does not parse.
+                let deployment = self
+                    .open(
+                        DeploymentKind::Release,
+                        hook.to_string(),
+                        principal,
+                        body.to_vec(),
+                    )
+                    .await?;
+                return Err(self.fail(deployment.id, error).await);
+            }
+        };
         let canonical = serde_json::to_vec(&request).map_err(|e| Error::internal(e.to_string()))?;
         let deployment = self
             .open(
