@@ -126,8 +126,8 @@ impl Deployer {
     }
 
     /// Deploys a convention from a request body. A body that does not parse is still
-    /// audited (target `-`), so every attempt leaves a trace. Runs on its own task
-    /// (see [`detached`]).
+    /// audited (target `-`), so every attempt leaves a trace. Runs on its own task:
+    /// a caller that stops waiting does not cut it short, and its audit row is closed.
     pub async fn deploy(
         &self,
         body: &[u8],
@@ -197,7 +197,7 @@ impl Deployer {
     }
 
     /// Creates a release of `hook` from a `POST /hooks/{name}/releases` body. Runs on
-    /// its own task (see [`detached`]).
+    /// its own task: a caller that stops waiting does not cut it short.
     pub async fn create_release(
         &self,
         hook: &HookName,
@@ -269,7 +269,7 @@ impl Deployer {
     }
 
     /// Points `hook`'s live release at `version` (rollback or pin). Runs on its own
-    /// task (see [`detached`]).
+    /// task: a caller that stops waiting does not cut it short.
     pub async fn set_live(
         &self,
         hook: &HookName,
