@@ -381,9 +381,12 @@ macro_rules! deployments_for {
             }
 
             async fn deployment_events(&self, id: DeploymentId, after: u64) -> Result<Vec<DeploymentEvent>> {
+                // The count and the rows from one snapshot, so the gap marker matches
+                // the rows even while events are appended and evicted.
+                let mut tx = self.begin_snapshot().await?;
                 let total: Option<i64> = sqlx::query_scalar("SELECT event_count FROM deployments WHERE id = $1")
                     .bind(id.0)
-                    .fetch_optional(self.read_pool())
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("reading a deployment"))?;
                 let total = total.ok_or_else(|| Error::not_found("deployment", id))?;
@@ -393,9 +396,10 @@ macro_rules! deployments_for {
                 )
                 .bind(id.0)
                 .bind(i64::try_from(after).unwrap_or(i64::MAX))
-                .fetch_all(self.read_pool())
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db("reading deployment events"))?;
+                tx.commit().await.map_err(db("reading deployment events"))?;
                 let events = rows
                     .into_iter()
                     .map(|(seq, at, message, data)| crate::deployments::event(seq, at, message, data))

@@ -91,6 +91,7 @@ macro_rules! storage_conformance {
             run_reads_are_snapshots,
             deploy_is_atomic_and_idempotent,
             deployment_event_log_is_bounded,
+            deployment_event_reads_are_snapshots,
             deployments_are_listed_with_filters,
         );
     };
@@ -1988,6 +1989,42 @@ pub async fn deployment_event_log_is_bounded<S: Storage>(store: S) {
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+/// A read of a deployment's events is one snapshot: read while events are appended
+/// (and old ones evicted), the gap marker always counts exactly the events missing
+/// between the first 20 and the newest one read.
+pub async fn deployment_event_reads_are_snapshots<S: Storage>(store: S) {
+    let d = store
+        .record_deployment(&new_deployment(DeploymentKind::Live, "busy"))
+        .await
+        .expect("begin");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let writer = async {
+        for i in 1..=320u64 {
+            store
+                .append_deployment_event(d.id, &format!("event {i}"), json!({}))
+                .await
+                .expect("append");
+            tokio::task::yield_now().await;
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let reader = async {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let events = store.deployment_events(d.id, 0).await.expect("events");
+            let newest = events.iter().map(|e| e.seq).max().unwrap_or(0);
+            let kept = events.iter().filter(|e| e.seq != 0).count() as u64;
+            let dropped = events
+                .iter()
+                .find(|e| e.seq == 0)
+                .map_or(0, |marker| marker.data["dropped"].as_u64().expect("count"));
+            assert_eq!(kept, newest.min(EventLog::MAX), "{newest}");
+            assert_eq!(dropped, newest.saturating_sub(EventLog::MAX), "{newest}");
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::join!(writer, reader);
 }
 
 /// Listing filters by target and status and pages newest first.
