@@ -761,17 +761,14 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
     std::fs::write(&file, "hello").expect("file");
     let run = archive
         .engine
-        .submit(SubmitValidation {
-            convention: slug,
-            records: vec![InputRecord {
-                id: RecordId::new("only").unwrap(),
-                metadata: json!({}),
-                files: vec![InputFile {
-                    name: FileName::new("input.txt").unwrap(),
-                    source: FileSource::Local { path: file },
-                }],
+        .submit(one_record(
+            slug,
+            "only",
+            vec![InputFile {
+                name: FileName::new("input.txt").unwrap(),
+                source: FileSource::Local { path: file },
             }],
-        })
+        ))
         .await
         .expect("submit");
     assert_eq!(archive.finish(run).await, RunStatus::Failed);
@@ -822,25 +819,22 @@ async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
         .expect("upload");
     let run = archive
         .engine
-        .submit(SubmitValidation {
-            convention: slug,
-            records: vec![InputRecord {
-                id: RecordId::new("only").unwrap(),
-                metadata: json!({}),
-                files: vec![
-                    InputFile {
-                        name: FileName::new("a b?.cif").unwrap(),
-                        source: FileSource::Local { path: local },
+        .submit(one_record(
+            slug,
+            "only",
+            vec![
+                InputFile {
+                    name: FileName::new("a b?.cif").unwrap(),
+                    source: FileSource::Local { path: local },
+                },
+                InputFile {
+                    name: FileName::new("c#1.txt").unwrap(),
+                    source: FileSource::Object {
+                        key: raw_key.to_string(),
                     },
-                    InputFile {
-                        name: FileName::new("c#1.txt").unwrap(),
-                        source: FileSource::Object {
-                            key: raw_key.to_string(),
-                        },
-                    },
-                ],
-            }],
-        })
+                },
+            ],
+        ))
         .await
         .expect("submit");
     archive
@@ -882,17 +876,14 @@ async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Ar
         .await
         .expect("upload");
     let refused = strict
-        .submit(SubmitValidation {
-            convention: slug,
-            records: vec![InputRecord {
-                id: RecordId::new("big").unwrap(),
-                metadata: json!({}),
-                files: vec![InputFile {
-                    name: FileName::new("big.txt").unwrap(),
-                    source: FileSource::Object { key: key.into() },
-                }],
+        .submit(one_record(
+            slug,
+            "big",
+            vec![InputFile {
+                name: FileName::new("big.txt").unwrap(),
+                source: FileSource::Object { key: key.into() },
             }],
-        })
+        ))
         .await
         .expect_err("over the limit");
     assert_eq!(refused.kind(), ErrorKind::Invalid, "{refused}");
@@ -902,6 +893,18 @@ async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Ar
     );
     let left: Vec<_> = walk(&archive.path("blobs").join("runs"));
     assert!(left.is_empty(), "the run's copy was removed: {left:?}");
+}
+
+/// A submission of one record `id` (empty metadata) with `files`.
+fn one_record(convention: ConventionSlug, id: &str, files: Vec<InputFile>) -> SubmitValidation {
+    SubmitValidation {
+        convention,
+        records: vec![InputRecord {
+            id: RecordId::new(id).unwrap(),
+            metadata: json!({}),
+            files,
+        }],
+    }
 }
 
 /// Every file under `dir` (none when it does not exist).
