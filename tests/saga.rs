@@ -298,6 +298,27 @@ impl<S: TestStorage> Archive<S> {
         .expect("worker")
     }
 
+    /// Another engine on the same storage and blobs, as another process would have
+    /// (nothing it does notifies `engine`).
+    fn engine_elsewhere(&self) -> Engine {
+        Engine::new(
+            self.storage.clone(),
+            Arc::new(ProcessRunner::new()),
+            Blobs::local(self.path("blobs")).expect("blobs"),
+            engine_config(self.dir.path()),
+        )
+    }
+
+    /// Claims the queued step job (leased for 5 s), which must exist.
+    async fn claim_step(&self) -> osa::jobs::ClaimedJob {
+        self.storage
+            .claim(&[STEP_JOB], 1, Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .pop()
+            .expect("a step job is queued")
+    }
+
     /// Whether the queue holds no claimable job of the saga.
     async fn no_jobs_left(&self) -> bool {
         self.storage
@@ -1232,13 +1253,7 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
         .deploy_with_timeout("Cancelled Run", &[("slow", slow), ("after", after)], 120)
         .await;
     let run = archive.submit(&slug, &["rec-1"]).await;
-    let job = archive
-        .storage
-        .claim(&[STEP_JOB], 1, Duration::from_secs(5))
-        .await
-        .expect("claim")
-        .pop()
-        .expect("the submit enqueued step 0");
+    let job = archive.claim_step().await;
     let worker = Worker::new(
         archive.engine.clone(),
         WorkerConfig {
@@ -1247,12 +1262,7 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
             ..WorkerConfig::default()
         },
     );
-    let elsewhere = Engine::new(
-        archive.storage.clone(),
-        Arc::new(ProcessRunner::new()),
-        Blobs::local(archive.path("blobs")).expect("blobs"),
-        engine_config(archive.dir.path()),
-    );
+    let elsewhere = archive.engine_elsewhere();
     let cancel = async {
         let started = std::time::Instant::now();
         while !pid_file.exists() {
@@ -1299,20 +1309,9 @@ async fn a_run_cancelled_while_queued_starts_no_hook<S: TestStorage>(archive: Ar
         .deploy("Queued Run", &[("first", archive.hook_config("first"))])
         .await;
     let run = archive.submit(&slug, &["rec-1", "rec-2"]).await;
-    let elsewhere = Engine::new(
-        archive.storage.clone(),
-        Arc::new(ProcessRunner::new()),
-        Blobs::local(archive.path("blobs")).expect("blobs"),
-        engine_config(archive.dir.path()),
-    );
+    let elsewhere = archive.engine_elsewhere();
     assert!(elsewhere.cancel(run).await.expect("cancel"));
-    let job = archive
-        .storage
-        .claim(&[STEP_JOB], 1, Duration::from_secs(5))
-        .await
-        .expect("claim")
-        .pop()
-        .expect("step 0 is still queued");
+    let job = archive.claim_step().await;
     archive.worker().process(job).await;
     assert_eq!(archive.started.load(Ordering::SeqCst), 0, "a hook started");
     let view = archive.engine.get(run).await.expect("view");
