@@ -95,7 +95,28 @@ impl BlobKeys {
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     /// The same store when it is a local directory.
-    local: Option<Arc<object_store::local::LocalFileSystem>>,
+    local: Option<LocalStore>,
+}
+
+/// A local directory store and its root (canonical).
+#[derive(Debug, Clone)]
+struct LocalStore {
+    fs: Arc<object_store::local::LocalFileSystem>,
+    root: std::path::PathBuf,
+}
+
+impl LocalStore {
+    /// The file of `key` when it is a regular file that resolves inside the root: no
+    /// symlink, neither the file nor a directory on its way, leads out of the store
+    /// (files can be placed in a local store from outside, an upload directory say).
+    fn contained_file(&self, key: &Path) -> Option<std::path::PathBuf> {
+        let path = self.fs.path_to_filesystem(key).ok()?;
+        if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_file()) {
+            return None;
+        }
+        let resolved = std::fs::canonicalize(&path).ok()?;
+        resolved.starts_with(&self.root).then_some(resolved)
+    }
 }
 
 fn unavailable(action: &'static str, key: &Path, e: object_store::Error) -> Error {
@@ -130,22 +151,24 @@ impl Blobs {
                 source: Some(Box::new(e)),
             }
         })?;
+        let root = std::fs::canonicalize(root).map_err(|e| Error::Unavailable {
+            what: "object store",
+            detail: format!("resolving {}: {e}", root.display()),
+            source: Some(Box::new(e)),
+        })?;
         let store = Arc::new(store);
         Ok(Blobs {
             store: store.clone(),
-            local: Some(store),
+            local: Some(LocalStore { fs: store, root }),
         })
     }
 
     /// The file holding the blob at `key`, when the store is a local directory made by
-    /// [`Blobs::local`] and the blob is a regular file there (not a symlink, which
-    /// could point anywhere): readers may copy it from there instead of reading it
-    /// into memory and writing it out again.
+    /// [`Blobs::local`] and the blob is a regular file inside it (not reached through
+    /// a symlink, which could point anywhere): readers may copy it from there instead
+    /// of reading it into memory and writing it out again.
     pub fn local_file(&self, key: &Path) -> Option<std::path::PathBuf> {
-        let path = self.local.as_ref()?.path_to_filesystem(key).ok()?;
-        std::fs::symlink_metadata(&path)
-            .is_ok_and(|meta| meta.file_type().is_file())
-            .then_some(path)
+        self.local.as_ref()?.contained_file(key)
     }
 
     /// The underlying store.
@@ -162,8 +185,14 @@ impl Blobs {
             .map_err(|e| unavailable("writing", key, e))
     }
 
-    /// Reads the blob at `key`; NotFound when absent.
+    /// Reads the blob at `key`; NotFound when absent (in a local directory also when
+    /// it is not a regular file inside it, see [`Blobs::local_file`]).
     pub async fn get(&self, key: &Path) -> Result<Bytes> {
+        if let Some(local) = &self.local
+            && local.contained_file(key).is_none()
+        {
+            return Err(Error::not_found("blob", key));
+        }
         let result = self
             .store
             .get(key)
@@ -187,10 +216,13 @@ impl Blobs {
                 .await
                 .map_err(|e| unavailable("copying", from, e));
         };
-        let paths = local
-            .path_to_filesystem(from)
-            .and_then(|source| Ok((source, local.path_to_filesystem(to)?)));
-        let (source, target) = paths.map_err(|e| unavailable("copying", from, e))?;
+        let source = local
+            .contained_file(from)
+            .ok_or_else(|| Error::not_found("blob", from))?;
+        let target = local
+            .fs
+            .path_to_filesystem(to)
+            .map_err(|e| unavailable("copying to", to, e))?;
         let (from, to) = (from.clone(), to.clone());
         tokio::task::spawn_blocking(move || copy_regular_file(&source, &target))
             .await
@@ -377,6 +409,7 @@ mod tests {
 
     /// A local copy copies bytes (a later change of the source leaves it alone) and
     /// never follows a symlink placed in the store directory.
+    #[cfg(unix)]
     #[tokio::test]
     async fn local_copies_are_copies_of_regular_files_only() {
         let dir = tempfile::tempdir().unwrap();
@@ -403,6 +436,20 @@ mod tests {
         let refused = blobs.copy(&link, &target).await.unwrap_err();
         assert_eq!(refused.kind(), crate::ErrorKind::NotFound);
         assert_eq!(blobs.local_file(&target), None, "nothing was written");
+        assert_eq!(
+            blobs.get(&link).await.unwrap_err().kind(),
+            crate::ErrorKind::NotFound
+        );
+        // A directory on the way that is a symlink out of the store.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("store/uploads/out")).unwrap();
+        let through = Path::from("uploads/out/secret.txt");
+        assert_eq!(blobs.local_file(&through), None);
+        let refused = blobs.copy(&through, &target).await.unwrap_err();
+        assert_eq!(refused.kind(), crate::ErrorKind::NotFound);
+        assert_eq!(
+            blobs.get(&through).await.unwrap_err().kind(),
+            crate::ErrorKind::NotFound
+        );
         assert_eq!(blobs.size(&copy).await.unwrap(), 8);
         blobs.delete(&copy).await.unwrap();
         blobs.delete(&copy).await.unwrap();

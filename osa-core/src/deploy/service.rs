@@ -81,16 +81,22 @@ impl Deployer {
                 rollback_of: None,
             })
             .await?;
-        self.log
-            .append_deployment_event(id, "received", json!({"size": payload_size}))
-            .await?;
-        self.log
-            .set_deployment_status(id, DeploymentStatus::Applying, None)
-            .await?;
-        self.log
-            .append_deployment_event(id, "applying", json!({}))
-            .await?;
-        Ok(deployment)
+        // Recorded: from here on an error closes the row as failed.
+        let started = async {
+            self.log
+                .append_deployment_event(id, "received", json!({"size": payload_size}))
+                .await?;
+            self.log
+                .set_deployment_status(id, DeploymentStatus::Applying, None)
+                .await?;
+            self.log
+                .append_deployment_event(id, "applying", json!({}))
+                .await
+        };
+        match started.await {
+            Ok(_) => Ok(deployment),
+            Err(error) => Err(self.fail(id, error).await),
+        }
     }
 
     /// Marks a deployment failed with `error` and returns the error. The audit row
@@ -343,7 +349,7 @@ impl Deployer {
             buffered: std::collections::VecDeque<DeploymentEvent>,
             /// The closing event (`succeeded` or `failed`) was read.
             closed: bool,
-            /// Reads since the deployment was first seen terminal.
+            /// Reads in a row of a terminal deployment that brought no new event.
             terminal_reads: u32,
             done: bool,
         }
@@ -385,12 +391,18 @@ impl Deployer {
                     Ok(events) => {
                         // The gap marker (seq 0) is sent once, with the replay.
                         let replay = tail.after == 0;
+                        let events_read = events.iter().filter(|e| e.seq != 0).count();
                         tail.closed |= events
                             .iter()
                             .any(|e| e.seq != 0 && CLOSING_EVENTS.contains(&e.message.as_str()));
                         tail.buffered
                             .extend(events.into_iter().filter(|e| replay || e.seq != 0));
-                        tail.terminal_reads += u32::from(terminal);
+                        // Counted only while nothing new arrives.
+                        tail.terminal_reads = if terminal && events_read == 0 {
+                            tail.terminal_reads + 1
+                        } else {
+                            0
+                        };
                         tail.done =
                             terminal && (tail.closed || tail.terminal_reads > CLOSING_READS);
                         if tail.buffered.is_empty() && !tail.done {
@@ -410,8 +422,8 @@ impl Deployer {
 
 /// The events that close a deployment's log.
 const CLOSING_EVENTS: [&str; 2] = ["succeeded", "failed"];
-/// Reads of a terminal deployment's events after which its stream ends without a
-/// closing event.
+/// Reads in a row of a terminal deployment that bring no new event, after which its
+/// stream ends without a closing event.
 const CLOSING_READS: u32 = 20;
 
 /// Runs a deployment on its own task and waits for it. A caller that stops waiting (a
@@ -420,7 +432,8 @@ const CLOSING_READS: u32 = 20;
 async fn detached<T: Send + 'static>(
     work: impl std::future::Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(work)
+    use tracing::Instrument;
+    tokio::spawn(work.in_current_span())
         .await
         .map_err(|e| Error::internal(format!("the deployment's task failed: {e}")))?
 }

@@ -578,12 +578,31 @@ impl ValidationService for Engine {
                         if meta.len() > limit {
                             return Err(file_too_large(position, &file.name, meta.len(), limit));
                         }
-                        let bytes = tokio::fs::read(path).await.map_err(|e| {
+                        // Read up to one byte past the limit: a file that grew since
+                        // its size was read is refused, not read whole.
+                        let mut bytes = Vec::with_capacity(meta.len() as usize);
+                        let read = async {
+                            use tokio::io::AsyncReadExt;
+                            tokio::fs::File::open(path)
+                                .await?
+                                .take(limit + 1)
+                                .read_to_end(&mut bytes)
+                                .await
+                        };
+                        read.await.map_err(|e| {
                             Error::invalid(
                                 format!("records[{position}].files"),
                                 format!("cannot read {}: {e}", path.display()),
                             )
                         })?;
+                        if bytes.len() as u64 > limit {
+                            return Err(file_too_large(
+                                position,
+                                &file.name,
+                                bytes.len() as u64,
+                                limit,
+                            ));
+                        }
                         blobs.put(&key, bytes).await?;
                     }
                     FileSource::Object { key: source } => {
