@@ -877,7 +877,7 @@ async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
 }
 
 /// A file from the object store over the size limit is refused at submit, measured on
-/// the run's own copy, and nothing of it stays in the store.
+/// the run's own copy, and nothing of the refused submit stays in the store.
 async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Archive<S>) {
     let slug = archive
         .deploy("Small Files", &[("reader", archive.hook_config("reader"))])
@@ -896,14 +896,23 @@ async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Ar
         .put(&object_store::path::Path::from(key), "ten bytes!")
         .await
         .expect("upload");
+    let small = archive.path("small.txt");
+    std::fs::write(&small, "ok").expect("file");
     let refused = strict
         .submit(one_record(
             slug,
             "big",
-            vec![InputFile {
-                name: FileName::new("big.txt").unwrap(),
-                source: FileSource::Object { key: key.into() },
-            }],
+            vec![
+                // Stored first, then removed with the rest of the refused submit.
+                InputFile {
+                    name: FileName::new("small.txt").unwrap(),
+                    source: FileSource::Local { path: small },
+                },
+                InputFile {
+                    name: FileName::new("big.txt").unwrap(),
+                    source: FileSource::Object { key: key.into() },
+                },
+            ],
         ))
         .await
         .expect_err("over the limit");
@@ -913,7 +922,7 @@ async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Ar
         "{refused}"
     );
     let left: Vec<_> = walk(&archive.path("blobs").join("runs"));
-    assert!(left.is_empty(), "the run's copy was removed: {left:?}");
+    assert!(left.is_empty(), "the run's files were removed: {left:?}");
 }
 
 /// A submission of one record `id` (empty metadata) with `files`.

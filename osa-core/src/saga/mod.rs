@@ -44,9 +44,9 @@ use crate::policy::FailurePolicy;
 use crate::registry::HookRegistry;
 use crate::runner::HookRunner;
 use crate::validation::{
-    FileSource, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress, StepRelease,
-    SubmitPlan, SubmitValidation, ValidationRun, ValidationRunStore, ValidationRunView,
-    ValidationService,
+    FileSource, InputRecord, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress,
+    StepRelease, SubmitPlan, SubmitValidation, ValidationRun, ValidationRunStore,
+    ValidationRunView, ValidationService,
 };
 use crate::{Error, FeatureStore, Result};
 
@@ -357,6 +357,89 @@ impl Engine {
         Ok(inputs)
     }
 
+    /// Stores the files of `records` under the run's keys (local files read within the
+    /// size limit, store objects copied and measured on the copy); `written` lists
+    /// every key stored, also when an error stops it half way.
+    async fn store_record_files(
+        &self,
+        run_id: ValidationRunId,
+        records: &[InputRecord],
+        written: &mut Vec<object_store::path::Path>,
+    ) -> Result<Vec<StoredRecord>> {
+        let blobs = &self.inner.blobs;
+        let mut stored = Vec::with_capacity(records.len());
+        for (position, record) in records.iter().enumerate() {
+            let mut files = Vec::with_capacity(record.files.len());
+            for file in &record.files {
+                let key = BlobKeys::run_file(run_id, position, &file.name);
+                match &file.source {
+                    FileSource::Local { path } => {
+                        let meta = tokio::fs::metadata(path).await.map_err(|e| {
+                            Error::invalid(
+                                format!("records[{position}].files"),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
+                        let limit = self.inner.config.batch_limits.max_file_bytes;
+                        if meta.len() > limit {
+                            return Err(file_too_large(position, &file.name, meta.len(), limit));
+                        }
+                        // Read up to one byte past the limit: a file that grew since
+                        // its size was read is refused, not read whole.
+                        let mut bytes = Vec::with_capacity(meta.len() as usize);
+                        let read = async {
+                            use tokio::io::AsyncReadExt;
+                            tokio::fs::File::open(path)
+                                .await?
+                                .take(limit + 1)
+                                .read_to_end(&mut bytes)
+                                .await
+                        };
+                        read.await.map_err(|e| {
+                            Error::invalid(
+                                format!("records[{position}].files"),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })?;
+                        if bytes.len() as u64 > limit {
+                            return Err(file_too_large(
+                                position,
+                                &file.name,
+                                bytes.len() as u64,
+                                limit,
+                            ));
+                        }
+                        blobs.put(&key, bytes).await?;
+                        written.push(key.clone());
+                    }
+                    FileSource::Object { key: source } => {
+                        blobs
+                            .copy(&object_store::path::Path::from(source.as_str()), &key)
+                            .await?;
+                        written.push(key.clone());
+                        // Measured on the run's own copy: the source may change
+                        // after any earlier look at it.
+                        let size = blobs.size(&key).await?;
+                        let limit = self.inner.config.batch_limits.max_file_bytes;
+                        if size > limit {
+                            return Err(file_too_large(position, &file.name, size, limit));
+                        }
+                    }
+                }
+                files.push(StoredFile {
+                    name: file.name.clone(),
+                    key: key.to_string(),
+                });
+            }
+            stored.push(StoredRecord {
+                id: record.id.clone(),
+                metadata: record.metadata.clone(),
+                files,
+            });
+        }
+        Ok(stored)
+    }
+
     /// Keeps the progress a submit committed (with its inputs) for the run's first
     /// step.
     fn remember_submitted(&self, plan: &SubmitPlan) {
@@ -561,75 +644,20 @@ impl ValidationService for Engine {
         let releases = storage.registry().resolve_live(&convention.hooks).await?;
         let run_id = ValidationRunId::new_random();
         let blobs = &self.inner.blobs;
-        let mut stored = Vec::with_capacity(request.records.len());
-        for (position, record) in request.records.iter().enumerate() {
-            let mut files = Vec::with_capacity(record.files.len());
-            for file in &record.files {
-                let key = BlobKeys::run_file(run_id, position, &file.name);
-                match &file.source {
-                    FileSource::Local { path } => {
-                        let meta = tokio::fs::metadata(path).await.map_err(|e| {
-                            Error::invalid(
-                                format!("records[{position}].files"),
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })?;
-                        let limit = self.inner.config.batch_limits.max_file_bytes;
-                        if meta.len() > limit {
-                            return Err(file_too_large(position, &file.name, meta.len(), limit));
-                        }
-                        // Read up to one byte past the limit: a file that grew since
-                        // its size was read is refused, not read whole.
-                        let mut bytes = Vec::with_capacity(meta.len() as usize);
-                        let read = async {
-                            use tokio::io::AsyncReadExt;
-                            tokio::fs::File::open(path)
-                                .await?
-                                .take(limit + 1)
-                                .read_to_end(&mut bytes)
-                                .await
-                        };
-                        read.await.map_err(|e| {
-                            Error::invalid(
-                                format!("records[{position}].files"),
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })?;
-                        if bytes.len() as u64 > limit {
-                            return Err(file_too_large(
-                                position,
-                                &file.name,
-                                bytes.len() as u64,
-                                limit,
-                            ));
-                        }
-                        blobs.put(&key, bytes).await?;
-                    }
-                    FileSource::Object { key: source } => {
-                        blobs
-                            .copy(&object_store::path::Path::from(source.as_str()), &key)
-                            .await?;
-                        // Measured on the run's own copy: the source may change
-                        // after any earlier look at it.
-                        let size = blobs.size(&key).await?;
-                        let limit = self.inner.config.batch_limits.max_file_bytes;
-                        if size > limit {
-                            blobs.delete(&key).await?;
-                            return Err(file_too_large(position, &file.name, size, limit));
-                        }
-                    }
+        let mut written = Vec::new();
+        let stored = match self
+            .store_record_files(run_id, &request.records, &mut written)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(error) => {
+                // Nothing refers to the files stored so far: they go too.
+                for key in &written {
+                    let _ = blobs.delete(key).await;
                 }
-                files.push(StoredFile {
-                    name: file.name.clone(),
-                    key: key.to_string(),
-                });
+                return Err(error);
             }
-            stored.push(StoredRecord {
-                id: record.id.clone(),
-                metadata: record.metadata.clone(),
-                files,
-            });
-        }
+        };
         let inputs_ref = BlobKeys::run_inputs(run_id);
         blobs.put_json(&inputs_ref, &stored).await?;
         let stored = Arc::new(stored);
