@@ -56,17 +56,21 @@ impl BlobKeys {
         match parts.as_slice() {
             [_, _, _, _, execution, _] => uuid::Uuid::try_parse(execution.as_ref())
                 .is_ok_and(|execution| *key == Self::step_outputs(run, step, execution)),
-            [_, _, _, _, _] => {
-                *key == Path::from_iter([
-                    "runs".to_string(),
-                    run.to_string(),
-                    "steps".into(),
-                    step.to_string(),
-                    "outputs.json".into(),
-                ])
-            }
+            [_, _, _, _, _] => *key == Self::legacy_step_file(run, step, "outputs.json"),
             _ => false,
         }
+    }
+
+    /// Where a step kept its outputs and log before each execution had its own key
+    /// (archives written then are still read).
+    fn legacy_step_file(run: ValidationRunId, step: u32, name: &str) -> Path {
+        Path::from_iter([
+            "runs".to_string(),
+            run.to_string(),
+            "steps".into(),
+            step.to_string(),
+            name.to_string(),
+        ])
     }
 
     fn step_execution(run: ValidationRunId, step: u32, execution: uuid::Uuid, name: &str) -> Path {
@@ -285,7 +289,9 @@ impl Blobs {
             }
             ["runs", run, "steps", step, "hook.log"] => {
                 match (run.parse::<ValidationRunId>(), step.parse::<u32>()) {
-                    (Ok(run), Ok(step)) => Some(format!("runs/{run}/steps/{step}/hook.log")),
+                    (Ok(run), Ok(step)) => {
+                        Some(BlobKeys::legacy_step_file(run, step, "hook.log").to_string())
+                    }
                     _ => None,
                 }
             }

@@ -367,6 +367,7 @@ impl Engine {
         written: &mut Vec<object_store::path::Path>,
     ) -> Result<Vec<StoredRecord>> {
         let blobs = &self.inner.blobs;
+        let limit = self.inner.config.batch_limits.max_file_bytes;
         let mut stored = Vec::with_capacity(records.len());
         for (position, record) in records.iter().enumerate() {
             let mut files = Vec::with_capacity(record.files.len());
@@ -374,13 +375,13 @@ impl Engine {
                 let key = BlobKeys::run_file(run_id, position, &file.name);
                 match &file.source {
                     FileSource::Local { path } => {
-                        let meta = tokio::fs::metadata(path).await.map_err(|e| {
+                        let unreadable = |e: std::io::Error| {
                             Error::invalid(
                                 format!("records[{position}].files"),
                                 format!("cannot read {}: {e}", path.display()),
                             )
-                        })?;
-                        let limit = self.inner.config.batch_limits.max_file_bytes;
+                        };
+                        let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
                         if meta.len() > limit {
                             return Err(file_too_large(position, &file.name, meta.len(), limit));
                         }
@@ -395,12 +396,7 @@ impl Engine {
                                 .read_to_end(&mut bytes)
                                 .await
                         };
-                        read.await.map_err(|e| {
-                            Error::invalid(
-                                format!("records[{position}].files"),
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })?;
+                        read.await.map_err(unreadable)?;
                         if bytes.len() as u64 > limit {
                             return Err(file_too_large(
                                 position,
@@ -420,7 +416,6 @@ impl Engine {
                         // Measured on the run's own copy: the source may change
                         // after any earlier look at it.
                         let size = blobs.size(&key).await?;
-                        let limit = self.inner.config.batch_limits.max_file_bytes;
                         if size > limit {
                             return Err(file_too_large(position, &file.name, size, limit));
                         }
