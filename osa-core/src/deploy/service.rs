@@ -120,6 +120,26 @@ impl Deployer {
         error
     }
 
+    /// Records a deployment of a body refused before anything was applied (it does not
+    /// parse) as failed with `error`, so every attempt leaves a trace; returns the
+    /// error (or the one that stopped the recording).
+    async fn refuse(
+        &self,
+        kind: DeploymentKind,
+        target: &str,
+        principal: &str,
+        body: &[u8],
+        error: Error,
+    ) -> Error {
+        match self
+            .open(kind, target.to_string(), principal, body.to_vec())
+            .await
+        {
+            Ok(deployment) => self.fail(deployment.id, error).await,
+            Err(recording) => recording,
+        }
+    }
+
     async fn succeeded(&self, id: DeploymentId) -> Result<Deployment> {
         tracing::info!(deployment = %id, "deployment succeeded");
         self.log
@@ -151,15 +171,9 @@ impl Deployer {
         let payload = match parse_payload::<DeployConvention>(body) {
             Ok(payload) => payload,
             Err(error) => {
-                let deployment = self
-                    .open(
-                        DeploymentKind::Convention,
-                        "-".into(),
-                        principal,
-                        body.to_vec(),
-                    )
-                    .await?;
-                return Err(self.fail(deployment.id, error).await);
+                return Err(self
+                    .refuse(DeploymentKind::Convention, "-", principal, body, error)
+                    .await);
             }
         };
         let target = ConventionSlug::from_title(&payload.title)
@@ -228,16 +242,15 @@ impl Deployer {
         let request: ReleaseRequest = match parse_payload(body) {
             Ok(request) => request,
             Err(error) => {
-                // Audited like a convention body that does not parse.
-                let deployment = self
-                    .open(
+                return Err(self
+                    .refuse(
                         DeploymentKind::Release,
-                        hook.to_string(),
+                        hook.as_str(),
                         principal,
-                        body.to_vec(),
+                        body,
+                        error,
                     )
-                    .await?;
-                return Err(self.fail(deployment.id, error).await);
+                    .await);
             }
         };
         let canonical = serde_json::to_vec(&request).map_err(|e| Error::internal(e.to_string()))?;
