@@ -785,10 +785,7 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
         .submit(one_record(
             slug,
             "only",
-            vec![InputFile {
-                name: FileName::new("input.txt").unwrap(),
-                source: FileSource::Local { path: file },
-            }],
+            vec![local_input("input.txt", file)],
         ))
         .await
         .expect("submit");
@@ -844,16 +841,8 @@ async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
             slug,
             "only",
             vec![
-                InputFile {
-                    name: FileName::new("a b?.cif").unwrap(),
-                    source: FileSource::Local { path: local },
-                },
-                InputFile {
-                    name: FileName::new("c#1.txt").unwrap(),
-                    source: FileSource::Object {
-                        key: raw_key.to_string(),
-                    },
-                },
+                local_input("a b?.cif", local),
+                store_input("c#1.txt", raw_key),
             ],
         ))
         .await
@@ -904,14 +893,8 @@ async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Ar
             "big",
             vec![
                 // Stored first, then removed with the rest of the refused submit.
-                InputFile {
-                    name: FileName::new("small.txt").unwrap(),
-                    source: FileSource::Local { path: small },
-                },
-                InputFile {
-                    name: FileName::new("big.txt").unwrap(),
-                    source: FileSource::Object { key: key.into() },
-                },
+                local_input("small.txt", small),
+                store_input("big.txt", key),
             ],
         ))
         .await
@@ -934,6 +917,22 @@ fn one_record(convention: ConventionSlug, id: &str, files: Vec<InputFile>) -> Su
             metadata: json!({}),
             files,
         }],
+    }
+}
+
+/// A record file `name` read from the local path `path`.
+fn local_input(name: &str, path: PathBuf) -> InputFile {
+    InputFile {
+        name: FileName::new(name).unwrap(),
+        source: FileSource::Local { path },
+    }
+}
+
+/// A record file `name` copied from the object store's `key`.
+fn store_input(name: &str, key: &str) -> InputFile {
+    InputFile {
+        name: FileName::new(name).unwrap(),
+        source: FileSource::Object { key: key.into() },
     }
 }
 
