@@ -11,7 +11,10 @@
 //! `duration_s` (process start to exit, OOM retries included); overhead per step =
 //! (total − hooks) / 3. It covers storing inputs, claiming jobs, preparing batch
 //! directories, reading and validating outputs, the step and finalize transactions,
-//! and the feature inserts. Medians are printed as a table.
+//! and the feature inserts. On Postgres every scenario runs with and without
+//! `EngineConfig::stage_features` (alternating round by round): staged, the earlier
+//! hooks' rows are written while the last hook runs, so compare the totals as well as
+//! the overhead. Medians are printed as a table.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,20 +69,31 @@ struct Sample {
     hooks: Duration,
 }
 
+/// Runs the scenario `ROUNDS` times per engine configuration in `staged` (the value
+/// of `EngineConfig::stage_features`), alternating between them round by round, all on
+/// one storage; returns the samples per configuration.
 async fn measure<S: SagaStorage + DeploymentLog>(
     storage: Arc<S>,
     dir: &std::path::Path,
     records: usize,
-) -> Vec<Sample> {
+    staged: &[bool],
+) -> Vec<Vec<Sample>> {
     let script = dir.join("noop.py");
     std::fs::write(&script, HOOK).unwrap();
     let blobs = Blobs::local(dir.join("blobs")).unwrap();
-    let engine = Engine::new(
-        storage.clone(),
-        Arc::new(ProcessRunner::new()),
-        blobs.clone(),
-        EngineConfig::new(dir.join("work")),
-    );
+    let engines: Vec<Engine> = staged
+        .iter()
+        .map(|&stage| {
+            let mut config = EngineConfig::new(dir.join("work"));
+            config.stage_features = stage;
+            Engine::new(
+                storage.clone(),
+                Arc::new(ProcessRunner::new()),
+                blobs.clone(),
+                config,
+            )
+        })
+        .collect();
     let slug = Deployer::new(storage.clone(), blobs)
         .deploy(&payload(&script), "bench")
         .await
@@ -87,42 +101,44 @@ async fn measure<S: SagaStorage + DeploymentLog>(
         .applied
         .convention
         .slug;
-    // The default configuration: a submit wakes the worker and each step's commit
-    // hands it the next job, so the poll interval adds no latency.
-    let worker = Worker::new(engine.clone(), WorkerConfig::default());
-    let mut samples = Vec::new();
+    let mut samples: Vec<Vec<Sample>> = staged.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {
-        let input: Vec<InputRecord> = (0..records)
-            .map(|i| InputRecord {
-                id: RecordId::new(format!("r{round}-{i}")).unwrap(),
-                metadata: json!({"i": i}),
-                files: vec![],
-            })
-            .collect();
-        let start = Instant::now();
-        let run = engine
-            .submit(SubmitValidation {
-                convention: slug.clone(),
-                records: input,
-            })
-            .await
-            .unwrap();
-        assert_eq!(
-            worker.run_until_finished(run).await.unwrap(),
-            RunStatus::Completed
-        );
-        let total = start.elapsed();
-        let view = engine.get(run).await.unwrap();
-        let mut hooks = Duration::ZERO;
-        for step in &view.steps {
-            let hook_run = storage
-                .get_run(step.hook_run_id.unwrap())
+        for (variant, engine) in engines.iter().enumerate() {
+            // The default configuration: a submit wakes the worker and each step's
+            // commit hands it the next job, so the poll interval adds no latency.
+            let worker = Worker::new(engine.clone(), WorkerConfig::default());
+            let input: Vec<InputRecord> = (0..records)
+                .map(|i| InputRecord {
+                    id: RecordId::new(format!("r{round}-{variant}-{i}")).unwrap(),
+                    metadata: json!({"i": i}),
+                    files: vec![],
+                })
+                .collect();
+            let start = Instant::now();
+            let run = engine
+                .submit(SubmitValidation {
+                    convention: slug.clone(),
+                    records: input,
+                })
                 .await
-                .unwrap()
                 .unwrap();
-            hooks += Duration::from_secs_f64(hook_run.duration_s);
+            assert_eq!(
+                worker.run_until_finished(run).await.unwrap(),
+                RunStatus::Completed
+            );
+            let total = start.elapsed();
+            let view = engine.get(run).await.unwrap();
+            let mut hooks = Duration::ZERO;
+            for step in &view.steps {
+                let hook_run = storage
+                    .get_run(step.hook_run_id.unwrap())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                hooks += Duration::from_secs_f64(hook_run.duration_s);
+            }
+            samples[variant].push(Sample { total, hooks });
         }
-        samples.push(Sample { total, hooks });
     }
     samples
 }
@@ -132,7 +148,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
-fn report(backend: &str, records: usize, samples: &[Sample]) {
+fn report(backend: &str, records: usize, staged: &str, samples: &[Sample]) {
     let total = median(samples.iter().map(|s| s.total).collect());
     let hooks = median(samples.iter().map(|s| s.hooks).collect());
     let overhead = median(
@@ -142,7 +158,7 @@ fn report(backend: &str, records: usize, samples: &[Sample]) {
             .collect(),
     );
     println!(
-        "| {backend:<8} | {records:>7} | {:>10.1} | {:>10.1} | {:>17.2} |",
+        "| {backend:<8} | {records:>7} | {staged:<6} | {:>10.1} | {:>10.1} | {:>17.2} |",
         total.as_secs_f64() * 1e3,
         hooks.as_secs_f64() * 1e3,
         overhead.as_secs_f64() * 1e3
@@ -164,8 +180,8 @@ async fn main() {
         let label = format!("{backend}/{records}");
         filters.is_empty() || filters.iter().any(|f| label.contains(f.as_str()))
     };
-    println!("| backend  | records | total (ms) | hooks (ms) | overhead/step (ms) |");
-    println!("|----------|--------:|-----------:|-----------:|-------------------:|");
+    println!("| backend  | records | staged | total (ms) | hooks (ms) | overhead/step (ms) |");
+    println!("|----------|--------:|--------|-----------:|-----------:|-------------------:|");
     for records in [1, 1000] {
         if wanted("sqlite", records) {
             let dir = tempfile::tempdir().unwrap();
@@ -173,8 +189,9 @@ async fn main() {
                 .await
                 .unwrap();
             sqlite.migrate().await.unwrap();
-            let samples = measure(Arc::new(sqlite), dir.path(), records).await;
-            report("sqlite", records, &samples);
+            // SQLite never stages (one writer).
+            let samples = measure(Arc::new(sqlite), dir.path(), records, &[true]).await;
+            report("sqlite", records, "-", &samples[0]);
         }
         if !wanted("postgres", records) {
             continue;
@@ -190,8 +207,9 @@ async fn main() {
         pg.drop_schemas().await.unwrap();
         pg.migrate().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let samples = measure(Arc::new(pg.clone()), dir.path(), records).await;
-        report("postgres", records, &samples);
+        let samples = measure(Arc::new(pg.clone()), dir.path(), records, &[true, false]).await;
+        report("postgres", records, "yes", &samples[0]);
+        report("postgres", records, "no", &samples[1]);
         pg.drop_schemas().await.unwrap();
     }
 }

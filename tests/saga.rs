@@ -1832,6 +1832,78 @@ async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archiv
 
 on_both_backends!(interleavings_match_the_reference_model);
 
+/// On Postgres the earlier hooks' rows are written while the last hook runs, in a
+/// transaction nobody sees until the finalize commits it: while the last hook waits,
+/// that transaction holds the first hook's table and no row is visible; once the run
+/// completes, the rows are those of the accepted records only (the record the last
+/// hook rejected had staged rows, which are gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_hook_runs_beside_the_earlier_rows_being_written() {
+    let archive = postgres().await;
+    let release = archive.path("release-last-hook");
+    let mut last = archive.hook_config("last");
+    last["reject_prefix"] = json!("bad-");
+    last["wait_for"] = json!(release);
+    let slug = archive
+        .deploy(
+            "Staged Rows",
+            &[("first", archive.hook_config("first")), ("last", last)],
+        )
+        .await;
+    let run = archive.submit(&slug, &["ok-1", "ok-22", "bad-3"]).await;
+    let features_schema = archive.storage.config().features_schema.clone();
+    let staged = async {
+        let started = std::time::Instant::now();
+        loop {
+            let writers: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = 'first' AND l.mode = 'RowExclusiveLock' AND l.granted",
+            )
+            .bind(&features_schema)
+            .fetch_one(archive.storage.pool())
+            .await
+            .expect("locks");
+            if writers > 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no transaction wrote the first hook's rows while the last hook ran"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            archive
+                .engine
+                .get(run)
+                .await
+                .expect("view")
+                .run
+                .current_step,
+            1,
+            "the last hook is running"
+        );
+        assert!(
+            archive.rows("first").await.is_empty(),
+            "staged rows are not visible"
+        );
+        std::fs::write(&release, b"").expect("release the last hook");
+    };
+    let (status, ()) = tokio::join!(archive.finish(run), staged);
+    assert_eq!(status, RunStatus::Completed);
+    assert_eq!(archive.side_effects(), ["first 3", "last 3"]);
+    for hook in ["first", "last"] {
+        assert_eq!(
+            archive.rows(hook).await,
+            [
+                ("ok-1".into(), hook.into(), 4.0),
+                ("ok-22".into(), hook.into(), 5.0)
+            ]
+        );
+    }
+}
+
 /// On Postgres a job enqueued by another process wakes an idle worker at once: the
 /// worker polls only every minute here, and a submit through a second engine on its
 /// own connection pool (as from another process: no in-process wake-up) is still

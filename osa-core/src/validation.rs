@@ -395,6 +395,25 @@ impl RunProgress {
     }
 }
 
+/// Feature rows a run's finalize will publish, written ahead of it (while the run's
+/// last hook executes) in a transaction of the backend's that only
+/// [`ValidationRunStore::apply_finalize_staged`] commits; dropping it rolls the rows
+/// back. See [`ValidationRunStore::stage_features`].
+pub struct StagedFeatures {
+    /// The batches written, as they were given.
+    pub batches: Vec<FeatureBatch>,
+    /// The backend's open transaction.
+    pub transaction: Box<dyn std::any::Any + Send>,
+}
+
+impl std::fmt::Debug for StagedFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedFeatures")
+            .field("batches", &self.batches.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Storage of validation runs.
 ///
 /// Guarantees every backend gives:
@@ -431,6 +450,41 @@ pub trait ValidationRunStore: Send + Sync {
 
     /// Inserts the accepted records' features and completes the run.
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied>;
+
+    /// Whether [`stage_features`](Self::stage_features) can ever stage (callers skip
+    /// preparing batches for a backend that never does). Default `false`.
+    fn stages_features(&self) -> bool {
+        false
+    }
+
+    /// Writes feature batches of a run ahead of its finalize, in a transaction of its
+    /// own that stays open, holding no lock another run's finalize waits for, until
+    /// [`apply_finalize_staged`](Self::apply_finalize_staged) commits it. Nothing
+    /// written is visible to anyone else before that commit; dropping the result
+    /// rolls it back. `None` when the backend does not stage (the default), or cannot
+    /// now without waiting (no free connection): the finalize then writes every row
+    /// itself.
+    async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
+        let _ = batches;
+        Ok(None)
+    }
+
+    /// [`apply_finalize`](Self::apply_finalize) in the transaction of `staged`. Every
+    /// staged batch must be, in the plan, a batch of the same hook run whose rows are
+    /// the staged rows of the plan's records: those rows are kept instead of being
+    /// written again, the staged rows of records the plan leaves out are removed, and
+    /// the records' rows from other hook runs are replaced as usual. The outcome is
+    /// the one `apply_finalize(plan)` would have had: when the staged transaction
+    /// cannot be used (it failed, the plan does not match it, the run has ended), it is
+    /// rolled back and the plan is applied by `apply_finalize`.
+    async fn apply_finalize_staged(
+        &self,
+        plan: &FinalizePlan,
+        staged: StagedFeatures,
+    ) -> Result<Applied> {
+        drop(staged);
+        self.apply_finalize(plan).await
+    }
 
     /// Marks a non-terminal run failed (or cancelled) with a reason; `false` when it
     /// was already terminal. Any other status is invalid: only a finalize completes or

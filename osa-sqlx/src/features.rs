@@ -25,6 +25,39 @@ macro_rules! features_for {
         use crate::feature_sql::{Dialect, FeatureArgs, SYSTEM_SELECT, bind_error};
         use crate::reads::{self, TableAccess};
 
+        /// The staged batch of `batch`'s hook run, checked to hold exactly `batch`'s
+        /// rows for its records; `None` when that hook run was not staged.
+        fn staged_match<'a>(
+            staged: &'a [FeatureBatch],
+            batch: &FeatureBatch,
+        ) -> Result<Option<&'a FeatureBatch>> {
+            let Some(written) = staged
+                .iter()
+                .find(|s| s.hook == batch.hook && s.run_id == batch.run_id)
+            else {
+                return Ok(None);
+            };
+            let kept: std::collections::HashSet<&RecordId> = batch.records.iter().collect();
+            let listed: std::collections::HashSet<&RecordId> = written.records.iter().collect();
+            let same = written.validation_run_id == batch.validation_run_id
+                && kept.iter().all(|r| listed.contains(r))
+                && written
+                    .rows
+                    .iter()
+                    .filter(|row| kept.contains(&row.record_id))
+                    .eq(batch.rows.iter());
+            if !same {
+                return Err(Error::invalid(
+                    "features",
+                    format!(
+                        "the rows of hook run {} differ from the rows staged for it",
+                        batch.run_id
+                    ),
+                ));
+            }
+            Ok(Some(written))
+        }
+
         impl $backend {
             /// Replaces the listed records' rows inside the caller's transaction.
             pub(crate) async fn replace_rows_in(
@@ -32,7 +65,7 @@ macro_rules! features_for {
                 tx: &mut $conn,
                 batch: &FeatureBatch,
             ) -> Result<u64> {
-                self.replace_batches_in(tx, std::slice::from_ref(batch))
+                self.replace_batches_in(tx, std::slice::from_ref(batch), &[])
                     .await
             }
 
@@ -42,15 +75,108 @@ macro_rules! features_for {
             /// touching a table, takes the replace locks of all batches in one
             /// statement (`lock_replaced`), then deletes and inserts batch by batch.
             /// Returns the number of rows inserted.
+            ///
+            /// `staged`: batches this transaction has already written (see
+            /// [`stage_batches_in`](Self::stage_batches_in)). A batch of the same hook
+            /// run must carry exactly the staged rows of its records (else an
+            /// invalid-input error, and the caller rolls back); its rows are kept, the
+            /// staged rows of records it leaves out are deleted, and the records'
+            /// rows from any other hook run are deleted as a replace would. Under the
+            /// locks, that leaves what deleting first and inserting after would have.
             pub(crate) async fn replace_batches_in(
                 &self,
                 tx: &mut $conn,
                 batches: &[FeatureBatch],
+                staged: &[FeatureBatch],
             ) -> Result<u64> {
+                let specs = self.check_batches_in(tx, batches).await?;
+                let targets: Vec<(String, &[RecordId])> = batches
+                    .iter()
+                    .map(|b| (self.dialect.table(&b.hook), b.records.as_slice()))
+                    .collect();
+                lock_replaced(tx, &targets).await?;
+                let mut inserted = 0;
+                for ((batch, spec), (table, _)) in batches.iter().zip(&specs).zip(&targets) {
+                    let records: Vec<String> =
+                        batch.records.iter().map(|r| r.to_string()).collect();
+                    let Some(written) = staged_match(staged, batch)? else {
+                        sqlx::query(&format!(
+                            "DELETE FROM {table} WHERE record_id {}",
+                            super::in_text_list("$1")
+                        ))
+                        .bind(super::text_list(records))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("deleting replaced feature rows"))?;
+                        if !batch.rows.is_empty() {
+                            inserted += insert_rows(tx, table, spec, batch).await?;
+                        }
+                        continue;
+                    };
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE record_id {} AND run_id <> $2",
+                        super::in_text_list("$1")
+                    ))
+                    .bind(super::text_list(records))
+                    .bind(batch.run_id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("deleting replaced feature rows"))?;
+                    let kept: std::collections::HashSet<&RecordId> = batch.records.iter().collect();
+                    let dropped: Vec<String> = written
+                        .records
+                        .iter()
+                        .filter(|r| !kept.contains(r))
+                        .map(|r| r.to_string())
+                        .collect();
+                    if !dropped.is_empty() {
+                        sqlx::query(&format!(
+                            "DELETE FROM {table} WHERE run_id = $2 AND record_id {}",
+                            super::in_text_list("$1")
+                        ))
+                        .bind(super::text_list(dropped))
+                        .bind(batch.run_id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db("deleting staged feature rows"))?;
+                    }
+                    inserted += batch.rows.len() as u64;
+                }
+                Ok(inserted)
+            }
+
+            /// Writes batches ahead of their replace, inside the caller's transaction:
+            /// the same checks as [`replace_batches_in`](Self::replace_batches_in), then
+            /// the rows, with no lock and no delete (both are the replace's, when the
+            /// transaction publishes them).
+            pub(crate) async fn stage_batches_in(
+                &self,
+                tx: &mut $conn,
+                batches: &[FeatureBatch],
+            ) -> Result<u64> {
+                let specs = self.check_batches_in(tx, batches).await?;
+                let mut inserted = 0;
+                for (batch, spec) in batches.iter().zip(&specs) {
+                    if !batch.rows.is_empty() {
+                        let table = self.dialect.table(&batch.hook);
+                        inserted += insert_rows(tx, &table, spec, batch).await?;
+                    }
+                }
+                Ok(inserted)
+            }
+
+            /// Checks every batch against its stored contract, and that the hook runs
+            /// exist; returns the contracts in batch order.
+            async fn check_batches_in(
+                &self,
+                tx: &mut $conn,
+                batches: &[FeatureBatch],
+            ) -> Result<Vec<FeatureSpec>> {
                 let mut specs = Vec::with_capacity(batches.len());
                 for batch in batches {
                     let spec = self.contract_in(tx, &batch.hook).await?;
                     batch.check(&spec)?;
+                    specs.push(spec);
                     let run_exists: Option<Uuid> =
                         sqlx::query_scalar("SELECT id FROM hook_runs WHERE id = $1")
                             .bind(batch.run_id.0)
@@ -66,30 +192,8 @@ macro_rules! features_for {
                             ),
                         ));
                     }
-                    specs.push(spec);
                 }
-                let targets: Vec<(String, &[RecordId])> = batches
-                    .iter()
-                    .map(|b| (self.dialect.table(&b.hook), b.records.as_slice()))
-                    .collect();
-                lock_replaced(tx, &targets).await?;
-                let mut inserted = 0;
-                for ((batch, spec), (table, _)) in batches.iter().zip(&specs).zip(&targets) {
-                    let records: Vec<String> =
-                        batch.records.iter().map(|r| r.to_string()).collect();
-                    sqlx::query(&format!(
-                        "DELETE FROM {table} WHERE record_id {}",
-                        super::in_text_list("$1")
-                    ))
-                    .bind(super::text_list(records))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("deleting replaced feature rows"))?;
-                    if !batch.rows.is_empty() {
-                        inserted += insert_rows(tx, table, spec, batch).await?;
-                    }
-                }
-                Ok(inserted)
+                Ok(specs)
             }
 
             /// The hook's contract, read through the caller's transaction when not

@@ -39,6 +39,14 @@ pub use sqlite::SqliteBackend;
 
 pub use error::StorageError;
 
+/// An open transaction holding feature rows staged ahead of a finalize (the backend's
+/// half of [`osa_core::validation::StagedFeatures`]), with the permit that bounds how
+/// many of them a backend holds at once.
+pub(crate) struct Staging<DB: sqlx::Database> {
+    pub tx: sqlx::Transaction<'static, DB>,
+    pub _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// The current time, truncated to microseconds (the precision both databases keep),
 /// so values read back equal values written.
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {

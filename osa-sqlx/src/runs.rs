@@ -190,9 +190,10 @@ macro_rules! runs_for {
         use osa_core::id::{RecordId, ValidationRunId};
         use osa_core::jobs::{ClaimedJob, JobLease};
         use osa_core::validation::{
-            Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StepPlan, SubmitPlan,
-            ValidationRunStore, ValidationRunView, Verdict,
+            Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StagedFeatures, StepPlan,
+            SubmitPlan, ValidationRunStore, ValidationRunView, Verdict,
         };
+        use osa_core::feature::store::FeatureBatch;
         use osa_core::{Error, Result};
         use sqlx::types::Json;
 
@@ -368,6 +369,54 @@ macro_rules! runs_for {
             Ok((Applied::Applied, next))
         }
 
+        /// The finalize's statements in `tx` (see `apply_finalize`). `staged`: batches
+        /// `tx` has already written; then a run that has already ended is reported as
+        /// `AlreadyApplied` without acknowledging the job (the caller rolls `tx` back
+        /// and applies the plan afresh, which does).
+        async fn finalize_in(
+            backend: &$backend,
+            tx: &mut $conn,
+            plan: &FinalizePlan,
+            staged: Option<&[FeatureBatch]>,
+        ) -> Result<Applied> {
+            // Ending the run locks its row, checks it has not ended, and reserves the
+            // numbers of the events, in one statement.
+            let finished: Option<i64> = if plan.status.is_terminal() {
+                sqlx::query_scalar(&format!(
+                    "UPDATE validation_runs SET status = $1, updated_at = $2, event_seq = event_seq + $3, \
+                     failure = $5 WHERE id = $4 AND status NOT IN {TERMINAL} RETURNING event_seq"
+                ))
+                .bind(enum_name(&plan.status))
+                .bind(crate::now())
+                .bind(plan.events.len() as i64)
+                .bind(plan.run_id.0)
+                .bind(plan.failure.as_deref())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("finishing a validation run"))?
+            } else {
+                None
+            };
+            let Some(last) = finished else {
+                let (status, _) = lock_run(tx, plan.run_id).await?;
+                if is_terminal(&status)? {
+                    if staged.is_none() {
+                        complete_lease(tx, plan.completes.as_ref()).await?;
+                    }
+                    return Ok(Applied::AlreadyApplied);
+                }
+                return Err(Error::invalid("status", "a run finalizes into a terminal status"));
+            };
+            // All batches at once, so the replace locks of every hook are taken in one
+            // global order.
+            backend
+                .replace_batches_in(tx, &plan.features, staged.unwrap_or_default())
+                .await?;
+            insert_events(tx, plan.run_id, last, &plan.events).await?;
+            complete_lease(tx, plan.completes.as_ref()).await?;
+            Ok(Applied::Applied)
+        }
+
         async fn complete_lease(conn: &mut $conn, lease: Option<&JobLease>) -> Result<()> {
             if let Some(lease) = lease {
                 super::jobs::complete_in(conn, lease).await?;
@@ -447,40 +496,52 @@ macro_rules! runs_for {
 
             async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
                 let mut tx = self.begin().await?;
-                // Ending the run locks its row, checks it has not ended, and reserves the
-                // numbers of the events, in one statement.
-                let finished: Option<i64> = if plan.status.is_terminal() {
-                    sqlx::query_scalar(&format!(
-                        "UPDATE validation_runs SET status = $1, updated_at = $2, event_seq = event_seq + $3, \
-                         failure = $5 WHERE id = $4 AND status NOT IN {TERMINAL} RETURNING event_seq"
-                    ))
-                    .bind(enum_name(&plan.status))
-                    .bind(crate::now())
-                    .bind(plan.events.len() as i64)
-                    .bind(plan.run_id.0)
-                    .bind(plan.failure.as_deref())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("finishing a validation run"))?
-                } else {
-                    None
-                };
-                let Some(last) = finished else {
-                    let (status, _) = lock_run(&mut tx, plan.run_id).await?;
-                    if is_terminal(&status)? {
-                        complete_lease(&mut tx, plan.completes.as_ref()).await?;
-                        tx.commit().await.map_err(db("acknowledging a redelivered finalize"))?;
-                        return Ok(Applied::AlreadyApplied);
-                    }
-                    return Err(Error::invalid("status", "a run finalizes into a terminal status"));
-                };
-                // All batches at once, so the replace locks of every hook are taken in
-                // one global order.
-                self.replace_batches_in(&mut tx, &plan.features).await?;
-                insert_events(&mut tx, plan.run_id, last, &plan.events).await?;
-                complete_lease(&mut tx, plan.completes.as_ref()).await?;
+                let applied = finalize_in(self, &mut tx, plan, None).await?;
                 tx.commit().await.map_err(db("finalizing a validation run"))?;
-                Ok(Applied::Applied)
+                Ok(applied)
+            }
+
+            fn stages_features(&self) -> bool {
+                Self::STAGES_FEATURES
+            }
+
+            async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
+                let Some(mut staging) = self.begin_staging().await? else {
+                    return Ok(None);
+                };
+                self.stage_batches_in(&mut staging.tx, &batches).await?;
+                Ok(Some(StagedFeatures {
+                    batches,
+                    transaction: Box::new(staging),
+                }))
+            }
+
+            async fn apply_finalize_staged(
+                &self,
+                plan: &FinalizePlan,
+                staged: StagedFeatures,
+            ) -> Result<Applied> {
+                type Staging = crate::Staging<<$conn as sqlx::Connection>::Database>;
+                let StagedFeatures { batches, transaction } = staged;
+                if let Ok(staging) = transaction.downcast::<Staging>() {
+                    let mut tx = staging.tx;
+                    match finalize_in(self, &mut tx, plan, Some(&batches)).await {
+                        Ok(Applied::Applied) => match tx.commit().await {
+                            Ok(()) => return Ok(Applied::Applied),
+                            // Whether it committed is unknown: the plan applied afresh
+                            // finds the run ended if it did.
+                            Err(e) => tracing::warn!(error = %e, "committing staged features failed; finalizing afresh"),
+                        },
+                        Ok(Applied::AlreadyApplied) => {
+                            let _ = tx.rollback().await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "staged features unusable; finalizing afresh");
+                            let _ = tx.rollback().await;
+                        }
+                    }
+                }
+                self.apply_finalize(plan).await
             }
 
             async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {

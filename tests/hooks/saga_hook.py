@@ -15,6 +15,8 @@ Config (`$OSA_IN/config.json`):
     pid_file      path where the hook writes its process id when it starts
     files_log     path of a log of the record files the hook was given: one line
                   "<file name> <content>" per file
+    wait_for      path of a file the hook waits for (up to 60 s) before writing
+                  anything
 
 Every other record passes with one row {"hook": name, "score": <id length>}.
 """
@@ -52,6 +54,10 @@ def main():
     if marker and not os.path.exists(marker):
         open(marker, "w").close()
         time.sleep(float(config.get("sleep_seconds", 30)))
+    if config.get("wait_for"):
+        deadline = time.monotonic() + 60
+        while not os.path.exists(config["wait_for"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
     if config.get("sleep_always"):
         time.sleep(float(config.get("sleep_seconds", 30)))
     if config.get("exit_code") is not None:

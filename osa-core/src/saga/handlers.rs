@@ -19,8 +19,8 @@ use crate::policy::{Decision, PriorAttempts};
 use crate::runner::RunJob;
 use crate::runner::execute_with_policy_after;
 use crate::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StepPlan,
-    StepProgress, StepStatus, Verdict,
+    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedFeatures,
+    StepPlan, StepProgress, StepStatus, Verdict,
 };
 use crate::{Error, Result};
 
@@ -44,18 +44,26 @@ pub(crate) struct StepDelivery<'a> {
 }
 
 /// What a handler asks the worker to do with its job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub(crate) enum Handled {
     /// The job is finished (completed inside the handler's commit or explicitly).
     Done,
-    /// The job is finished, and its commit leased the run's next job to this worker;
-    /// with the run's progress as that commit left it.
-    DoneWithNext(ClaimedJob, Box<RunProgress>),
+    /// The job is finished, and its commit leased the run's next job to this worker.
+    DoneWithNext(ClaimedJob, Box<HandOver>),
     /// Retry the job later with backoff.
     Retry {
         /// Why.
         reason: String,
     },
+}
+
+/// What a step's commit hands to the job it leased to its own worker.
+#[derive(Debug)]
+pub(crate) struct HandOver {
+    /// The run's progress as that commit left it.
+    pub progress: RunProgress,
+    /// For a finalize: the earlier hooks' feature rows, staged while the last hook ran.
+    pub staged: Option<StagedFeatures>,
 }
 
 /// Removes a batch directory when dropped (also when the handler is cancelled).
@@ -371,6 +379,25 @@ impl Engine {
             batch: prepared.layout.clone(),
             max_log_bytes: self.config().output_limits.max_log_bytes,
         };
+        let last = step as usize + 1 >= view.run.steps.len();
+        // The last hook's run is spent writing, in a transaction the finalize commits,
+        // the earlier hooks' rows of the records still in play, when this worker will
+        // run the finalize itself. Nothing of it is visible before that commit.
+        let staging = (last
+            && step > 0
+            && hand_off.is_some()
+            && !in_play.is_empty()
+            && self.config().stage_features
+            && self.storage().runs().stages_features())
+        .then(|| {
+            let engine = self.clone();
+            let steps = view.steps[..step as usize].to_vec();
+            let records = in_play.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let batches = engine.feature_batches(run_id, &steps, &records).await?;
+                engine.storage().runs().stage_features(batches).await
+            }))
+        });
         let started_at = Utc::now();
         let prior = PriorAttempts {
             retries: attempt.saturating_sub(1),
@@ -524,7 +551,6 @@ impl Engine {
             input_sha256: Some(prepared.input_sha256.clone()),
             counts,
         };
-        let last = step as usize + 1 >= view.run.steps.len();
         let next_job = if last || !has_rows {
             job(FINALIZE_JOB, run_id, 0, self.config().max_attempts)
         } else {
@@ -600,7 +626,26 @@ impl Engine {
             self.remember_step_rows(run_id, step, rows);
         }
         match next {
-            (_, Some(job)) => Ok(Handled::DoneWithNext(job, Box::new(after))),
+            (_, Some(job)) => {
+                let staged = match staging {
+                    Some(staging) if job.kind == FINALIZE_JOB => match staging.join().await {
+                        Ok(Ok(staged)) => staged,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "staging features failed; the finalize writes them");
+                            None
+                        }
+                        Err(_) => None,
+                    },
+                    _ => None,
+                };
+                Ok(Handled::DoneWithNext(
+                    job,
+                    Box::new(HandOver {
+                        progress: after,
+                        staged,
+                    }),
+                ))
+            }
             (_, None) => {
                 // Enqueued for any worker: wake the idle ones in this process.
                 self.jobs_enqueued().notify_waiters();
@@ -611,52 +656,20 @@ impl Engine {
 
     /// Publishes the accepted records' features and ends the run. `known`: see
     /// [`Engine::progress`].
+    /// `staged`: rows written ahead of it (see [`HandOver`]).
     pub(crate) async fn finalize(
         &self,
         run_id: ValidationRunId,
         lease: Option<&JobLease>,
         known: Option<RunProgress>,
+        staged: Option<StagedFeatures>,
     ) -> Result<Handled> {
         let Some(view) = self.progress(run_id, known).await? else {
             self.ack(lease).await?;
             return Ok(Handled::Done);
         };
         let accepted = view.in_play;
-        let mut features = Vec::new();
-        for progress in &view.steps {
-            let Some(hook_run_id) = progress.hook_run_id else {
-                continue;
-            };
-            if accepted.is_empty() {
-                break;
-            }
-            let index = progress.release.index;
-            let outputs_ref = progress.outputs_ref.as_deref().ok_or_else(|| {
-                Error::internal(format!("step {index} of run {run_id} committed no outputs"))
-            })?;
-            let rows = self.step_rows(run_id, index, outputs_ref).await?;
-            let spec = self.contract(&progress.release.hook).await?;
-            let mut batch_rows = Vec::new();
-            for record in &accepted {
-                for (row_index, values) in rows.get(record).into_iter().flatten().enumerate() {
-                    let values = spec.coerce_values(values).map_err(|e| {
-                        Error::internal(format!("stored step output no longer validates: {e}"))
-                    })?;
-                    batch_rows.push(NewFeatureRow {
-                        record_id: record.clone(),
-                        row_index: row_index as u32,
-                        values,
-                    });
-                }
-            }
-            features.push(FeatureBatch {
-                hook: progress.release.hook.clone(),
-                run_id: hook_run_id,
-                validation_run_id: Some(run_id),
-                records: accepted.clone(),
-                rows: batch_rows,
-            });
-        }
+        let features = self.feature_batches(run_id, &view.steps, &accepted).await?;
         let any_errored = view.any_errored;
         let status = match (accepted.is_empty(), any_errored) {
             (false, _) => RunStatus::Completed,
@@ -683,12 +696,63 @@ impl Engine {
                 reason: failure,
             }],
         };
-        if self.storage().runs().apply_finalize(&plan).await? == Applied::Applied {
+        let runs = self.storage().runs();
+        let applied = match staged {
+            Some(staged) => runs.apply_finalize_staged(&plan, staged).await?,
+            None => runs.apply_finalize(&plan).await?,
+        };
+        if applied == Applied::Applied {
             tracing::info!(status = ?status, accepted = accepted.len(), "run finished");
         }
         self.forget_run(run_id);
         self.runs_ended().notify_waiters();
         Ok(Handled::Done)
+    }
+
+    /// The feature rows of `records` from each committed step of `steps`, one batch
+    /// per hook run (what a finalize publishes for its accepted records).
+    async fn feature_batches(
+        &self,
+        run_id: ValidationRunId,
+        steps: &[StepProgress],
+        records: &[RecordId],
+    ) -> Result<Vec<FeatureBatch>> {
+        let mut features = Vec::new();
+        if records.is_empty() {
+            return Ok(features);
+        }
+        for progress in steps {
+            let Some(hook_run_id) = progress.hook_run_id else {
+                continue;
+            };
+            let index = progress.release.index;
+            let outputs_ref = progress.outputs_ref.as_deref().ok_or_else(|| {
+                Error::internal(format!("step {index} of run {run_id} committed no outputs"))
+            })?;
+            let rows = self.step_rows(run_id, index, outputs_ref).await?;
+            let spec = self.contract(&progress.release.hook).await?;
+            let mut batch_rows = Vec::new();
+            for record in records {
+                for (row_index, values) in rows.get(record).into_iter().flatten().enumerate() {
+                    let values = spec.coerce_values(values).map_err(|e| {
+                        Error::internal(format!("stored step output no longer validates: {e}"))
+                    })?;
+                    batch_rows.push(NewFeatureRow {
+                        record_id: record.clone(),
+                        row_index: row_index as u32,
+                        values,
+                    });
+                }
+            }
+            features.push(FeatureBatch {
+                hook: progress.release.hook.clone(),
+                run_id: hook_run_id,
+                validation_run_id: Some(run_id),
+                records: records.to_vec(),
+                rows: batch_rows,
+            });
+        }
+        Ok(features)
     }
 
     /// A job ran out of attempts: the run fails with the last error.

@@ -11,10 +11,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::handlers::{Handled, StepDelivery};
+use super::handlers::{HandOver, Handled, StepDelivery};
 use super::{AbortOnDrop, Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
 use crate::jobs::{ClaimedJob, FailOutcome};
-use crate::validation::{RunProgress, RunStatus};
+use crate::validation::RunStatus;
 use crate::{Error, Result};
 
 /// Worker tunables.
@@ -144,7 +144,7 @@ impl Worker {
             next = self
                 .process_one(job, hand_off, known)
                 .await
-                .map(|(job, progress)| (job, Some(*progress)));
+                .map(|(job, hand_over)| (job, Some(*hand_over)));
         }
     }
 
@@ -174,13 +174,13 @@ impl Worker {
 
     /// [`process`](Self::process); with `hand_off`, a step's commit leases the run's
     /// next job to this worker and returns it, with the run's progress as committed.
-    /// `known` is that progress when this job was handed over.
+    /// `known` is what the commit that handed this job over left for it.
     async fn process_one(
         &self,
         job: ClaimedJob,
         hand_off: bool,
-        known: Option<RunProgress>,
-    ) -> Option<(ClaimedJob, Box<RunProgress>)> {
+        known: Option<HandOver>,
+    ) -> Option<(ClaimedJob, Box<HandOver>)> {
         let queue = self.engine.storage().queue();
         let Ok(payload) = serde_json::from_value::<JobPayload>(job.payload.clone()) else {
             tracing::error!(kind = %job.kind, payload = %job.payload, "malformed job payload");
@@ -206,8 +206,8 @@ impl Worker {
         job: ClaimedJob,
         payload: JobPayload,
         hand_off: bool,
-        known: Option<RunProgress>,
-    ) -> Option<(ClaimedJob, Box<RunProgress>)> {
+        known: Option<HandOver>,
+    ) -> Option<(ClaimedJob, Box<HandOver>)> {
         let queue = self.engine.storage().queue();
         if job.attempt > job.max_attempts {
             // A job whose lease keeps expiring (its worker crashes) still runs out.
@@ -242,13 +242,14 @@ impl Worker {
                             hand_off,
                             watch: self.config.heartbeat,
                         },
-                        known,
+                        known.map(|k| k.progress),
                     )
                     .await
             }
             FINALIZE_JOB => {
+                let (known, staged) = known.map_or((None, None), |k| (Some(k.progress), k.staged));
                 self.engine
-                    .finalize(payload.run, Some(&job.lease), known)
+                    .finalize(payload.run, Some(&job.lease), known, staged)
                     .await
             }
             other => Err(Error::internal(format!("unknown job kind {other}"))),
@@ -256,7 +257,7 @@ impl Worker {
         drop(heartbeat);
         let retry_reason = match result {
             Ok(Handled::Done) => return None,
-            Ok(Handled::DoneWithNext(next, progress)) => return Some((next, progress)),
+            Ok(Handled::DoneWithNext(next, hand_over)) => return Some((next, hand_over)),
             Ok(Handled::Retry { reason }) => reason,
             Err(e) if e.is_transient() => e.to_string(),
             Err(e) => {

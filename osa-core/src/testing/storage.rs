@@ -86,6 +86,7 @@ macro_rules! storage_conformance {
             step_hands_its_next_job_to_the_committer,
             finalize_publishes_features_once,
             concurrent_finalizes_keep_one_set,
+            staged_features_publish_like_a_plain_finalize,
             end_run_happens_once,
             run_records_keep_submit_order,
             run_reads_are_snapshots,
@@ -1593,6 +1594,245 @@ pub async fn concurrent_finalizes_keep_one_set<S: Storage>(store: S) {
     for (step, identity) in [&alpha, &beta].into_iter().enumerate() {
         let writers: Vec<HookRunId> = plans.iter().map(|(_, runs)| runs[step]).collect();
         assert_one_set_per_record(&store, &identity.name, &records, &writers).await;
+    }
+}
+
+/// A completing finalize plan of `run` publishing `features` for `accepted`.
+fn completing(
+    run: ValidationRunId,
+    accepted: &[RecordId],
+    features: Vec<FeatureBatch>,
+) -> FinalizePlan {
+    FinalizePlan {
+        run_id: run,
+        status: RunStatus::Completed,
+        failure: None,
+        accepted: accepted.to_vec(),
+        features,
+        completes: None,
+        events: vec![RunEventKind::Finished {
+            status: RunStatus::Completed,
+            accepted: accepted.len() as u32,
+            reason: None,
+        }],
+    }
+}
+
+/// Rows staged ahead of a finalize are invisible until it commits, block no other
+/// finalize, and publish exactly what a plain finalize of the same plan would: the
+/// accepted records' rows replace theirs from other runs, the staged rows of records
+/// the last hook settled are gone, other records keep their rows. A staged
+/// transaction that does not match its plan, belongs to an ended run or is dropped
+/// leaves no trace. Backends that do not stage say so with `None` and write nothing.
+pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S) {
+    let (alpha, beta) = (scored_identity("alpha"), scored_identity("beta"));
+    let records = [record("a"), record("b"), record("c")];
+    let accepted = [record("a"), record("b")];
+    // Rows of an earlier run for every record.
+    let earlier = submitted_run(&store, &[&alpha, &beta], &records).await;
+    let earlier_steps = [step_plan(&earlier, 0, &[]), step_plan(&earlier, 1, &[])];
+    for step in &earlier_steps {
+        store.apply_step(step).await.expect("step");
+    }
+    let earlier_batch = writer_batch(
+        &alpha.name,
+        earlier_steps[0].hook_run.id,
+        Some(earlier.id),
+        &records,
+        0,
+    );
+    store
+        .apply_finalize(&completing(earlier.id, &records, vec![earlier_batch]))
+        .await
+        .expect("earlier finalize");
+
+    // A run whose first hook passed everything; its last hook is about to reject `c`.
+    let run = submitted_run(&store, &[&alpha, &beta], &records).await;
+    let first = step_plan(&run, 0, &[]);
+    store.apply_step(&first).await.expect("step 0");
+    let staged_batch = writer_batch(&alpha.name, first.hook_run.id, Some(run.id), &records, 2);
+    let Some(staged) = store
+        .stage_features(vec![staged_batch.clone()])
+        .await
+        .expect("stage")
+    else {
+        assert!(
+            !store.stages_features(),
+            "a backend that stages does so with a free pool"
+        );
+        let rows = all_rows(&store, &alpha.name).await;
+        assert_eq!(
+            rows.len(),
+            3,
+            "a backend that does not stage writes nothing"
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.run_id == earlier_steps[0].hook_run.id)
+        );
+        return;
+    };
+    assert!(store.stages_features());
+    let rows = all_rows(&store, &alpha.name).await;
+    assert!(
+        rows.iter()
+            .all(|r| r.run_id == earlier_steps[0].hook_run.id),
+        "staged rows are invisible before the finalize commits"
+    );
+
+    // Another run's finalize over record `a` neither waits for the staged transaction
+    // nor sees its rows.
+    let other = submitted_run(&store, &[&alpha, &beta], &[record("a")]).await;
+    let other_step = step_plan(&other, 0, &[]);
+    store.apply_step(&other_step).await.expect("other step");
+    let other_batch = writer_batch(
+        &alpha.name,
+        other_step.hook_run.id,
+        Some(other.id),
+        &[record("a")],
+        1,
+    );
+    let other_plan = completing(other.id, &[record("a")], vec![other_batch]);
+    let other_finalize = store.apply_finalize(&other_plan);
+    assert_eq!(
+        tokio::time::timeout(std::time::Duration::from_secs(20), other_finalize)
+            .await
+            .expect("a finalize does not wait for staged rows")
+            .expect("other finalize"),
+        Applied::Applied
+    );
+
+    let last = step_plan(&run, 1, &[record("c")]);
+    store.apply_step(&last).await.expect("step 1");
+    let mut published = staged_batch.clone();
+    published.records.retain(|r| accepted.contains(r));
+    published.rows.retain(|r| accepted.contains(&r.record_id));
+    let beta_batch = writer_batch(&beta.name, last.hook_run.id, Some(run.id), &accepted, 0);
+    let plan = completing(run.id, &accepted, vec![published, beta_batch]);
+    assert_eq!(
+        store
+            .apply_finalize_staged(&plan, staged)
+            .await
+            .expect("finalize"),
+        Applied::Applied
+    );
+    let view = store.run_view(run.id).await.expect("view").expect("exists");
+    assert_eq!(view.run.status, RunStatus::Completed);
+    let by_run =
+        |rows: &[crate::feature::store::FeatureRow], record: &str| -> BTreeSet<HookRunId> {
+            rows.iter()
+                .filter(|r| r.record_id.as_str() == record)
+                .map(|r| r.run_id)
+                .collect()
+        };
+    let rows = all_rows(&store, &alpha.name).await;
+    for accepted in ["a", "b"] {
+        assert_eq!(
+            by_run(&rows, accepted),
+            BTreeSet::from([first.hook_run.id]),
+            "alpha rows of {accepted}"
+        );
+        // writer 2 writes 1 + 2 % 3 = 3 rows per record.
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.record_id.as_str() == accepted)
+                .count(),
+            3
+        );
+    }
+    assert_eq!(
+        by_run(&rows, "c"),
+        BTreeSet::from([earlier_steps[0].hook_run.id]),
+        "a record the last hook rejected keeps its earlier rows and loses the staged ones"
+    );
+    assert_eq!(rows.len(), 7);
+    let beta_rows = all_rows(&store, &beta.name).await;
+    assert_eq!(beta_rows.len(), 2);
+    assert!(beta_rows.iter().all(|r| r.run_id == last.hook_run.id));
+
+    // Staged rows that differ from the plan's are dropped, and the plan applied as it
+    // is.
+    let run = submitted_run(&store, &[&alpha], &[record("d")]).await;
+    let only = step_plan(&run, 0, &[]);
+    store.apply_step(&only).await.expect("step");
+    let staged = store
+        .stage_features(vec![writer_batch(
+            &alpha.name,
+            only.hook_run.id,
+            Some(run.id),
+            &[record("d")],
+            1,
+        )])
+        .await
+        .expect("stage")
+        .expect("staged");
+    let planned = writer_batch(
+        &alpha.name,
+        only.hook_run.id,
+        Some(run.id),
+        &[record("d")],
+        0,
+    );
+    assert_eq!(
+        store
+            .apply_finalize_staged(
+                &completing(run.id, &[record("d")], vec![planned.clone()]),
+                staged
+            )
+            .await
+            .expect("finalize"),
+        Applied::Applied
+    );
+    let d_rows: Vec<_> = all_rows(&store, &alpha.name)
+        .await
+        .into_iter()
+        .filter(|r| r.record_id.as_str() == "d")
+        .collect();
+    assert_eq!(d_rows.len(), 1, "the plan's one row, not the staged two");
+    assert_eq!(d_rows[0].run_id, only.hook_run.id);
+
+    // The staged rows of a run that ended meanwhile, or of a dropped staging, never
+    // appear.
+    for cancel in [true, false] {
+        let run = submitted_run(&store, &[&alpha], &[record("e")]).await;
+        let only = step_plan(&run, 0, &[]);
+        store.apply_step(&only).await.expect("step");
+        let batch = writer_batch(
+            &alpha.name,
+            only.hook_run.id,
+            Some(run.id),
+            &[record("e")],
+            0,
+        );
+        let staged = store
+            .stage_features(vec![batch.clone()])
+            .await
+            .expect("stage")
+            .expect("staged");
+        if cancel {
+            assert!(
+                store
+                    .end_run(run.id, RunStatus::Cancelled, "stop")
+                    .await
+                    .expect("end")
+            );
+            assert_eq!(
+                store
+                    .apply_finalize_staged(&completing(run.id, &[record("e")], vec![batch]), staged)
+                    .await
+                    .expect("finalize"),
+                Applied::AlreadyApplied
+            );
+        } else {
+            drop(staged);
+        }
+        assert!(
+            all_rows(&store, &alpha.name)
+                .await
+                .iter()
+                .all(|r| r.record_id.as_str() != "e"),
+            "no row of record e (cancelled: {cancel})"
+        );
     }
 }
 

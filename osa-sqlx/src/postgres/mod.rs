@@ -67,6 +67,9 @@ pub struct PgBackend {
     contracts: Arc<Mutex<HashMap<HookName, FeatureSpec>>>,
     /// Wake-ups for idle workers when any process enqueues a job.
     jobs_signal: Arc<JobSignal>,
+    /// Permits for transactions holding staged feature rows: at most half the pool,
+    /// so that the commits running beside them always find connections.
+    staging: Arc<tokio::sync::Semaphore>,
 }
 
 /// The channel every enqueue notifies (see `jobs`).
@@ -173,6 +176,7 @@ impl PgBackend {
             .connect_with(options)
             .await
             .map_err(db("connecting to Postgres"))?;
+        let stagings = (config.max_connections / 2) as usize;
         Ok(PgBackend {
             pool,
             dialect: Dialect::Postgres {
@@ -182,6 +186,7 @@ impl PgBackend {
             config,
             contracts: Arc::default(),
             jobs_signal: Arc::default(),
+            staging: Arc::new(tokio::sync::Semaphore::new(stagings)),
         })
     }
 
@@ -275,6 +280,27 @@ impl PgBackend {
             .begin()
             .await
             .map_err(db("starting a transaction"))
+    }
+
+    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
+    pub(crate) const STAGES_FEATURES: bool = true;
+
+    /// A transaction for feature rows staged ahead of a finalize, when one can be had
+    /// without waiting: a staging permit is free and so is a pooled connection.
+    /// Staging only saves time, so it never queues for either.
+    pub(crate) async fn begin_staging(&self) -> Result<Option<crate::Staging<Postgres>>> {
+        let Ok(permit) = self.staging.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let tx = self
+            .pool
+            .try_begin()
+            .await
+            .map_err(db("starting a staging transaction"))?;
+        Ok(tx.map(|tx| crate::Staging {
+            tx,
+            _permit: permit,
+        }))
     }
 
     /// A read-only transaction whose statements all see one snapshot.

@@ -100,6 +100,15 @@ impl SqliteBackend {
             .map_err(db("starting a write transaction"))
     }
 
+    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
+    pub(crate) const STAGES_FEATURES: bool = false;
+
+    /// Never: SQLite has one writer, and a write transaction held open while a hook
+    /// runs would stall every other write for that long.
+    pub(crate) async fn begin_staging(&self) -> Result<Option<crate::Staging<Sqlite>>> {
+        Ok(None)
+    }
+
     /// A read transaction whose statements all see one snapshot (WAL: the snapshot is
     /// taken at its first read).
     pub(crate) async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
