@@ -536,8 +536,15 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
 /// at start removes the trash and the batch directories of ended runs, and leaves those
 /// of runs in progress and of runs this archive does not know.
 async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
+    // Two hooks: the second step's batch is written while the first step commits.
     let slug = archive
-        .deploy("Sweep", &[("only", archive.hook_config("only"))])
+        .deploy(
+            "Sweep",
+            &[
+                ("only", archive.hook_config("only")),
+                ("then", archive.hook_config("then")),
+            ],
+        )
         .await;
     let done = archive.submit(&slug, &["a"]).await;
     assert_eq!(archive.finish(done).await, RunStatus::Completed);

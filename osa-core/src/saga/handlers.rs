@@ -9,10 +9,11 @@ use chrono::Utc;
 use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB, StepRows, job};
 use crate::blob::BlobKeys;
 use crate::contract::{
-    BatchFile, BatchLayout, BatchRecord, RecordOutcome, write_hook_log, write_run_json,
+    BatchFile, BatchLayout, BatchRecord, PreparedBatch, RecordOutcome, write_hook_log,
+    write_run_json,
 };
 use crate::feature::store::{FeatureBatch, NewFeatureRow};
-use crate::hook::{HookRun, OutcomeCounts};
+use crate::hook::{HookRelease, HookRun, OutcomeCounts};
 use crate::id::{HookRunId, RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{Decision, PriorAttempts};
@@ -64,6 +65,29 @@ pub(crate) struct HandOver {
     pub progress: RunProgress,
     /// For a finalize: the earlier hooks' feature rows, staged while the last hook ran.
     pub staged: Option<StagedFeatures>,
+    /// For a step: its batch, prepared while the previous step committed.
+    pub prepared: Option<PreparedStep>,
+}
+
+/// A step's batch, written and ready for its hook: prepared by the step before it
+/// while that one commits (see [`HandOver`]), or by the step itself.
+pub(crate) struct PreparedStep {
+    run: ValidationRunId,
+    step: u32,
+    execution_id: uuid::Uuid,
+    work: WorkDir,
+    records: Vec<BatchRecord>,
+    batch: PreparedBatch,
+}
+
+impl std::fmt::Debug for PreparedStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedStep")
+            .field("run", &self.run)
+            .field("step", &self.step)
+            .field("dir", &self.work.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Removes a batch directory when dropped (also when the handler is cancelled).
@@ -252,6 +276,7 @@ impl Engine {
         step: u32,
         delivery: StepDelivery<'_>,
         known: Option<RunProgress>,
+        prepared: Option<PreparedStep>,
     ) -> Result<Handled> {
         let StepDelivery {
             lease,
@@ -294,73 +319,17 @@ impl Engine {
         let spec = self.contract(&snapshot.hook).await?;
 
         let in_play = &view.in_play;
-        let inputs = self.inputs(run_id).await?;
-        let positions: HashMap<&RecordId, usize> =
-            inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
-
-        // This execution's own batch directory, outputs and log: another execution of
-        // the same step (after a lease expired) never touches them.
-        let execution_id = uuid::Uuid::new_v4();
-        let work = WorkDir {
-            path: self
-                .config()
-                .work_dir
-                .join(batch_dir_name(run_id, step, execution_id)),
-            trash: self.config().work_dir.join(TRASH_DIR),
+        // `_work` removes the batch directory when the step ends, however it ends.
+        let PreparedStep {
+            execution_id,
+            work: _work,
+            records,
+            batch: prepared,
+            ..
+        } = match prepared {
+            Some(prepared) if prepared.run == run_id && prepared.step == step => prepared,
+            _ => self.prepare_step(run_id, step, in_play, &release).await?,
         };
-        let staging = work.path.join("staging");
-        let mut records = Vec::with_capacity(in_play.len());
-        for id in in_play {
-            let position = *positions.get(id).ok_or_else(|| {
-                Error::internal(format!("record {id} is missing from the stored inputs"))
-            })?;
-            let input = &inputs[position];
-            let mut files = Vec::with_capacity(input.files.len());
-            for file in &input.files {
-                // The key a submit stores for this file; a stored key is never used as
-                // given (read back as text, it would need parsing, and a changed row
-                // could point anywhere in the store).
-                let key = BlobKeys::run_file(run_id, position, &file.name);
-                if key.as_ref() != file.key {
-                    return Err(Error::internal(format!(
-                        "record {id}: stored file key `{}` is not the run's key for `{}`",
-                        file.key, file.name
-                    )));
-                }
-                if let Some(path) = self.blobs().local_file(&key) {
-                    // A local blob is copied into the batch straight from its file.
-                    files.push(BatchFile {
-                        name: file.name.clone(),
-                        source: path,
-                    });
-                    continue;
-                }
-                let dir = staging.join(position.to_string());
-                tokio::fs::create_dir_all(&dir)
-                    .await
-                    .map_err(|e| io_error("creating", &dir, e))?;
-                let path = dir.join(file.name.as_str());
-                let bytes = self.blobs().get(&key).await?;
-                tokio::fs::write(&path, &bytes)
-                    .await
-                    .map_err(|e| io_error("writing", &path, e))?;
-                files.push(BatchFile {
-                    name: file.name.clone(),
-                    source: path,
-                });
-            }
-            records.push(BatchRecord {
-                id: input.id.clone(),
-                metadata: input.metadata.clone(),
-                files,
-            });
-        }
-        let prepared = BatchLayout::prepare(
-            work.path.join("batch"),
-            &records,
-            release.runtime.config(),
-            &self.config().batch_limits,
-        )?;
         if let Some(status) = status {
             let status = status
                 .join()
@@ -528,9 +497,28 @@ impl Engine {
                 }),
             }
         }
+        let has_rows = !rows.is_empty();
+        // The records the next step gets, known now: when this worker will run that
+        // step, its batch is written while this one commits.
+        let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
+        let next_batch = (hand_off.is_some() && !last && has_rows).then(|| {
+            let engine = self.clone();
+            let next_in_play: Vec<RecordId> = view
+                .in_play
+                .iter()
+                .filter(|id| !settled.contains(*id))
+                .cloned()
+                .collect();
+            let release_id = view.run.steps[step as usize + 1].release_id;
+            AbortOnDrop(tokio::spawn(async move {
+                let release = engine.release(release_id).await?;
+                engine
+                    .prepare_step(run_id, step + 1, &next_in_play, &release)
+                    .await
+            }))
+        });
         let outputs_ref = BlobKeys::step_outputs(run_id, step, execution_id);
         self.blobs().put_json(&outputs_ref, &rows).await?;
-        let has_rows = !rows.is_empty();
 
         let status = if failed_execution || counts.errored > 0 {
             StepStatus::Error
@@ -573,7 +561,6 @@ impl Engine {
             counts,
         });
         // The progress this commit leaves, for the worker that runs the next job.
-        let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
         let mut after = view;
         after.in_play.retain(|id| !settled.contains(id));
         after.any_errored |= verdicts
@@ -638,11 +625,20 @@ impl Engine {
                     },
                     _ => None,
                 };
+                let prepared = match next_batch {
+                    Some(next_batch) if job.kind == STEP_JOB => match next_batch.join().await {
+                        Ok(Ok(prepared)) => Some(prepared),
+                        // The step prepares its batch itself and reports what fails.
+                        Ok(Err(_)) | Err(_) => None,
+                    },
+                    _ => None,
+                };
                 Ok(Handled::DoneWithNext(
                     job,
                     Box::new(HandOver {
                         progress: after,
                         staged,
+                        prepared,
                     }),
                 ))
             }
@@ -707,6 +703,92 @@ impl Engine {
         self.forget_run(run_id);
         self.runs_ended().notify_waiters();
         Ok(Handled::Done)
+    }
+
+    /// Writes the batch of `step` for `in_play`: its own directory (another execution
+    /// of the same step never touches it), the records with their files, the layout.
+    async fn prepare_step(
+        &self,
+        run_id: ValidationRunId,
+        step: u32,
+        in_play: &[RecordId],
+        release: &HookRelease,
+    ) -> Result<PreparedStep> {
+        let inputs = self.inputs(run_id).await?;
+        let positions: HashMap<&RecordId, usize> =
+            inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
+
+        // This execution's own batch directory, outputs and log: another execution of
+        // the same step (after a lease expired) never touches them.
+        let execution_id = uuid::Uuid::new_v4();
+        let work = WorkDir {
+            path: self
+                .config()
+                .work_dir
+                .join(batch_dir_name(run_id, step, execution_id)),
+            trash: self.config().work_dir.join(TRASH_DIR),
+        };
+        let staging = work.path.join("staging");
+        let mut records = Vec::with_capacity(in_play.len());
+        for id in in_play {
+            let position = *positions.get(id).ok_or_else(|| {
+                Error::internal(format!("record {id} is missing from the stored inputs"))
+            })?;
+            let input = &inputs[position];
+            let mut files = Vec::with_capacity(input.files.len());
+            for file in &input.files {
+                // The key a submit stores for this file; a stored key is never used as
+                // given (read back as text, it would need parsing, and a changed row
+                // could point anywhere in the store).
+                let key = BlobKeys::run_file(run_id, position, &file.name);
+                if key.as_ref() != file.key {
+                    return Err(Error::internal(format!(
+                        "record {id}: stored file key `{}` is not the run's key for `{}`",
+                        file.key, file.name
+                    )));
+                }
+                if let Some(path) = self.blobs().local_file(&key) {
+                    // A local blob is copied into the batch straight from its file.
+                    files.push(BatchFile {
+                        name: file.name.clone(),
+                        source: path,
+                    });
+                    continue;
+                }
+                let dir = staging.join(position.to_string());
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| io_error("creating", &dir, e))?;
+                let path = dir.join(file.name.as_str());
+                let bytes = self.blobs().get(&key).await?;
+                tokio::fs::write(&path, &bytes)
+                    .await
+                    .map_err(|e| io_error("writing", &path, e))?;
+                files.push(BatchFile {
+                    name: file.name.clone(),
+                    source: path,
+                });
+            }
+            records.push(BatchRecord {
+                id: input.id.clone(),
+                metadata: input.metadata.clone(),
+                files,
+            });
+        }
+        let batch = BatchLayout::prepare(
+            work.path.join("batch"),
+            &records,
+            release.runtime.config(),
+            &self.config().batch_limits,
+        )?;
+        Ok(PreparedStep {
+            run: run_id,
+            step,
+            execution_id,
+            work,
+            records,
+            batch,
+        })
     }
 
     /// The feature rows of `records` from each committed step of `steps`, one batch

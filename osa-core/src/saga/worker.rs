@@ -232,6 +232,8 @@ impl Worker {
         let result = match job.kind.as_str() {
             STEP_JOB => {
                 let hand_off = hand_off.then_some(self.config.lease);
+                let (known, prepared) =
+                    known.map_or((None, None), |k| (Some(k.progress), k.prepared));
                 self.engine
                     .run_step(
                         payload.run,
@@ -242,7 +244,8 @@ impl Worker {
                             hand_off,
                             watch: self.config.heartbeat,
                         },
-                        known.map(|k| k.progress),
+                        known,
+                        prepared,
                     )
                     .await
             }
