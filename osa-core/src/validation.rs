@@ -402,8 +402,30 @@ impl RunProgress {
 pub struct StagedFeatures {
     /// The batches written, as they were given.
     pub batches: Vec<FeatureBatch>,
+    /// The replaces already prepared in the transaction (see
+    /// [`ValidationRunStore::replace_staged`]).
+    pub replaced: Vec<StagedReplace>,
     /// The backend's open transaction.
     pub transaction: Box<dyn std::any::Any + Send>,
+}
+
+/// The records whose feature rows of one hook a finalize replaces with the rows of
+/// one hook run (what a [`FeatureBatch`] replaces, without its rows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedReplace {
+    /// The hook.
+    pub hook: HookName,
+    /// The hook run whose rows stay.
+    pub run_id: HookRunId,
+    /// The records replaced.
+    pub records: Vec<RecordId>,
+}
+
+impl StagedReplace {
+    /// Whether this is the replace `batch` makes.
+    pub fn is_of(&self, batch: &FeatureBatch) -> bool {
+        self.hook == batch.hook && self.run_id == batch.run_id && self.records == batch.records
+    }
 }
 
 impl std::fmt::Debug for StagedFeatures {
@@ -467,6 +489,23 @@ pub trait ValidationRunStore: Send + Sync {
     async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
         let _ = batches;
         Ok(None)
+    }
+
+    /// Takes, in the transaction of `staged`, the replace locks of `targets` and
+    /// removes what replacing them removes: their records' rows from other hook runs
+    /// and the staged rows of records a target leaves out. Called once the last hook
+    /// has settled its records, while its step commits elsewhere; a finalize whose
+    /// batches are these replaces then only writes its unstaged rows. The locks are
+    /// held until the staged transaction ends. Backends that never stage refuse.
+    async fn replace_staged(
+        &self,
+        staged: &mut StagedFeatures,
+        targets: Vec<StagedReplace>,
+    ) -> Result<()> {
+        let _ = (staged, targets);
+        Err(crate::Error::internal(
+            "this storage does not stage feature rows",
+        ))
     }
 
     /// [`apply_finalize`](Self::apply_finalize) in the transaction of `staged`. Every

@@ -16,6 +16,7 @@ macro_rules! features_for {
         use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
         use osa_core::hook::HookIdentity;
         use osa_core::id::{HookName, HookRunId, RecordId, ValidationRunId};
+        use osa_core::validation::StagedReplace;
         use osa_core::{Error, Result};
         use sqlx::types::Json;
         use sqlx::{Arguments, Row};
@@ -65,41 +66,95 @@ macro_rules! features_for {
                 tx: &mut $conn,
                 batch: &FeatureBatch,
             ) -> Result<u64> {
-                self.replace_batches_in(tx, std::slice::from_ref(batch), &[])
+                self.replace_batches_in(tx, std::slice::from_ref(batch), &[], &[])
                     .await
             }
 
             /// Replaces the listed records' rows of every batch inside the caller's
             /// transaction (a finalize plan publishes to several hooks at once): checks
             /// each batch against its stored contract and its run's existence before
-            /// touching a table, takes the replace locks of all batches in one
-            /// statement (`lock_replaced`), then deletes and inserts batch by batch.
+            /// touching a table, then clears the records of all batches
+            /// ([`clear_replaced_in`](Self::clear_replaced_in)) and inserts the rows.
             /// Returns the number of rows inserted.
             ///
             /// `staged`: batches this transaction has already written (see
             /// [`stage_batches_in`](Self::stage_batches_in)). A batch of the same hook
             /// run must carry exactly the staged rows of its records (else an
-            /// invalid-input error, and the caller rolls back); its rows are kept, the
-            /// staged rows of records it leaves out are deleted, and the records'
-            /// rows from any other hook run are deleted as a replace would. Under the
-            /// locks, that leaves what deleting first and inserting after would have.
+            /// invalid-input error, and the caller rolls back); its rows are kept.
+            /// `replaced`: replaces this transaction has already cleared; a batch that
+            /// is one of them is not cleared again.
             pub(crate) async fn replace_batches_in(
                 &self,
                 tx: &mut $conn,
                 batches: &[FeatureBatch],
                 staged: &[FeatureBatch],
+                replaced: &[StagedReplace],
             ) -> Result<u64> {
+                // Staged rows the plan does not publish would be committed with it.
+                if let Some(orphan) = staged.iter().find(|s| {
+                    !batches
+                        .iter()
+                        .any(|b| b.hook == s.hook && b.run_id == s.run_id)
+                }) {
+                    return Err(Error::invalid(
+                        "features",
+                        format!(
+                            "rows staged for hook run {} are not in the plan",
+                            orphan.run_id
+                        ),
+                    ));
+                }
                 let specs = self.check_batches_in(tx, batches).await?;
-                let targets: Vec<(String, &[RecordId])> = batches
+                let mut written = Vec::with_capacity(batches.len());
+                for batch in batches {
+                    written.push(staged_match(staged, batch)?.is_some());
+                }
+                let targets: Vec<StagedReplace> = batches
                     .iter()
-                    .map(|b| (self.dialect.table(&b.hook), b.records.as_slice()))
+                    .filter(|b| !replaced.iter().any(|r| r.is_of(b)))
+                    .map(|b| StagedReplace {
+                        hook: b.hook.clone(),
+                        run_id: b.run_id,
+                        records: b.records.clone(),
+                    })
                     .collect();
-                lock_replaced(tx, &targets).await?;
+                self.clear_replaced_in(tx, &targets, staged).await?;
                 let mut inserted = 0;
-                for ((batch, spec), (table, _)) in batches.iter().zip(&specs).zip(&targets) {
+                for ((batch, spec), written) in batches.iter().zip(&specs).zip(written) {
+                    if written {
+                        inserted += batch.rows.len() as u64;
+                    } else if !batch.rows.is_empty() {
+                        let table = self.dialect.table(&batch.hook);
+                        inserted += insert_rows(tx, &table, spec, batch).await?;
+                    }
+                }
+                Ok(inserted)
+            }
+
+            /// Takes the replace locks of every target in one statement
+            /// (`lock_replaced`), then deletes what replacing it removes: the
+            /// records' rows, except, for a hook run with rows in `staged`, its own
+            /// rows of the target's records (its staged rows of other records go).
+            /// Under the locks, inserting the rest afterwards leaves what deleting
+            /// first and inserting after would have.
+            pub(crate) async fn clear_replaced_in(
+                &self,
+                tx: &mut $conn,
+                targets: &[StagedReplace],
+                staged: &[FeatureBatch],
+            ) -> Result<()> {
+                let tables: Vec<(String, &[RecordId])> = targets
+                    .iter()
+                    .map(|t| (self.dialect.table(&t.hook), t.records.as_slice()))
+                    .collect();
+                lock_replaced(tx, &tables).await?;
+                for (target, (table, _)) in targets.iter().zip(&tables) {
                     let records: Vec<String> =
-                        batch.records.iter().map(|r| r.to_string()).collect();
-                    let Some(written) = staged_match(staged, batch)? else {
+                        target.records.iter().map(|r| r.to_string()).collect();
+                    let Some(written) = staged
+                        .iter()
+                        .find(|s| s.hook == target.hook && s.run_id == target.run_id)
+                    else {
                         sqlx::query(&format!(
                             "DELETE FROM {table} WHERE record_id {}",
                             super::in_text_list("$1")
@@ -108,9 +163,6 @@ macro_rules! features_for {
                         .execute(&mut *tx)
                         .await
                         .map_err(db("deleting replaced feature rows"))?;
-                        if !batch.rows.is_empty() {
-                            inserted += insert_rows(tx, table, spec, batch).await?;
-                        }
                         continue;
                     };
                     sqlx::query(&format!(
@@ -118,11 +170,12 @@ macro_rules! features_for {
                         super::in_text_list("$1")
                     ))
                     .bind(super::text_list(records))
-                    .bind(batch.run_id.0)
+                    .bind(target.run_id.0)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("deleting replaced feature rows"))?;
-                    let kept: std::collections::HashSet<&RecordId> = batch.records.iter().collect();
+                    let kept: std::collections::HashSet<&RecordId> =
+                        target.records.iter().collect();
                     let dropped: Vec<String> = written
                         .records
                         .iter()
@@ -135,14 +188,13 @@ macro_rules! features_for {
                             super::in_text_list("$1")
                         ))
                         .bind(super::text_list(dropped))
-                        .bind(batch.run_id.0)
+                        .bind(target.run_id.0)
                         .execute(&mut *tx)
                         .await
                         .map_err(db("deleting staged feature rows"))?;
                     }
-                    inserted += batch.rows.len() as u64;
                 }
-                Ok(inserted)
+                Ok(())
             }
 
             /// Writes batches ahead of their replace, inside the caller's transaction:

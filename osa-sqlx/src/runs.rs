@@ -190,8 +190,8 @@ macro_rules! runs_for {
         use osa_core::id::{RecordId, ValidationRunId};
         use osa_core::jobs::{ClaimedJob, JobLease};
         use osa_core::validation::{
-            Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StagedFeatures, StepPlan,
-            SubmitPlan, ValidationRunStore, ValidationRunView, Verdict,
+            Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StagedFeatures,
+            StagedReplace, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView, Verdict,
         };
         use osa_core::feature::store::FeatureBatch;
         use osa_core::{Error, Result};
@@ -370,14 +370,15 @@ macro_rules! runs_for {
         }
 
         /// The finalize's statements in `tx` (see `apply_finalize`). `staged`: batches
-        /// `tx` has already written; then a run that has already ended is reported as
+        /// `tx` has already written and replaces it has already cleared (see
+        /// `replace_staged`); then a run that has already ended is reported as
         /// `AlreadyApplied` without acknowledging the job (the caller rolls `tx` back
         /// and applies the plan afresh, which does).
         async fn finalize_in(
             backend: &$backend,
             tx: &mut $conn,
             plan: &FinalizePlan,
-            staged: Option<&[FeatureBatch]>,
+            staged: Option<(&[FeatureBatch], &[StagedReplace])>,
         ) -> Result<Applied> {
             // Ending the run locks its row, checks it has not ended, and reserves the
             // numbers of the events, in one statement.
@@ -409,8 +410,9 @@ macro_rules! runs_for {
             };
             // All batches at once, so the replace locks of every hook are taken in one
             // global order.
+            let (written, replaced) = staged.unwrap_or_default();
             backend
-                .replace_batches_in(tx, &plan.features, staged.unwrap_or_default())
+                .replace_batches_in(tx, &plan.features, written, replaced)
                 .await?;
             insert_events(tx, plan.run_id, last, &plan.events).await?;
             complete_lease(tx, plan.completes.as_ref()).await?;
@@ -512,8 +514,23 @@ macro_rules! runs_for {
                 self.stage_batches_in(&mut staging.tx, &batches).await?;
                 Ok(Some(StagedFeatures {
                     batches,
+                    replaced: Vec::new(),
                     transaction: Box::new(staging),
                 }))
+            }
+
+            async fn replace_staged(
+                &self,
+                staged: &mut StagedFeatures,
+                targets: Vec<StagedReplace>,
+            ) -> Result<()> {
+                let staging = staged
+                    .transaction
+                    .downcast_mut::<crate::Staging<<$conn as sqlx::Connection>::Database>>()
+                    .ok_or_else(|| Error::internal("staged features of another backend"))?;
+                self.clear_replaced_in(&mut staging.tx, &targets, &staged.batches).await?;
+                staged.replaced.extend(targets);
+                Ok(())
             }
 
             async fn apply_finalize_staged(
@@ -522,10 +539,14 @@ macro_rules! runs_for {
                 staged: StagedFeatures,
             ) -> Result<Applied> {
                 type Staging = crate::Staging<<$conn as sqlx::Connection>::Database>;
-                let StagedFeatures { batches, transaction } = staged;
+                let StagedFeatures {
+                    batches,
+                    replaced,
+                    transaction,
+                } = staged;
                 if let Ok(staging) = transaction.downcast::<Staging>() {
                     let mut tx = staging.tx;
-                    match finalize_in(self, &mut tx, plan, Some(&batches)).await {
+                    match finalize_in(self, &mut tx, plan, Some((&batches, &replaced))).await {
                         Ok(Applied::Applied) => match tx.commit().await {
                             Ok(()) => return Ok(Applied::Applied),
                             // Whether it committed is unknown: the plan applied afresh

@@ -21,7 +21,7 @@ use crate::runner::RunJob;
 use crate::runner::execute_with_policy_after;
 use crate::validation::{
     Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedFeatures,
-    StepPlan, StepProgress, StepStatus, Verdict,
+    StagedReplace, StepPlan, StepProgress, StepStatus, Verdict,
 };
 use crate::{Error, Result};
 
@@ -501,6 +501,45 @@ impl Engine {
         // The records the next step gets, known now: when this worker will run that
         // step, its batch is written while this one commits.
         let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
+        // The last hook has settled its records, so the finalize's replaces are known:
+        // their locks and deletes go into the staged transaction while this step
+        // commits. A run that accepts nothing publishes nothing staged.
+        let staging = staging.map(|staging| {
+            let engine = self.clone();
+            let accepted: Vec<RecordId> = view
+                .in_play
+                .iter()
+                .filter(|id| !settled.contains(*id))
+                .cloned()
+                .collect();
+            let targets: Vec<StagedReplace> = view.steps[..step as usize]
+                .iter()
+                .filter_map(|p| p.hook_run_id.map(|run_id| (p.release.hook.clone(), run_id)))
+                .chain([(snapshot.hook.clone(), hook_run_id)])
+                .map(|(hook, run_id)| StagedReplace {
+                    hook,
+                    run_id,
+                    records: accepted.clone(),
+                })
+                .collect();
+            AbortOnDrop(tokio::spawn(async move {
+                let staged = staging
+                    .join()
+                    .await
+                    .map_err(|e| Error::internal(format!("staging features: {e}")))??;
+                match staged {
+                    Some(mut staged) if !accepted.is_empty() => {
+                        engine
+                            .storage()
+                            .runs()
+                            .replace_staged(&mut staged, targets)
+                            .await?;
+                        Ok(Some(staged))
+                    }
+                    _ => Ok::<_, Error>(None),
+                }
+            }))
+        });
         let next_batch = (hand_off.is_some() && !last && has_rows).then(|| {
             let engine = self.clone();
             let next_in_play: Vec<RecordId> = view

@@ -20,8 +20,8 @@ use crate::id::{ConventionSlug, DeploymentId};
 use crate::jobs::{FailOutcome, NewJob};
 use crate::runtime::{Limits, RuntimeConfig};
 use crate::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StepPlan,
-    StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
+    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedReplace,
+    StepPlan, StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
 };
 use crate::{
     ConventionStore, DeploymentLog, ErrorKind, FeatureStore, HookRegistry, JobQueue,
@@ -1651,7 +1651,7 @@ pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S)
     let first = step_plan(&run, 0, &[]);
     store.apply_step(&first).await.expect("step 0");
     let staged_batch = writer_batch(&alpha.name, first.hook_run.id, Some(run.id), &records, 2);
-    let Some(staged) = store
+    let Some(mut staged) = store
         .stage_features(vec![staged_batch.clone()])
         .await
         .expect("stage")
@@ -1704,6 +1704,22 @@ pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S)
 
     let last = step_plan(&run, 1, &[record("c")]);
     store.apply_step(&last).await.expect("step 1");
+    // The last hook's verdicts settle the replaces: prepared before the finalize.
+    let targets = [
+        (&alpha.name, first.hook_run.id),
+        (&beta.name, last.hook_run.id),
+    ]
+    .into_iter()
+    .map(|(hook, run_id)| StagedReplace {
+        hook: hook.clone(),
+        run_id,
+        records: accepted.to_vec(),
+    })
+    .collect();
+    store
+        .replace_staged(&mut staged, targets)
+        .await
+        .expect("replace staged");
     let mut published = staged_batch.clone();
     published.records.retain(|r| accepted.contains(r));
     published.rows.retain(|r| accepted.contains(&r.record_id));
@@ -1790,6 +1806,54 @@ pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S)
         .collect();
     assert_eq!(d_rows.len(), 1, "the plan's one row, not the staged two");
     assert_eq!(d_rows[0].run_id, only.hook_run.id);
+
+    // A run whose last hook settled every staged record publishes none of them.
+    let run = submitted_run(&store, &[&alpha, &beta], &[record("f")]).await;
+    let first = step_plan(&run, 0, &[]);
+    store.apply_step(&first).await.expect("step 0");
+    let staged = store
+        .stage_features(vec![writer_batch(
+            &alpha.name,
+            first.hook_run.id,
+            Some(run.id),
+            &[record("f")],
+            0,
+        )])
+        .await
+        .expect("stage")
+        .expect("staged");
+    store
+        .apply_step(&step_plan(&run, 1, &[record("f")]))
+        .await
+        .expect("step 1");
+    let rejected = FinalizePlan {
+        status: RunStatus::Rejected,
+        ..completing(run.id, &[], Vec::new())
+    };
+    assert_eq!(
+        store
+            .apply_finalize_staged(&rejected, staged)
+            .await
+            .expect("finalize"),
+        Applied::Applied
+    );
+    assert_eq!(
+        store
+            .run_view(run.id)
+            .await
+            .expect("view")
+            .expect("exists")
+            .run
+            .status,
+        RunStatus::Rejected
+    );
+    assert!(
+        all_rows(&store, &alpha.name)
+            .await
+            .iter()
+            .all(|r| r.record_id.as_str() != "f"),
+        "no row of a record the last hook rejected"
+    );
 
     // The staged rows of a run that ended meanwhile, or of a dropped staging, never
     // appear.
