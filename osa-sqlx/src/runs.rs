@@ -479,6 +479,9 @@ macro_rules! runs_for {
             }
 
             async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {
+                if let Some((applied, _)) = self.commit_step_at_once(plan, None).await? {
+                    return Ok(applied);
+                }
                 let mut tx = self.begin().await?;
                 let (applied, _) = apply_step_in(&mut tx, plan, None).await?;
                 tx.commit().await.map_err(db("committing a step"))?;
@@ -490,6 +493,9 @@ macro_rules! runs_for {
                 plan: &StepPlan,
                 lease_for: Duration,
             ) -> Result<(Applied, Option<ClaimedJob>)> {
+                if let Some(done) = self.commit_step_at_once(plan, Some(lease_for)).await? {
+                    return Ok(done);
+                }
                 let mut tx = self.begin().await?;
                 let applied = apply_step_in(&mut tx, plan, Some(lease_for)).await?;
                 tx.commit().await.map_err(db("committing a step"))?;

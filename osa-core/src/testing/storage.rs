@@ -1301,6 +1301,18 @@ pub async fn redelivered_step_changes_nothing<S: Storage>(store: S) {
         ErrorKind::Conflict
     );
 
+    // A hook run of an unknown release is refused whole.
+    let mut unknown = step_plan(&run, 0, &[record("b")]);
+    unknown.hook_run.release_id = ReleaseId::new_random();
+    assert_eq!(
+        store.apply_step(&unknown).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let untouched = store.run_view(run.id).await.expect("get").expect("exists");
+    assert_eq!(untouched.run.current_step, 0);
+    assert_eq!(untouched.steps[0].hook_run_id, None);
+    assert_eq!(store.run_events(run.id, 0).await.expect("events").len(), 1);
+
     let mut plan = step_plan(&run, 0, &[record("b")]);
     plan.completes = Some(job[0].lease.clone());
     assert_eq!(

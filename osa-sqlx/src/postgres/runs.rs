@@ -1,3 +1,154 @@
-//! `ValidationRunStore` (the shared implementation in `crate::runs`).
+//! `ValidationRunStore` (the shared implementation in `crate::runs`), and the
+//! single-statement step commit Postgres allows.
 
 crate::runs::runs_for!(super::PgBackend, sqlx::PgConnection, lock = " FOR UPDATE");
+
+/// The single-statement step commit.
+mod at_once {
+    use std::time::Duration;
+
+    use osa_core::id::JobId;
+    use osa_core::jobs::{ClaimedJob, JobLease};
+    use osa_core::validation::{Applied, StepPlan};
+    use osa_core::{Error, Result};
+    use sqlx::types::Json;
+
+    use crate::error::db;
+    use crate::rows::as_i32;
+    use crate::runs::{TERMINAL, enum_name};
+
+    impl super::super::PgBackend {
+        /// Commits a step plan in one statement, in one round trip (a statement is its own
+        /// transaction): data-modifying `WITH` clauses that all depend on advancing the
+        /// run, so a step that is not the current one changes nothing. `None` when the run
+        /// did not advance; the caller then sorts redelivery from conflict in a
+        /// transaction of its own. With `claim_next`, the next job is inserted already
+        /// leased to the caller for that long and returned; an unleased job wakes idle
+        /// workers (`NOTIFY`, as an enqueue does).
+        pub(crate) async fn commit_step_at_once(
+            &self,
+            plan: &StepPlan,
+            claim_next: Option<Duration>,
+        ) -> Result<Option<(Applied, Option<ClaimedJob>)>> {
+            let step = as_i32(plan.step, "step")?;
+            let run = &plan.hook_run;
+            let next = &plan.next_job;
+            if next.max_attempts == 0 {
+                return Err(Error::invalid(
+                    "max_attempts",
+                    "a job needs at least one attempt",
+                ));
+            }
+            let now = crate::now();
+            let job_id = JobId::new_random();
+            let lease = match claim_next {
+                Some(lease_for) => Some((uuid::Uuid::new_v4(), crate::lease_end(now, lease_for)?)),
+                None => None,
+            };
+            let (completed_job, completed_token) = plan
+                .completes
+                .as_ref()
+                .map_or((None, None), |l| (Some(l.job_id.0), Some(l.token)));
+            let sql = format!(
+                "WITH adv AS (\
+                   UPDATE validation_runs SET current_step = $1, status = 'running', updated_at = $2, \
+                   event_seq = event_seq + $3 WHERE id = $4 AND current_step = $5 AND status NOT IN {TERMINAL} \
+                   RETURNING event_seq), \
+                 hr AS (\
+                   INSERT INTO hook_runs (id, release_id, status, started_at, finished_at, duration_s, \
+                   oom_retries, log_ref, input_sha256, passed, rejected, errored) \
+                   SELECT $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 FROM adv \
+                   ON CONFLICT (id) DO NOTHING), \
+                 st AS (\
+                   INSERT INTO validation_steps (run_id, step, status, hook_run_id, passed, rejected, \
+                   errored, outputs_ref, started_at, finished_at) \
+                   SELECT $4, $5, $18, $6, $15, $16, $17, $19, $9, $10 FROM adv), \
+                 vd AS (\
+                   INSERT INTO validation_records (run_id, record_id, verdict) \
+                   SELECT $4, j.key, j.value FROM adv, jsonb_each($20) j), \
+                 ev AS (\
+                   INSERT INTO validation_events (run_id, seq, at, event) \
+                   SELECT $4, adv.event_seq - $3 + e.ord, $2, e.event \
+                   FROM adv, jsonb_array_elements($21) WITH ORDINALITY AS e(event, ord)), \
+                 nj AS (\
+                   INSERT INTO jobs (id, kind, payload, status, attempt, max_attempts, run_at, dedupe_key, \
+                   created_at, lease_token, locked_until) \
+                   SELECT $22, $23, $24, CASE WHEN $28::uuid IS NULL THEN 'ready' ELSE 'running' END, \
+                   CASE WHEN $28::uuid IS NULL THEN 0 ELSE 1 END, $25, $26, $27, $2, $28, $29 FROM adv \
+                   ON CONFLICT DO NOTHING RETURNING kind, status), \
+                 done AS (\
+                   DELETE FROM jobs WHERE id = $30 AND lease_token = $31 AND status = 'running' \
+                   AND EXISTS (SELECT 1 FROM adv)) \
+                 SELECT (SELECT event_seq FROM adv), (SELECT count(*) FROM nj), \
+                 (SELECT count(*) FROM (SELECT kind FROM nj WHERE status = 'ready') r, \
+             pg_notify('osa_jobs', r.kind))"
+            );
+            let verdicts: serde_json::Map<String, serde_json::Value> = plan
+                .verdicts
+                .iter()
+                .map(|v| {
+                    let verdict = serde_json::to_value(&v.verdict).expect("verdicts serialise");
+                    (v.record_id.to_string(), verdict)
+                })
+                .collect();
+            let (advanced, inserted, _woken): (Option<i64>, i64, i64) = sqlx::query_as(&sql)
+                .bind(step + 1)
+                .bind(now)
+                .bind(plan.events.len() as i64)
+                .bind(plan.run_id.0)
+                .bind(step)
+                .bind(run.id.0)
+                .bind(run.release_id.0)
+                .bind(run.status.as_str())
+                .bind(crate::truncate_micros(run.started_at))
+                .bind(crate::truncate_micros(run.finished_at))
+                .bind(run.duration_s)
+                .bind(as_i32(run.oom_retries, "oom_retries")?)
+                .bind(&run.log_ref)
+                .bind(run.input_sha256.as_ref().map(|d| d.as_str()))
+                .bind(as_i32(run.counts.passed, "counts.passed")?)
+                .bind(as_i32(run.counts.rejected, "counts.rejected")?)
+                .bind(as_i32(run.counts.errored, "counts.errored")?)
+                .bind(enum_name(&plan.status))
+                .bind(&plan.outputs_ref)
+                .bind(Json(serde_json::Value::Object(verdicts)))
+                .bind(Json(&plan.events))
+                .bind(job_id.0)
+                .bind(&next.kind)
+                .bind(Json(&next.payload))
+                .bind(as_i32(next.max_attempts, "max_attempts")?)
+                .bind(crate::truncate_micros(next.run_at))
+                .bind(&next.dedupe_key)
+                .bind(lease.map(|(token, _)| token))
+                .bind(lease.map(|(_, until)| until))
+                .bind(completed_job)
+                .bind(completed_token)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| match &e {
+                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                        Error::not_found("release", run.release_id)
+                    }
+                    _ => db("committing a step")(e),
+                })?;
+            if advanced.is_none() {
+                return Ok(None);
+            }
+            let claimed = match lease {
+                Some((token, locked_until)) if inserted == 1 => Some(ClaimedJob {
+                    kind: next.kind.clone(),
+                    payload: next.payload.clone(),
+                    attempt: 1,
+                    max_attempts: next.max_attempts,
+                    lease: JobLease {
+                        job_id,
+                        token,
+                        locked_until,
+                    },
+                }),
+                _ => None,
+            };
+            Ok(Some((Applied::Applied, claimed)))
+        }
+    }
+}
