@@ -447,7 +447,12 @@ async fn a_run_dropped_while_starting_leaves_no_hook() {
     for round in 0..5 {
         let scratch = tempfile::tempdir().expect("scratch dir");
         let pid_file = scratch.path().join("hook.pid");
-        let script = format!("echo $$ > {}; exec sleep 5", pid_file.display());
+        // Written aside and renamed: a hook killed while it writes leaves no pid file
+        // (one that runs on always gets to write it).
+        let script = format!(
+            "echo $$ > {0}.tmp && mv {0}.tmp {0}; exec sleep 5",
+            pid_file.display()
+        );
         let job = job(scratch.path(), process(&["/bin/sh", "-c", &script]));
         let runner = ProcessRunner::new();
         // Polled once (up to the start request), then dropped.
@@ -455,7 +460,7 @@ async fn a_run_dropped_while_starting_leaves_no_hook() {
         assert!(dropped.is_err(), "the hook cannot have finished already");
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let Ok(pid) = std::fs::read_to_string(&pid_file) else {
-            continue; // never started
+            continue; // never started, or killed as it started
         };
         let pid: u32 = pid.trim().parse().expect("pid number");
         if let Err(e) = wait_until_ended(pid, std::time::Duration::from_secs(2)).await {
