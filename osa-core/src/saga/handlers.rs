@@ -498,20 +498,21 @@ impl Engine {
             }
         }
         let has_rows = !rows.is_empty();
-        // The records the next step gets, known now: when this worker will run that
-        // step, its batch is written while this one commits.
+        // The records still in play after this step: what the next step gets, or what
+        // the finalize accepts.
         let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
+        let remaining: Vec<RecordId> = view
+            .in_play
+            .iter()
+            .filter(|id| !settled.contains(*id))
+            .cloned()
+            .collect();
         // The last hook has settled its records, so the finalize's replaces are known:
         // their locks and deletes go into the staged transaction while this step
         // commits. A run that accepts nothing publishes nothing staged.
         let staging = staging.map(|staging| {
             let engine = self.clone();
-            let accepted: Vec<RecordId> = view
-                .in_play
-                .iter()
-                .filter(|id| !settled.contains(*id))
-                .cloned()
-                .collect();
+            let accepted = remaining.clone();
             let targets: Vec<StagedReplace> = view.steps[..step as usize]
                 .iter()
                 .filter_map(|p| p.hook_run_id.map(|run_id| (p.release.hook.clone(), run_id)))
@@ -540,14 +541,11 @@ impl Engine {
                 }
             }))
         });
+        // When this worker will run the next step, its batch is written while this one
+        // commits.
         let next_batch = (hand_off.is_some() && !last && has_rows).then(|| {
             let engine = self.clone();
-            let next_in_play: Vec<RecordId> = view
-                .in_play
-                .iter()
-                .filter(|id| !settled.contains(*id))
-                .cloned()
-                .collect();
+            let next_in_play = remaining.clone();
             let release_id = view.run.steps[step as usize + 1].release_id;
             AbortOnDrop(tokio::spawn(async move {
                 let release = engine.release(release_id).await?;
@@ -601,7 +599,7 @@ impl Engine {
         });
         // The progress this commit leaves, for the worker that runs the next job.
         let mut after = view;
-        after.in_play.retain(|id| !settled.contains(id));
+        after.in_play = remaining;
         after.any_errored |= verdicts
             .iter()
             .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
