@@ -483,9 +483,9 @@ pub trait ValidationRunStore: Send + Sync {
     /// own that stays open, holding no lock another run's finalize waits for, until
     /// [`apply_finalize_staged`](Self::apply_finalize_staged) commits it. Nothing
     /// written is visible to anyone else before that commit; dropping the result
-    /// rolls it back. `None` when the backend does not stage (the default), or cannot
-    /// now without waiting (no free connection): the finalize then writes every row
-    /// itself.
+    /// rolls it back. `None` when the backend does not stage (the default), or not now
+    /// (it bounds how many staged transactions it holds): the finalize then writes
+    /// every row itself.
     async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
         let _ = batches;
         Ok(None)

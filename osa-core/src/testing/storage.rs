@@ -86,6 +86,7 @@ macro_rules! storage_conformance {
             step_hands_its_next_job_to_the_committer,
             finalize_publishes_features_once,
             concurrent_finalizes_keep_one_set,
+            concurrent_staged_finalizes_keep_one_set,
             staged_features_publish_like_a_plain_finalize,
             end_run_happens_once,
             run_records_keep_submit_order,
@@ -1557,6 +1558,17 @@ pub async fn finalize_publishes_features_once<S: Storage>(store: S) {
 /// tables (half of them in the opposite order), all apply (no deadlock surfaces) and
 /// leave exactly one run's set per record in each table.
 pub async fn concurrent_finalizes_keep_one_set<S: Storage>(store: S) {
+    concurrent_finalizes(store, false).await;
+}
+
+/// [`concurrent_finalizes_keep_one_set`] with half the finalizes staged, as a worker
+/// stages them (the first hook's rows written ahead, the replaces prepared, then the
+/// finalize), racing the plain ones. On a backend that does not stage, all are plain.
+pub async fn concurrent_staged_finalizes_keep_one_set<S: Storage>(store: S) {
+    concurrent_finalizes(store, true).await;
+}
+
+async fn concurrent_finalizes<S: Storage>(store: S, stage_half: bool) {
     const RUNS: usize = 8;
     let (alpha, beta) = (scored_identity("alpha"), scored_identity("beta"));
     let records: Vec<RecordId> = (0..20).map(|i| record(&format!("rec-{i:02}"))).collect();
@@ -1590,17 +1602,50 @@ pub async fn concurrent_finalizes_keep_one_set<S: Storage>(store: S) {
         plans.push((plan, [steps[0].hook_run.id, steps[1].hook_run.id]));
     }
     let mut tasks = Vec::new();
-    for (plan, _) in &plans {
+    for (w, (plan, _)) in plans.iter().enumerate() {
         let store = store.clone();
         let plan = plan.clone();
-        tasks.push(tokio::spawn(
-            async move { store.apply_finalize(&plan).await },
-        ));
+        let stage = stage_half && w % 2 == 0;
+        tasks.push(tokio::spawn(async move {
+            if !stage {
+                return (store.apply_finalize(&plan).await, false);
+            }
+            let first = plan
+                .features
+                .iter()
+                .find(|b| b.hook.as_str() == "alpha")
+                .expect("alpha batch")
+                .clone();
+            let Some(mut staged) = store.stage_features(vec![first]).await.expect("stage") else {
+                return (store.apply_finalize(&plan).await, false);
+            };
+            let targets = plan
+                .features
+                .iter()
+                .map(|b| StagedReplace {
+                    hook: b.hook.clone(),
+                    run_id: b.run_id,
+                    records: b.records.clone(),
+                })
+                .collect();
+            store
+                .replace_staged(&mut staged, targets)
+                .await
+                .expect("replace staged");
+            (store.apply_finalize_staged(&plan, staged).await, true)
+        }));
     }
+    let mut staged = 0;
     for task in tasks {
+        let (applied, was_staged) = task.await.expect("task");
+        assert_eq!(applied.expect("finalize"), Applied::Applied);
+        staged += usize::from(was_staged);
+    }
+    if stage_half {
         assert_eq!(
-            task.await.expect("task").expect("finalize"),
-            Applied::Applied
+            staged > 0,
+            store.stages_features(),
+            "a backend that stages staged some of the finalizes"
         );
     }
     for (step, identity) in [&alpha, &beta].into_iter().enumerate() {
@@ -1670,7 +1715,7 @@ pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S)
     else {
         assert!(
             !store.stages_features(),
-            "a backend that stages does so with a free pool"
+            "a backend that stages has a permit free here"
         );
         let rows = all_rows(&store, &alpha.name).await;
         assert_eq!(

@@ -285,19 +285,16 @@ impl PgBackend {
     /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
     pub(crate) const STAGES_FEATURES: bool = true;
 
-    /// A transaction for feature rows staged ahead of a finalize, when one can be had
-    /// without waiting: a staging permit is free and so is a pooled connection.
-    /// Staging only saves time, so it never queues for either.
+    /// A transaction for feature rows staged ahead of a finalize, when a staging
+    /// permit is free. The permits (half the pool) bound the connections staged
+    /// transactions hold, so the commits running beside them always find one, and a
+    /// staging that waits for a connection waits only for such a commit.
     pub(crate) async fn begin_staging(&self) -> Result<Option<crate::Staging<Postgres>>> {
         let Ok(permit) = self.staging.clone().try_acquire_owned() else {
             return Ok(None);
         };
-        let tx = self
-            .pool
-            .try_begin()
-            .await
-            .map_err(db("starting a staging transaction"))?;
-        Ok(tx.map(|tx| crate::Staging {
+        let tx = self.begin().await?;
+        Ok(Some(crate::Staging {
             tx,
             _permit: permit,
         }))
