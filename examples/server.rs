@@ -83,6 +83,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = env("OSA_BIND").unwrap_or_else(|| "127.0.0.1:8000".into());
     let archive = LocalArchive::open(&root).await?;
     println!("archive  {root}");
+    // A deploy takes seconds: one still open after ten minutes was left by a process
+    // that stopped mid-deploy, and is closed as failed.
+    let abandoned = archive
+        .deployer()
+        .close_abandoned(std::time::Duration::from_secs(600))
+        .await?;
+    if abandoned > 0 {
+        println!("closed {abandoned} deployment(s) an earlier process left open");
+    }
     println!(
         "admin token (1 h): {}",
         auth.issue("admin", &[Role::Admin], 3600)?

@@ -196,6 +196,7 @@ on_both_backends!(
     concurrent_deploys_sharing_hooks_succeed,
     concurrent_live_changes_record_what_they_replaced,
     unparsable_release_bodies_are_audited,
+    abandoned_deployments_are_closed,
 );
 
 impl<S: TestStorage> Archive<S> {
@@ -986,6 +987,91 @@ async fn a_dropped_deploy_still_closes_its_audit_row<S: TestStorage>(archive: Ar
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Deployments a dead process left `pending` or `applying` are closed as failed, with
+/// the event that ends their streams; younger ones, and ended ones, are left alone.
+async fn abandoned_deployments_are_closed<S: TestStorage>(archive: Archive<S>) {
+    let body = archive.payload("Finished", &[("only", archive.hook_config("only"))], 30);
+    let done = archive
+        .deployer
+        .deploy(&body, "deployer")
+        .await
+        .expect("deploy")
+        .deployment;
+    let storage = &archive.storage;
+    let mut stuck = Vec::new();
+    for status in [None, Some(DeploymentStatus::Applying)] {
+        let id = DeploymentId::new_random();
+        storage
+            .record_deployment(&osa::deploy::NewDeployment {
+                id,
+                kind: done.kind,
+                target: "stuck".into(),
+                principal: "deployer".into(),
+                payload_sha256: done.payload_sha256.clone(),
+                payload_size: done.payload_size,
+                payload_ref: done.payload_ref.clone(),
+                rollback_of: None,
+            })
+            .await
+            .expect("record");
+        if let Some(status) = status {
+            storage
+                .set_deployment_status(id, status, None)
+                .await
+                .expect("status");
+        }
+        stuck.push(id);
+    }
+    assert_eq!(
+        archive
+            .deployer
+            .close_abandoned(Duration::from_secs(3600))
+            .await
+            .expect("close"),
+        0,
+        "nothing is an hour old"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        archive
+            .deployer
+            .close_abandoned(Duration::ZERO)
+            .await
+            .expect("close"),
+        2
+    );
+    for id in stuck {
+        let row = archive.deployer.get(id).await.expect("get");
+        assert_eq!(row.status, DeploymentStatus::Failed);
+        assert!(row.error.as_deref().unwrap_or("").starts_with("abandoned"));
+        let events = archive
+            .deployer
+            .events(id, Duration::from_millis(20))
+            .await
+            .expect("stream");
+        let messages: Vec<String> =
+            tokio::time::timeout(Duration::from_secs(10), events.collect::<Vec<_>>())
+                .await
+                .expect("the stream ends")
+                .into_iter()
+                .map(|e| e.expect("event").message)
+                .collect();
+        assert_eq!(messages.last().map(String::as_str), Some("failed"));
+    }
+    assert_eq!(
+        archive.deployer.get(done.id).await.expect("get").status,
+        DeploymentStatus::Succeeded
+    );
+    assert_eq!(
+        archive
+            .deployer
+            .close_abandoned(Duration::ZERO)
+            .await
+            .expect("close"),
+        0
+    );
 }
 
 /// A deployment's event stream ends with its closing event, also when the stream sees

@@ -340,6 +340,69 @@ impl Deployer {
             .ok_or_else(|| Error::not_found("deployment", id))
     }
 
+    /// Closes the deployments a process left open when it stopped mid-deploy (killed,
+    /// crashed): each one still `pending` or `applying` and created more than
+    /// `older_than` ago becomes `failed`, with a `failed` event that ends its stream.
+    /// A deployment that is in fact still being applied is failed too (its apply then
+    /// cannot commit), so pass a bound well above the longest deploy. One that moves
+    /// on meanwhile is left alone. Returns how many were closed.
+    pub async fn close_abandoned(&self, older_than: std::time::Duration) -> Result<usize> {
+        let age = chrono::Duration::from_std(older_than)
+            .map_err(|_| Error::invalid("older_than", "duration out of range"))?;
+        let until = chrono::Utc::now() - age;
+        let message = "abandoned: the process applying it stopped before it ended";
+        let mut closed = 0;
+        for status in [DeploymentStatus::Pending, DeploymentStatus::Applying] {
+            // Closed rows leave the filter, so the first page is read until it is empty.
+            let mut skipped = std::collections::HashSet::new();
+            loop {
+                let page = self
+                    .log
+                    .list_deployments(&DeploymentFilter {
+                        status: Some(status),
+                        until: Some(until),
+                        limit: 100,
+                        ..DeploymentFilter::default()
+                    })
+                    .await?;
+                let open: Vec<_> = page.iter().filter(|d| !skipped.contains(&d.id)).collect();
+                if open.is_empty() {
+                    break;
+                }
+                for deployment in open {
+                    match self
+                        .log
+                        .set_deployment_status(
+                            deployment.id,
+                            DeploymentStatus::Failed,
+                            Some(message),
+                        )
+                        .await
+                    {
+                        Ok(()) => {
+                            tracing::warn!(deployment = %deployment.id, "abandoned deployment closed");
+                            let _ = self
+                                .log
+                                .append_deployment_event(
+                                    deployment.id,
+                                    "failed",
+                                    json!({"error": message, "kind": "abandoned"}),
+                                )
+                                .await;
+                            closed += 1;
+                        }
+                        // It moved on (succeeded, or another process closed it).
+                        Err(e) if e.kind() == crate::ErrorKind::Conflict => {
+                            skipped.insert(deployment.id);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(closed)
+    }
+
     /// Deployments matching `filter`, newest first.
     pub async fn list(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>> {
         self.log.list_deployments(filter).await
