@@ -43,7 +43,13 @@ pub(crate) fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
                 source: Some(Box::new(wrapped)),
             }
         } else if is_unique {
-            Error::conflict("row", context, detail)
+            // Which constraint is the server's business: callers see what collided.
+            tracing::info!(context, detail = %detail, "unique violation");
+            Error::conflict(
+                "row",
+                context,
+                "another write with the same key came first; read it and try again",
+            )
         } else {
             Error::Internal {
                 message: format!("{context}: {detail}"),
@@ -80,6 +86,32 @@ fn transient_code(code: &str) -> bool {
             .parse::<u32>()
             .is_ok_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED)),
         _ => false,
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod unique_tests {
+    use osa_core::ErrorKind;
+
+    use super::db;
+
+    /// A unique violation is a Conflict whose public text names what collided, not the
+    /// server's constraint.
+    #[tokio::test]
+    async fn unique_violations_keep_the_constraint_out() {
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        sqlx::query("CREATE TABLE secret_table (k TEXT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let insert = || sqlx::query("INSERT INTO secret_table (k) VALUES ('a')").execute(&pool);
+        insert().await.unwrap();
+        let error = db("creating a thing")(insert().await.unwrap_err());
+        assert_eq!(error.kind(), ErrorKind::Conflict);
+        let public = error.public_message();
+        assert!(public.contains("creating a thing"), "{public}");
+        assert!(!public.contains("secret_table"), "{public}");
+        assert!(!public.to_lowercase().contains("unique"), "{public}");
     }
 }
 
