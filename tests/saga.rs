@@ -382,6 +382,30 @@ impl<S: TestStorage> Archive<S> {
         rows
     }
 
+    /// Records a pending deployment by hand, like `like` but for `target` (a
+    /// deployment as a process would leave it, without the deployer).
+    async fn record_deployment_like(
+        &self,
+        like: &osa::deploy::Deployment,
+        target: &str,
+    ) -> DeploymentId {
+        let id = DeploymentId::new_random();
+        self.storage
+            .record_deployment(&osa::deploy::NewDeployment {
+                id,
+                kind: like.kind,
+                target: target.into(),
+                principal: like.principal.clone(),
+                payload_sha256: like.payload_sha256.clone(),
+                payload_size: like.payload_size,
+                payload_ref: like.payload_ref.clone(),
+                rollback_of: None,
+            })
+            .await
+            .expect("record");
+        id
+    }
+
     fn hook_config(&self, name: &str) -> Value {
         json!({"name": name, "log": self.path("side-effects.log")})
     }
@@ -1002,20 +1026,7 @@ async fn abandoned_deployments_are_closed<S: TestStorage>(archive: Archive<S>) {
     let storage = &archive.storage;
     let mut stuck = Vec::new();
     for status in [None, Some(DeploymentStatus::Applying)] {
-        let id = DeploymentId::new_random();
-        storage
-            .record_deployment(&osa::deploy::NewDeployment {
-                id,
-                kind: done.kind,
-                target: "stuck".into(),
-                principal: "deployer".into(),
-                payload_sha256: done.payload_sha256.clone(),
-                payload_size: done.payload_size,
-                payload_ref: done.payload_ref.clone(),
-                rollback_of: None,
-            })
-            .await
-            .expect("record");
+        let id = archive.record_deployment_like(&done, "stuck").await;
         if let Some(status) = status {
             storage
                 .set_deployment_status(id, status, None)
@@ -1085,21 +1096,10 @@ async fn a_deployment_stream_waits_for_the_closing_event<S: TestStorage>(archive
         .await
         .expect("deploy");
     // The same shape by hand: a deployment already succeeded, its last events late.
-    let id = osa::id::DeploymentId::new_random();
+    let id = archive
+        .record_deployment_like(&outcome.deployment, "late")
+        .await;
     let storage = &archive.storage;
-    storage
-        .record_deployment(&osa::deploy::NewDeployment {
-            id,
-            kind: outcome.deployment.kind,
-            target: "late".into(),
-            principal: "streamer".into(),
-            payload_sha256: outcome.deployment.payload_sha256.clone(),
-            payload_size: outcome.deployment.payload_size,
-            payload_ref: outcome.deployment.payload_ref.clone(),
-            rollback_of: None,
-        })
-        .await
-        .expect("record");
     for status in [DeploymentStatus::Applying, DeploymentStatus::Succeeded] {
         storage
             .set_deployment_status(id, status, None)

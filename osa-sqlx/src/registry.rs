@@ -174,31 +174,15 @@ macro_rules! registry_for {
         /// Inserts a hook run once (first write wins); returns whether it was inserted.
         pub(crate) async fn insert_run(conn: &mut $conn, run: &HookRun) -> Result<bool> {
             // An unknown release is the foreign key's to find (no read beforehand).
-            let result = sqlx::query(
+            let query = sqlx::query(
                 "INSERT INTO hook_runs (id, release_id, status, started_at, finished_at, duration_s, oom_retries, \
                  log_ref, input_sha256, passed, rejected, errored) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(run.id.0)
-            .bind(run.release_id.0)
-            .bind(run.status.as_str())
-            .bind(crate::truncate_micros(run.started_at))
-            .bind(crate::truncate_micros(run.finished_at))
-            .bind(run.duration_s)
-            .bind(as_i32(run.oom_retries, "oom_retries")?)
-            .bind(&run.log_ref)
-            .bind(run.input_sha256.as_ref().map(|d| d.as_str()))
-            .bind(as_i32(run.counts.passed, "counts.passed")?)
-            .bind(as_i32(run.counts.rejected, "counts.rejected")?)
-            .bind(as_i32(run.counts.errored, "counts.errored")?)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                    Error::not_found("release", run.release_id)
-                }
-                _ => db("recording a hook run")(e),
-            })?;
+            );
+            let result = crate::registry::bind_hook_run!(query, run)
+                .execute(&mut *conn)
+                .await
+                .map_err(crate::registry::hook_run_error(run, "recording a hook run"))?;
             Ok(result.rows_affected() == 1)
         }
 
@@ -329,3 +313,41 @@ macro_rules! registry_for {
 }
 
 pub(crate) use registry_for;
+
+/// Binds the twelve columns of a hook run, in `hook_runs` column order, onto a query
+/// (inside a function returning `Result`: a count too large fails it).
+macro_rules! bind_hook_run {
+    ($query:expr, $run:expr) => {{
+        let run: &osa_core::hook::HookRun = $run;
+        $query
+            .bind(run.id.0)
+            .bind(run.release_id.0)
+            .bind(run.status.as_str())
+            .bind(crate::truncate_micros(run.started_at))
+            .bind(crate::truncate_micros(run.finished_at))
+            .bind(run.duration_s)
+            .bind(crate::rows::as_i32(run.oom_retries, "oom_retries")?)
+            .bind(&run.log_ref)
+            .bind(run.input_sha256.as_ref().map(|d| d.as_str()))
+            .bind(crate::rows::as_i32(run.counts.passed, "counts.passed")?)
+            .bind(crate::rows::as_i32(run.counts.rejected, "counts.rejected")?)
+            .bind(crate::rows::as_i32(run.counts.errored, "counts.errored")?)
+    }};
+}
+
+pub(crate) use bind_hook_run;
+
+/// The error of a statement that records `run`: the release's foreign key finds an
+/// unknown release (NotFound, no read beforehand); the rest as [`db`](crate::error::db).
+pub(crate) fn hook_run_error(
+    run: &osa_core::hook::HookRun,
+    context: &'static str,
+) -> impl FnOnce(sqlx::Error) -> osa_core::Error + use<> {
+    let release = run.release_id;
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            osa_core::Error::not_found("release", release)
+        }
+        _ => crate::error::db(context)(e),
+    }
+}

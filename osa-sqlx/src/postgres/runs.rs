@@ -13,7 +13,6 @@ mod at_once {
     use osa_core::{Error, Result};
     use sqlx::types::Json;
 
-    use crate::error::db;
     use crate::rows::as_i32;
     use crate::runs::{TERMINAL, enum_name};
 
@@ -91,46 +90,31 @@ mod at_once {
                     (v.record_id.to_string(), verdict)
                 })
                 .collect();
-            let (advanced, inserted, _woken): (Option<i64>, i64, i64) = sqlx::query_as(&sql)
+            let query = sqlx::query_as(&sql)
                 .bind(step + 1)
                 .bind(now)
                 .bind(plan.events.len() as i64)
                 .bind(plan.run_id.0)
-                .bind(step)
-                .bind(run.id.0)
-                .bind(run.release_id.0)
-                .bind(run.status.as_str())
-                .bind(crate::truncate_micros(run.started_at))
-                .bind(crate::truncate_micros(run.finished_at))
-                .bind(run.duration_s)
-                .bind(as_i32(run.oom_retries, "oom_retries")?)
-                .bind(&run.log_ref)
-                .bind(run.input_sha256.as_ref().map(|d| d.as_str()))
-                .bind(as_i32(run.counts.passed, "counts.passed")?)
-                .bind(as_i32(run.counts.rejected, "counts.rejected")?)
-                .bind(as_i32(run.counts.errored, "counts.errored")?)
-                .bind(enum_name(&plan.status))
-                .bind(&plan.outputs_ref)
-                .bind(Json(serde_json::Value::Object(verdicts)))
-                .bind(Json(&plan.events))
-                .bind(job_id.0)
-                .bind(&next.kind)
-                .bind(Json(&next.payload))
-                .bind(as_i32(next.max_attempts, "max_attempts")?)
-                .bind(crate::truncate_micros(next.run_at))
-                .bind(&next.dedupe_key)
-                .bind(lease.map(|(token, _)| token))
-                .bind(lease.map(|(_, until)| until))
-                .bind(completed_job)
-                .bind(completed_token)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                        Error::not_found("release", run.release_id)
-                    }
-                    _ => db("committing a step")(e),
-                })?;
+                .bind(step);
+            let (advanced, inserted, _woken): (Option<i64>, i64, i64) =
+                crate::registry::bind_hook_run!(query, run)
+                    .bind(enum_name(&plan.status))
+                    .bind(&plan.outputs_ref)
+                    .bind(Json(serde_json::Value::Object(verdicts)))
+                    .bind(Json(&plan.events))
+                    .bind(job_id.0)
+                    .bind(&next.kind)
+                    .bind(Json(&next.payload))
+                    .bind(as_i32(next.max_attempts, "max_attempts")?)
+                    .bind(crate::truncate_micros(next.run_at))
+                    .bind(&next.dedupe_key)
+                    .bind(lease.map(|(token, _)| token))
+                    .bind(lease.map(|(_, until)| until))
+                    .bind(completed_job)
+                    .bind(completed_token)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(crate::registry::hook_run_error(run, "committing a step"))?;
             if advanced.is_none() {
                 return Ok(None);
             }
