@@ -91,14 +91,21 @@ pub struct LocalArchive {
 
 impl LocalArchive {
     /// Opens the archive in `root`, creating the directory, the database and its
-    /// tables when absent.
+    /// tables when absent. A relative `root` is resolved against the current directory
+    /// once, here.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(root, LocalOptions::default()).await
     }
 
     /// [`open`](Self::open) with options.
     pub async fn open_with(root: impl AsRef<Path>, options: LocalOptions) -> Result<Self> {
-        let root = root.as_ref().to_path_buf();
+        // Absolute, so the archive stays where it was opened whatever directory the
+        // process (or a hook it runs) is in later.
+        let root = std::path::absolute(root.as_ref()).map_err(|e| Error::Unavailable {
+            what: "archive directory",
+            detail: format!("resolving {}: {e}", root.as_ref().display()),
+            source: Some(Box::new(e)),
+        })?;
         std::fs::create_dir_all(&root).map_err(|e| Error::Unavailable {
             what: "archive directory",
             detail: format!("creating {}: {e}", root.display()),
@@ -123,7 +130,7 @@ impl LocalArchive {
         })
     }
 
-    /// The archive directory.
+    /// The archive directory (absolute).
     pub fn root(&self) -> &Path {
         &self.root
     }

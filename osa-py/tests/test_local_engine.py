@@ -73,6 +73,18 @@ def records(tmp_path) -> list[dict]:
     ]
 
 
+def test_a_relative_archive_runs_its_hooks(structures, records, tmp_path, monkeypatch):
+    # The README's first step: an archive named relative to the working directory.
+    # Hooks run in their batch directory, so they must be given absolute paths.
+    monkeypatch.chdir(tmp_path)
+    archive = LocalArchive("./archive")
+    deployed = archive.deploy_convention(structures, principal="alice")
+    result = archive.validate(deployed.slug, records)
+    assert result.status == "completed"
+    assert result.accepted == ["good"]
+    assert (tmp_path / "archive" / "archive.db").is_file()
+
+
 def test_payload_has_a_process_release_per_hook(structures):
     body = local_payload(structures)
     assert [h["name"] for h in body["hooks"]] == ["validate_structure", "find_pockets"]

@@ -96,6 +96,10 @@ impl BatchLayout {
     /// writes `records.jsonl`, `config.json` when `config` is non-empty, copies every
     /// record's files into `files/<record dir>/`, and creates an empty `out/`.
     ///
+    /// The layout's paths are absolute (a relative `root` is taken from the current
+    /// directory): runners hand them to hooks that run in another directory, or
+    /// bind-mount them into containers.
+    ///
     /// Fails before writing anything when ids repeat or collide after the directory
     /// mapping, a file is missing or too large, or metadata is not an object.
     pub fn prepare(
@@ -104,6 +108,9 @@ impl BatchLayout {
         config: &serde_json::Map<String, Value>,
         limits: &BatchLimits,
     ) -> Result<PreparedBatch, ContractError> {
+        let root = root.into();
+        let root =
+            std::path::absolute(&root).map_err(|e| ContractError::io("resolving", &root, e))?;
         let layout = BatchLayout::at(root);
         if records.len() > limits.max_records {
             return Err(ContractError::TooManyRecords {
@@ -328,6 +335,30 @@ mod tests {
         assert!(batch.layout.output.is_dir());
         let expected = Digest::of_bytes(&fs::read(batch.layout.input.join(RECORDS_FILE)).unwrap());
         assert_eq!(batch.input_sha256, expected);
+    }
+
+    #[test]
+    fn a_relative_root_gives_absolute_paths() {
+        // A directory under the current one, named relative to it.
+        let cwd = std::env::current_dir().unwrap();
+        let tmp = tempfile::tempdir_in(&cwd).unwrap();
+        let relative = tmp.path().strip_prefix(&cwd).unwrap().join("batch");
+        assert!(relative.is_relative());
+        let batch = BatchLayout::prepare(
+            &relative,
+            &[record("a", vec![])],
+            &serde_json::Map::new(),
+            &BatchLimits::default(),
+        )
+        .unwrap();
+        let layout = &batch.layout;
+        for path in [&layout.root, &layout.input, &layout.files, &layout.output] {
+            assert!(path.is_absolute(), "{}", path.display());
+        }
+        assert_eq!(
+            fs::canonicalize(&layout.root).unwrap(),
+            fs::canonicalize(&relative).unwrap()
+        );
     }
 
     #[test]
