@@ -3,9 +3,11 @@
 //! [`HookRunner`] is the port; [`process::ProcessRunner`] runs `process` releases
 //! locally (optionally inside bubblewrap), `oci::OciRunner` (feature `oci`) runs `oci`
 //! releases as hardened containers through the Docker Engine API (Docker or Podman),
-//! and [`execute_with_policy`] wraps any runner in the OOM retry policy of the design
+//! [`DispatchRunner`] hands each release to the runner of its runtime type, and
+//! [`execute_with_policy`] wraps any runner in the OOM retry policy of the design
 //! (checkpoint, smallest records first, doubled memory).
 
+mod dispatch;
 #[cfg(unix)]
 mod group;
 #[cfg(all(unix, feature = "oci"))]
@@ -16,6 +18,7 @@ pub mod process;
 #[cfg(unix)]
 mod spawner;
 
+pub use dispatch::DispatchRunner;
 #[cfg(all(unix, feature = "oci"))]
 pub use oci::{OciRunner, PullPolicy};
 pub use oom::{StepExecution, execute_with_policy, execute_with_policy_after};
