@@ -11,7 +11,7 @@ use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-use crate::id::{DeploymentId, FileName, ValidationRunId};
+use crate::id::{DeploymentId, Digest, FileName, ValidationRunId};
 use crate::{Error, Result};
 
 /// Key layout of OSA's blobs.
@@ -94,6 +94,80 @@ impl BlobKeys {
     }
 }
 
+/// A cloud store for a parsed scheme: its builder starts from the environment
+/// (`AWS_*`, `GOOGLE_*`, `AZURE_*`), then the URL, then `options`, each key checked
+/// (an unknown one is Invalid under its own name, not ignored).
+fn cloud_store(
+    scheme: object_store::ObjectStoreScheme,
+    url: &str,
+    options: Vec<(String, String)>,
+) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::ObjectStoreScheme as S;
+    #[allow(unused_macros)]
+    macro_rules! build {
+        ($builder:ty, $key:ty) => {{
+            let mut builder = <$builder>::from_env().with_url(url);
+            for (key, value) in options {
+                let parsed: $key = key.parse().map_err(|_| {
+                    Error::invalid(key.clone(), format!("not an option of {url}'s store"))
+                })?;
+                builder = builder.with_config(parsed, value);
+            }
+            let store = builder
+                .build()
+                .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
+            Ok(Arc::new(store) as Arc<dyn ObjectStore>)
+        }};
+    }
+    let _ = &options;
+    match scheme {
+        #[cfg(feature = "s3")]
+        S::AmazonS3 => build!(
+            object_store::aws::AmazonS3Builder,
+            object_store::aws::AmazonS3ConfigKey
+        ),
+        #[cfg(feature = "gcs")]
+        S::GoogleCloudStorage => build!(
+            object_store::gcp::GoogleCloudStorageBuilder,
+            object_store::gcp::GoogleConfigKey
+        ),
+        #[cfg(feature = "azure")]
+        S::MicrosoftAzure => build!(
+            object_store::azure::MicrosoftAzureBuilder,
+            object_store::azure::AzureConfigKey
+        ),
+        other => {
+            let feature = match other {
+                S::AmazonS3 => "s3",
+                S::GoogleCloudStorage => "gcs",
+                _ => "azure",
+            };
+            Err(Error::invalid(
+                "url",
+                format!("{url}: this build has no support for it (cargo feature `{feature}`)"),
+            ))
+        }
+    }
+}
+
+/// What [`Blobs::put_stream`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Streamed {
+    /// The blob is stored.
+    Stored {
+        /// Its size in bytes.
+        size: u64,
+        /// Its sha256.
+        sha256: Digest,
+    },
+    /// The stream went past the limit; nothing is stored.
+    TooLarge {
+        /// Bytes read before stopping (the limit plus one).
+        read: u64,
+    },
+}
+
 /// An object store plus the few operations OSA needs, with errors mapped.
 #[derive(Debug, Clone)]
 pub struct Blobs {
@@ -167,6 +241,79 @@ impl Blobs {
         })
     }
 
+    /// The store a URL names, with object_store's options (credentials, endpoint,
+    /// region, … as `aws_endpoint`, `aws_access_key_id`, `google_service_account`,
+    /// …; the environment is read too, `AWS_*` say):
+    ///
+    /// | URL | store |
+    /// |---|---|
+    /// | `file:///srv/osa/blobs` (or a plain path) | a local directory, created if missing ([`Blobs::local`]) |
+    /// | `memory://` | in memory (tests; gone with the process) |
+    /// | `s3://bucket/prefix` | Amazon S3 or an S3-compatible server (cargo feature `s3`) |
+    /// | `gs://bucket/prefix` | Google Cloud Storage (feature `gcs`) |
+    /// | `az://container/prefix` | Azure Blob Storage (feature `azure`) |
+    ///
+    /// A path after the bucket is a prefix every key is stored under. An unknown
+    /// scheme, a scheme this build has no feature for, or a bad option is Invalid
+    /// with field `url` (or the option's name).
+    pub fn from_url<K, V>(url: &str, options: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let options: Vec<(String, String)> = options
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into()))
+            .collect();
+        if !url.contains("://") {
+            return Self::local(url);
+        }
+        let parsed =
+            url::Url::parse(url).map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
+        match parsed.scheme() {
+            "file" => {
+                if parsed
+                    .host_str()
+                    .is_some_and(|h| !h.is_empty() && h != "localhost")
+                {
+                    return Err(Error::invalid(
+                        "url",
+                        format!("{url}: a file URL names a local path (file:///path)"),
+                    ));
+                }
+                let path = parsed
+                    .to_file_path()
+                    .map_err(|()| Error::invalid("url", format!("{url}: not a local path")))?;
+                if let Some((key, _)) = options.first() {
+                    return Err(Error::invalid(
+                        key.clone(),
+                        "a local directory takes no options",
+                    ));
+                }
+                Self::local(path)
+            }
+            "memory" => Ok(Self::new(Arc::new(object_store::memory::InMemory::new()))),
+            "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "azure" | "adl" => {
+                let (scheme, prefix) = object_store::ObjectStoreScheme::parse(&parsed)
+                    .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
+                let prefix = Path::parse(prefix)
+                    .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
+                let store = cloud_store(scheme, url, options)?;
+                Ok(if prefix.as_ref().is_empty() {
+                    Self::new(store)
+                } else {
+                    Self::new(Arc::new(object_store::prefix::PrefixStore::new(
+                        store, prefix,
+                    )))
+                })
+            }
+            other => Err(Error::invalid(
+                "url",
+                format!("{url}: unknown scheme `{other}` (file, memory, s3, gs, az)"),
+            )),
+        }
+    }
+
     /// The file holding the blob at `key`, when the store is a local directory made by
     /// [`Blobs::local`] and the blob is a regular file inside it (not reached through
     /// a symlink, which could point anywhere): readers may copy it from there instead
@@ -206,6 +353,98 @@ impl Blobs {
             .bytes()
             .await
             .map_err(|e| unavailable("reading", key, e))
+    }
+
+    /// Streams `reader` into the blob at `key`, at most `limit` bytes, hashing it as
+    /// it goes; large blobs go up in parts (multipart uploads on cloud stores), so
+    /// memory stays bounded whatever the size. Over the limit, nothing is stored and
+    /// [`Streamed::TooLarge`] says how much was read (at most `limit + 1`).
+    pub async fn put_stream(
+        &self,
+        key: &Path,
+        reader: impl tokio::io::AsyncRead + Unpin + Send,
+        limit: u64,
+    ) -> Result<Streamed> {
+        use sha2::Digest as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut reader = reader.take(limit.saturating_add(1));
+        let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), key.clone());
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let outcome: std::io::Result<bool> = async {
+            loop {
+                let n = reader.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(true);
+                }
+                size += n as u64;
+                if size > limit {
+                    return Ok(false);
+                }
+                hasher.update(&chunk[..n]);
+                writer.write_all(&chunk[..n]).await?;
+            }
+        }
+        .await;
+        match outcome {
+            Ok(true) => {
+                writer.shutdown().await.map_err(|e| Error::Unavailable {
+                    what: "object store",
+                    detail: format!("writing {key}: {e}"),
+                    source: Some(Box::new(e)),
+                })?;
+                Ok(Streamed::Stored {
+                    size,
+                    sha256: Digest::from_hasher(hasher),
+                })
+            }
+            Ok(false) => {
+                let _ = writer.abort().await;
+                Ok(Streamed::TooLarge { read: size })
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(Error::Unavailable {
+                    what: "object store",
+                    detail: format!("streaming {key}: {e}"),
+                    source: Some(Box::new(e)),
+                })
+            }
+        }
+    }
+
+    /// Streams the blob at `key` into a new file at `path` (chunk by chunk, never
+    /// whole in memory); NotFound when absent. Returns its size.
+    pub async fn get_to_file(&self, key: &Path, path: &std::path::Path) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+
+        if let Some(local) = &self.local
+            && local.contained_file(key).is_none()
+        {
+            return Err(Error::not_found("blob", key));
+        }
+        let result = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| unavailable("reading", key, e))?;
+        let io = |e: std::io::Error| Error::Unavailable {
+            what: "batch directory",
+            detail: format!("writing {}: {e}", path.display()),
+            source: Some(Box::new(e)),
+        };
+        let mut file = tokio::fs::File::create_new(path).await.map_err(io)?;
+        let mut stream = result.into_stream();
+        let mut size = 0u64;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| unavailable("reading", key, e))?;
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(io)?;
+        }
+        file.flush().await.map_err(io)?;
+        Ok(size)
     }
 
     /// Copies a blob within the store. In a local directory the bytes are copied (the
@@ -356,6 +595,102 @@ fn copy_regular_file(source: &std::path::Path, target: &std::path::Path) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stores_from_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Path::from("a/b.txt");
+        let none: [(&str, &str); 0] = [];
+        for url in [
+            format!("file://{}", dir.path().join("by-url").display()),
+            dir.path().join("by-path").display().to_string(),
+        ] {
+            let blobs = Blobs::from_url(&url, none).unwrap();
+            blobs.put(&key, "x").await.unwrap();
+            assert!(
+                blobs.local_file(&key).is_some(),
+                "{url} is a local directory"
+            );
+        }
+        assert!(dir.path().join("by-url/a/b.txt").is_file());
+        assert!(dir.path().join("by-path/a/b.txt").is_file());
+
+        let memory = Blobs::from_url("memory://", none).unwrap();
+        memory.put(&key, "in memory").await.unwrap();
+        assert_eq!(memory.get(&key).await.unwrap(), "in memory");
+        assert!(memory.local_file(&key).is_none());
+
+        let invalid = |url: &str, options: Vec<(&str, &str)>| {
+            let err = Blobs::from_url(url, options).unwrap_err();
+            match err {
+                Error::Invalid { field, message } => format!("{field}: {message}"),
+                other => panic!("{url}: {other:?}"),
+            }
+        };
+        assert!(
+            invalid("ftp://host/x", vec![]).starts_with("url: ftp://host/x: unknown scheme `ftp`")
+        );
+        assert!(invalid("file://elsewhere/x", vec![]).contains("local path"));
+        let with_option = format!("file://{}", dir.path().display());
+        assert!(invalid(&with_option, vec![("region", "x")]).starts_with("region: "));
+        assert!(invalid("not a url://", vec![]).starts_with("url: "));
+        if cfg!(feature = "s3") {
+            let message = invalid("s3://bucket/prefix", vec![("aws_no_such_option", "1")]);
+            assert!(message.starts_with("aws_no_such_option: "), "{message}");
+        } else {
+            let message = invalid("s3://bucket/prefix", vec![]);
+            assert!(message.contains("cargo feature `s3`"), "{message}");
+        }
+        if !cfg!(feature = "gcs") {
+            assert!(invalid("gs://bucket", vec![]).contains("cargo feature `gcs`"));
+        }
+        if !cfg!(feature = "azure") {
+            assert!(invalid("az://container", vec![]).contains("cargo feature `azure`"));
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_in_and_out_within_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        for blobs in [
+            Blobs::local(dir.path().join("store")).unwrap(),
+            Blobs::new(Arc::new(object_store::memory::InMemory::new())),
+        ] {
+            // Larger than one part of a multipart upload (10 MiB by default).
+            let data: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+            let key = Path::from("uploads/big.bin");
+            let stored = blobs
+                .put_stream(&key, &data[..], data.len() as u64)
+                .await
+                .unwrap();
+            assert_eq!(
+                stored,
+                Streamed::Stored {
+                    size: data.len() as u64,
+                    sha256: Digest::of_bytes(&data)
+                }
+            );
+            let copy = dir.path().join(format!("copy-{}", blobs.local.is_some()));
+            assert_eq!(
+                blobs.get_to_file(&key, &copy).await.unwrap(),
+                data.len() as u64
+            );
+            assert_eq!(std::fs::read(&copy).unwrap(), data);
+
+            let over = Path::from("uploads/over.bin");
+            let refused = blobs.put_stream(&over, &data[..1000], 999).await.unwrap();
+            assert_eq!(refused, Streamed::TooLarge { read: 1000 });
+            assert!(matches!(
+                blobs.size(&over).await,
+                Err(Error::NotFound { .. })
+            ));
+            let missing = dir.path().join("missing");
+            assert!(matches!(
+                blobs.get_to_file(&over, &missing).await,
+                Err(Error::NotFound { .. })
+            ));
+        }
+    }
 
     #[tokio::test]
     async fn round_trip_and_log_confinement() {

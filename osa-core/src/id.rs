@@ -382,6 +382,12 @@ impl Digest {
         Digest(format!("sha256:{}", hex::encode(hash)))
     }
 
+    /// The digest a finished sha256 hasher holds (for data hashed as it streams).
+    pub fn from_hasher(hasher: sha2::Sha256) -> Self {
+        use sha2::Digest as _;
+        Digest(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
     /// The 64 hex digits without the `sha256:` prefix.
     pub fn hex(&self) -> &str {
         &self.0["sha256:".len()..]

@@ -64,6 +64,10 @@ pub mod validation;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The object store crate OSA's blobs go through, re-exported so users build stores
+/// (or name its types) without pinning its version themselves.
+pub use object_store;
+
 pub use convention::ConventionStore;
 pub use deploy::DeploymentLog;
 pub use error::{Error, ErrorKind, Result, RetryClass};

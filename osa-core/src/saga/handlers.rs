@@ -797,10 +797,8 @@ impl Engine {
                     .await
                     .map_err(|e| io_error("creating", &dir, e))?;
                 let path = dir.join(file.name.as_str());
-                let bytes = self.blobs().get(&key).await?;
-                tokio::fs::write(&path, &bytes)
-                    .await
-                    .map_err(|e| io_error("writing", &path, e))?;
+                // Streamed: a record file may be larger than the memory to spare.
+                self.blobs().get_to_file(&key, &path).await?;
                 files.push(BatchFile {
                     name: file.name.clone(),
                     source: path,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use worker::{Worker, WorkerConfig};
 
-use crate::blob::{BlobKeys, Blobs};
+use crate::blob::{BlobKeys, Blobs, Streamed};
 use crate::contract::{BatchLimits, OutputLimits};
 use crate::convention::ConventionStore;
 use crate::feature::FeatureSpec;
@@ -397,28 +397,16 @@ impl Engine {
                         if meta.len() > limit {
                             return Err(file_too_large(position, &file.name, meta.len(), limit));
                         }
-                        // Read up to one byte past the limit: a file that grew since
-                        // its size was read is refused, not read whole.
-                        let mut bytes = Vec::with_capacity(meta.len() as usize);
-                        let read = async {
-                            use tokio::io::AsyncReadExt;
-                            tokio::fs::File::open(path)
-                                .await?
-                                .take(limit + 1)
-                                .read_to_end(&mut bytes)
-                                .await
-                        };
-                        read.await.map_err(unreadable)?;
-                        if bytes.len() as u64 > limit {
-                            return Err(file_too_large(
-                                position,
-                                &file.name,
-                                bytes.len() as u64,
-                                limit,
-                            ));
+                        // Streamed into the store, at most one byte past the limit:
+                        // a file that grew since its size was read is refused, not
+                        // read whole.
+                        let reader = tokio::fs::File::open(path).await.map_err(unreadable)?;
+                        match blobs.put_stream(&key, reader, limit).await? {
+                            Streamed::Stored { .. } => written.push(key.clone()),
+                            Streamed::TooLarge { read } => {
+                                return Err(file_too_large(position, &file.name, read, limit));
+                            }
                         }
-                        blobs.put(&key, bytes).await?;
-                        written.push(key.clone());
                     }
                     FileSource::Object { key: source } => {
                         blobs
