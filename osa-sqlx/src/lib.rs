@@ -33,7 +33,7 @@ pub mod postgres;
 pub mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{PgBackend, PgConfig};
+pub use postgres::{PgBackend, PgConfig, redacted_url};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteBackend;
 

@@ -26,9 +26,14 @@ use crate::error::{db, migrate};
 use crate::feature_sql::{Dialect, quote};
 
 /// Where and how to connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The URL takes libpq's parameters (`sslmode`, `sslrootcert`, `application_name`,
+/// …); TLS is built in (rustls), so `sslmode=require` or `verify-full` reach managed
+/// databases that refuse plain connections. Its `Debug` form never shows the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgConfig {
-    /// Connection URL (`postgres://user@host:5432/db`).
+    /// Connection URL (`postgres://user@host:5432/db?sslmode=require`).
     pub url: String,
     /// Schema of the control tables.
     pub control_schema: String,
@@ -36,6 +41,53 @@ pub struct PgConfig {
     pub features_schema: String,
     /// Pool size.
     pub max_connections: u32,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &redacted_url(&self.url))
+            .field("control_schema", &self.control_schema)
+            .field("features_schema", &self.features_schema)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `url` with its password, if any, replaced by `***` (for logs and errors). A URL
+/// that does not parse is shown as `<unparsable URL>`: it may hold a password in a
+/// place no parser finds.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable URL>".into();
+    };
+    // The authority ends at the first `/`, `?` or `#`; the user info at its last `@`.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let redacted = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    // A password can also be a query parameter.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{redacted}{tail}")
 }
 
 impl PgConfig {
@@ -53,6 +105,12 @@ impl PgConfig {
     pub fn with_schemas(mut self, control: impl Into<String>, features: impl Into<String>) -> Self {
         self.control_schema = control.into();
         self.features_schema = features.into();
+        self
+    }
+
+    /// The same database with a pool of `max` connections.
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
         self
     }
 }
@@ -166,18 +224,63 @@ fn check_schema(name: &str) -> Result<()> {
 impl PgBackend {
     /// Connects a pool whose sessions use the control schema.
     pub async fn connect(config: PgConfig) -> Result<Self> {
+        let options = PgConnectOptions::from_str(&config.url)
+            .map_err(|e| Error::invalid("url", format!("{}: {e}", redacted_url(&config.url))))?;
+        Self::connect_with(options, config).await
+    }
+
+    /// Connects with options the caller built (credentials from a secret store, TLS
+    /// certificates, …). `config`'s schemas and pool size apply; its `url` is not
+    /// used.
+    pub async fn connect_with(options: PgConnectOptions, config: PgConfig) -> Result<Self> {
         check_schema(&config.control_schema)?;
         check_schema(&config.features_schema)?;
-        let options = PgConnectOptions::from_str(&config.url)
-            .map_err(|e| Error::invalid("url", e.to_string()))?
-            .options([("search_path", config.control_schema.as_str())]);
+        let options = options.options([("search_path", config.control_schema.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
             .connect_with(options)
             .await
             .map_err(db("connecting to Postgres"))?;
+        Ok(Self::over(pool, config))
+    }
+
+    /// A backend over the caller's pool, whose connections must have the control
+    /// schema first on their `search_path` (build it with
+    /// `PgConnectOptions::options([("search_path", "osa")])`); checked here.
+    /// `config`'s schemas apply; its `url` and pool size are not used.
+    pub async fn from_pool(pool: PgPool, config: PgConfig) -> Result<Self> {
+        check_schema(&config.control_schema)?;
+        check_schema(&config.features_schema)?;
+        let path: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&pool)
+            .await
+            .map_err(db("reading the pool's search_path"))?;
+        let first = path
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"');
+        if first != config.control_schema {
+            return Err(Error::invalid(
+                "search_path",
+                format!(
+                    "the pool's connections have search_path {path:?}; it must start with \
+                     the control schema {:?}",
+                    config.control_schema
+                ),
+            ));
+        }
+        let config = PgConfig {
+            max_connections: pool.options().get_max_connections(),
+            ..config
+        };
+        Ok(Self::over(pool, config))
+    }
+
+    fn over(pool: PgPool, config: PgConfig) -> Self {
         let stagings = (config.max_connections / 2) as usize;
-        Ok(PgBackend {
+        PgBackend {
             pool,
             dialect: Dialect::Postgres {
                 control_schema: config.control_schema.clone(),
@@ -187,18 +290,22 @@ impl PgBackend {
             contracts: Arc::default(),
             jobs_signal: Arc::default(),
             staging: Arc::new(tokio::sync::Semaphore::new(stagings)),
-        })
+        }
     }
 
     /// Starts the task that listens for enqueues and wakes this backend's waiters (it
     /// keeps trying when it cannot connect; polling covers the gap).
     fn listen_for_jobs(&self) -> ListenerTask {
-        let url = self.config.url.clone();
+        // A pool of its own, of one connection, with the options of the backend's
+        // pool (TLS, credentials): a listener holds its connection for good.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
         let notify = self.jobs_signal.notify.clone();
         ListenerTask(tokio::spawn(async move {
             loop {
                 let listener = async {
-                    let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
                     listener.listen(JOBS_CHANNEL).await?;
                     Ok::<_, sqlx::Error>(listener)
                 };
@@ -311,5 +418,34 @@ impl PgBackend {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        for (url, shown) in [
+            (
+                "postgres://osa:s3cr%40t@db.example:5432/osa?sslmode=require",
+                "postgres://osa:***@db.example:5432/osa?sslmode=require",
+            ),
+            ("postgres://a:b:c@h/db", "postgres://a:***@h/db"),
+            ("postgres://p@ss:w@rd@h/db", "postgres://p@ss:***@h/db"),
+            ("postgres://user@h/db", "postgres://user@h/db"),
+            (
+                "postgres://h/db?user=u&password=pw",
+                "postgres://h/db?user=u&password=***",
+            ),
+            ("postgresql://h", "postgresql://h"),
+            ("host=h password=pw", "<unparsable URL>"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
+        let debug = format!("{:?}", PgConfig::new("postgres://osa:hunter22@h/db"));
+        assert!(!debug.contains("hunter22"), "{debug}");
+        assert!(debug.contains("osa:***@h/db"), "{debug}");
     }
 }
