@@ -253,6 +253,9 @@ struct NodeClaims {
     iat: i64,
     #[serde(default)]
     roles: Vec<Role>,
+    /// Scopes of a machine token minted by the node (`osa-server token --scope`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<Scope>,
 }
 
 /// The scopes of a machine token: a space-separated string or an array of strings.
@@ -298,6 +301,25 @@ impl Authenticator {
 
     /// Mints a node token for `subject` with `roles`, valid for `ttl_s` seconds.
     pub fn issue(&self, subject: &str, roles: &[Role], ttl_s: i64) -> Result<String> {
+        self.issue_scoped(subject, roles, &[], ttl_s)
+    }
+
+    /// Mints a node token for `subject` with `roles` and `scopes` (a machine that
+    /// should only deploy, say, gets `conventions:write` and no role), valid for
+    /// `ttl_s` seconds.
+    pub fn issue_scoped(
+        &self,
+        subject: &str,
+        roles: &[Role],
+        scopes: &[Scope],
+        ttl_s: i64,
+    ) -> Result<String> {
+        if ttl_s <= 0 {
+            return Err(Error::invalid(
+                "ttl",
+                "a token must live at least one second",
+            ));
+        }
         let now = chrono::Utc::now().timestamp();
         let claims = NodeClaims {
             sub: subject.to_string(),
@@ -306,6 +328,7 @@ impl Authenticator {
             exp: now + ttl_s,
             iat: now,
             roles: roles.to_vec(),
+            scopes: scopes.to_vec(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.node.encoding)
             .map_err(|e| Error::internal(format!("signing a token: {e}")))
@@ -355,7 +378,7 @@ impl Authenticator {
             subject: claims.sub,
             issuer: claims.iss,
             roles: claims.roles.into_iter().collect(),
-            scopes: BTreeSet::new(),
+            scopes: claims.scopes.into_iter().collect(),
             expires_at: self.expiry(claims.exp)?,
         })
     }
@@ -501,6 +524,27 @@ mod tests {
         for scope in Scope::ALL {
             admin.require(scope).unwrap();
         }
+    }
+
+    #[test]
+    fn node_tokens_can_carry_scopes_alone() {
+        let auth = auth();
+        let token = auth
+            .issue_scoped("ci", &[], &[Scope::ConventionsWrite, Scope::HooksWrite], 60)
+            .unwrap();
+        let p = auth.verify(&token).unwrap();
+        assert_eq!(p.subject, "ci");
+        assert!(p.roles.is_empty());
+        p.require(Scope::ConventionsWrite).unwrap();
+        p.require(Scope::HooksWrite).unwrap();
+        assert!(matches!(
+            p.require(Scope::ValidationsWrite),
+            Err(Error::Forbidden { .. })
+        ));
+        assert!(matches!(
+            auth.issue_scoped("ci", &[], &[Scope::RunsRead], 0),
+            Err(Error::Invalid { .. })
+        ));
     }
 
     #[test]
