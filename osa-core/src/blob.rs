@@ -336,19 +336,23 @@ impl Blobs {
             .map_err(|e| unavailable("writing", key, e))
     }
 
-    /// Reads the blob at `key`; NotFound when absent (in a local directory also when
-    /// it is not a regular file inside it, see [`Blobs::local_file`]).
-    pub async fn get(&self, key: &Path) -> Result<Bytes> {
+    /// Starts reading the blob at `key` (see [`Blobs::get`] for what is NotFound).
+    async fn open(&self, key: &Path) -> Result<object_store::GetResult> {
         if let Some(local) = &self.local
             && local.contained_file(key).is_none()
         {
             return Err(Error::not_found("blob", key));
         }
-        let result = self
-            .store
+        self.store
             .get(key)
             .await
-            .map_err(|e| unavailable("reading", key, e))?;
+            .map_err(|e| unavailable("reading", key, e))
+    }
+
+    /// Reads the blob at `key`; NotFound when absent (in a local directory also when
+    /// it is not a regular file inside it, see [`Blobs::local_file`]).
+    pub async fn get(&self, key: &Path) -> Result<Bytes> {
+        let result = self.open(key).await?;
         result
             .bytes()
             .await
@@ -420,16 +424,7 @@ impl Blobs {
     pub async fn get_to_file(&self, key: &Path, path: &std::path::Path) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
 
-        if let Some(local) = &self.local
-            && local.contained_file(key).is_none()
-        {
-            return Err(Error::not_found("blob", key));
-        }
-        let result = self
-            .store
-            .get(key)
-            .await
-            .map_err(|e| unavailable("reading", key, e))?;
+        let result = self.open(key).await?;
         let io = |e: std::io::Error| Error::Unavailable {
             what: "batch directory",
             detail: format!("writing {}: {e}", path.display()),
