@@ -1,5 +1,5 @@
 //! The reference HTTP API (feature `http`): OSA's services under `/api/v1`, with
-//! bearer-token auth and scope gates (DESIGN §11–§12).
+//! bearer-token auth and scope gates.
 //!
 //! ```no_run
 //! # async fn demo(archive: osa::local::LocalArchive, auth: osa::auth::Authenticator) {

@@ -1,6 +1,6 @@
 //! Authentication of callers with JWTs, and the scope gate.
 //!
-//! Two kinds of issuers (DESIGN §11):
+//! Two kinds of issuers:
 //!
 //! - the **node** itself: HS256 tokens signed with the node secret, for users; their
 //!   roles come from the `roles` claim (`public < depositor < curator < admin <

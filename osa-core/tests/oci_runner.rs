@@ -251,7 +251,7 @@ fn proc_status(pid: i64) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Every hardening setting of DESIGN §6, read back from a live container through the
+/// Every hardening setting of the OCI runner, read back from a live container through the
 /// API and, where the API shows the request rather than the effect, from the kernel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_container_has_every_hardening_setting() {

@@ -1,5 +1,5 @@
-//! The SQLite settings of DESIGN §14 are in force on every connection, read back from
-//! the database rather than assumed from the options.
+//! OSA's SQLite settings (WAL, busy timeout, foreign keys, …) are in force on every
+//! connection, read back from the database rather than assumed from the options.
 
 #![cfg(feature = "sqlite")]
 

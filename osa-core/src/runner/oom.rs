@@ -1,4 +1,4 @@
-//! The OOM policy of DESIGN §6, for every runner: checkpoint, feed the rest smallest
+//! The OOM policy, for every runner: checkpoint, feed the rest smallest
 //! first, double the memory, at most [`FailurePolicy::max_memory_bumps`] times.
 
 use std::collections::{HashMap, HashSet};
