@@ -43,6 +43,44 @@ pub enum Role {
     Superadmin,
 }
 
+impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Role; 5] = [
+        Role::Public,
+        Role::Depositor,
+        Role::Curator,
+        Role::Admin,
+        Role::Superadmin,
+    ];
+
+    /// The wire name (`curator`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Public => "public",
+            Role::Depositor => "depositor",
+            Role::Curator => "curator",
+            Role::Admin => "admin",
+            Role::Superadmin => "superadmin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| Error::invalid("role", format!("unknown role {s:?}")))
+    }
+}
+
 /// A permission a machine token can carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Scope {
@@ -524,6 +562,26 @@ mod tests {
         for scope in Scope::ALL {
             admin.require(scope).unwrap();
         }
+    }
+
+    #[test]
+    fn role_and_scope_names_are_their_wire_names() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().expect("parses"), role);
+            assert_eq!(
+                serde_json::to_value(role).expect("serializes"),
+                serde_json::json!(role.as_str())
+            );
+        }
+        for scope in Scope::ALL {
+            assert_eq!(scope.as_str().parse::<Scope>().expect("parses"), scope);
+            assert_eq!(
+                serde_json::to_value(scope).expect("serializes"),
+                serde_json::json!(scope.as_str())
+            );
+        }
+        assert!("root".parse::<Role>().is_err());
+        assert!("Admin".parse::<Role>().is_err());
     }
 
     #[test]

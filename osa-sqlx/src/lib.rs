@@ -38,6 +38,9 @@ pub use postgres::{PgBackend, PgConfig, redacted_url};
 pub use sqlite::SqliteBackend;
 
 pub use error::StorageError;
+/// The sqlx this crate is built on, so a caller's `PgPool` or `PgConnectOptions` is of
+/// the version the backends take.
+pub use sqlx;
 
 /// An open transaction holding feature rows staged ahead of a finalize (the backend's
 /// half of [`osa_core::validation::StagedFeatures`]), with the permit that bounds how

@@ -41,6 +41,9 @@ pub struct PgConfig {
     pub features_schema: String,
     /// Pool size.
     pub max_connections: u32,
+    /// How long opening a connection may take before it fails (an unreachable server
+    /// is reported after this).
+    pub connect_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for PgConfig {
             .field("control_schema", &self.control_schema)
             .field("features_schema", &self.features_schema)
             .field("max_connections", &self.max_connections)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -91,13 +95,15 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 impl PgConfig {
-    /// The defaults for `url`: schemas `osa` and `osa_features`, 10 connections.
+    /// The defaults for `url`: schemas `osa` and `osa_features`, 10 connections, 30 s to
+    /// connect.
     pub fn new(url: impl Into<String>) -> Self {
         PgConfig {
             url: url.into(),
             control_schema: "osa".into(),
             features_schema: "osa_features".into(),
             max_connections: 10,
+            connect_timeout: std::time::Duration::from_secs(30),
         }
     }
 
@@ -111,6 +117,12 @@ impl PgConfig {
     /// The same database with a pool of `max` connections.
     pub fn with_max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// The same database, giving up on a connection after `timeout`.
+    pub fn with_connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 }
@@ -236,8 +248,33 @@ impl PgBackend {
         check_schema(&config.control_schema)?;
         check_schema(&config.features_schema)?;
         let options = options.options([("search_path", config.control_schema.as_str())]);
+        // One connection first: a pool that cannot connect reports only that it timed
+        // out, this reports why (refused, authentication, TLS, …).
+        use sqlx::Connection as _;
+        match tokio::time::timeout(
+            config.connect_timeout,
+            sqlx::PgConnection::connect_with(&options),
+        )
+        .await
+        {
+            Ok(Ok(probe)) => {
+                let _ = probe.close().await;
+            }
+            Ok(Err(e)) => return Err(db("connecting to Postgres")(e)),
+            Err(_) => {
+                return Err(Error::Unavailable {
+                    what: "database",
+                    detail: format!(
+                        "connecting to Postgres: no connection within {:?}",
+                        config.connect_timeout
+                    ),
+                    source: None,
+                });
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.connect_timeout)
             .connect_with(options)
             .await
             .map_err(db("connecting to Postgres"))?;

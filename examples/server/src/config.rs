@@ -1,0 +1,408 @@
+//! The server's configuration: what the file and the environment may say, its
+//! defaults, and the check that turns it into [`Settings`] without touching anything.
+//!
+//! Sources, later ones winning: the defaults below, the TOML file given with
+//! `--config` (or `OSA_CONFIG`), then environment variables `OSA_<SECTION>__<KEY>`
+//! (`OSA_STORAGE__URL`, `OSA_BLOBS__OPTIONS__AWS_ENDPOINT`, …). Only variables whose
+//! first segment is a section below are read, so unrelated `OSA_*` variables (those the
+//! hooks' contract uses, say) are left alone. Unknown keys are errors.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The sections of the file, also the first segment of every environment override.
+pub const SECTIONS: &[&str] = &[
+    "server", "archive", "storage", "blobs", "runners", "auth", "worker", "log",
+];
+
+/// A setting that cannot be used, with the key that names it (`storage.url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, dotted (`runners.oci.host`), or the environment variable that set it.
+    pub setting: String,
+    /// What is wrong, in one line.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, message: impl fmt::Display) -> Self {
+        // One line, whatever the cause printed.
+        let message = message.to_string().replace(['\n', '\r'], " ");
+        ConfigError {
+            setting: setting.into(),
+            message,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub archive: ArchiveSection,
+    pub storage: StorageSection,
+    pub blobs: BlobsSection,
+    pub runners: RunnersSection,
+    pub auth: AuthSection,
+    pub worker: WorkerSection,
+    pub log: LogSection,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Address to listen on (`127.0.0.1:8000`; port 0 picks a free one, printed).
+    pub bind: String,
+    /// Object-store prefix record files of `POST /validations` are taken from.
+    pub upload_prefix: String,
+    /// Most event streams (SSE) open at once.
+    pub max_event_streams: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            bind: "127.0.0.1:8000".into(),
+            upload_prefix: osa::http::DEFAULT_UPLOAD_PREFIX.into(),
+            max_event_streams: osa::http::DEFAULT_MAX_STREAMS,
+        }
+    }
+}
+
+/// `[archive]`: the directory everything local defaults to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSection {
+    /// Holds the SQLite database, blobs, batch work directories and the node secret
+    /// unless other settings place them elsewhere. Relative to the working directory.
+    pub dir: PathBuf,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        ArchiveSection {
+            dir: PathBuf::from("osa-archive"),
+        }
+    }
+}
+
+/// `[storage]`: the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// `sqlite://PATH` or `postgres://…` (`sslmode`, `sslrootcert` honoured). Default:
+    /// `archive.db` in the archive directory.
+    pub url: Option<String>,
+    /// Postgres: schema of OSA's tables (feature tables go to `<schema>_features`).
+    pub schema: String,
+    /// Postgres: most pooled connections (default 10).
+    pub max_connections: Option<u32>,
+    /// Postgres: how long connecting may take before the server gives up (`10s`).
+    #[serde(with = "humantime_serde_str")]
+    pub connect_timeout: Duration,
+    /// Apply migrations when `serve` or `worker` starts (`migrate` always does).
+    pub migrate: bool,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            url: None,
+            schema: "osa".into(),
+            max_connections: None,
+            connect_timeout: Duration::from_secs(10),
+            migrate: true,
+        }
+    }
+}
+
+/// `[blobs]`: the object store of record files, hook outputs and logs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsSection {
+    /// `file://…` or a path, `s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`.
+    /// Default: `blobs/` in the archive directory.
+    pub url: Option<String>,
+    /// object_store options by name (`aws_endpoint`, `aws_region`, …).
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[runners]`: where hooks run; each release runs on the runner its runtime names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnersSection {
+    pub process: ProcessSection,
+    pub oci: OciSection,
+}
+
+/// `[runners.process]`: releases with a `command`, run as local processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessSection {
+    pub enabled: bool,
+    pub sandbox: SandboxMode,
+}
+
+impl Default for ProcessSection {
+    fn default() -> Self {
+        ProcessSection {
+            enabled: true,
+            sandbox: SandboxMode::None,
+        }
+    }
+}
+
+/// How process releases are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxMode {
+    /// A plain process (environment, process group, timeout, rlimits).
+    None,
+    /// bubblewrap namespaces; an error at start when bwrap cannot run here.
+    Bwrap,
+    /// bubblewrap when it can run here, else a plain process.
+    Auto,
+}
+
+/// `[runners.oci]`: releases with an image, run in containers through the Docker
+/// Engine API (Docker or `podman system service`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OciSection {
+    pub enabled: bool,
+    /// `unix:///run/podman/podman.sock`, a socket path or `tcp://host:port`. Default:
+    /// `DOCKER_HOST`, else `/var/run/docker.sock`.
+    pub host: Option<String>,
+    pub pull: PullMode,
+    /// Labels put on every container (to tell several servers on one engine apart).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Whether missing images are pulled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PullMode {
+    #[default]
+    IfMissing,
+    Never,
+}
+
+/// `[auth]`: who may call the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// The node secret (HS256, ≥ 32 bytes) of user tokens. Prefer `secret_file`.
+    pub secret: Option<String>,
+    /// A file holding the node secret. With neither set, a SQLite archive keeps one
+    /// in `node-secret` in the archive directory, created on first start.
+    pub secret_file: Option<PathBuf>,
+    /// `iss` of the node's tokens.
+    pub issuer: String,
+    /// `aud` of the node's tokens.
+    pub audience: String,
+    /// Issuers of machine tokens (CI systems), each with its own key.
+    pub machine_issuers: Vec<MachineIssuerSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            secret: None,
+            secret_file: None,
+            issuer: "osa".into(),
+            audience: "authenticated".into(),
+            machine_issuers: Vec::new(),
+        }
+    }
+}
+
+/// `[[auth.machine_issuers]]`: an issuer of EdDSA machine tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineIssuerSection {
+    /// `iss` of its tokens.
+    pub issuer: String,
+    /// Accepted `aud` values.
+    #[serde(default = "default_machine_audience")]
+    pub audience: Vec<String>,
+    /// PEM file of its Ed25519 public key.
+    pub public_key_file: PathBuf,
+}
+
+fn default_machine_audience() -> Vec<String> {
+    vec!["osa".into()]
+}
+
+/// `[worker]`: the job worker (in `serve` unless `--no-worker`, and `worker`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// Lease on a claimed job (`60s`, `2m`); a worker that dies loses its jobs to
+    /// another worker after this.
+    #[serde(with = "humantime_serde_str")]
+    pub lease: Duration,
+    /// Pause between claims when the queue is empty.
+    #[serde(with = "humantime_serde_str")]
+    pub poll: Duration,
+    /// Where batch directories are prepared. Default: `work/` in the archive
+    /// directory. Local to each worker's host.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        let defaults = osa::saga::WorkerConfig::default();
+        WorkerSection {
+            concurrency: defaults.concurrency,
+            lease: defaults.lease,
+            poll: defaults.poll_interval,
+            work_dir: None,
+        }
+    }
+}
+
+/// `[log]`: what is logged to standard error, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `RUST_LOG`-style directives (`info`, `osa=debug,tower_http=warn`). `RUST_LOG`,
+    /// when set, is used instead.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Durations as human strings (`90s`, `2m 30s`), or whole seconds.
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(text) => humantime::parse_duration(&text).map_err(|e| {
+                serde::de::Error::custom(format!("{text:?} is not a duration ({e}); try \"90s\""))
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the defaults, `file` (when given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::new(
+                    "--config",
+                    format!("{} is not a readable file", file.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("OSA_")
+            .split("__")
+            .filter(|key| is_section_key(key.as_str()));
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| from_figment(e, file))
+    }
+}
+
+/// Whether a dotted key (`storage.url`) starts with a known section.
+fn is_section_key(key: &str) -> bool {
+    let first = key.split('.').next().unwrap_or_default();
+    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(first))
+}
+
+/// The first of figment's errors, as one line naming the key: the environment
+/// variable when one set it, else the dotted key (and the file).
+fn from_figment(error: figment::Error, file: Option<&Path>) -> ConfigError {
+    use figment::error::Kind;
+
+    let mut path = error.path.clone();
+    let message = match &error.kind {
+        Kind::UnknownField(field, expected) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            format!("unknown key (expected one of: {})", expected.join(", "))
+        }
+        Kind::MissingField(field) => {
+            if path.last().map(String::as_str) != Some(field.as_ref()) {
+                path.push(field.to_string());
+            }
+            "is required".to_string()
+        }
+        kind => kind.to_string(),
+    };
+    if path.is_empty() {
+        return match file {
+            Some(file) => ConfigError::new("config", format!("{} ({})", message, file.display())),
+            None => ConfigError::new("config", message),
+        };
+    }
+    let variable = format!(
+        "OSA_{}",
+        path.iter()
+            .map(|p| p.to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join("__")
+    );
+    if std::env::var_os(&variable).is_some() {
+        return ConfigError::new(variable, message);
+    }
+    let key = path.join(".");
+    match file {
+        Some(file) => ConfigError::new(key, format!("{message} (in {})", file.display())),
+        None => ConfigError::new(key, message),
+    }
+}

@@ -1,0 +1,275 @@
+//! Helpers of the server's tests: the `osa-server` binary run as its users run it
+//! (its own process, its own working directory) and a blocking HTTP client.
+
+#![allow(dead_code)] // Each test binary uses a part.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_osa-server");
+/// The saga's test hook (standard-library Python, behaviour set by its config).
+pub const HOOK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/hooks/saga_hook.py"
+);
+
+/// `osa-server …` in `dir` with only the given `OSA_*` variables (the test's own
+/// `OSA_*` environment is not passed on).
+pub fn command(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("OSA_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// A running `osa-server serve` or `worker`; killed when dropped.
+pub struct Process {
+    pub child: Child,
+    /// Lines printed on stdout so far come through here.
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Process {
+    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Process {
+        let mut child = command(dir, args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn osa-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (≤ 60 s) for a stdout line starting with `prefix`; returns the rest.
+    pub fn wait_for(&mut self, prefix: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.starts_with(prefix)) {
+            return line[prefix.len()..].to_string();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(_) => panic!(
+                    "osa-server printed no line starting with {prefix:?}; it printed {:?} (exit: {:?})",
+                    self.seen,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (≤ 30 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) has no memory effects; the pid is our own unreaped child.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "osa-server did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A served API: its base URL (`http://127.0.0.1:PORT/api/v1`) and the process.
+pub struct Served {
+    pub process: Process,
+    pub base: String,
+}
+
+impl Served {
+    /// `osa-server serve --bind 127.0.0.1:0 [extra…]` in `dir`, once it serves.
+    pub fn start(dir: &Path, extra: &[&str], env: &[(&str, String)]) -> Served {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let mut process = Process::spawn(dir, &args, env);
+        let serving = process.wait_for("serving  ");
+        let base = serving
+            .split_whitespace()
+            .next()
+            .expect("an address")
+            .to_string();
+        Served { process, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// An HTTP answer: status and body as JSON (`Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Answer {
+    let mut response = response.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+pub fn get(url: &str, token: Option<&str>) -> Answer {
+    let mut request = agent().get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    answer(request.call())
+}
+
+pub fn post(url: &str, token: &str, body: &Value) -> Answer {
+    answer(
+        agent()
+            .post(url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(body),
+    )
+}
+
+/// A deploy body: one process hook per `(name, config)` running [`HOOK`].
+pub fn convention(title: &str, hooks: &[(&str, Value)]) -> Value {
+    let hooks: Vec<Value> = hooks
+        .iter()
+        .map(|(name, config)| {
+            json!({
+                "name": name,
+                "feature": {"kind": "table", "cardinality": "one", "columns": [
+                    {"name": "hook", "json_type": "string", "required": true},
+                    {"name": "score", "json_type": "number", "required": true}
+                ]},
+                "config": config,
+                "limits": {"timeout_seconds": 60, "memory": "1g", "cpu": "1"},
+                "release": {
+                    "command": ["python3", HOOK],
+                    "digest": osa::id::Digest::of_bytes(format!("{name}{config}").as_bytes()),
+                    "source_ref": "git:test"
+                }
+            })
+        })
+        .collect();
+    json!({
+        "title": title,
+        "description": "A convention of the server's tests",
+        "schema": {"id": "server-test", "version": "1.0.0", "fields": []},
+        "file_requirements": {"accepted_types": [".txt"], "max_count": 3, "max_file_size": 1048576},
+        "hooks": hooks,
+        "docs": {
+            "purpose": "Testing the server",
+            "example_questions": ["Which records pass?", "Which fail?"],
+            "examples": [{"question": "What scores?", "query": "score > 1", "interpretation": "long ids"}]
+        }
+    })
+}
+
+/// Records with these ids and no files.
+pub fn records(ids: &[&str]) -> Value {
+    Value::Array(
+        ids.iter()
+            .map(|id| json!({"id": id, "metadata": {"title": id}, "files": []}))
+            .collect(),
+    )
+}
+
+/// Polls `GET /validations/{id}` until the run is terminal (≤ 120 s); the view.
+pub fn wait_for_run(served_base: &str, token: &str, run: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let view = get(&format!("{served_base}/validations/{run}"), Some(token));
+        assert_eq!(view.status, 200, "{:?}", view.body);
+        let status = view.body["run"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if ["completed", "failed", "cancelled"].contains(&status.as_str()) {
+            return view.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end: {:?}",
+            view.body
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every file and directory under `dir`, relative.
+pub fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)
+            .expect("read dir")
+            .map_while(Result::ok)
+        {
+            let path = entry.path();
+            out.push(path.strip_prefix(dir).expect("inside").to_path_buf());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
