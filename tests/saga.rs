@@ -21,7 +21,7 @@ use osa::id::{
 use osa::jobs::Backoff;
 use osa::runner::{Execution, HookRunner, ProcessRunner, RunFailure, RunJob};
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
-use osa::testing::runner::{process_ended, wait_until_ended};
+use osa::testing::runner::process_ended;
 use osa::validation::{
     FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
     ValidationService, Verdict,
@@ -57,7 +57,8 @@ impl HookRunner for CountingRunner {
 }
 
 /// A fresh archive: storage, engine, deployer, a temp dir (blobs, work, side-effect
-/// logs) and how to start a worker process against the same storage.
+/// logs). The crash of a worker process is tested with `osa-server worker`
+/// (examples/server/tests/workers.rs).
 struct Archive<S> {
     storage: Arc<S>,
     engine: Engine,
@@ -65,7 +66,6 @@ struct Archive<S> {
     started: Arc<AtomicUsize>,
     deployer: Deployer,
     dir: TempDir,
-    worker_args: Vec<String>,
     _cleanup: Option<Cleanup>,
 }
 
@@ -102,12 +102,7 @@ fn engine_config(dir: &Path) -> EngineConfig {
     config
 }
 
-fn archive<S: TestStorage>(
-    storage: S,
-    dir: TempDir,
-    worker_args: Vec<String>,
-    cleanup: Option<Cleanup>,
-) -> Archive<S> {
+fn archive<S: TestStorage>(storage: S, dir: TempDir, cleanup: Option<Cleanup>) -> Archive<S> {
     let storage = Arc::new(storage);
     let blobs = Blobs::local(dir.path().join("blobs")).expect("blobs");
     let runner = CountingRunner::default();
@@ -124,7 +119,6 @@ fn archive<S: TestStorage>(
         engine,
         started,
         deployer,
-        worker_args,
         dir,
         _cleanup: cleanup,
     }
@@ -135,8 +129,7 @@ async fn sqlite() -> Archive<SqliteBackend> {
     let db = dir.path().join("osa.db");
     let backend = SqliteBackend::open(&db).await.expect("open");
     backend.migrate().await.expect("migrate");
-    let args = vec!["--sqlite".into(), db.display().to_string()];
-    archive(backend, dir, args, None)
+    archive(backend, dir, None)
 }
 
 async fn postgres() -> Archive<PgBackend> {
@@ -149,9 +142,8 @@ async fn postgres() -> Archive<PgBackend> {
         .await
         .expect("Postgres must be reachable");
     backend.migrate().await.expect("migrate");
-    let args = vec!["--postgres".into(), url, "--schema".into(), schema];
     let cleanup = Cleanup(backend.clone());
-    archive(backend, dir, args, Some(cleanup))
+    archive(backend, dir, Some(cleanup))
 }
 
 /// Runs each scenario on both backends.
@@ -180,7 +172,6 @@ on_both_backends!(
     transient_failure_is_retried,
     live_changes_do_not_split_a_run,
     duplicate_deliveries_change_nothing,
-    worker_killed_mid_step_is_resumed,
     deploys_are_audited,
     work_dir_is_left_clean,
     a_losing_execution_leaves_the_committed_step_alone,
@@ -1553,94 +1544,6 @@ async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>
         .filter(|e| matches!(e.as_ref().unwrap().kind, RunEventKind::Finished { .. }))
         .count();
     assert_eq!(finished, 1);
-}
-
-/// A worker process killed (SIGKILL) in the middle of step 2 of a 3-hook run: a new
-/// worker finishes it, steps 0 and 1 are not re-executed, one hook run per hook, and
-/// the features equal those of a crash-free run.
-async fn worker_killed_mid_step_is_resumed<S: TestStorage>(archive: Archive<S>) {
-    let mut third = archive.hook_config("third");
-    third["sleep_once"] = json!(archive.path("third-slept"));
-    third["sleep_seconds"] = json!(8);
-    let pid_file = archive.path("third.pid");
-    third["pid_file"] = json!(pid_file);
-    let slug = archive
-        .deploy(
-            "Crash Safe",
-            &[
-                ("first", archive.hook_config("first")),
-                ("second", archive.hook_config("second")),
-                ("third", third),
-            ],
-        )
-        .await;
-    let ids = ["r-1", "r-22", "r-333"];
-    let run = archive.submit(&slug, &ids).await;
-
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_osa-worker"))
-        .args(&archive.worker_args)
-        .args(["--blobs", &archive.path("blobs").display().to_string()])
-        .args(["--work-dir", &archive.path("work").display().to_string()])
-        .args(["--lease-seconds", "2"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn osa-worker");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !archive
-        .side_effects()
-        .iter()
-        .any(|l| l.starts_with("third"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the child worker reached step 2"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // SIGKILL: no chance to clean up or release the lease.
-    child.kill().expect("kill");
-    child.wait().expect("reap");
-    // The hook it was running dies with it (parent-death signal), not 8 s later.
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .expect("the hook wrote its pid")
-        .parse()
-        .expect("pid number");
-    if let Err(e) = wait_until_ended(pid, Duration::from_secs(5)).await {
-        panic!("the hook outlived its killed worker: {e}");
-    }
-    let view = archive.engine.get(run).await.expect("view");
-    assert_eq!(
-        view.run.current_step, 2,
-        "steps 0 and 1 were committed before the crash"
-    );
-
-    assert_eq!(archive.finish(run).await, RunStatus::Completed);
-    assert_eq!(
-        archive.side_effects(),
-        ["first 3", "second 3", "third 3", "third 3"]
-    );
-    let view = archive.engine.get(run).await.expect("view");
-    let hook_runs: std::collections::BTreeSet<_> = view
-        .steps
-        .iter()
-        .map(|s| s.hook_run_id.expect("run"))
-        .collect();
-    assert_eq!(hook_runs.len(), 3, "one hook run per hook");
-    let crashed_rows = (
-        archive.rows_of("first", run).await,
-        archive.rows_of("second", run).await,
-        archive.rows_of("third", run).await,
-    );
-
-    let clean = archive.submit(&slug, &ids).await;
-    assert_eq!(archive.finish(clean).await, RunStatus::Completed);
-    let clean_rows = (
-        archive.rows_of("first", clean).await,
-        archive.rows_of("second", clean).await,
-        archive.rows_of("third", clean).await,
-    );
-    assert_eq!(crashed_rows, clean_rows);
-    assert_eq!(crashed_rows.2.len(), 3);
 }
 
 /// The same payload twice: one release, two succeeded audit rows with one sha256; a

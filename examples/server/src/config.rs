@@ -406,3 +406,28 @@ fn from_figment(error: figment::Error, file: Option<&Path>) -> ConfigError {
         None => ConfigError::new(key, message),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The commented example file sets every default it shows, and no other value.
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let file = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/osa-server.toml"));
+        let loaded = Config::load(Some(file)).expect("the example parses");
+        let as_json = |c: &Config| serde_json::to_value(c).expect("serializes");
+        let mut defaults = as_json(&Config::default());
+        // The file spells the archive directory as "./osa-archive".
+        defaults["archive"]["dir"] = serde_json::json!("./osa-archive");
+        assert_eq!(as_json(&loaded), defaults);
+    }
+
+    #[test]
+    fn only_known_sections_are_overrides() {
+        assert!(is_section_key("storage.url"));
+        assert!(is_section_key("RUNNERS.oci.host"));
+        assert!(!is_section_key("py_venv"));
+        assert!(!is_section_key("in"));
+    }
+}

@@ -183,8 +183,12 @@ fn init_logging(config: &Config) -> Result<(), ConfigError> {
     let filter = EnvFilter::builder()
         .parse(&directives)
         .map_err(|e| ConfigError::new(setting, format!("{directives:?}: {e}")))?;
+    // Colours only for a person at a terminal that has not asked for none.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_env_filter(filter);
     match config.log.format {
         LogFormat::Text => builder.init(),

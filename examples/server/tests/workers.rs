@@ -1,0 +1,228 @@
+//! One `osa-server serve --no-worker` and two `osa-server worker` processes share an
+//! archive (SQLite file or Postgres): a run deployed and submitted over HTTP is run by
+//! the workers; the worker running its last hook is SIGKILLed mid-step, and the other
+//! worker resumes the run from the committed steps: the run completes with one hook
+//! run per step and the features of a crash-free run.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Process, Served, get, post};
+use serde_json::{Value, json};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-workers";
+
+fn side_effects(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The parent of process `pid` (from /proc).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`; comm may hold spaces, so parse after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// `record id → score` of a hook's rows written by hook run `hook_run`.
+fn rows_of(base: &str, hook: &str, hook_run: &Value) -> Vec<(String, f64)> {
+    let run = hook_run.as_str().expect("hook run id");
+    let page = get(&format!("{base}/features/{hook}?run_id={run}"), None);
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    let mut rows: Vec<(String, f64)> = page.body["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["record_id"].as_str().expect("id").to_string(),
+                r["values"]["score"].as_f64().expect("score"),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = env.to_vec();
+    env.push(("OSA_WORKER__LEASE", "2s".into()));
+    env.push(("OSA_WORKER__POLL", "50ms".into()));
+    let served = Served::start(dir.path(), &["--no-worker"], &env);
+    let admin = {
+        let output = common::command(dir.path(), &["token", "--role", "admin"], &env)
+            .output()
+            .expect("token");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    let log = dir.path().join("side-effects.log");
+    let pid_file = dir.path().join("third.pid");
+    let hook = |name: &str| json!({"name": name, "log": log});
+    let mut third = hook("third");
+    third["sleep_once"] = json!(dir.path().join("third-slept"));
+    third["sleep_seconds"] = json!(8);
+    third["pid_file"] = json!(pid_file);
+    let body = common::convention(
+        "Crash Safe",
+        &[
+            ("first", hook("first")),
+            ("second", hook("second")),
+            ("third", third),
+        ],
+    );
+    let deployed = post(&served.url("/conventions"), &admin, &body);
+    assert!(
+        deployed.status == 200 || deployed.status == 201,
+        "{:?}",
+        deployed.body
+    );
+    let slug = deployed.body["slug"].as_str().expect("slug").to_string();
+    let submit = |ids: &[&str]| {
+        let answer = post(
+            &served.url("/validations"),
+            &admin,
+            &json!({"convention": slug, "records": common::records(ids)}),
+        );
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        answer.body["id"].as_str().expect("run id").to_string()
+    };
+    let ids = ["r-1", "r-22", "r-333"];
+    let run = submit(&ids);
+
+    let mut workers = [
+        Process::spawn(dir.path(), &["worker"], &env),
+        Process::spawn(dir.path(), &["worker"], &env),
+    ];
+    for worker in &mut workers {
+        worker.wait_for("worker   ");
+    }
+    // The third hook has started (and written its pid): kill the worker running it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hook_pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Ok(pid) = text.trim().parse::<u32>()
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the third hook started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let parent = parent_of(hook_pid).expect("the hook's parent");
+    let running = workers
+        .iter()
+        .position(|w| w.child.id() == parent)
+        .unwrap_or_else(|| panic!("the hook's parent {parent} is one of the workers"));
+    // SIGKILL: no chance to clean up or release the lease.
+    workers[running].kill();
+    // The hook it was running dies with it (parent-death signal), not 8 s later.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(hook_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the hook outlived its killed worker"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let view = get(&served.url(&format!("/validations/{run}")), Some(&admin)).body;
+    assert_eq!(
+        view["run"]["current_step"], 2,
+        "steps 0 and 1 were committed: {view:?}"
+    );
+
+    let view = common::wait_for_run(&served.base, &admin, &run);
+    assert_eq!(view["run"]["status"], "completed", "{view:?}");
+    assert_eq!(
+        side_effects(&log),
+        ["first 3", "second 3", "third 3", "third 3"],
+        "each hook ran once, but the one whose worker was killed, which ran again"
+    );
+    let steps = view["steps"].as_array().expect("steps").clone();
+    let hook_runs: std::collections::BTreeSet<String> = steps
+        .iter()
+        .map(|s| s["hook_run_id"].as_str().expect("a hook run").to_string())
+        .collect();
+    assert_eq!(hook_runs.len(), 3, "one hook run per step");
+    let names = ["first", "second", "third"];
+    let crashed: Vec<_> = names
+        .iter()
+        .zip(&steps)
+        .map(|(name, step)| rows_of(&served.base, name, &step["hook_run_id"]))
+        .collect();
+
+    // A crash-free run of the same records, by the surviving worker.
+    let clean = submit(&ids);
+    let clean_view = common::wait_for_run(&served.base, &admin, &clean);
+    assert_eq!(clean_view["run"]["status"], "completed");
+    let clean_rows: Vec<_> = names
+        .iter()
+        .zip(clean_view["steps"].as_array().expect("steps"))
+        .map(|(name, step)| rows_of(&served.base, name, &step["hook_run_id"]))
+        .collect();
+    assert_eq!(crashed, clean_rows);
+    assert_eq!(crashed[2].len(), 3);
+}
+
+#[test]
+fn on_sqlite() {
+    a_killed_worker_is_replaced_by_another(&[]);
+}
+
+/// Drops a test's Postgres schemas at the end.
+struct Schemas(osa::sqlx_backends::PgConfig);
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            if let Ok(backend) = osa::sqlx_backends::PgBackend::connect(config).await {
+                let _ = backend.drop_schemas().await;
+            }
+        });
+    }
+}
+
+#[test]
+fn on_postgres() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("srv_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let _cleanup = Schemas(
+        osa::sqlx_backends::PgConfig::new(&url).with_schemas(&schema, format!("{schema}_features")),
+    );
+    a_killed_worker_is_replaced_by_another(&[
+        ("OSA_STORAGE__URL", url),
+        ("OSA_STORAGE__SCHEMA", schema),
+        ("OSA_AUTH__SECRET", SECRET.into()),
+    ]);
+}
