@@ -52,6 +52,10 @@ echo "Postgres reachable at $DATABASE_URL"
 
 step "format"
 cargo fmt --all --check
+# The repository explains itself: no file cites a design document it does not ship.
+if git grep -n "DESIGN §" -- . ':!scripts/test.sh'; then
+    die "the lines above cite a design document outside the repository"
+fi
 
 step "lint"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -66,6 +70,13 @@ step "containers (podman)"
 # Stop the Podman API service on every exit, also when a later step fails.
 trap 'scripts/podman-setup.sh stop >/dev/null 2>&1 || true' EXIT
 scripts/podman-setup.sh
+
+step "object store (S3 test server)"
+# moto's server, an S3-protocol test server from PyPI, in a venv under target/.
+trap 'scripts/podman-setup.sh stop >/dev/null 2>&1 || true; scripts/s3-setup.sh stop >/dev/null 2>&1 || true' EXIT
+OSA_S3_ENDPOINT=$(scripts/s3-setup.sh | tail -n1)
+export OSA_S3_ENDPOINT
+echo "S3 test server at $OSA_S3_ENDPOINT"
 
 # The Python step comes first: the Rust end-to-end test of the example convention
 # package runs its hooks with the wheel installed in this venv.
@@ -91,6 +102,7 @@ grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopp
 
 step "stopping services"
 scripts/podman-setup.sh stop || true
+scripts/s3-setup.sh stop || true
 trap - EXIT
 
 step "summary"

@@ -645,45 +645,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn streams_in_and_out_within_a_limit() {
+    async fn local_and_memory_stores_pass_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
         for blobs in [
             Blobs::local(dir.path().join("store")).unwrap(),
-            Blobs::new(Arc::new(object_store::memory::InMemory::new())),
+            Blobs::from_url("memory://", [("", ""); 0]).unwrap(),
         ] {
-            // Larger than one part of a multipart upload (10 MiB by default).
-            let data: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-            let key = Path::from("uploads/big.bin");
-            let stored = blobs
-                .put_stream(&key, &data[..], data.len() as u64)
-                .await
-                .unwrap();
-            assert_eq!(
-                stored,
-                Streamed::Stored {
-                    size: data.len() as u64,
-                    sha256: Digest::of_bytes(&data)
-                }
-            );
-            let copy = dir.path().join(format!("copy-{}", blobs.local.is_some()));
-            assert_eq!(
-                blobs.get_to_file(&key, &copy).await.unwrap(),
-                data.len() as u64
-            );
-            assert_eq!(std::fs::read(&copy).unwrap(), data);
-
-            let over = Path::from("uploads/over.bin");
-            let refused = blobs.put_stream(&over, &data[..1000], 999).await.unwrap();
-            assert_eq!(refused, Streamed::TooLarge { read: 1000 });
-            assert!(matches!(
-                blobs.size(&over).await,
-                Err(Error::NotFound { .. })
-            ));
-            let missing = dir.path().join("missing");
-            assert!(matches!(
-                blobs.get_to_file(&over, &missing).await,
-                Err(Error::NotFound { .. })
-            ));
+            crate::testing::blobs::conformance(&blobs, scratch.path()).await;
         }
     }
 

@@ -61,7 +61,7 @@ pub mod runtime;
 pub mod saga;
 pub mod validation;
 
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 /// The object store crate OSA's blobs go through, re-exported so users build stores

@@ -139,7 +139,9 @@ pub struct BlobsSection {
     /// `file://…` or a path, `s3://bucket/prefix`, `gs://…`, `az://…`, `memory://`.
     /// Default: `blobs/` in the archive directory.
     pub url: Option<String>,
-    /// object_store options by name (`aws_endpoint`, `aws_region`, …).
+    /// object_store options by name (`aws_endpoint`, `aws_region`, …). Values are
+    /// strings; `true` or `9000` from the environment count as their text.
+    #[serde(deserialize_with = "text::map")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -208,6 +210,7 @@ pub enum PullMode {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     /// The node secret (HS256, ≥ 32 bytes) of user tokens. Prefer `secret_file`.
+    #[serde(deserialize_with = "text::option")]
     pub secret: Option<String>,
     /// A file holding the node secret. With neither set, a SQLite archive keeps one
     /// in `node-secret` in the archive directory, created on first start.
@@ -305,6 +308,45 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Strings that the environment may hand over as numbers or booleans (figment parses
+/// `OSA_…=true` as a boolean): their text.
+mod text {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Bool(bool),
+        Int(i128),
+        Float(f64),
+    }
+
+    impl From<Scalar> for String {
+        fn from(value: Scalar) -> String {
+            match value {
+                Scalar::Text(s) => s,
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+            }
+        }
+    }
+
+    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<Scalar>::deserialize(d)?.map(String::from))
+    }
+
+    pub fn map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(BTreeMap::<String, Scalar>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| (k, v.into()))
+            .collect())
+    }
 }
 
 /// Durations as human strings (`90s`, `2m 30s`), or whole seconds.

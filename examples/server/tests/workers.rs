@@ -62,7 +62,8 @@ fn rows_of(base: &str, hook: &str, hook_run: &Value) -> Vec<(String, f64)> {
     rows
 }
 
-fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) {
+/// Runs the scenario; returns the temp dir it ran in (the archive directory inside).
+fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut env = env.to_vec();
     env.push(("OSA_WORKER__LEASE", "2s".into()));
@@ -187,11 +188,17 @@ fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) {
         .collect();
     assert_eq!(crashed, clean_rows);
     assert_eq!(crashed[2].len(), 3);
+    drop(workers);
+    dir
 }
 
 #[test]
 fn on_sqlite() {
-    a_killed_worker_is_replaced_by_another(&[]);
+    let dir = a_killed_worker_is_replaced_by_another(&[]);
+    assert!(
+        dir.path().join("osa-archive/blobs/runs").is_dir(),
+        "blobs in the archive directory"
+    );
 }
 
 /// Drops a test's Postgres schemas at the end.
@@ -212,17 +219,90 @@ impl Drop for Schemas {
     }
 }
 
-#[test]
-fn on_postgres() {
+fn postgres_env(schema: &str) -> (Vec<(&'static str, String)>, Schemas) {
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("srv_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let _cleanup = Schemas(
-        osa::sqlx_backends::PgConfig::new(&url).with_schemas(&schema, format!("{schema}_features")),
+    let cleanup = Schemas(
+        osa::sqlx_backends::PgConfig::new(&url).with_schemas(schema, format!("{schema}_features")),
     );
-    a_killed_worker_is_replaced_by_another(&[
+    let env = vec![
         ("OSA_STORAGE__URL", url),
-        ("OSA_STORAGE__SCHEMA", schema),
+        ("OSA_STORAGE__SCHEMA", schema.to_string()),
         ("OSA_AUTH__SECRET", SECRET.into()),
-    ]);
+    ];
+    (env, cleanup)
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+#[test]
+fn on_postgres() {
+    let (env, _cleanup) = postgres_env(&unique("srv"));
+    a_killed_worker_is_replaced_by_another(&env);
+}
+
+/// Postgres plus blobs in an S3-protocol test server (moto's server, started by
+/// scripts/s3-setup.sh): the blobs are in the bucket, none on disk.
+#[test]
+fn on_postgres_and_s3() {
+    use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options, s3_test_server};
+
+    let (mut env, _cleanup) = postgres_env(&unique("srv"));
+    let endpoint = s3_test_server();
+    let prefix = unique("server");
+    env.push(("OSA_BLOBS__URL", format!("s3://{S3_TEST_BUCKET}/{prefix}")));
+    let names = [
+        "OSA_BLOBS__OPTIONS__AWS_ENDPOINT",
+        "OSA_BLOBS__OPTIONS__AWS_ALLOW_HTTP",
+        "OSA_BLOBS__OPTIONS__AWS_ACCESS_KEY_ID",
+        "OSA_BLOBS__OPTIONS__AWS_SECRET_ACCESS_KEY",
+        "OSA_BLOBS__OPTIONS__AWS_REGION",
+    ];
+    for (name, (_, value)) in names.into_iter().zip(s3_test_options(&endpoint)) {
+        env.push((name, value));
+    }
+    let dir = a_killed_worker_is_replaced_by_another(&env);
+    assert!(
+        !dir.path().join("osa-archive/blobs").exists(),
+        "no blob on disk: {:?}",
+        common::tree(dir.path())
+    );
+    let bucket = osa::blob::Blobs::from_url(
+        &format!("s3://{S3_TEST_BUCKET}"),
+        s3_test_options(&endpoint),
+    )
+    .expect("bucket");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let keys: Vec<String> = runtime.block_on(async {
+        use futures::TryStreamExt;
+        bucket
+            .store()
+            .list(Some(&object_store_path(&prefix)))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .expect("list the bucket")
+    });
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{prefix}/runs/"))),
+        "the runs' blobs are in the bucket: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("{prefix}/deployments/"))),
+        "the deploy payload is in the bucket: {keys:?}"
+    );
+}
+
+fn object_store_path(prefix: &str) -> osa::object_store::path::Path {
+    osa::object_store::path::Path::from(prefix)
 }
