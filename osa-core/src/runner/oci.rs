@@ -200,6 +200,49 @@ pub enum PullPolicy {
     Never,
 }
 
+/// A user name and password (or token) for pulling from one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    /// The registry host as image references name it (`ghcr.io`,
+    /// `registry.example.org:5000`, `docker.io`).
+    pub server: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl RegistryCredentials {
+    pub fn new(
+        server: impl Into<String>,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        RegistryCredentials {
+            server: server.into(),
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl fmt::Debug for RegistryCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("server", &self.server)
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// The registry host of an image reference, as the Docker CLI reads it: the first
+/// path component when it has a `.` or `:` or is `localhost`, else Docker Hub.
+fn registry_host(reference: &str) -> &str {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
 /// The engine could not be reached or configured.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -302,6 +345,8 @@ pub struct OciRunner {
     endpoint: Endpoint,
     pull: PullPolicy,
     labels: BTreeMap<String, String>,
+    /// Credentials for pulls, by registry host.
+    registries: Vec<RegistryCredentials>,
     /// Pinned reference → id of the image it resolved to (and was checked against the
     /// digest). An image id names immutable content, so the entry stays right until
     /// the image is removed, which a create then reports (404) and the entry goes.
@@ -338,6 +383,7 @@ impl OciRunner {
             endpoint,
             pull: PullPolicy::default(),
             labels: BTreeMap::new(),
+            registries: Vec::new(),
             images: Arc::default(),
         })
     }
@@ -346,6 +392,21 @@ impl OciRunner {
     pub fn pull_policy(mut self, pull: PullPolicy) -> Self {
         self.pull = pull;
         self
+    }
+
+    /// Pulls from `credentials.server` (a registry host such as `ghcr.io` or
+    /// `registry.example.org:5000`; `docker.io` for Docker Hub) with these credentials.
+    /// A later entry for the same server replaces an earlier one.
+    pub fn registry_credentials(mut self, credentials: RegistryCredentials) -> Self {
+        self.registries.retain(|r| r.server != credentials.server);
+        self.registries.push(credentials);
+        self
+    }
+
+    /// The credentials for pulling `reference`, by the registry host it names.
+    fn credentials_for(&self, reference: &str) -> Option<&RegistryCredentials> {
+        let host = registry_host(reference);
+        self.registries.iter().find(|r| r.server == host)
     }
 
     /// Adds a label to every container this runner creates (to find them, or to tell
@@ -714,7 +775,15 @@ impl OciRunner {
 
     async fn pull(&self, pinned: &str) -> Result<(), RunFailure> {
         let options = CreateImageOptionsBuilder::new().from_image(pinned).build();
-        let mut progress = self.docker.create_image(Some(options), None, None);
+        let credentials = self
+            .credentials_for(pinned)
+            .map(|c| bollard::auth::DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(c.server.clone()),
+                ..Default::default()
+            });
+        let mut progress = self.docker.create_image(Some(options), None, credentials);
         while let Some(item) = progress.next().await {
             let info = item.map_err(|e| {
                 RunFailure::new(
@@ -1455,6 +1524,46 @@ mod tests {
 
     fn kind(ending: Ending, stderr: &str) -> Option<FailureKind> {
         classify(Some(&ending), None, stderr.as_bytes(), "img@sha256:x").map(|c| c.kind)
+    }
+
+    #[test]
+    fn pulls_use_the_credentials_of_the_reference_s_registry() {
+        assert_eq!(registry_host("ghcr.io/org/hook@sha256:ab"), "ghcr.io");
+        assert_eq!(
+            registry_host("registry.local:5000/hook@sha256:ab"),
+            "registry.local:5000"
+        );
+        assert_eq!(
+            registry_host("localhost/osa-test-hook@sha256:ab"),
+            "localhost"
+        );
+        assert_eq!(registry_host("library/python@sha256:ab"), "docker.io");
+        assert_eq!(registry_host("python@sha256:ab"), "docker.io");
+
+        let runner = OciRunner::connect_to("tcp://127.0.0.1:1")
+            .expect("a runner (nothing is contacted)")
+            .registry_credentials(RegistryCredentials::new("ghcr.io", "bot", "old"))
+            .registry_credentials(RegistryCredentials::new("docker.io", "hub", "pw"))
+            .registry_credentials(RegistryCredentials::new("ghcr.io", "bot", "new"));
+        let ghcr = runner
+            .credentials_for("ghcr.io/org/hook@sha256:ab")
+            .expect("ghcr");
+        assert_eq!(
+            ghcr.password, "new",
+            "a later entry replaces an earlier one"
+        );
+        assert_eq!(
+            runner
+                .credentials_for("python@sha256:ab")
+                .expect("hub")
+                .username,
+            "hub"
+        );
+        assert!(runner.credentials_for("quay.io/x@sha256:ab").is_none());
+        assert!(
+            !format!("{ghcr:?}").contains("new"),
+            "Debug hides the password"
+        );
     }
 
     #[test]
