@@ -103,6 +103,45 @@ impl Backoff {
     }
 }
 
+/// Where a job stands (finished jobs leave the queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobState {
+    /// Claimable now.
+    Ready,
+    /// Waiting for its time (a retry's backoff, a deferred job).
+    Scheduled,
+    /// Claimed, under a lease (an expired lease counts here until the job is claimed
+    /// again).
+    Running,
+    /// Out of attempts; nothing will run it.
+    Dead,
+}
+
+impl JobState {
+    /// The name in metrics and JSON (`scheduled`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Ready => "ready",
+            JobState::Scheduled => "scheduled",
+            JobState::Running => "running",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+/// How many jobs of one kind are in one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCount {
+    /// The job kind (`validation.step`).
+    pub kind: String,
+    /// The state.
+    pub state: JobState,
+    /// How many; only non-zero counts are listed.
+    pub count: u64,
+}
+
 /// A durable queue of jobs in the same database as the state they change.
 ///
 /// Guarantees every backend gives:
@@ -140,6 +179,10 @@ pub trait JobQueue: Send + Sync {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<FailOutcome>;
+
+    /// The jobs in the queue by kind and state (for metrics and operators), sorted by
+    /// kind, then state.
+    async fn counts(&self) -> Result<Vec<JobCount>>;
 
     /// Waits at most `timeout` for jobs enqueued by anyone, in any process: a hint
     /// that lets an idle worker claim at once instead of at its next poll. A backend

@@ -59,6 +59,7 @@ pub mod registry;
 pub mod runner;
 pub mod runtime;
 pub mod saga;
+pub mod telemetry;
 pub mod validation;
 
 #[cfg(any(test, feature = "testing"))]

@@ -97,6 +97,35 @@ macro_rules! jobs_for {
                 $wait(self, timeout).await
             }
 
+            async fn counts(&self) -> Result<Vec<osa_core::jobs::JobCount>> {
+                use osa_core::jobs::{JobCount, JobState};
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT kind, CASE WHEN status = 'ready' AND run_at > $1 THEN 'scheduled' ELSE status END, \
+                     COUNT(*) FROM jobs GROUP BY 1, 2",
+                )
+                .bind(crate::now())
+                .fetch_all(self.read_pool())
+                .await
+                .map_err(db("counting jobs"))?;
+                let mut counts = rows
+                    .into_iter()
+                    .map(|(kind, state, count)| {
+                        let state = match state.as_str() {
+                            "ready" => JobState::Ready,
+                            "scheduled" => JobState::Scheduled,
+                            "running" => JobState::Running,
+                            "dead" => JobState::Dead,
+                            other => {
+                                return Err(Error::internal(format!("a job in the unknown state {other:?}")));
+                            }
+                        };
+                        Ok(JobCount { kind, state, count: count.max(0) as u64 })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                counts.sort_by(|a, b| (&a.kind, a.state).cmp(&(&b.kind, b.state)));
+                Ok(counts)
+            }
+
             async fn fail(&self, lease: &JobLease, error: &str, retry_at: DateTime<Utc>) -> Result<FailOutcome> {
                 let status: Option<String> = sqlx::query_scalar(
                     "UPDATE jobs SET status = CASE WHEN attempt >= max_attempts THEN 'dead' ELSE 'ready' END, \

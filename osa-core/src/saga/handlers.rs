@@ -278,6 +278,7 @@ impl Engine {
         known: Option<RunProgress>,
         prepared: Option<PreparedStep>,
     ) -> Result<Handled> {
+        let claimed_at = std::time::Instant::now();
         let StepDelivery {
             lease,
             attempt,
@@ -646,6 +647,13 @@ impl Engine {
                 hook_ms = execution.duration.as_millis() as u64,
                 "step committed"
             );
+            crate::telemetry::step_committed(
+                snapshot.hook.as_str(),
+                &crate::telemetry::label(&status),
+                claimed_at.elapsed(),
+                execution.duration,
+                execution.oom_retries,
+            );
             // These rows are the committed step's: its finalize may use them from memory.
             self.remember_step_rows(run_id, step, rows);
         }
@@ -736,6 +744,7 @@ impl Engine {
         };
         if applied == Applied::Applied {
             tracing::info!(status = ?status, accepted = accepted.len(), "run finished");
+            crate::telemetry::run_finished(&crate::telemetry::label(&status));
         }
         self.forget_run(run_id);
         self.runs_ended().notify_waiters();

@@ -714,6 +714,7 @@ impl ValidationService for Engine {
             steps = convention.hooks.len(),
             "run submitted"
         );
+        crate::telemetry::run_submitted();
         if no_hooks {
             self.runs_ended().notify_waiters();
         } else {

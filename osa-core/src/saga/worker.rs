@@ -294,6 +294,7 @@ impl Worker {
         match queue.fail(&job.lease, &retry_reason, retry_at).await {
             Ok(FailOutcome::Dead) => {
                 tracing::error!(reason = %retry_reason, "job out of attempts; the run fails");
+                crate::telemetry::job_dead(&job.kind);
                 if let Err(e) = self
                     .engine
                     .exhausted(payload.run, &job.kind, payload.step, &retry_reason)
@@ -303,6 +304,7 @@ impl Worker {
                 }
             }
             Ok(_) => {
+                crate::telemetry::job_retried(&job.kind);
                 tracing::warn!(reason = %retry_reason, retry_in_ms = delay.as_millis() as u64, "job will be retried");
             }
             Err(e) => {
@@ -322,7 +324,11 @@ impl Worker {
             "job out of attempts; the run fails"
         );
         let queue = self.engine.storage().queue();
-        if let Ok(FailOutcome::Dead) = queue.fail(&job.lease, why, Utc::now()).await
+        let outcome = queue.fail(&job.lease, why, Utc::now()).await;
+        if let Ok(FailOutcome::Dead) = outcome {
+            crate::telemetry::job_dead(&job.kind);
+        }
+        if let Ok(FailOutcome::Dead) = outcome
             && let Err(e) = self
                 .engine
                 .exhausted(payload.run, &job.kind, payload.step, why)

@@ -81,6 +81,7 @@ macro_rules! storage_conformance {
             expired_lease_is_claimed_again,
             concurrent_claimers_never_share_a_job,
             exhausted_job_dies_once,
+            jobs_are_counted_by_kind_and_state,
             dedupe_key_and_lease_checks,
             redelivered_step_changes_nothing,
             step_hands_its_next_job_to_the_committer,
@@ -1073,6 +1074,68 @@ pub async fn concurrent_claimers_never_share_a_job<S: Storage>(store: S) {
     let distinct: BTreeSet<_> = claimed.iter().collect();
     assert_eq!(claimed.len(), 60, "every job claimed once");
     assert_eq!(distinct.len(), 60, "no job claimed twice");
+}
+
+/// `counts` lists the queue by kind and state: due, deferred, leased and dead jobs;
+/// finished jobs are gone from it.
+pub async fn jobs_are_counted_by_kind_and_state<S: Storage>(store: S) {
+    use crate::jobs::{JobCount, JobState};
+
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        Vec::<JobCount>::new()
+    );
+    for _ in 0..3 {
+        store.enqueue(&job("count.a", 1)).await.expect("enqueue");
+    }
+    let later = NewJob {
+        run_at: Utc::now() + ChronoDuration::hours(1),
+        ..job("count.b", 1)
+    };
+    store.enqueue(&later).await.expect("enqueue");
+    let mut claimed = store
+        .claim(&["count.a"], 2, Duration::from_secs(30))
+        .await
+        .expect("claim");
+    let done = claimed.pop().expect("two claimed");
+    assert!(store.complete(&done.lease).await.expect("complete"));
+    let dying = claimed.pop().expect("two claimed");
+    assert_eq!(
+        store
+            .fail(&dying.lease, "boom", Utc::now())
+            .await
+            .expect("fail"),
+        FailOutcome::Dead
+    );
+    let running = store
+        .claim(&["count.a"], 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .pop()
+        .expect("the third");
+    let count = |kind: &str, state, count| JobCount {
+        kind: kind.into(),
+        state,
+        count,
+    };
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        [
+            count("count.a", JobState::Running, 1),
+            count("count.a", JobState::Dead, 1),
+            count("count.b", JobState::Scheduled, 1),
+        ]
+    );
+    assert!(store.complete(&running.lease).await.expect("complete"));
+    store.enqueue(&job("count.b", 1)).await.expect("enqueue");
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        [
+            count("count.a", JobState::Dead, 1),
+            count("count.b", JobState::Ready, 1),
+            count("count.b", JobState::Scheduled, 1),
+        ]
+    );
 }
 
 /// A job failing past its attempts becomes dead, and only one `fail` reports it.
