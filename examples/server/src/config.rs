@@ -73,6 +73,12 @@ pub struct ServerSection {
     pub upload_prefix: String,
     /// Most event streams (SSE) open at once.
     pub max_event_streams: usize,
+    /// Longest time until a response's head (`30s`); slower requests get 504. Event
+    /// streams are not cut: their head comes at once.
+    #[serde(with = "humantime_serde_str")]
+    pub request_timeout: Duration,
+    /// Origins browsers may call the API from (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -81,6 +87,8 @@ impl Default for ServerSection {
             bind: "127.0.0.1:8000".into(),
             upload_prefix: osa::http::DEFAULT_UPLOAD_PREFIX.into(),
             max_event_streams: osa::http::DEFAULT_MAX_STREAMS,
+            request_timeout: Duration::from_secs(30),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -194,6 +202,19 @@ pub struct OciSection {
     pub pull: PullMode,
     /// Labels put on every container (to tell several servers on one engine apart).
     pub labels: BTreeMap<String, String>,
+    /// Credentials for pulling from private registries.
+    pub registries: Vec<RegistrySection>,
+}
+
+/// `[[runners.oci.registries]]`: credentials for one registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// The registry host as image references name it (`ghcr.io`, `docker.io`).
+    pub server: String,
+    pub username: String,
+    /// A file holding the password or token.
+    pub password_file: PathBuf,
 }
 
 /// Whether missing images are pulled.
@@ -268,6 +289,9 @@ pub struct WorkerSection {
     /// Where batch directories are prepared. Default: `work/` in the archive
     /// directory. Local to each worker's host.
     pub work_dir: Option<PathBuf>,
+    /// `osa-server worker`: serve `/metrics`, `/livez` and `/readyz` here (none
+    /// unless set; `serve` has them beside the API).
+    pub metrics_bind: Option<String>,
 }
 
 impl Default for WorkerSection {
@@ -278,6 +302,7 @@ impl Default for WorkerSection {
             lease: defaults.lease,
             poll: defaults.poll_interval,
             work_dir: None,
+            metrics_bind: None,
         }
     }
 }

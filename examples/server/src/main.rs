@@ -15,6 +15,7 @@
 
 mod config;
 mod node;
+mod ops;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -216,6 +217,7 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
             .next()
             .ok_or_else(|| ConfigError::new("server.bind", format!("{bind:?}: no address")))?
     };
+    let metrics = ops::install_metrics().map_err(Failure::Runtime)?;
     let node = Node::open(settings).await?;
     let auth = node.settings.authenticator()?;
     let state = node.api_state(auth.clone())?;
@@ -255,7 +257,8 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
                 .await
         })
     });
-    let app = osa::http::router(state.clone());
+    let app = osa::http::router(state.clone()).merge(ops::routes(metrics, node.backend.clone()));
+    let app = ops::layered(app, &node.settings.config.server)?;
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -274,11 +277,35 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {
+    let metrics = ops::install_metrics().map_err(Failure::Runtime)?;
     let node = Node::open(settings).await?;
+    // Operations endpoints of this worker, when asked for.
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = match &node.settings.config.worker.metrics_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .map_err(|e| ConfigError::new("worker.metrics_bind", format!("{bind}: {e}")))?;
+            println!("metrics  http://{}/metrics", listener.local_addr()?);
+            let app = ops::routes(metrics, node.backend.clone());
+            Some(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = ops_stopped.await;
+                    })
+                    .await
+            }))
+        }
+        None => None,
+    };
     describe(&node);
     let concurrency = node.settings.config.worker.concurrency;
     println!("worker   {concurrency} job(s) at a time; stop with SIGINT or SIGTERM");
     node.worker().run(shutdown_signal()).await?;
+    let _ = stop_ops.send(());
+    if let Some(task) = ops_task {
+        let _ = task.await;
+    }
     println!("stopped");
     Ok(())
 }

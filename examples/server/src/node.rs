@@ -13,7 +13,7 @@ use osa::blob::Blobs;
 use osa::deploy::Deployer;
 use osa::http::ApiState;
 use osa::local::{BLOBS_DIR, DATABASE_FILE, WORK_DIR};
-use osa::runner::oci::{OciRunner, PullPolicy};
+use osa::runner::oci::{OciRunner, PullPolicy, RegistryCredentials};
 use osa::runner::{DispatchRunner, HookRunner, ProcessRunner, Sandbox};
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::sqlx_backends::{PgBackend, PgConfig, SqliteBackend, redacted_url};
@@ -119,7 +119,7 @@ impl Settings {
             .iter()
             .enumerate()
             .map(|(i, section)| {
-                let setting = format!("auth.machine_issuers[{i}].public_key_file");
+                let setting = format!("auth.machine_issuers.{i}.public_key_file");
                 let pem = std::fs::read(&section.public_key_file).map_err(|e| {
                     ConfigError::new(
                         &setting,
@@ -127,7 +127,7 @@ impl Settings {
                     )
                 })?;
                 MachineIssuer::ed25519_pem(section.issuer.clone(), &pem, section.audience.clone())
-                    .map_err(|e| ConfigError::new(format!("auth.machine_issuers[{i}]"), e))
+                    .map_err(|e| ConfigError::new(format!("auth.machine_issuers.{i}"), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let process = &config.runners.process;
@@ -192,7 +192,7 @@ impl Settings {
         for (i, issuer) in self.machine_issuers.iter().enumerate() {
             auth = auth
                 .with_machine_issuer(issuer.clone())
-                .map_err(|e| ConfigError::new(format!("auth.machine_issuers[{i}]"), e))?;
+                .map_err(|e| ConfigError::new(format!("auth.machine_issuers.{i}"), e))?;
         }
         Ok(auth)
     }
@@ -423,6 +423,28 @@ impl Backend {
         }
     }
 
+    /// The queue's jobs by kind and state.
+    pub async fn job_counts(&self) -> osa::Result<Vec<osa::jobs::JobCount>> {
+        use osa::jobs::JobQueue;
+        match self {
+            Backend::Sqlite(b) => b.counts().await,
+            Backend::Postgres(b) => b.counts().await,
+        }
+    }
+
+    /// One round trip to the database.
+    pub async fn ping(&self) -> Result<(), String> {
+        use osa::sqlx_backends::sqlx;
+        let result = match self {
+            Backend::Sqlite(b) => sqlx::query("SELECT 1")
+                .execute(b.read_pool())
+                .await
+                .map(drop),
+            Backend::Postgres(b) => sqlx::query("SELECT 1").execute(b.pool()).await.map(drop),
+        };
+        result.map_err(|e| e.to_string())
+    }
+
     fn engine(&self, runner: Arc<dyn HookRunner>, blobs: Blobs, config: EngineConfig) -> Engine {
         match self {
             Backend::Sqlite(b) => Engine::new(b.clone(), runner, blobs, config),
@@ -537,6 +559,19 @@ async fn oci_runner(config: &Config) -> Result<OciRunner, ConfigError> {
     });
     for (key, value) in &section.labels {
         runner = runner.label(key.clone(), value.clone());
+    }
+    for (i, registry) in section.registries.iter().enumerate() {
+        let password = std::fs::read_to_string(&registry.password_file).map_err(|e| {
+            ConfigError::new(
+                format!("runners.oci.registries.{i}.password_file"),
+                format!("{}: {e}", registry.password_file.display()),
+            )
+        })?;
+        runner = runner.registry_credentials(RegistryCredentials::new(
+            registry.server.clone(),
+            registry.username.clone(),
+            password.trim().to_string(),
+        ));
     }
     runner.ping().await.map_err(|e| {
         ConfigError::new(

@@ -192,6 +192,17 @@ fn cases() -> Vec<Case> {
             "runners.oci.host",
         ),
         case(
+            "a registry password file that does not exist",
+            Some(
+                "[runners.oci]\nenabled = true\nhost = \"tcp://127.0.0.1:1\"\n\
+                 [[runners.oci.registries]]\nserver = \"ghcr.io\"\nusername = \"bot\"\n\
+                 password_file = \"absent\"\n",
+            ),
+            &[],
+            &["serve"],
+            "runners.oci.registries.0.password_file",
+        ),
+        case(
             "a log filter that does not parse",
             None,
             &[("OSA_LOG__FILTER", "osa=[")],

@@ -273,3 +273,33 @@ pub fn tree(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// `GET url` with extra headers: status, response headers and body text.
+pub fn get_text(url: &str, headers: &[(&str, &str)]) -> (u16, ureq::http::HeaderMap, String) {
+    let mut request = agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.call().expect("the server answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, headers, text)
+}
+
+/// The server's origin (`http://127.0.0.1:PORT`) of an API base URL.
+pub fn origin(base: &str) -> String {
+    base.strip_suffix("/api/v1").unwrap_or(base).to_string()
+}
+
+/// The value of the Prometheus sample `series` (name with labels, as rendered) in
+/// `text`, if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
