@@ -1,0 +1,171 @@
+//! What handlers take from a request: path parameters, the body, and the caller
+//! (bearer-token auth and scope gates).
+
+use std::marker::PhantomData;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use osa_core::Error;
+use osa_core::auth::{Principal, Role, Scope};
+use serde::de::DeserializeOwned;
+
+use super::MAX_BODY_BYTES;
+use super::error::{ApiError, ApiResult};
+use super::state::ApiState;
+
+/// Parses a path segment; a bad one is 422 naming the parameter.
+pub(super) fn path_param<'a, T, E: std::fmt::Display>(
+    name: &str,
+    value: &'a str,
+    parse: impl FnOnce(&'a str) -> Result<T, E>,
+) -> ApiResult<T> {
+    parse(value).map_err(|e| ApiError::invalid(name, e.to_string()))
+}
+
+/// Path parameters; a segment that does not decode (such as invalid UTF-8) is 422
+/// naming the parameter.
+pub(super) struct ApiPath<T>(pub(super) T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Self> {
+        use axum::extract::path::ErrorKind as PathErrorKind;
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let message = e.body_text();
+                Err(match e.into_kind() {
+                    PathErrorKind::InvalidUtf8InPathParam { key } => {
+                        ApiError::invalid(key, "not valid UTF-8")
+                    }
+                    PathErrorKind::ParseErrorAtKey { key, .. } => ApiError::invalid(key, message),
+                    _ => ApiError::invalid("path", message),
+                })
+            }
+            Err(other) => {
+                Err(Error::internal(format!("path parameters: {}", other.body_text())).into())
+            }
+        }
+    }
+}
+
+/// The raw request body, at most [`MAX_BODY_BYTES`]; over the limit is 413.
+pub(super) struct Body(pub(super) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> ApiResult<Self> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection: BytesRejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::http(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is over the limit of {MAX_BODY_BYTES} bytes"),
+                    )
+                } else {
+                    ApiError::http(rejection.status(), "bad_request", rejection.body_text())
+                }
+            })
+    }
+}
+
+// Auth --------------------------------------------------------------------------------
+
+/// The caller: the principal of a valid bearer token, or anonymous. A token that is
+/// present but invalid is refused (401) rather than treated as anonymous. The scheme
+/// (`Bearer`) is matched case-insensitively.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Principal>);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(Caller(None));
+        };
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::from(Error::Unauthenticated {
+                    reason: "the Authorization header must be `Bearer <token>`".into(),
+                })
+            })?;
+        Ok(Caller(Some(state.auth.verify(token)?)))
+    }
+}
+
+/// A scope a route requires.
+pub(super) trait Gate {
+    const SCOPE: Scope;
+}
+
+macro_rules! gates {
+    ($($name:ident),*) => {$(
+        pub(super) struct $name;
+        impl Gate for $name {
+            const SCOPE: Scope = Scope::$name;
+        }
+    )*};
+}
+gates!(
+    ConventionsWrite,
+    HooksWrite,
+    ValidationsWrite,
+    DeploymentsRead,
+    RunsRead
+);
+
+/// A caller that passed `G`'s scope gate: 401 without a token, 403 without the scope
+/// (or the admin role). It only reads the headers, so a request it refuses never has
+/// its body read.
+pub(super) struct Authorized<G>(pub(super) Principal, pub(super) PhantomData<G>);
+
+impl<G: Gate> FromRequestParts<ApiState> for Authorized<G> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        let Caller(principal) = Caller::from_request_parts(parts, state).await?;
+        let principal = principal.ok_or_else(|| {
+            ApiError::from(Error::Unauthenticated {
+                reason: format!("this route needs a bearer token with scope {}", G::SCOPE),
+            })
+        })?;
+        principal.require(G::SCOPE)?;
+        Ok(Authorized(principal, PhantomData))
+    }
+}
+
+/// Refuses a local process runtime to a non-admin: such a release runs a program of
+/// the caller's choosing as the server's user.
+pub(super) fn require_admin_for_process(principal: &Principal, process: bool) -> ApiResult<()> {
+    if process && !principal.has_role(Role::Admin) {
+        return Err(Error::Forbidden {
+            reason: format!(
+                "{} may not create a release with a local process runtime (`command`): it \
+                 would run a program as the server's user, which needs the admin role; \
+                 an OCI release (`image`) needs only the scope",
+                principal.subject
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}

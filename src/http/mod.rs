@@ -1,0 +1,83 @@
+//! The reference HTTP API (feature `http`): OSA's services under `/api/v1`, with
+//! bearer-token auth and scope gates.
+//!
+//! ```no_run
+//! # async fn demo(archive: osa::local::LocalArchive, auth: osa::auth::Authenticator) {
+//! let app = osa::http::router(osa::http::ApiState::from_local(&archive, auth));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+//!
+//! Every error, including an unknown route (404), a wrong method (405), a body over
+//! [`MAX_BODY_BYTES`] (413) and a malformed path segment (422), is
+//! `{"code", "message", "field"?}` with the status of its kind (404, 405, 409, 413,
+//! 422, 401 with `WWW-Authenticate: Bearer`, 403, 503, 500). Internal and unavailable
+//! errors carry a generic message; their detail goes to the server log
+//! (`tracing::error!`). Request bodies refuse unknown fields.
+//!
+//! Write routes need a scope (or the admin role); the catalogue, features and
+//! provenance are public; runs, logs and deployments need a read scope. The token is
+//! checked before the request body is read, so an anonymous or unauthorised request
+//! is refused without buffering its body.
+//!
+//! Releases with a local process runtime (`"command"`) run programs as the server's
+//! user, so creating one over HTTP, by a convention deploy (`POST /conventions`) or by
+//! `POST /hooks/{name}/releases`, needs the admin role on top of the scope; OCI
+//! releases (`"image"`) need only the scope.
+//!
+//! `POST /validations` takes record files from the object store only, under the
+//! upload prefix ([`DEFAULT_UPLOAD_PREFIX`], see [`ApiState::with_upload_prefix`]),
+//! each at most the engine's `batch_limits.max_file_bytes`.
+//!
+//! Event streams (SSE) end when the token that opened them expires, with a last
+//! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
+//! (see [`ApiState::with_max_streams`]), one more is answered 503.
+//!
+//! The route table [`ROUTES`] is the source of the OpenAPI document served at
+//! `/api/v1/openapi.json`.
+
+use axum::Router;
+
+mod conventions;
+mod deployments;
+mod error;
+mod extract;
+mod features;
+mod health;
+mod hooks;
+mod openapi;
+mod sse;
+mod state;
+mod validations;
+
+pub use error::ApiError;
+pub use extract::Caller;
+pub use openapi::{Access, ROUTES, Route, openapi_document};
+pub use state::{ApiState, ApiStorage, DEFAULT_MAX_STREAMS, DEFAULT_UPLOAD_PREFIX};
+
+use error::{method_not_allowed, not_found};
+
+/// Largest request body accepted (deploy payloads, validation submissions).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest page of feature rows.
+pub const MAX_PAGE: u32 = 1000;
+/// Most column filters in one `GET /features/{hook}` query.
+pub const MAX_FILTERS: usize = 32;
+
+/// The API under `/api/v1`.
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .merge(health::routes())
+        .merge(openapi::routes())
+        .merge(conventions::routes())
+        .merge(hooks::routes())
+        .merge(validations::routes())
+        .merge(features::routes())
+        .merge(deployments::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    Router::new().nest("/api/v1", api).fallback(not_found)
+}

@@ -1,0 +1,200 @@
+//! Validation runs: submit (record files from the object store, under the upload
+//! prefix), read, cancel, and their event streams.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStore as _;
+use osa_core::Error;
+use osa_core::deploy::parse_payload;
+use osa_core::id::{ConventionSlug, ValidationRunId};
+use osa_core::validation::{FileSource, SubmitValidation, ValidationService};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, Authorized, Body, RunsRead, ValidationsWrite, path_param};
+use super::sse::sse;
+use super::state::ApiState;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/validations", post(submit_validation))
+        .route("/validations/{id}", get(get_validation))
+        .route("/validations/{id}/cancel", post(cancel_validation))
+        .route("/validations/{id}/events", get(validation_events))
+}
+
+/// The body of `POST /validations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    convention: ConventionSlug,
+    records: Vec<osa_core::validation::InputRecord>,
+}
+
+/// The object-store path of an uploaded file's `key`: under `prefix` (which ends with
+/// `/`), with no empty, `.` or `..` segment.
+fn upload_path(prefix: &str, key: &str) -> Result<object_store::path::Path, String> {
+    let refused = || format!("must be an object-store key under `{prefix}`");
+    let rest = key.strip_prefix(prefix).ok_or_else(refused)?;
+    if rest.is_empty() {
+        return Err(refused());
+    }
+    if key
+        .split('/')
+        .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err("every segment must be non-empty and neither `.` nor `..`".into());
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    // The engine reads the file at the same path.
+    Ok(object_store::path::Path::from(key))
+}
+
+/// Checks the files of a submission: object-store keys under the upload prefix, each
+/// present and at most the engine's file size limit.
+async fn check_submitted_files(state: &ApiState, body: &SubmitBody) -> ApiResult<()> {
+    let limit = state.engine.config().batch_limits.max_file_bytes;
+    let mut objects = Vec::new();
+    // Over HTTP, files come from the object store only: a local path would let a
+    // caller read the server's files, and a key elsewhere in the store other runs'
+    // blobs.
+    for (i, record) in body.records.iter().enumerate() {
+        for (j, file) in record.files.iter().enumerate() {
+            let field = format!("records[{i}].files[{j}].source");
+            match &file.source {
+                FileSource::Local { .. } => {
+                    return Err(ApiError::invalid(
+                        field,
+                        "only object-store keys (`{\"source\": \"object\", \"key\"}`) are accepted over HTTP",
+                    ));
+                }
+                FileSource::Object { key } => {
+                    let field = format!("{field}.key");
+                    let path = upload_path(&state.upload_prefix, key)
+                        .map_err(|message| ApiError::invalid(&field, message))?;
+                    objects.push((field, path));
+                }
+            }
+        }
+    }
+    let store = state.engine.blobs().store().clone();
+    futures::stream::iter(objects)
+        .map(|(field, path)| {
+            let store = store.clone();
+            async move {
+                let meta = match store.head(&path).await {
+                    Ok(meta) => meta,
+                    Err(object_store::Error::NotFound { .. }) => {
+                        return Err(ApiError::invalid(field, "no object at this key"));
+                    }
+                    Err(e) => {
+                        return Err(Error::Unavailable {
+                            what: "object store",
+                            detail: format!("reading the size of {path}: {e}"),
+                            source: Some(Box::new(e)),
+                        }
+                        .into());
+                    }
+                };
+                if meta.size > limit {
+                    return Err(ApiError::invalid(
+                        field,
+                        format!(
+                            "the object is {} bytes, over the limit of {limit} bytes",
+                            meta.size
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        })
+        .buffered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn submit_validation(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    Body(body): Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body: SubmitBody = parse_payload(&body)?;
+    check_submitted_files(&state, &body).await?;
+    let run = state
+        .engine
+        .submit(SubmitValidation {
+            convention: body.convention,
+            records: body.records,
+        })
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": run}))))
+}
+
+async fn get_validation(
+    State(state): State<ApiState>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    Ok(Json(json!(state.engine.get(id).await?)))
+}
+
+async fn cancel_validation(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    let cancelled = state.engine.cancel(id).await?;
+    let status = match cancelled {
+        true => osa_core::validation::RunStatus::Cancelled,
+        // It had ended already: say how.
+        false => state.engine.get(id).await?.run.status,
+    };
+    Ok(Json(
+        json!({"id": id, "cancelled": cancelled, "status": status}),
+    ))
+}
+
+async fn validation_events(
+    State(state): State<ApiState>,
+    Authorized(principal, _): Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    let ticket = state.open_stream(&principal)?;
+    let events = state.engine.events(id).await?;
+    Ok(sse(events, ticket).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_stay_under_the_prefix() {
+        let ok = upload_path("uploads/", "uploads/alice/x.cif").unwrap();
+        assert_eq!(ok.as_ref(), "uploads/alice/x.cif");
+        for bad in [
+            "runs/0/inputs.json",
+            "uploads/",
+            "uploads",
+            "/uploads/x",
+            "uploadsx/y",
+            "uploads/../runs/x",
+            "uploads/./x",
+            "uploads//x",
+            "uploads/a\nb",
+        ] {
+            assert!(upload_path("uploads/", bad).is_err(), "{bad:?}");
+        }
+    }
+}
