@@ -28,7 +28,10 @@
 //!
 //! `POST /validations` takes record files from the object store only, under the
 //! upload prefix ([`DEFAULT_UPLOAD_PREFIX`], see [`ApiState::with_upload_prefix`]),
-//! each at most the engine's `batch_limits.max_file_bytes`.
+//! each at most the engine's `batch_limits.max_file_bytes`. `PUT /uploads/{name}`
+//! puts a file there: the body is streamed into the store (any size up to that limit,
+//! never whole in memory) and the answer is `{key, name, size, sha256}`, the key to
+//! name in a submission.
 //!
 //! Event streams (SSE) end when the token that opened them expires, with a last
 //! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
@@ -49,6 +52,7 @@ mod hooks;
 mod openapi;
 mod sse;
 mod state;
+mod uploads;
 mod validations;
 
 pub use error::ApiError;
@@ -72,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(openapi::routes())
         .merge(conventions::routes())
         .merge(hooks::routes())
+        .merge(uploads::routes())
         .merge(validations::routes())
         .merge(features::routes())
         .merge(deployments::routes())

@@ -117,6 +117,12 @@ pub const ROUTES: &[Route] = &[
         "A hook run's captured log",
     ),
     route(
+        "PUT",
+        "/uploads/{name}",
+        scope(Scope::ValidationsWrite),
+        "Upload a record file (the body, streamed into the object store under the upload prefix, at most the record-file limit); answers its key, size and sha256",
+    ),
+    route(
         "POST",
         "/validations",
         scope(Scope::ValidationsWrite),
@@ -326,6 +332,23 @@ pub fn openapi_document() -> Value {
             ("PUT", "/hooks/{name}/live") => Some("SetLiveRequest"),
             _ => None,
         };
+        if (r.method, r.path) == ("PUT", "/uploads/{name}") {
+            operation["requestBody"] = json!({"required": true, "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+            operation["responses"]["201"] = json!({
+                "description": "Stored",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["key", "name", "size", "sha256"],
+                    "properties": {
+                        "key": {"type": "string", "description": "The object-store key to name in `POST /validations`"},
+                        "name": {"type": "string"},
+                        "size": {"type": "integer", "minimum": 0},
+                        "sha256": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+                    },
+                }}},
+            });
+        }
         if let Some(name) = schema_ref {
             operation["requestBody"] = json!({"required": true, "content": {"application/json":
                 {"schema": {"$ref": format!("#/components/schemas/{name}")}}}});

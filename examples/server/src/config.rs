@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// The sections of the file, also the first segment of every environment override.
 pub const SECTIONS: &[&str] = &[
-    "server", "archive", "storage", "blobs", "runners", "auth", "worker", "log",
+    "server", "archive", "storage", "blobs", "runners", "auth", "worker", "limits", "log",
 ];
 
 /// A setting that cannot be used, with the key that names it (`storage.url`).
@@ -60,7 +60,30 @@ pub struct Config {
     pub runners: RunnersSection,
     pub auth: AuthSection,
     pub worker: WorkerSection,
+    pub limits: LimitsSection,
     pub log: LogSection,
+}
+
+/// `[limits]`: what one submission may hold. The API checks them at submit and
+/// upload; workers check them again when they prepare a batch, so every process of an
+/// archive should have the same.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest record file, in bytes (uploads over it are refused with 413).
+    pub max_file_bytes: u64,
+    /// Most records in one submission.
+    pub max_records: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let engine = osa::saga::EngineConfig::new("unused");
+        LimitsSection {
+            max_file_bytes: engine.batch_limits.max_file_bytes,
+            max_records: engine.max_records,
+        }
+    }
 }
 
 /// `[server]`: the HTTP API.

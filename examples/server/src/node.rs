@@ -98,6 +98,15 @@ impl Settings {
             Some(dir) => absolute("worker.work_dir", dir)?,
             None => archive_dir.join(WORK_DIR),
         };
+        if config.limits.max_file_bytes == 0 {
+            return Err(ConfigError::new(
+                "limits.max_file_bytes",
+                "must be at least 1",
+            ));
+        }
+        if config.limits.max_records == 0 {
+            return Err(ConfigError::new("limits.max_records", "must be at least 1"));
+        }
         if config.worker.concurrency == 0 {
             return Err(ConfigError::new("worker.concurrency", "must be at least 1"));
         }
@@ -505,11 +514,11 @@ impl Node {
             )
         })?;
         let runtime_types = runners.runtime_types();
-        let engine = backend.engine(
-            Arc::new(runners),
-            blobs.clone(),
-            EngineConfig::new(&settings.work_dir),
-        );
+        let mut engine_config = EngineConfig::new(&settings.work_dir);
+        engine_config.batch_limits.max_file_bytes = config.limits.max_file_bytes;
+        engine_config.batch_limits.max_records = config.limits.max_records;
+        engine_config.max_records = config.limits.max_records;
+        let engine = backend.engine(Arc::new(runners), blobs.clone(), engine_config);
         let deployer = backend.deployer(blobs);
         Ok(Node {
             settings,

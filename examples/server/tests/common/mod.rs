@@ -303,3 +303,17 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// `PUT url` with `body`; chunked (no Content-Length) when `chunked`.
+pub fn put_bytes(url: &str, token: Option<&str>, body: &[u8], chunked: bool) -> Answer {
+    let mut request = agent().put(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    if chunked {
+        let mut reader = std::io::Cursor::new(body.to_vec());
+        answer(request.send(ureq::SendBody::from_reader(&mut reader)))
+    } else {
+        answer(request.send(body))
+    }
+}

@@ -1,0 +1,75 @@
+//! Uploads: `PUT /uploads/{name}` streams the request body into the object store under
+//! the upload prefix (never whole in memory), at most the engine's record-file limit,
+//! and answers the key that `POST /validations` takes, with the size and sha256.
+//!
+//! Each upload gets a key of its own (`<prefix><uuid>/<name>`), so uploads never
+//! replace each other, and a key says nothing a caller could guess.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use osa_core::blob::Streamed;
+use osa_core::id::FileName;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiPath, Authorized, ValidationsWrite, path_param};
+use super::state::ApiState;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new().route("/uploads/{name}", put(upload))
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::http(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the file is over the limit of {limit} bytes"),
+    )
+}
+
+async fn upload(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    ApiPath(name): ApiPath<String>,
+    request: Request,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = path_param("name", &name, FileName::new)?;
+    let limit = state.engine.config().batch_limits.max_file_bytes;
+    // A declared length over the limit is refused before anything is read.
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large(limit));
+    }
+    let key = format!(
+        "{}{}/{}",
+        state.upload_prefix(),
+        uuid::Uuid::new_v4().simple(),
+        name.as_str()
+    );
+    let path = object_store::path::Path::from(key.as_str());
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other);
+    let reader = tokio_util::io::StreamReader::new(body);
+    match state
+        .engine
+        .blobs()
+        .put_stream(&path, reader, limit)
+        .await?
+    {
+        Streamed::Stored { size, sha256 } => Ok((
+            StatusCode::CREATED,
+            Json(json!({"key": key, "name": name, "size": size, "sha256": sha256})),
+        )),
+        Streamed::TooLarge { .. } => Err(too_large(limit)),
+        _ => Err(osa_core::Error::internal("an upload ended in an unknown way").into()),
+    }
+}
