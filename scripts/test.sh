@@ -91,6 +91,12 @@ for log in "$LOG_DIR"/pytest*.log; do
     FAILED=$((FAILED + ${counts#* }))
 done
 
+step "python hook image (podman, no registry)"
+# OSA's wheel and the example convention package in a local image, for the end-to-end
+# test of the OCI runner with Python hooks (examples/server/tests/end_to_end.rs).
+OSA_PY_WHEEL=$(ls "$ROOT"/target/wheels/osa_py-*-abi3-*.whl | head -n1) \
+    scripts/python-image.sh examples/pdb-pockets
+
 step "rust tests"
 run_cargo_tests workspace --workspace --all-features
 

@@ -1,0 +1,400 @@
+//! An archive across processes, as an operator runs it: Postgres, blobs in an
+//! S3-protocol test server (moto's server, scripts/s3-setup.sh), hooks in podman
+//! containers and in local processes. One `osa-server serve --no-worker` and two
+//! `osa-server worker`s; the example convention package (examples/pdb-pockets) is
+//! deployed over HTTP with its first hook as an OCI release (a local image running
+//! `osa-run-hook` from OSA's wheel, built by scripts/python-image.sh without a
+//! registry) and its second as a process release; the sample files are uploaded over
+//! HTTP and validated; the first worker is SIGKILLed mid-run and the second finishes
+//! it; verdicts, features and provenance are read over HTTP, and the blobs are in the
+//! bucket, none on disk.
+//!
+//! Needs what the test command prepares: the venv with the wheel and the example
+//! (scripts/python-tests.sh, `OSA_PY_VENV`), podman (scripts/podman-setup.sh) and the
+//! Python hook image; a missing piece is built here or fails the test, never skips it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Process, Served, get, post, put_bytes};
+use osa::id::Digest;
+use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options, s3_test_server};
+use serde_json::{Value, json};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+const SAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/pdb-pockets/src/pdb_pockets/samples"
+);
+const SECRET: &str = "0123456789abcdef0123456789abcdef-end-to-end";
+
+/// `KEY=value` lines of a file a setup script wrote.
+fn env_file(path: &Path) -> Option<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            .collect(),
+    )
+}
+
+fn script(name: &str, args: &[&str]) {
+    let status = Command::new("bash")
+        .arg(Path::new(ROOT).join("scripts").join(name))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(status.success(), "scripts/{name} failed");
+}
+
+/// The Python hook image (pinned reference) and the podman socket.
+fn podman_and_image() -> (String, PathBuf) {
+    let oci = Path::new(ROOT).join("target/oci");
+    let socket = oci.join("podman.sock");
+    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        script("podman-setup.sh", &[]);
+    }
+    let image_env = oci.join("python-image.env");
+    if env_file(&image_env).is_none() {
+        script("python-image.sh", &["examples/pdb-pockets"]);
+    }
+    let vars = env_file(&image_env).expect("scripts/python-image.sh wrote python-image.env");
+    let pinned = format!(
+        "{}@{}",
+        vars["OSA_PYTHON_IMAGE"], vars["OSA_PYTHON_IMAGE_DIGEST"]
+    );
+    (pinned, socket)
+}
+
+/// The venv's `osa` and `osa-run-hook` (absolute).
+fn venv() -> (PathBuf, PathBuf) {
+    let venv = std::env::var_os("OSA_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/py-venv"));
+    let venv = if venv.is_absolute() {
+        venv
+    } else {
+        Path::new(ROOT).join(venv)
+    };
+    let bin = venv.join("bin");
+    for script in ["osa", "osa-run-hook"] {
+        assert!(
+            bin.join(script).is_file(),
+            "{} is missing: build the venv with scripts/python-tests.sh or set OSA_PY_VENV",
+            bin.join(script).display()
+        );
+    }
+    (
+        bin.join("osa"),
+        bin.join("osa-run-hook")
+            .canonicalize()
+            .expect("osa-run-hook"),
+    )
+}
+
+/// The example's deploy body from `osa manifest`: check_structure as an OCI release of
+/// `image`, detect_pockets (and the ingester) as process releases.
+fn deploy_body(osa: &Path, run_hook: &Path, image: &str) -> Value {
+    let output = Command::new(osa)
+        .arg("manifest")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .output()
+        .expect("osa manifest");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let document: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let mut body = document["conventions"]
+        .as_array()
+        .expect("conventions")
+        .iter()
+        .find(|c| c["title"] == "PDB Ligand Pockets")
+        .expect("the example convention")
+        .clone();
+    let (repository, digest) = image.split_once('@').expect("pinned");
+    for hook in body["hooks"].as_array_mut().expect("hooks") {
+        let name = hook["name"].as_str().expect("name").to_string();
+        hook["release"] = match name.as_str() {
+            "check_structure" => {
+                json!({"image": repository, "digest": digest, "source_ref": "examples/pdb-pockets"})
+            }
+            _ => json!({
+                "command": [run_hook],
+                "digest": Digest::of_bytes(format!("process {name}").as_bytes()),
+                "source_ref": "examples/pdb-pockets",
+            }),
+        };
+    }
+    body["ingester"]["release"] = json!({
+        "command": [run_hook.with_file_name("osa-run-ingester")],
+        "digest": Digest::of_bytes(b"ingester"),
+        "source_ref": "examples/pdb-pockets",
+    });
+    body
+}
+
+/// Uploads each sample record's files over HTTP; the submission's records.
+fn upload_samples(served: &Served, token: &str) -> Vec<Value> {
+    let samples = Path::new(SAMPLES);
+    let text = std::fs::read_to_string(samples.join("in/records.jsonl")).expect("samples");
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let sample: Value = serde_json::from_str(line).expect("record");
+            let id = sample["id"].as_str().expect("id").to_string();
+            let dir = samples
+                .join("files")
+                .join(osa::contract::record_dir_name(&id));
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .expect("files")
+                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+                .collect();
+            names.sort();
+            let files: Vec<Value> = names
+                .iter()
+                .map(|name| {
+                    let bytes = std::fs::read(dir.join(name)).expect("read");
+                    let up = put_bytes(
+                        &served.url(&format!("/uploads/{name}")),
+                        Some(token),
+                        &bytes,
+                        false,
+                    );
+                    assert_eq!(up.status, 201, "{:?}", up.body);
+                    assert_eq!(up.body["sha256"], json!(Digest::of_bytes(&bytes)));
+                    json!({"name": name, "source": {"source": "object", "key": up.body["key"]}})
+                })
+                .collect();
+            json!({"id": id, "metadata": sample["metadata"], "files": files})
+        })
+        .collect()
+}
+
+struct Schemas(osa::sqlx_backends::PgConfig);
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        runtime.block_on(async {
+            if let Ok(backend) = osa::sqlx_backends::PgBackend::connect(config).await {
+                let _ = backend.drop_schemas().await;
+            }
+        });
+    }
+}
+
+#[test]
+fn an_archive_on_postgres_s3_and_podman_across_processes() {
+    let (image, socket) = podman_and_image();
+    let (osa_cli, run_hook) = venv();
+    let endpoint = s3_test_server();
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let schema = format!("e2e_{tag}");
+    let _cleanup = Schemas(
+        osa::sqlx_backends::PgConfig::new(&url).with_schemas(&schema, format!("{schema}_features")),
+    );
+    let prefix = format!("e2e-{tag}");
+    let mut env: Vec<(&str, String)> = vec![
+        ("OSA_STORAGE__URL", url),
+        ("OSA_STORAGE__SCHEMA", schema),
+        ("OSA_AUTH__SECRET", SECRET.into()),
+        ("OSA_BLOBS__URL", format!("s3://{S3_TEST_BUCKET}/{prefix}")),
+        ("OSA_RUNNERS__OCI__ENABLED", "true".into()),
+        (
+            "OSA_RUNNERS__OCI__HOST",
+            format!("unix://{}", socket.display()),
+        ),
+        ("OSA_RUNNERS__OCI__PULL", "never".into()),
+        ("OSA_WORKER__LEASE", "3s".into()),
+        ("OSA_WORKER__POLL", "50ms".into()),
+    ];
+    let names = [
+        "OSA_BLOBS__OPTIONS__AWS_ENDPOINT",
+        "OSA_BLOBS__OPTIONS__AWS_ALLOW_HTTP",
+        "OSA_BLOBS__OPTIONS__AWS_ACCESS_KEY_ID",
+        "OSA_BLOBS__OPTIONS__AWS_SECRET_ACCESS_KEY",
+        "OSA_BLOBS__OPTIONS__AWS_REGION",
+    ];
+    for (name, (_, value)) in names.into_iter().zip(s3_test_options(&endpoint)) {
+        env.push((name, value));
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = Served::start(dir.path(), &["--no-worker"], &env);
+    let token = |args: &[&str]| {
+        let mut all = vec!["token"];
+        all.extend_from_slice(args);
+        let out = common::command(dir.path(), &all, &env)
+            .output()
+            .expect("token");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    };
+    // Process releases need an admin; the depositor's machine needs only scopes.
+    let admin = token(&["--subject", "operator", "--role", "admin"]);
+    let client = token(&[
+        "--subject",
+        "ci",
+        "--scope",
+        "validations:write",
+        "--scope",
+        "runs:read",
+    ]);
+
+    let deployed = post(
+        &served.url("/conventions"),
+        &admin,
+        &deploy_body(&osa_cli, &run_hook, &image),
+    );
+    assert!(
+        deployed.status == 200 || deployed.status == 201,
+        "{:?}",
+        deployed.body
+    );
+    let slug = deployed.body["slug"].as_str().expect("slug").to_string();
+    let records = upload_samples(&served, &client);
+    assert_eq!(records.len(), 5);
+    let submitted = post(
+        &served.url("/validations"),
+        &client,
+        &json!({"convention": slug, "records": records}),
+    );
+    assert_eq!(submitted.status, 202, "{:?}", submitted.body);
+    let run = submitted.body["id"].as_str().expect("id").to_string();
+
+    // The first worker runs the container step; once it has committed, it is killed.
+    let mut first = Process::spawn(dir.path(), &["worker"], &env);
+    first.wait_for("worker   ");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let view = get(&served.url(&format!("/validations/{run}")), Some(&client)).body;
+        assert_ne!(view["run"]["status"], "failed", "{view:?}");
+        if view["run"]["current_step"].as_u64() >= Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the OCI step did not commit: {view:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.kill();
+    let mut second = Process::spawn(dir.path(), &["worker"], &env);
+    second.wait_for("worker   ");
+    let view = common::wait_for_run(&served.base, &client, &run);
+    assert_eq!(view["run"]["status"], "completed", "{view:?}");
+
+    let steps = view["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    let hook_runs: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .map(|s| s["hook_run_id"].as_str().expect("hook run"))
+        .collect();
+    assert_eq!(hook_runs.len(), 2, "one hook run per step");
+    assert_eq!(
+        steps[0]["counts"],
+        json!({"passed": 2, "rejected": 2, "errored": 1})
+    );
+    let verdicts: BTreeMap<String, String> = view["verdicts"]
+        .as_array()
+        .expect("verdicts")
+        .iter()
+        .map(|v| {
+            let id = v["record_id"].as_str().expect("record id").to_string();
+            let verdict = &v["verdict"];
+            let kind = verdict["verdict"]
+                .as_str()
+                .or(verdict.as_str())
+                .unwrap_or("?")
+                .to_string();
+            (id, kind)
+        })
+        .collect();
+    assert_eq!(verdicts.len(), 5, "{:?}", view["verdicts"]);
+    for accepted in ["pdb:9PK1", "pdb:9PK2"] {
+        assert_eq!(verdicts[accepted], "accepted", "{:?}", view["verdicts"]);
+    }
+
+    // Features of the accepted records (only the holo structure has pockets: ATP and
+    // Mg), each row traced to its hook run and release.
+    let page = get(&served.url("/features/detect_pockets"), None).body;
+    let rows = page["rows"].as_array().expect("rows");
+    let ids: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["record_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["pdb:9PK1"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let row = rows[0]["id"].as_i64().expect("row id");
+    let provenance = get(
+        &served.url(&format!("/features/detect_pockets/{row}/provenance")),
+        None,
+    )
+    .body;
+    assert_eq!(
+        provenance["run"]["id"], steps[1]["hook_run_id"],
+        "{provenance:?}"
+    );
+    assert_eq!(provenance["release"]["version"], 1, "{provenance:?}");
+    let structure = get(&served.url("/hooks/check_structure/releases/1"), None).body;
+    assert_eq!(
+        structure["runtime"]["image"],
+        json!(image.split('@').next()),
+        "{structure:?}"
+    );
+
+    // Every blob is in the bucket: record files, hook outputs, logs, the deploy payload.
+    assert!(
+        !dir.path().join("osa-archive/blobs").exists(),
+        "{:?}",
+        common::tree(dir.path())
+    );
+    let bucket = osa::blob::Blobs::from_url(
+        &format!("s3://{S3_TEST_BUCKET}"),
+        s3_test_options(&endpoint),
+    )
+    .expect("bucket");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let keys: Vec<String> = runtime.block_on(async {
+        use futures::TryStreamExt;
+        bucket
+            .store()
+            .list(Some(&osa::object_store::path::Path::from(prefix.as_str())))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list")
+    });
+    for part in ["uploads/", "runs/", "deployments/"] {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{prefix}/{part}"))),
+            "{part} in the bucket: {keys:?}"
+        );
+    }
+}
