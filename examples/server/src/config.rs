@@ -1,5 +1,5 @@
 //! The server's configuration: what the file and the environment may say, its
-//! defaults, and the check that turns it into [`Settings`] without touching anything.
+//! defaults, and the check that turns it into [`Settings`](crate::node::Settings) without touching anything.
 //!
 //! Sources, later ones winning: the defaults below, the TOML file given with
 //! `--config` (or `OSA_CONFIG`), then environment variables `OSA_<SECTION>__<KEY>`

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use common::{Process, Served, get, post, put_bytes};
 use osa::id::Digest;
-use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options, s3_test_server};
 use serde_json::{Value, json};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -180,42 +179,17 @@ fn upload_samples(served: &Served, token: &str) -> Vec<Value> {
         .collect()
 }
 
-struct Schemas(osa::sqlx_backends::PgConfig);
-
-impl Drop for Schemas {
-    fn drop(&mut self) {
-        let config = self.0.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        runtime.block_on(async {
-            if let Ok(backend) = osa::sqlx_backends::PgBackend::connect(config).await {
-                let _ = backend.drop_schemas().await;
-            }
-        });
-    }
-}
-
 #[test]
 fn an_archive_on_postgres_s3_and_podman_across_processes() {
     let (image, socket) = podman_and_image();
     let (osa_cli, run_hook) = venv();
-    let endpoint = s3_test_server();
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-    let schema = format!("e2e_{tag}");
-    let _cleanup = Schemas(
-        osa::sqlx_backends::PgConfig::new(&url).with_schemas(&schema, format!("{schema}_features")),
-    );
-    let prefix = format!("e2e-{tag}");
-    let mut env: Vec<(&str, String)> = vec![
-        ("OSA_STORAGE__URL", url),
-        ("OSA_STORAGE__SCHEMA", schema),
-        ("OSA_AUTH__SECRET", SECRET.into()),
-        ("OSA_BLOBS__URL", format!("s3://{S3_TEST_BUCKET}/{prefix}")),
-        ("OSA_RUNNERS__OCI__ENABLED", "true".into()),
+    let tag = common::unique("e2e");
+    let (mut env, _cleanup) = common::postgres_env(&tag, SECRET);
+    let (blobs, endpoint) = common::s3_env(&tag);
+    env.extend(blobs);
+    let prefix = tag;
+    env.extend([
+        ("OSA_RUNNERS__OCI__ENABLED", "true".to_string()),
         (
             "OSA_RUNNERS__OCI__HOST",
             format!("unix://{}", socket.display()),
@@ -223,35 +197,10 @@ fn an_archive_on_postgres_s3_and_podman_across_processes() {
         ("OSA_RUNNERS__OCI__PULL", "never".into()),
         ("OSA_WORKER__LEASE", "3s".into()),
         ("OSA_WORKER__POLL", "50ms".into()),
-    ];
-    let names = [
-        "OSA_BLOBS__OPTIONS__AWS_ENDPOINT",
-        "OSA_BLOBS__OPTIONS__AWS_ALLOW_HTTP",
-        "OSA_BLOBS__OPTIONS__AWS_ACCESS_KEY_ID",
-        "OSA_BLOBS__OPTIONS__AWS_SECRET_ACCESS_KEY",
-        "OSA_BLOBS__OPTIONS__AWS_REGION",
-    ];
-    for (name, (_, value)) in names.into_iter().zip(s3_test_options(&endpoint)) {
-        env.push((name, value));
-    }
+    ]);
     let dir = tempfile::tempdir().expect("temp dir");
     let served = Served::start(dir.path(), &["--no-worker"], &env);
-    let token = |args: &[&str]| {
-        let mut all = vec!["token"];
-        all.extend_from_slice(args);
-        let out = common::command(dir.path(), &all, &env)
-            .output()
-            .expect("token");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
-    };
+    let token = |args: &[&str]| common::mint(dir.path(), &env, args);
     // Process releases need an admin; the depositor's machine needs only scopes.
     let admin = token(&["--subject", "operator", "--role", "admin"]);
     let client = token(&[
@@ -371,25 +320,7 @@ fn an_archive_on_postgres_s3_and_podman_across_processes() {
         "{:?}",
         common::tree(dir.path())
     );
-    let bucket = osa::blob::Blobs::from_url(
-        &format!("s3://{S3_TEST_BUCKET}"),
-        s3_test_options(&endpoint),
-    )
-    .expect("bucket");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
-    let keys: Vec<String> = runtime.block_on(async {
-        use futures::TryStreamExt;
-        bucket
-            .store()
-            .list(Some(&osa::object_store::path::Path::from(prefix.as_str())))
-            .map_ok(|m| m.location.to_string())
-            .try_collect()
-            .await
-            .expect("list")
-    });
+    let keys = common::bucket_keys(&endpoint, &prefix);
     for part in ["uploads/", "runs/", "deployments/"] {
         assert!(
             keys.iter()

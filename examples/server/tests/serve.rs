@@ -9,18 +9,7 @@ use common::{Served, get, post};
 use serde_json::{Value, json};
 
 fn token(dir: &std::path::Path, args: &[&str]) -> String {
-    let mut all = vec!["token"];
-    all.extend_from_slice(args);
-    let output = common::command(dir, &all, &[]).output().expect("run token");
-    assert!(
-        output.status.success(),
-        "token {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_string()
+    common::mint(dir, &[], args)
 }
 
 #[test]

@@ -69,20 +69,7 @@ fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) -> tempfile::T
     env.push(("OSA_WORKER__LEASE", "2s".into()));
     env.push(("OSA_WORKER__POLL", "50ms".into()));
     let served = Served::start(dir.path(), &["--no-worker"], &env);
-    let admin = {
-        let output = common::command(dir.path(), &["token", "--role", "admin"], &env)
-            .output()
-            .expect("token");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_string()
-    };
+    let admin = common::mint(dir.path(), &env, &["--role", "admin"]);
     let log = dir.path().join("side-effects.log");
     let pid_file = dir.path().join("third.pid");
     let hook = |name: &str| json!({"name": name, "log": log});
@@ -201,48 +188,9 @@ fn on_sqlite() {
     );
 }
 
-/// Drops a test's Postgres schemas at the end.
-struct Schemas(osa::sqlx_backends::PgConfig);
-
-impl Drop for Schemas {
-    fn drop(&mut self) {
-        let config = self.0.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            if let Ok(backend) = osa::sqlx_backends::PgBackend::connect(config).await {
-                let _ = backend.drop_schemas().await;
-            }
-        });
-    }
-}
-
-fn postgres_env(schema: &str) -> (Vec<(&'static str, String)>, Schemas) {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let cleanup = Schemas(
-        osa::sqlx_backends::PgConfig::new(&url).with_schemas(schema, format!("{schema}_features")),
-    );
-    let env = vec![
-        ("OSA_STORAGE__URL", url),
-        ("OSA_STORAGE__SCHEMA", schema.to_string()),
-        ("OSA_AUTH__SECRET", SECRET.into()),
-    ];
-    (env, cleanup)
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
 #[test]
 fn on_postgres() {
-    let (env, _cleanup) = postgres_env(&unique("srv"));
+    let (env, _cleanup) = common::postgres_env(&common::unique("srv"), SECRET);
     a_killed_worker_is_replaced_by_another(&env);
 }
 
@@ -250,59 +198,22 @@ fn on_postgres() {
 /// scripts/s3-setup.sh): the blobs are in the bucket, none on disk.
 #[test]
 fn on_postgres_and_s3() {
-    use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options, s3_test_server};
-
-    let (mut env, _cleanup) = postgres_env(&unique("srv"));
-    let endpoint = s3_test_server();
-    let prefix = unique("server");
-    env.push(("OSA_BLOBS__URL", format!("s3://{S3_TEST_BUCKET}/{prefix}")));
-    let names = [
-        "OSA_BLOBS__OPTIONS__AWS_ENDPOINT",
-        "OSA_BLOBS__OPTIONS__AWS_ALLOW_HTTP",
-        "OSA_BLOBS__OPTIONS__AWS_ACCESS_KEY_ID",
-        "OSA_BLOBS__OPTIONS__AWS_SECRET_ACCESS_KEY",
-        "OSA_BLOBS__OPTIONS__AWS_REGION",
-    ];
-    for (name, (_, value)) in names.into_iter().zip(s3_test_options(&endpoint)) {
-        env.push((name, value));
-    }
+    let (mut env, _cleanup) = common::postgres_env(&common::unique("srv"), SECRET);
+    let prefix = common::unique("server");
+    let (blobs, endpoint) = common::s3_env(&prefix);
+    env.extend(blobs);
     let dir = a_killed_worker_is_replaced_by_another(&env);
     assert!(
         !dir.path().join("osa-archive/blobs").exists(),
         "no blob on disk: {:?}",
         common::tree(dir.path())
     );
-    let bucket = osa::blob::Blobs::from_url(
-        &format!("s3://{S3_TEST_BUCKET}"),
-        s3_test_options(&endpoint),
-    )
-    .expect("bucket");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let keys: Vec<String> = runtime.block_on(async {
-        use futures::TryStreamExt;
-        bucket
-            .store()
-            .list(Some(&object_store_path(&prefix)))
-            .map_ok(|meta| meta.location.to_string())
-            .try_collect()
-            .await
-            .expect("list the bucket")
-    });
-    assert!(
-        keys.iter()
-            .any(|k| k.starts_with(&format!("{prefix}/runs/"))),
-        "the runs' blobs are in the bucket: {keys:?}"
-    );
-    assert!(
-        keys.iter()
-            .any(|k| k.starts_with(&format!("{prefix}/deployments/"))),
-        "the deploy payload is in the bucket: {keys:?}"
-    );
-}
-
-fn object_store_path(prefix: &str) -> osa::object_store::path::Path {
-    osa::object_store::path::Path::from(prefix)
+    let keys = common::bucket_keys(&endpoint, &prefix);
+    for part in ["runs/", "deployments/"] {
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with(&format!("{prefix}/{part}"))),
+            "{part} in the bucket: {keys:?}"
+        );
+    }
 }

@@ -317,3 +317,106 @@ pub fn put_bytes(url: &str, token: Option<&str>, body: &[u8], chunked: bool) -> 
         answer(request.send(body))
     }
 }
+
+/// `prefix_` and 12 random hex digits (schema names, bucket prefixes).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// Drops a test's Postgres schemas when dropped.
+pub struct Schemas(osa::sqlx_backends::PgConfig);
+
+impl Drop for Schemas {
+    fn drop(&mut self) {
+        let config = self.0.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            if let Ok(backend) = osa::sqlx_backends::PgBackend::connect(config).await {
+                let _ = backend.drop_schemas().await;
+            }
+        });
+    }
+}
+
+/// The variables of an archive on the test Postgres (`DATABASE_URL`) in `schema`,
+/// with the node secret `secret`; the schemas go when the guard does.
+pub fn postgres_env(schema: &str, secret: &str) -> (Vec<(&'static str, String)>, Schemas) {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let cleanup = Schemas(
+        osa::sqlx_backends::PgConfig::new(&url).with_schemas(schema, format!("{schema}_features")),
+    );
+    let env = vec![
+        ("OSA_STORAGE__URL", url),
+        ("OSA_STORAGE__SCHEMA", schema.to_string()),
+        ("OSA_AUTH__SECRET", secret.to_string()),
+    ];
+    (env, cleanup)
+}
+
+/// The variables of blobs under `prefix` in the S3 test server's bucket (moto's
+/// server, started by scripts/s3-setup.sh unless `OSA_S3_ENDPOINT` names one), and the
+/// endpoint.
+pub fn s3_env(prefix: &str) -> (Vec<(&'static str, String)>, String) {
+    use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options, s3_test_server};
+
+    let endpoint = s3_test_server();
+    let mut env = vec![("OSA_BLOBS__URL", format!("s3://{S3_TEST_BUCKET}/{prefix}"))];
+    for (option, value) in s3_test_options(&endpoint) {
+        let name = match option {
+            "aws_endpoint" => "OSA_BLOBS__OPTIONS__AWS_ENDPOINT",
+            "aws_allow_http" => "OSA_BLOBS__OPTIONS__AWS_ALLOW_HTTP",
+            "aws_access_key_id" => "OSA_BLOBS__OPTIONS__AWS_ACCESS_KEY_ID",
+            "aws_secret_access_key" => "OSA_BLOBS__OPTIONS__AWS_SECRET_ACCESS_KEY",
+            "aws_region" => "OSA_BLOBS__OPTIONS__AWS_REGION",
+            other => panic!("no variable for the S3 option {other}"),
+        };
+        env.push((name, value));
+    }
+    (env, endpoint)
+}
+
+/// The keys under `prefix` in the S3 test server's bucket.
+pub fn bucket_keys(endpoint: &str, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    use osa_core::testing::blobs::{S3_TEST_BUCKET, s3_test_options};
+
+    let bucket =
+        osa::blob::Blobs::from_url(&format!("s3://{S3_TEST_BUCKET}"), s3_test_options(endpoint))
+            .expect("bucket");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        bucket
+            .store()
+            .list(Some(&osa::object_store::path::Path::from(prefix)))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .expect("list the bucket")
+    })
+}
+
+/// `osa-server token ARGS…` in `dir` with `env`: the token.
+pub fn mint(dir: &Path, env: &[(&str, String)], args: &[&str]) -> String {
+    let mut all = vec!["token"];
+    all.extend_from_slice(args);
+    let output = command(dir, &all, env).output().expect("run token");
+    assert!(
+        output.status.success(),
+        "token {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}
