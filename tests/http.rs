@@ -1538,3 +1538,49 @@ async fn validations_can_be_cancelled() {
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json()["code"], "not_found");
 }
+
+/// A host application mounts the API beside its own routes and keeps its own 404:
+/// OSA answers under its prefix (its JSON 404 for unknown paths there), the host
+/// everywhere else.
+#[tokio::test]
+async fn the_api_mounts_in_a_host_application() {
+    let api = api().await;
+    let host = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "portal" }))
+        .merge(osa::http::router_at("/archive/api", api.state.clone()))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "host: not here") });
+    let send = |path: &str| {
+        let host = host.clone();
+        let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+        async move {
+            let response = host.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    assert_eq!(send("/").await, (StatusCode::OK, "portal".to_string()));
+    let (status, body) = send("/archive/api/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        "ok"
+    );
+    assert_eq!(
+        send("/elsewhere").await,
+        (StatusCode::NOT_FOUND, "host: not here".to_string())
+    );
+    assert_eq!(
+        send("/api/v1/health").await.1,
+        "host: not here",
+        "nothing is served at the default prefix"
+    );
+    let (status, body) = send("/archive/api/no-such-route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["code"],
+        "not_found"
+    );
+}

@@ -69,9 +69,35 @@ pub const MAX_PAGE: u32 = 1000;
 /// Most column filters in one `GET /features/{hook}` query.
 pub const MAX_FILTERS: usize = 32;
 
-/// The API under `/api/v1`.
+/// The API under `/api/v1`, with OSA's JSON 404 for every other path too: a whole
+/// server's router. To put the API beside routes of your own, use [`router_at`].
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
+    router_at("/api/v1", state).fallback(not_found)
+}
+
+/// The API under `prefix` (such as `/api/v1` or `/archive`), for mounting in a host
+/// application: paths under `prefix` that match no route get OSA's JSON 404/405,
+/// every other path is left to the host (its routes and its own fallback).
+///
+/// ```
+/// # fn demo(state: osa::http::ApiState) -> axum::Router {
+/// use axum::{Router, routing::get};
+///
+/// let app = Router::new()
+///     .route("/", get(|| async { "my archive portal" }))
+///     .merge(osa::http::router_at("/osa/api", state))
+///     .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not here") });
+/// # app }
+/// ```
+///
+/// The OpenAPI document (at `{prefix}/openapi.json`) names `/api/v1` as its server.
+pub fn router_at(prefix: &str, state: ApiState) -> Router {
+    Router::new().nest(prefix, routes(state))
+}
+
+/// The API's routes, relative to wherever they are nested.
+fn routes(state: ApiState) -> Router {
+    Router::new()
         .merge(health::routes())
         .merge(openapi::routes())
         .merge(conventions::routes())
@@ -83,6 +109,5 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
-    Router::new().nest("/api/v1", api).fallback(not_found)
+        .with_state(state)
 }
