@@ -197,38 +197,9 @@ impl<S: TestStorage> Archive<S> {
 
     /// A deploy body with one process hook per `(name, config)`.
     fn payload(&self, title: &str, hooks: &[(&str, Value)], timeout_seconds: u32) -> Vec<u8> {
-        let hooks: Vec<Value> = hooks
-            .iter()
-            .map(|(name, config)| {
-                json!({
-                    "name": name,
-                    "feature": {"kind": "table", "cardinality": "one", "columns": [
-                        {"name": "hook", "json_type": "string", "required": true},
-                        {"name": "score", "json_type": "number", "required": true}
-                    ]},
-                    "config": config,
-                    "limits": {"timeout_seconds": timeout_seconds, "memory": "1g", "cpu": "1"},
-                    "release": {
-                        "command": ["python3", HOOK],
-                        "digest": Digest::of_bytes(format!("{name}{config}").as_bytes()),
-                        "source_ref": "git:test"
-                    }
-                })
-            })
-            .collect();
-        serde_json::to_vec(&json!({
-            "title": title,
-            "description": "End-to-end test convention",
-            "schema": {"id": "test-schema", "version": "1.0.0", "fields": []},
-            "file_requirements": {"accepted_types": [".txt"], "max_count": 3, "max_file_size": 1048576},
-            "hooks": hooks,
-            "docs": {
-                "purpose": "Testing the saga",
-                "example_questions": ["Which records pass?", "Which fail?"],
-                "examples": [{"question": "What scores?", "query": "score > 1", "interpretation": "long ids"}]
-            }
-        }))
-        .expect("payload")
+        let body =
+            osa::testing::process_convention(title, hooks, &["python3", HOOK], timeout_seconds);
+        serde_json::to_vec(&body).expect("payload")
     }
 
     async fn deploy(&self, title: &str, hooks: &[(&str, Value)]) -> ConventionSlug {

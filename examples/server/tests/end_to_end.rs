@@ -212,17 +212,7 @@ fn an_archive_on_postgres_s3_and_podman_across_processes() {
         "runs:read",
     ]);
 
-    let deployed = post(
-        &served.url("/conventions"),
-        &admin,
-        &deploy_body(&osa_cli, &run_hook, &image),
-    );
-    assert!(
-        deployed.status == 200 || deployed.status == 201,
-        "{:?}",
-        deployed.body
-    );
-    let slug = deployed.body["slug"].as_str().expect("slug").to_string();
+    let slug = common::deploy(&served, &admin, &deploy_body(&osa_cli, &run_hook, &image));
     let records = upload_samples(&served, &client);
     assert_eq!(records.len(), 5);
     let submitted = post(

@@ -30,17 +30,11 @@ fn metrics_show_jobs_steps_and_requests() {
     let (_, headers, _) = get_text(&served.url("/health"), &[("x-request-id", "trace-me-42")]);
     assert_eq!(headers.get("x-request-id").expect("kept"), "trace-me-42");
 
-    let deployed = post(
-        &served.url("/conventions"),
+    let slug = common::deploy(
+        &served,
         &admin,
         &common::convention("Measured", &[("first", json!({"name": "first"}))]),
     );
-    assert!(
-        deployed.status == 200 || deployed.status == 201,
-        "{:?}",
-        deployed.body
-    );
-    let slug = deployed.body["slug"].as_str().expect("slug");
     let submitted = post(
         &served.url("/validations"),
         &admin,

@@ -35,8 +35,8 @@ fn with_no_configuration_it_serves_the_archive_in_the_working_directory() {
     assert_eq!(me.status, 200, "{:?}", me.body);
     assert_eq!(me.body["roles"], json!(["admin"]));
 
-    let deployed = post(
-        &served.url("/conventions"),
+    let slug = common::deploy(
+        &served,
         &admin,
         &common::convention(
             "Served",
@@ -46,12 +46,6 @@ fn with_no_configuration_it_serves_the_archive_in_the_working_directory() {
             ],
         ),
     );
-    assert!(
-        deployed.status == 200 || deployed.status == 201,
-        "{:?}",
-        deployed.body
-    );
-    let slug = deployed.body["slug"].as_str().expect("slug").to_string();
 
     let submitted = post(
         &served.url("/validations"),

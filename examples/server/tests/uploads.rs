@@ -83,20 +83,14 @@ fn files_uploaded_over_http_reach_the_hooks() {
 
     // A submission names the keys; the hook reads the files.
     let files_log = dir.path().join("files.log");
-    let deployed = post(
-        &served.url("/conventions"),
+    let slug = common::deploy(
+        &served,
         &admin,
         &common::convention(
             "Uploaded",
             &[("reader", json!({"name": "reader", "files_log": files_log}))],
         ),
     );
-    assert!(
-        deployed.status == 200 || deployed.status == 201,
-        "{:?}",
-        deployed.body
-    );
-    let slug = deployed.body["slug"].as_str().expect("slug");
     let submitted = post(
         &served.url("/validations"),
         &admin,

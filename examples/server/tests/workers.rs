@@ -85,13 +85,7 @@ fn a_killed_worker_is_replaced_by_another(env: &[(&str, String)]) -> tempfile::T
             ("third", third),
         ],
     );
-    let deployed = post(&served.url("/conventions"), &admin, &body);
-    assert!(
-        deployed.status == 200 || deployed.status == 201,
-        "{:?}",
-        deployed.body
-    );
-    let slug = deployed.body["slug"].as_str().expect("slug").to_string();
+    let slug = common::deploy(&served, &admin, &body);
     let submit = |ids: &[&str]| {
         let answer = post(
             &served.url("/validations"),

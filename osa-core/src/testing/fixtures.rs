@@ -52,3 +52,48 @@ pub fn every_type_identity(name: &str) -> HookIdentity {
 pub fn digest(n: u64) -> Digest {
     Digest::of_bytes(&n.to_le_bytes())
 }
+
+/// A deploy body of the end-to-end tests: one process hook per `(name, config)`, each
+/// running `command` (with its config) within `timeout_seconds`, every hook writing
+/// rows `{hook, score}`; `.txt` record files. A release's digest is that of its name
+/// and config, so the same hooks deploy as the same releases.
+pub fn process_convention(
+    title: &str,
+    hooks: &[(&str, serde_json::Value)],
+    command: &[&str],
+    timeout_seconds: u32,
+) -> serde_json::Value {
+    use serde_json::json;
+
+    let hooks: Vec<serde_json::Value> = hooks
+        .iter()
+        .map(|(name, config)| {
+            json!({
+                "name": name,
+                "feature": {"kind": "table", "cardinality": "one", "columns": [
+                    {"name": "hook", "json_type": "string", "required": true},
+                    {"name": "score", "json_type": "number", "required": true}
+                ]},
+                "config": config,
+                "limits": {"timeout_seconds": timeout_seconds, "memory": "1g", "cpu": "1"},
+                "release": {
+                    "command": command,
+                    "digest": Digest::of_bytes(format!("{name}{config}").as_bytes()),
+                    "source_ref": "git:test"
+                }
+            })
+        })
+        .collect();
+    json!({
+        "title": title,
+        "description": "End-to-end test convention",
+        "schema": {"id": "test-schema", "version": "1.0.0", "fields": []},
+        "file_requirements": {"accepted_types": [".txt"], "max_count": 3, "max_file_size": 1048576},
+        "hooks": hooks,
+        "docs": {
+            "purpose": "Testing the saga",
+            "example_questions": ["Which records pass?", "Which fail?"],
+            "examples": [{"question": "What scores?", "query": "score > 1", "interpretation": "long ids"}]
+        }
+    })
+}

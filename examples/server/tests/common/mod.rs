@@ -190,37 +190,18 @@ pub fn post(url: &str, token: &str, body: &Value) -> Answer {
 
 /// A deploy body: one process hook per `(name, config)` running [`HOOK`].
 pub fn convention(title: &str, hooks: &[(&str, Value)]) -> Value {
-    let hooks: Vec<Value> = hooks
-        .iter()
-        .map(|(name, config)| {
-            json!({
-                "name": name,
-                "feature": {"kind": "table", "cardinality": "one", "columns": [
-                    {"name": "hook", "json_type": "string", "required": true},
-                    {"name": "score", "json_type": "number", "required": true}
-                ]},
-                "config": config,
-                "limits": {"timeout_seconds": 60, "memory": "1g", "cpu": "1"},
-                "release": {
-                    "command": ["python3", HOOK],
-                    "digest": osa::id::Digest::of_bytes(format!("{name}{config}").as_bytes()),
-                    "source_ref": "git:test"
-                }
-            })
-        })
-        .collect();
-    json!({
-        "title": title,
-        "description": "A convention of the server's tests",
-        "schema": {"id": "server-test", "version": "1.0.0", "fields": []},
-        "file_requirements": {"accepted_types": [".txt"], "max_count": 3, "max_file_size": 1048576},
-        "hooks": hooks,
-        "docs": {
-            "purpose": "Testing the server",
-            "example_questions": ["Which records pass?", "Which fail?"],
-            "examples": [{"question": "What scores?", "query": "score > 1", "interpretation": "long ids"}]
-        }
-    })
+    osa_core::testing::process_convention(title, hooks, &["python3", HOOK], 60)
+}
+
+/// Deploys `body` over HTTP (200 or 201); its slug.
+pub fn deploy(served: &Served, token: &str, body: &Value) -> String {
+    let deployed = post(&served.url("/conventions"), token, body);
+    assert!(
+        deployed.status == 200 || deployed.status == 201,
+        "{:?}",
+        deployed.body
+    );
+    deployed.body["slug"].as_str().expect("slug").to_string()
 }
 
 /// Records with these ids and no files.
