@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::{ConventionSlug, HookName, SchemaId};
 
 /// A registered convention. Deploys upsert it by slug.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Convention {
     /// Derived from the title ([`ConventionSlug::from_title`]).
     pub slug: ConventionSlug,

@@ -54,7 +54,7 @@ impl HookIdentity {
 }
 
 /// A hook as the registry stores it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Hook {
     /// Name and contract.
     pub identity: HookIdentity,
@@ -65,7 +65,7 @@ pub struct Hook {
 }
 
 /// An immutable, versioned release of a hook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HookRelease {
     /// Release id.
     pub id: ReleaseId,
@@ -104,7 +104,7 @@ pub struct NewRelease {
 }
 
 /// The result of creating a release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ReleaseOutcome {
     /// The new release, or the existing one with the same digest.
     pub release: HookRelease,
@@ -175,7 +175,7 @@ impl OutcomeCounts {
 }
 
 /// Provenance of one hook execution: append-only, written once, insert-once on `id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HookRun {
     /// Deterministic id ([`HookRunId::for_step`]).
     pub id: HookRunId,

@@ -54,6 +54,8 @@ pub mod feature;
 pub mod hook;
 pub mod id;
 pub mod jobs;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod policy;
 pub mod registry;
 pub mod runner;

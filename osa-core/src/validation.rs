@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -16,7 +17,7 @@ use crate::id::{
 use crate::jobs::{ClaimedJob, JobLease, NewJob};
 
 /// The state of a validation run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Created, no step finished.
@@ -45,7 +46,7 @@ impl RunStatus {
 }
 
 /// The release a step runs, fixed when the run is submitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepRelease {
     /// Step index (0-based).
     pub index: u32,
@@ -58,7 +59,7 @@ pub struct StepRelease {
 }
 
 /// A validation run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ValidationRun {
     /// Run id.
     pub id: ValidationRunId,
@@ -81,7 +82,7 @@ pub struct ValidationRun {
 }
 
 /// The status of one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepStatus {
     /// Not run yet.
@@ -97,7 +98,7 @@ pub enum StepStatus {
 }
 
 /// Progress of one step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StepProgress {
     /// The step's release.
     pub release: StepRelease,
@@ -133,7 +134,7 @@ impl StepProgress {
 }
 
 /// Where a record stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "verdict", rename_all = "lowercase")]
 pub enum Verdict {
     /// Still being validated.
@@ -161,7 +162,7 @@ pub enum Verdict {
 }
 
 /// The verdict of one record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordVerdict {
     /// The record.
     pub record_id: RecordId,
@@ -170,7 +171,7 @@ pub struct RecordVerdict {
 }
 
 /// A record's file at submit time. Unknown keys are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FileSource {
     /// A local path, copied into the object store at submit.
@@ -186,7 +187,7 @@ pub enum FileSource {
 }
 
 /// A file of a submitted record. Unknown keys are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputFile {
     /// Name under the record's directory.
@@ -196,7 +197,7 @@ pub struct InputFile {
 }
 
 /// A record submitted for validation. Unknown keys are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputRecord {
     /// Record id.
@@ -277,7 +278,7 @@ pub enum Applied {
 }
 
 /// What happened in a run, persisted and streamed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEventKind {
     /// The run was created.
@@ -337,7 +338,7 @@ pub enum RunEventKind {
 }
 
 /// A persisted run event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunEvent {
     /// Sequence number within the run, from 1.
     pub seq: u64,
@@ -349,7 +350,7 @@ pub struct RunEvent {
 }
 
 /// A run with its steps and verdicts, as readable at any moment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ValidationRunView {
     /// The run.
     pub run: ValidationRun,

@@ -1,15 +1,16 @@
 //! Deployments: the audit log of convention deploys, releases and live-pointer
 //! moves, and their event streams.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use osa_core::deploy::{DeploymentFilter, DeploymentStatus};
+use osa_core::deploy::{Deployment, DeploymentFilter, DeploymentStatus};
 use osa_core::id::DeploymentId;
 use osa_core::{Error, ErrorKind};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::MAX_PAGE;
 use super::error::{ApiError, ApiResult};
@@ -17,31 +18,47 @@ use super::extract::{ApiPath, Authorized, DeploymentsRead, path_param};
 use super::sse::sse;
 use super::state::ApiState;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/deployments", get(list_deployments))
-        .route("/deployments/{id}", get(get_deployment))
-        .route("/deployments/{id}/events", get(deployment_events))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_deployments))
+        .routes(routes!(get_deployment))
+        .routes(routes!(deployment_events))
 }
 
 /// Query of `GET /deployments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeploymentsQuery {
+    /// Only this convention slug or hook name.
     target: Option<String>,
+    /// Only this status.
     status: Option<DeploymentStatus>,
+    /// Only created at or after.
     since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only created before.
     until: Option<chrono::DateTime<chrono::Utc>>,
     /// Keyset cursor: the id of the last deployment of the previous page.
     before: Option<DeploymentId>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 1000, default = 50)]
     limit: Option<u32>,
 }
 
+/// List deployments, newest first.
+#[utoipa::path(
+    get,
+    path = "/deployments",
+    tag = "deployments",
+    params(DeploymentsQuery),
+    security(("bearer" = ["deployments:read"])),
+    responses((status = 200, body = Vec<Deployment>))
+)]
 async fn list_deployments(
     State(state): State<ApiState>,
     _: Authorized<DeploymentsRead>,
     query: Result<Query<DeploymentsQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<Deployment>>> {
     let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_PAGE {
@@ -71,18 +88,36 @@ async fn list_deployments(
             limit,
         })
         .await?;
-    Ok(Json(json!(list)))
+    Ok(Json(list))
 }
 
+/// One deployment.
+#[utoipa::path(
+    get,
+    path = "/deployments/{id}",
+    tag = "deployments",
+    params(("id" = DeploymentId, Path, description = "The deployment")),
+    security(("bearer" = ["deployments:read"])),
+    responses((status = 200, body = Deployment))
+)]
 async fn get_deployment(
     State(state): State<ApiState>,
     _: Authorized<DeploymentsRead>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deployment>> {
     let id = path_param("id", &id, str::parse::<DeploymentId>)?;
-    Ok(Json(json!(state.deployer.get(id).await?)))
+    Ok(Json(state.deployer.get(id).await?))
 }
 
+/// A deployment's events (SSE: replay, then live; ends when the token expires).
+#[utoipa::path(
+    get,
+    path = "/deployments/{id}/events",
+    tag = "deployments",
+    params(("id" = DeploymentId, Path, description = "The deployment")),
+    security(("bearer" = ["deployments:read"])),
+    responses((status = 200, description = "Server-sent events; each `data` is a DeploymentEvent", body = String, content_type = "text/event-stream"))
+)]
 async fn deployment_events(
     State(state): State<ApiState>,
     Authorized(principal, _): Authorized<DeploymentsRead>,

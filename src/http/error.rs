@@ -91,7 +91,8 @@ impl IntoResponse for ApiError {
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
-pub(super) async fn not_found() -> ApiError {
+/// OSA's JSON 404 (`{"code": "not_found", ...}`), for a host application's fallback.
+pub async fn not_found() -> ApiError {
     Error::not_found("route", "this path").into()
 }
 

@@ -2,6 +2,7 @@
 //! (bearer-token auth and scope gates).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -9,7 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use osa_core::Error;
-use osa_core::auth::{Principal, Role, Scope};
+use osa_core::auth::{Authenticator, Principal, Role, Scope};
 use serde::de::DeserializeOwned;
 
 use super::MAX_BODY_BYTES;
@@ -83,18 +84,70 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 
 // Auth --------------------------------------------------------------------------------
 
-/// The caller: the principal of a valid bearer token, or anonymous. A token that is
-/// present but invalid is refused (401) rather than treated as anonymous. The scheme
-/// (`Bearer`) is matched case-insensitively.
+/// Resolves who a request comes from. The API asks it once per request that needs a
+/// caller, before the body is read.
+///
+/// [`BearerTokens`] (OSA's JWTs) is the default; a host application with its own
+/// sessions or gateway headers implements this and passes it to
+/// [`ApiState::with_principal_resolver`]. Scope and role gates apply to whatever
+/// [`Principal`] it returns.
+///
+/// ```
+/// use axum::http::request::Parts;
+/// use osa::auth::{Principal, Role};
+///
+/// /// Trusts the user a gateway in front of the server has authenticated.
+/// struct Gateway;
+///
+/// #[async_trait::async_trait]
+/// impl osa::http::PrincipalResolver for Gateway {
+///     async fn resolve(&self, parts: &Parts) -> osa::Result<Option<Principal>> {
+///         let Some(user) = parts.headers.get("x-authenticated-user") else {
+///             return Ok(None);
+///         };
+///         let user = user.to_str().map_err(|_| osa::Error::Unauthenticated {
+///             reason: "x-authenticated-user is not text".into(),
+///         })?;
+///         Ok(Some(Principal {
+///             subject: user.to_string(),
+///             issuer: "gateway".into(),
+///             roles: [Role::Curator].into(),
+///             scopes: Default::default(),
+///             // What it keeps open (an event stream) ends then.
+///             expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+///         }))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait PrincipalResolver: Send + Sync + 'static {
+    /// The caller of a request: `Ok(None)` for an anonymous request, an
+    /// [`Error::Unauthenticated`] (401) for credentials that are present but not
+    /// valid.
+    async fn resolve(&self, parts: &Parts) -> osa_core::Result<Option<Principal>>;
+}
+
+/// OSA's own callers: `Authorization: Bearer <JWT>` verified by an
+/// [`Authenticator`]. No header is anonymous; a header that is not `Bearer <token>`,
+/// or a token that does not verify, is refused rather than treated as anonymous. The
+/// scheme is matched case-insensitively.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Option<Principal>);
+pub struct BearerTokens {
+    auth: Arc<Authenticator>,
+}
 
-impl FromRequestParts<ApiState> for Caller {
-    type Rejection = ApiError;
+impl BearerTokens {
+    /// Callers verified by `auth`.
+    pub fn new(auth: impl Into<Arc<Authenticator>>) -> Self {
+        BearerTokens { auth: auth.into() }
+    }
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+#[async_trait::async_trait]
+impl PrincipalResolver for BearerTokens {
+    async fn resolve(&self, parts: &Parts) -> osa_core::Result<Option<Principal>> {
         let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
-            return Ok(Caller(None));
+            return Ok(None);
         };
         let token = header
             .to_str()
@@ -103,12 +156,23 @@ impl FromRequestParts<ApiState> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::from(Error::Unauthenticated {
-                    reason: "the Authorization header must be `Bearer <token>`".into(),
-                })
+            .ok_or_else(|| Error::Unauthenticated {
+                reason: "the Authorization header must be `Bearer <token>`".into(),
             })?;
-        Ok(Caller(Some(state.auth.verify(token)?)))
+        self.auth.verify(token).map(Some)
+    }
+}
+
+/// The caller: what the state's [`PrincipalResolver`] makes of the request, `None`
+/// when anonymous.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Option<Principal>);
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
+        Ok(Caller(state.resolver.resolve(parts).await?))
     }
 }
 

@@ -3,36 +3,118 @@
 
 use std::collections::HashSet;
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use osa_core::Error;
-use osa_core::feature::store::{ColumnFilter, FeatureQuery};
-use osa_core::feature::{Cardinality, FeatureSpec, FeatureValue};
-use osa_core::id::{ColumnName, HookRunId, RecordId};
-use serde_json::{Value, json};
+use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureRow};
+use osa_core::feature::{Cardinality, ColumnDef, FeatureSpec, FeatureValue};
+use osa_core::hook::HookRelease;
+use osa_core::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, path_param};
-use super::hooks::{hook_run_json, known_hook};
+use super::hooks::{HookRunView, known_hook};
 use super::state::ApiState;
 use super::{MAX_FILTERS, MAX_PAGE};
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/features/{hook}", get(list_features))
-        .route("/features/{hook}/{row}/provenance", get(provenance))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_features))
+        .routes(routes!(provenance))
+}
+
+/// A feature row with its values keyed by column name.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct FeatureRowView {
+    /// Row id (unique per hook table; the keyset cursor).
+    id: i64,
+    record_id: RecordId,
+    /// The validation run that produced it, if any.
+    validation_run_id: Option<ValidationRunId>,
+    /// The hook run that produced it.
+    run_id: HookRunId,
+    /// Position among the record's rows.
+    row_index: u32,
+    created_at: DateTime<Utc>,
+    /// The data columns' values, by column name.
+    #[schema(value_type = Object)]
+    values: serde_json::Map<String, Value>,
+}
+
+impl FeatureRowView {
+    fn new(row: &FeatureRow, columns: &[ColumnDef]) -> Self {
+        FeatureRowView {
+            id: row.id,
+            record_id: row.record_id.clone(),
+            validation_run_id: row.validation_run_id,
+            run_id: row.run_id,
+            row_index: row.row_index,
+            created_at: row.created_at,
+            values: row.keyed_values(columns),
+        }
+    }
+}
+
+/// A page of feature rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct FeaturePageView {
+    /// The hook's data columns, in table order.
+    columns: Vec<ColumnDef>,
+    /// The rows, by id.
+    rows: Vec<FeatureRowView>,
+    /// The cursor of the next page (`after`), when there may be one.
+    next_after: Option<i64>,
+}
+
+/// Where a feature row came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ProvenanceView {
+    /// The hook.
+    hook: HookName,
+    /// The row.
+    row: FeatureRowView,
+    /// The hook run that produced it.
+    run: HookRunView,
+    /// The release that ran (digest, runtime, config, source_ref, built_by).
+    release: HookRelease,
 }
 
 /// The parameters of `GET /features/{hook}` other than column filters.
 const FEATURE_PARAMS: [&str; 5] = ["record_id", "run_id", "after", "limit", "format"];
 
-/// Query of `GET /features/{hook}`: `record_id`, `run_id`, `after`, `limit`,
-/// `format` (`json` or `csv`), and up to [`MAX_FILTERS`] column filters `eq.<col>`,
-/// `gte.<col>`, `lte.<col>`, `null.<col>` (empty or `true`: is null; `false`: is not
-/// null). A parameter given twice is refused.
+/// A hook's feature rows (filters, keyset pages, JSON or CSV).
+///
+/// Query: `record_id`, `run_id`, `after`, `limit`, `format` (`json` or `csv`), and up
+/// to [`MAX_FILTERS`] column filters `eq.<col>`, `gte.<col>`, `lte.<col>`,
+/// `null.<col>` (empty or `true`: is null; `false`: is not null). A parameter given
+/// twice is refused.
+#[utoipa::path(
+    get,
+    path = "/features/{hook}",
+    tag = "features",
+    params(
+        ("hook" = String, Path, description = "The hook"),
+        ("record_id" = Option<String>, Query, description = "Only rows of this record"),
+        ("run_id" = Option<HookRunId>, Query, description = "Only rows of this hook run"),
+        ("after" = Option<i64>, Query, description = "Keyset cursor: `next_after` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
+        ("format" = inline(Option<FeatureFormat>), Query, description = "Response format (default json)"),
+        ("filters" = Option<std::collections::BTreeMap<String, String>>, Query, style = Form, explode,
+         description = "Column filters, combined with AND: `eq.<col>=v`, `gte.<col>=v`, `lte.<col>=v` (the value coerced to the column's type) and `null.<col>=` or `=true` (is null), `null.<col>=false` (is not null); at most 32, each operator and column once"),
+    ),
+    responses((status = 200, description = "A page of rows", content(
+        (FeaturePageView = "application/json"),
+        (String = "text/csv"),
+    )))
+)]
 async fn list_features(
     State(state): State<ApiState>,
     ApiPath(hook): ApiPath<String>,
@@ -96,7 +178,27 @@ async fn list_features(
         )
             .into_response());
     }
-    Ok(Json(page.to_keyed_json(&columns)).into_response())
+    Ok(Json(FeaturePageView {
+        rows: page
+            .rows
+            .iter()
+            .map(|row| FeatureRowView::new(row, &columns))
+            .collect(),
+        columns,
+        next_after: page.next_after,
+    })
+    .into_response())
+}
+
+/// The formats of `GET /features/{hook}`.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the parameter, which is parsed by hand
+enum FeatureFormat {
+    /// A JSON page.
+    Json,
+    /// RFC 4180 CSV with a header line.
+    Csv,
 }
 
 /// A filter `op.column=value`, the value coerced to the column's type.
@@ -190,17 +292,28 @@ fn features_csv(
     out
 }
 
+/// Where a feature row came from: the hook run, the release and its digest.
+#[utoipa::path(
+    get,
+    path = "/features/{hook}/{row}/provenance",
+    tag = "features",
+    params(
+        ("hook" = String, Path, description = "The hook"),
+        ("row" = i64, Path, description = "The row's id"),
+    ),
+    responses((status = 200, body = ProvenanceView))
+)]
 async fn provenance(
     State(state): State<ApiState>,
     ApiPath((hook, row)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProvenanceView>> {
     let hook = known_hook(&state, "hook", &hook).await?;
     let row: i64 = path_param("row", &row, str::parse)?;
     let p = state.engine.provenance(&hook.identity.name, row).await?;
-    Ok(Json(json!({
-        "hook": p.hook,
-        "row": p.row.to_keyed_json(hook.identity.feature.columns()),
-        "run": hook_run_json(&p.run),
-        "release": p.release,
-    })))
+    Ok(Json(ProvenanceView {
+        row: FeatureRowView::new(&p.row, hook.identity.feature.columns()),
+        hook: p.hook,
+        run: p.run.into(),
+        release: p.release,
+    }))
 }

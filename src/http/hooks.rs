@@ -1,15 +1,19 @@
 //! Hooks: their releases, the live pointer, hook runs and their logs.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use osa_core::deploy::{ReleaseRequest, SetLiveRequest, parse_payload};
-use osa_core::id::{HookName, HookRunId};
+use chrono::{DateTime, Utc};
+use osa_core::deploy::{Deployment, ReleaseRequest, SetLiveRequest, parse_payload};
+use osa_core::hook::{Hook, HookRelease, HookRun, HookRunStatus, OutcomeCounts};
+use osa_core::id::{Digest, HookName, HookRunId, ReleaseId};
 use osa_core::{Error, ErrorKind};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::ApiResult;
 use super::extract::{
@@ -17,21 +21,80 @@ use super::extract::{
 };
 use super::state::ApiState;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/hooks", get(list_hooks))
-        .route(
-            "/hooks/{name}/releases",
-            get(list_releases).post(create_release),
-        )
-        .route("/hooks/{name}/releases/{version}", get(get_release))
-        .route("/hooks/{name}/live", put(set_live))
-        .route("/hooks/runs/{id}", get(get_hook_run))
-        .route("/hooks/runs/{id}/logs", get(get_hook_log))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_hooks))
+        .routes(routes!(list_releases, create_release))
+        .routes(routes!(get_release))
+        .routes(routes!(set_live))
+        .routes(routes!(get_hook_run))
+        .routes(routes!(get_hook_log))
 }
 
-async fn list_hooks(State(state): State<ApiState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!(state.storage.list_hooks().await?)))
+/// The answer to `POST /hooks/{name}/releases` (the published `ReleaseCreated` and
+/// the audit row).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReleaseCreated {
+    /// The audited deployment.
+    deployment: Deployment,
+    /// The new release, or the existing one with the same digest.
+    release: HookRelease,
+    /// Whether a new version was minted (and became live).
+    created: bool,
+}
+
+/// The answer to `PUT /hooks/{name}/live`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct LiveMoved {
+    /// The audited deployment.
+    deployment: Deployment,
+    /// The release that was live before, if any.
+    previous: Option<HookRelease>,
+    /// The release that is live now.
+    current: HookRelease,
+}
+
+/// A hook run as the API shows it: the log's locator is never exposed, only whether
+/// there is a log (`GET /hooks/runs/{id}/logs`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct HookRunView {
+    id: HookRunId,
+    release_id: ReleaseId,
+    status: HookRunStatus,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    /// Wall-clock seconds over all attempts.
+    duration_s: f64,
+    /// How many times memory was doubled after an OOM.
+    oom_retries: u32,
+    /// sha256 of the `records.jsonl` the hook read.
+    input_sha256: Option<Digest>,
+    counts: OutcomeCounts,
+    /// Whether a captured log can be read.
+    has_logs: bool,
+}
+
+impl From<HookRun> for HookRunView {
+    fn from(run: HookRun) -> Self {
+        HookRunView {
+            id: run.id,
+            release_id: run.release_id,
+            status: run.status,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            duration_s: run.duration_s,
+            oom_retries: run.oom_retries,
+            input_sha256: run.input_sha256,
+            counts: run.counts,
+            has_logs: run.log_ref.is_some(),
+        }
+    }
+}
+
+/// List hooks with their live release.
+#[utoipa::path(get, path = "/hooks", tag = "hooks", responses((status = 200, body = Vec<Hook>)))]
+async fn list_hooks(State(state): State<ApiState>) -> ApiResult<Json<Vec<Hook>>> {
+    Ok(Json(state.storage.list_hooks().await?))
 }
 
 /// The registered hook named by the path parameter `field`.
@@ -48,36 +111,69 @@ pub(super) async fn known_hook(
         .ok_or_else(|| Error::not_found("hook", &name))?)
 }
 
+/// A hook's releases.
+#[utoipa::path(
+    get,
+    path = "/hooks/{name}/releases",
+    tag = "hooks",
+    params(("name" = String, Path, description = "The hook")),
+    responses((status = 200, body = Vec<HookRelease>))
+)]
 async fn list_releases(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Vec<HookRelease>>> {
     let hook = known_hook(&state, "name", &name).await?;
-    Ok(Json(json!(
-        state.storage.list_releases(&hook.identity.name).await?
-    )))
+    Ok(Json(
+        state.storage.list_releases(&hook.identity.name).await?,
+    ))
 }
 
+/// One release.
+#[utoipa::path(
+    get,
+    path = "/hooks/{name}/releases/{version}",
+    tag = "hooks",
+    params(
+        ("name" = String, Path, description = "The hook"),
+        ("version" = u32, Path, description = "The release's version (1, 2, ...)"),
+    ),
+    responses((status = 200, body = HookRelease))
+)]
 async fn get_release(
     State(state): State<ApiState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HookRelease>> {
     let name = path_param("name", &name, HookName::new)?;
     let version: u32 = path_param("version", &version, str::parse)?;
     if let Some(release) = state.storage.get_release(&name, version).await? {
-        return Ok(Json(json!(release)));
+        return Ok(Json(release));
     }
     // Say which is missing: the hook or only the version.
     known_hook(&state, "name", name.as_str()).await?;
     Err(Error::not_found("release", format!("{name}/v{version}")).into())
 }
 
+/// Create a release (201 new, 200 existing digest); a local process runtime
+/// (`command`) needs the admin role.
+#[utoipa::path(
+    post,
+    path = "/hooks/{name}/releases",
+    tag = "hooks",
+    params(("name" = String, Path, description = "The hook")),
+    request_body = ReleaseRequest,
+    security(("bearer" = ["hooks:write"])),
+    responses(
+        (status = 201, description = "A new release, now live", body = ReleaseCreated),
+        (status = 200, description = "A release with this digest already exists", body = ReleaseCreated),
+    )
+)]
 async fn create_release(
     State(state): State<ApiState>,
     Authorized(principal, _): Authorized<HooksWrite>,
     ApiPath(name): ApiPath<String>,
     Body(body): Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<ReleaseCreated>)> {
     let name = path_param("name", &name, HookName::new)?;
     let process = parse_payload::<ReleaseRequest>(&body).is_ok_and(|r| r.command.is_some());
     require_admin_for_process(&principal, process)?;
@@ -92,55 +188,75 @@ async fn create_release(
     };
     Ok((
         status,
-        Json(
-            json!({"deployment": outcome.deployment, "release": outcome.applied.release, "created": outcome.applied.created}),
-        ),
+        Json(ReleaseCreated {
+            deployment: outcome.deployment,
+            release: outcome.applied.release,
+            created: outcome.applied.created,
+        }),
     ))
 }
 
+/// Move the live pointer (rollback or pin).
+#[utoipa::path(
+    put,
+    path = "/hooks/{name}/live",
+    tag = "hooks",
+    params(("name" = String, Path, description = "The hook")),
+    request_body = SetLiveRequest,
+    security(("bearer" = ["hooks:write"])),
+    responses((status = 200, body = LiveMoved))
+)]
 async fn set_live(
     State(state): State<ApiState>,
     Authorized(principal, _): Authorized<HooksWrite>,
     ApiPath(name): ApiPath<String>,
     Body(body): Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<LiveMoved>> {
     let name = path_param("name", &name, HookName::new)?;
     let request: SetLiveRequest = parse_payload(&body)?;
     let outcome = state
         .deployer
         .set_live(&name, request.version, &principal.subject)
         .await?;
-    Ok(Json(json!({
-        "deployment": outcome.deployment,
-        "previous": outcome.applied.previous,
-        "current": outcome.applied.current,
-    })))
+    Ok(Json(LiveMoved {
+        deployment: outcome.deployment,
+        previous: outcome.applied.previous,
+        current: outcome.applied.current,
+    }))
 }
 
-/// A hook run as the API shows it: the log locator is never exposed.
-pub(super) fn hook_run_json(run: &osa_core::hook::HookRun) -> Value {
-    let mut value = json!(run);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("log_ref");
-        object.insert("has_logs".into(), json!(run.log_ref.is_some()));
-    }
-    value
-}
-
+/// One hook run.
+#[utoipa::path(
+    get,
+    path = "/hooks/runs/{id}",
+    tag = "hooks",
+    params(("id" = HookRunId, Path, description = "The hook run")),
+    security(("bearer" = ["runs:read"])),
+    responses((status = 200, body = HookRunView))
+)]
 async fn get_hook_run(
     State(state): State<ApiState>,
     _: Authorized<RunsRead>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<HookRunView>> {
     let id = path_param("id", &id, str::parse::<HookRunId>)?;
     let run = state
         .storage
         .get_run(id)
         .await?
         .ok_or_else(|| Error::not_found("hook run", id))?;
-    Ok(Json(hook_run_json(&run)))
+    Ok(Json(run.into()))
 }
 
+/// A hook run's captured log.
+#[utoipa::path(
+    get,
+    path = "/hooks/runs/{id}/logs",
+    tag = "hooks",
+    params(("id" = HookRunId, Path, description = "The hook run")),
+    security(("bearer" = ["runs:read"])),
+    responses((status = 200, description = "The log", body = String, content_type = "text/plain"))
+)]
 async fn get_hook_log(
     State(state): State<ApiState>,
     _: Authorized<RunsRead>,

@@ -37,8 +37,13 @@
 //! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
 //! (see [`ApiState::with_max_streams`]), one more is answered 503.
 //!
-//! The route table [`ROUTES`] is the source of the OpenAPI document served at
-//! `/api/v1/openapi.json`.
+//! The OpenAPI document served at `{prefix}/openapi.json` is generated from the
+//! handlers' annotations as the routes are registered (utoipa), with request and
+//! success-response schemas; [`router_parts`] also hands it to the caller.
+//!
+//! Callers are resolved by a [`PrincipalResolver`]: [`BearerTokens`] (OSA's JWTs,
+//! through an [`osa_core::auth::Authenticator`]) unless a host application plugs in
+//! its own with [`ApiState::with_principal_resolver`].
 
 use axum::Router;
 
@@ -55,12 +60,14 @@ mod state;
 mod uploads;
 mod validations;
 
-pub use error::ApiError;
-pub use extract::Caller;
-pub use openapi::{Access, ROUTES, Route, openapi_document};
+pub use error::{ApiError, not_found};
+pub use extract::{BearerTokens, Caller, PrincipalResolver};
+pub use openapi::ErrorBody;
 pub use state::{ApiState, ApiStorage, DEFAULT_MAX_STREAMS, DEFAULT_UPLOAD_PREFIX};
+/// The OpenAPI document type [`router_parts`] returns (utoipa's).
+pub use utoipa::openapi::OpenApi;
 
-use error::{method_not_allowed, not_found};
+use error::method_not_allowed;
 
 /// Largest request body accepted (deploy payloads, validation submissions).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -90,24 +97,39 @@ pub fn router(state: ApiState) -> Router {
 /// # app }
 /// ```
 ///
-/// The OpenAPI document (at `{prefix}/openapi.json`) names `/api/v1` as its server.
+/// The OpenAPI document (at `{prefix}/openapi.json`) names `prefix` as its server.
 pub fn router_at(prefix: &str, state: ApiState) -> Router {
-    Router::new().nest(prefix, routes(state))
+    router_parts(prefix, state).0
 }
 
-/// The API's routes, relative to wherever they are nested.
-fn routes(state: ApiState) -> Router {
-    Router::new()
+/// [`router_at`], with the OpenAPI document it serves (to merge into a host's own
+/// document, or to write out at build time).
+pub fn router_parts(prefix: &str, state: ApiState) -> (Router, OpenApi) {
+    let prefix = normalise_prefix(prefix);
+    let api = openapi::router()
         .merge(health::routes())
-        .merge(openapi::routes())
         .merge(conventions::routes())
         .merge(hooks::routes())
         .merge(uploads::routes())
         .merge(validations::routes())
         .merge(features::routes())
-        .merge(deployments::routes())
+        .merge(deployments::routes());
+    let (routes, doc) = openapi::finish(api, &prefix);
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .with_state(state);
+    let router = if prefix == "/" {
+        routes
+    } else {
+        Router::new().nest(&prefix, routes)
+    };
+    (router, doc)
+}
+
+/// `/api/v1/` and `api/v1` are `/api/v1`; an empty prefix is `/`.
+fn normalise_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    format!("/{trimmed}")
 }

@@ -1,11 +1,13 @@
 //! What the handlers share: the engine, the deployer, the storage reads, the
-//! authenticator, the upload prefix and the event-stream budget.
+//! caller resolution, the upload prefix and the event-stream budget.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use osa_core::auth::{Authenticator, Principal};
+
+use super::extract::{BearerTokens, PrincipalResolver};
 use osa_core::convention::ConventionStore;
 use osa_core::deploy::{Deployer, DeploymentLog};
 use osa_core::feature::store::FeatureStore;
@@ -32,7 +34,8 @@ pub struct ApiState {
     pub(super) engine: Engine,
     pub(super) deployer: Deployer,
     pub(super) storage: Arc<dyn ApiStorage>,
-    pub(super) auth: Arc<Authenticator>,
+    /// Who a request comes from.
+    pub(super) resolver: Arc<dyn PrincipalResolver>,
     /// Normalised: no leading `/`, ends with one `/`.
     pub(super) upload_prefix: String,
     /// Set once by [`ApiState::close_streams`]; every event stream ends when it is.
@@ -66,13 +69,21 @@ impl ApiState {
             engine,
             deployer,
             storage,
-            auth: Arc::new(auth),
+            resolver: Arc::new(BearerTokens::new(auth)),
             upload_prefix: DEFAULT_UPLOAD_PREFIX.to_string(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
             max_streams: DEFAULT_MAX_STREAMS,
             stream_poll: Duration::from_millis(250),
         }
+    }
+
+    /// Resolves callers with `resolver` instead of OSA's bearer tokens (the
+    /// authenticator given to [`ApiState::new`] is then unused): for a host
+    /// application that authenticates its users itself.
+    pub fn with_principal_resolver(mut self, resolver: impl PrincipalResolver) -> Self {
+        self.resolver = Arc::new(resolver);
+        self
     }
 
     /// At most `max` event streams open at once (default [`DEFAULT_MAX_STREAMS`]; a

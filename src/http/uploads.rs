@@ -5,21 +5,36 @@
 //! Each upload gets a key of its own (`<prefix><uuid>/<name>`), so uploads never
 //! replace each other, and a key says nothing a caller could guess.
 
+use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::routing::put;
-use axum::{Json, Router};
 use futures::TryStreamExt;
 use osa_core::blob::Streamed;
-use osa_core::id::FileName;
-use serde_json::{Value, json};
+use osa_core::id::{Digest, FileName};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, Authorized, ValidationsWrite, path_param};
 use super::state::ApiState;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new().route("/uploads/{name}", put(upload))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(upload))
+}
+
+/// A stored upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Uploaded {
+    /// The object-store key to name in `POST /validations`.
+    key: String,
+    /// The file name it was uploaded under.
+    name: FileName,
+    /// Bytes stored.
+    size: u64,
+    /// sha256 of the bytes stored.
+    sha256: Digest,
 }
 
 fn too_large(limit: u64) -> ApiError {
@@ -30,12 +45,23 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
+/// Upload a record file: the body is streamed into the object store under the upload
+/// prefix, at most the record-file limit (413 over it).
+#[utoipa::path(
+    put,
+    path = "/uploads/{name}",
+    tag = "validations",
+    params(("name" = String, Path, description = "The file's name (one path segment)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    security(("bearer" = ["validations:write"])),
+    responses((status = 201, description = "Stored", body = Uploaded))
+)]
 async fn upload(
     State(state): State<ApiState>,
     _: Authorized<ValidationsWrite>,
     ApiPath(name): ApiPath<String>,
     request: Request,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Uploaded>)> {
     let name = path_param("name", &name, FileName::new)?;
     let limit = state.engine.config().batch_limits.max_file_bytes;
     // A declared length over the limit is refused before anything is read.
@@ -67,7 +93,12 @@ async fn upload(
     {
         Streamed::Stored { size, sha256 } => Ok((
             StatusCode::CREATED,
-            Json(json!({"key": key, "name": name, "size": size, "sha256": sha256})),
+            Json(Uploaded {
+                key,
+                name,
+                size,
+                sha256,
+            }),
         )),
         Streamed::TooLarge { .. } => Err(too_large(limit)),
         _ => Err(osa_core::Error::internal("an upload ended in an unknown way").into()),

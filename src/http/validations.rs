@@ -1,39 +1,63 @@
 //! Validation runs: submit (record files from the object store, under the upload
 //! prefix), read, cancel, and their event streams.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore as _;
 use osa_core::Error;
 use osa_core::deploy::parse_payload;
 use osa_core::id::{ConventionSlug, ValidationRunId};
-use osa_core::validation::{FileSource, SubmitValidation, ValidationService};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use osa_core::validation::{
+    FileSource, InputRecord, RunStatus, SubmitValidation, ValidationRunView, ValidationService,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, Authorized, Body, RunsRead, ValidationsWrite, path_param};
 use super::sse::sse;
 use super::state::ApiState;
 
-pub(super) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/validations", post(submit_validation))
-        .route("/validations/{id}", get(get_validation))
-        .route("/validations/{id}/cancel", post(cancel_validation))
-        .route("/validations/{id}/events", get(validation_events))
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit_validation))
+        .routes(routes!(get_validation))
+        .routes(routes!(cancel_validation))
+        .routes(routes!(validation_events))
 }
 
-/// The body of `POST /validations`.
-#[derive(Debug, Deserialize)]
+/// `POST /validations`: records of one convention, their files as object-store keys
+/// under the upload prefix (`{"name", "source": "object", "key"}`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitBody {
+pub(super) struct SubmitBody {
+    /// The convention the records follow.
     convention: ConventionSlug,
-    records: Vec<osa_core::validation::InputRecord>,
+    /// The records.
+    records: Vec<InputRecord>,
+}
+
+/// A submitted run.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Submitted {
+    /// The run's id.
+    id: ValidationRunId,
+}
+
+/// The answer to a cancel.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Cancelled {
+    /// The run.
+    id: ValidationRunId,
+    /// `false` when the run had already ended.
+    cancelled: bool,
+    /// The run's status now.
+    status: RunStatus,
 }
 
 /// The object-store path of an uploaded file's `key`: under `prefix` (which ends with
@@ -121,11 +145,21 @@ async fn check_submitted_files(state: &ApiState, body: &SubmitBody) -> ApiResult
     Ok(())
 }
 
+/// Submit records for validation (files as object-store keys under the upload
+/// prefix).
+#[utoipa::path(
+    post,
+    path = "/validations",
+    tag = "validations",
+    request_body = SubmitBody,
+    security(("bearer" = ["validations:write"])),
+    responses((status = 202, description = "Accepted: the run is queued", body = Submitted))
+)]
 async fn submit_validation(
     State(state): State<ApiState>,
     _: Authorized<ValidationsWrite>,
     Body(body): Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Submitted>)> {
     let body: SubmitBody = parse_payload(&body)?;
     check_submitted_files(&state, &body).await?;
     let run = state
@@ -135,35 +169,66 @@ async fn submit_validation(
             records: body.records,
         })
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"id": run}))))
+    Ok((StatusCode::ACCEPTED, Json(Submitted { id: run })))
 }
 
+/// A run's status, steps and verdicts.
+#[utoipa::path(
+    get,
+    path = "/validations/{id}",
+    tag = "validations",
+    params(("id" = ValidationRunId, Path, description = "The run")),
+    security(("bearer" = ["runs:read"])),
+    responses((status = 200, body = ValidationRunView))
+)]
 async fn get_validation(
     State(state): State<ApiState>,
     _: Authorized<RunsRead>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ValidationRunView>> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
-    Ok(Json(json!(state.engine.get(id).await?)))
+    Ok(Json(state.engine.get(id).await?))
 }
 
+/// Cancel a run: a hook running for it is stopped; `cancelled` is false when it had
+/// already ended.
+#[utoipa::path(
+    post,
+    path = "/validations/{id}/cancel",
+    tag = "validations",
+    params(("id" = ValidationRunId, Path, description = "The run")),
+    security(("bearer" = ["validations:write"])),
+    responses((status = 200, body = Cancelled))
+)]
 async fn cancel_validation(
     State(state): State<ApiState>,
     _: Authorized<ValidationsWrite>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Cancelled>> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
     let cancelled = state.engine.cancel(id).await?;
     let status = match cancelled {
-        true => osa_core::validation::RunStatus::Cancelled,
+        true => RunStatus::Cancelled,
         // It had ended already: say how.
         false => state.engine.get(id).await?.run.status,
     };
-    Ok(Json(
-        json!({"id": id, "cancelled": cancelled, "status": status}),
-    ))
+    Ok(Json(Cancelled {
+        id,
+        cancelled,
+        status,
+    }))
 }
 
+/// A run's events (SSE: replay, then live; ends when the token expires). Each event's
+/// `data` is a [`RunEvent`](osa_core::validation::RunEvent).
+#[utoipa::path(
+    get,
+    path = "/validations/{id}/events",
+    tag = "validations",
+    params(("id" = ValidationRunId, Path, description = "The run")),
+    security(("bearer" = ["runs:read"])),
+    responses((status = 200, description = "Server-sent events; each `data` is a RunEvent", body = String, content_type = "text/event-stream"))
+)]
 async fn validation_events(
     State(state): State<ApiState>,
     Authorized(principal, _): Authorized<RunsRead>,

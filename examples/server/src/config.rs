@@ -92,6 +92,9 @@ impl Default for LimitsSection {
 pub struct ServerSection {
     /// Address to listen on (`127.0.0.1:8000`; port 0 picks a free one, printed).
     pub bind: String,
+    /// Where the API is mounted (`/api/v1`; `/` for the root). The operations routes
+    /// (`/metrics`, `/livez`, `/readyz`) stay at the root.
+    pub api_prefix: String,
     /// Object-store prefix record files of `POST /validations` are taken from.
     pub upload_prefix: String,
     /// Most event streams (SSE) open at once.
@@ -108,6 +111,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             bind: "127.0.0.1:8000".into(),
+            api_prefix: "/api/v1".into(),
             upload_prefix: osa::http::DEFAULT_UPLOAD_PREFIX.into(),
             max_event_streams: osa::http::DEFAULT_MAX_STREAMS,
             request_timeout: Duration::from_secs(30),

@@ -243,7 +243,8 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
         println!("tokens: osa-server token --role ROLE (or --scope SCOPE)");
     }
     let local = listener.local_addr()?;
-    println!("serving  http://{local}/api/v1 (OpenAPI at /api/v1/openapi.json)");
+    let prefix = node.settings.config.server.api_prefix.trim_end_matches('/');
+    println!("serving  http://{local}{prefix} (OpenAPI at {prefix}/openapi.json)");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker_task = with_worker.then(|| {
@@ -257,7 +258,9 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
                 .await
         })
     });
-    let app = osa::http::router(state.clone()).merge(ops::routes(metrics, node.backend.clone()));
+    let app = osa::http::router_at(prefix, state.clone())
+        .merge(ops::routes(metrics, node.backend.clone()))
+        .fallback(osa::http::not_found);
     let app = ops::layered(app, &node.settings.config.server)?;
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -158,6 +158,8 @@ impl Settings {
                 Sandbox::Bwrap
             }
         };
+        check_api_prefix(&config.server.api_prefix)
+            .map_err(|e| ConfigError::new("server.api_prefix", e))?;
         if config.server.upload_prefix.trim().is_empty() {
             return Err(ConfigError::new(
                 "server.upload_prefix",
@@ -592,4 +594,35 @@ async fn oci_runner(config: &Config) -> Result<OciRunner, ConfigError> {
         )
     })?;
     Ok(runner)
+}
+
+/// The operations routes, at the root whatever the API's prefix.
+const OPERATIONS_ROUTES: [&str; 3] = ["metrics", "livez", "readyz"];
+
+/// An API prefix: `/`, or `/`-separated segments of unreserved URL characters, not
+/// under an operations route.
+fn check_api_prefix(prefix: &str) -> Result<(), String> {
+    let rest = prefix
+        .strip_prefix('/')
+        .ok_or("must start with `/` (such as `/api/v1`)")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+    for segment in rest.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err("every segment must be non-empty and neither `.` nor `..`".into());
+        }
+        if !segment.chars().all(unreserved) {
+            return Err(format!(
+                "segment {segment:?} may hold only letters, digits and `-._~`"
+            ));
+        }
+    }
+    let first = rest.split('/').next().unwrap_or_default();
+    if OPERATIONS_ROUTES.contains(&first) {
+        return Err(format!("`/{first}` is an operations route"));
+    }
+    Ok(())
 }

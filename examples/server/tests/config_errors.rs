@@ -224,6 +224,20 @@ fn cases() -> Vec<Case> {
             "server.upload_prefix",
         ),
         case(
+            "an API prefix without a leading slash",
+            None,
+            &[("OSA_SERVER__API_PREFIX", "api/v1")],
+            &["serve"],
+            "server.api_prefix",
+        ),
+        case(
+            "an API prefix over the operations routes",
+            Some("[server]\napi_prefix = \"/metrics\"\n"),
+            &[],
+            &["serve"],
+            "server.api_prefix",
+        ),
+        case(
             "a token with no role or scope",
             None,
             &[],

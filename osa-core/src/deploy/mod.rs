@@ -379,7 +379,7 @@ impl DeploymentStatus {
 }
 
 /// An audited deployment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Deployment {
     /// Id.
     pub id: DeploymentId,
@@ -429,7 +429,7 @@ pub struct NewDeployment {
 }
 
 /// One event of a deployment's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeploymentEvent {
     /// Sequence number within the deployment, from 1.
     pub seq: u64,

@@ -109,15 +109,23 @@ pub struct FeatureRow {
 }
 
 impl FeatureRow {
+    /// The data values as JSON keyed by column name (`columns` in table order).
+    pub fn keyed_values(
+        &self,
+        columns: &[super::ColumnDef],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        columns
+            .iter()
+            .zip(&self.values)
+            .map(|(c, v)| (c.name.to_string(), v.to_json()))
+            .collect()
+    }
+
     /// The row as JSON with its values keyed by column name (`columns` in table
     /// order): `{id, record_id, validation_run_id, run_id, row_index, created_at,
     /// values: {column: value}}`.
     pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
-        let values: serde_json::Map<String, serde_json::Value> = columns
-            .iter()
-            .zip(&self.values)
-            .map(|(c, v)| (c.name.to_string(), v.to_json()))
-            .collect();
+        let values = self.keyed_values(columns);
         serde_json::json!({
             "id": self.id,
             "record_id": self.record_id,
