@@ -45,7 +45,9 @@ pub fn schema_of<T: JsonSchema>() -> (RefOr<Schema>, Vec<(String, RefOr<Schema>)
 
 /// The JSON Schema of `T` in the form [`schema_of`] converts: without `$schema` and
 /// `title`, its `$defs` taken out (name, schema), each schema adapted to utoipa's
-/// model (see [`adapt`]).
+/// model: `const` as a one-value `enum`, a `$ref` with a `default` inside an `allOf`,
+/// typeless schemas with every JSON type listed, a flattened enum's object and choice
+/// in an `allOf`.
 pub fn json_schema_of<T: JsonSchema>() -> (Value, Vec<(String, Value)>) {
     let mut root = schemars::SchemaGenerator::default()
         .into_root_schema_for::<T>()

@@ -116,7 +116,7 @@ async fn list_conventions(State(state): State<ApiState>) -> ApiResult<Json<Vec<C
     get,
     path = "/conventions/{slug}",
     tag = "conventions",
-    params(("slug" = String, Path, description = "The convention's slug")),
+    params(("slug" = ConventionSlug, Path, description = "The convention's slug")),
     responses((status = 200, body = Convention))
 )]
 async fn get_convention(

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::MAX_PAGE;
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, Authorized, DeploymentsRead, path_param};
-use super::sse::sse;
+use super::sse::{SseEvent, sse};
 use super::state::ApiState;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -116,7 +116,7 @@ async fn get_deployment(
     tag = "deployments",
     params(("id" = DeploymentId, Path, description = "The deployment")),
     security(("bearer" = ["deployments:read"])),
-    responses((status = 200, description = "Server-sent events; each `data` is a DeploymentEvent", body = String, content_type = "text/event-stream"))
+    responses((status = 200, description = "Server-sent events; each `data` is a DeploymentEvent", body = SseEvent, content_type = "text/event-stream"))
 )]
 async fn deployment_events(
     State(state): State<ApiState>,

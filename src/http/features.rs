@@ -101,7 +101,7 @@ const FEATURE_PARAMS: [&str; 5] = ["record_id", "run_id", "after", "limit", "for
     path = "/features/{hook}",
     tag = "features",
     params(
-        ("hook" = String, Path, description = "The hook"),
+        ("hook" = HookName, Path, description = "The hook"),
         ("record_id" = Option<String>, Query, description = "Only rows of this record"),
         ("run_id" = Option<HookRunId>, Query, description = "Only rows of this hook run"),
         ("after" = Option<i64>, Query, description = "Keyset cursor: `next_after` of the previous page"),
@@ -298,7 +298,7 @@ fn features_csv(
     path = "/features/{hook}/{row}/provenance",
     tag = "features",
     params(
-        ("hook" = String, Path, description = "The hook"),
+        ("hook" = HookName, Path, description = "The hook"),
         ("row" = i64, Path, description = "The row's id"),
     ),
     responses((status = 200, body = ProvenanceView))

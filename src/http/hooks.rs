@@ -116,7 +116,7 @@ pub(super) async fn known_hook(
     get,
     path = "/hooks/{name}/releases",
     tag = "hooks",
-    params(("name" = String, Path, description = "The hook")),
+    params(("name" = HookName, Path, description = "The hook")),
     responses((status = 200, body = Vec<HookRelease>))
 )]
 async fn list_releases(
@@ -135,8 +135,8 @@ async fn list_releases(
     path = "/hooks/{name}/releases/{version}",
     tag = "hooks",
     params(
-        ("name" = String, Path, description = "The hook"),
-        ("version" = u32, Path, description = "The release's version (1, 2, ...)"),
+        ("name" = HookName, Path, description = "The hook"),
+        ("version" = u32, Path, minimum = 1, description = "The release's version (1, 2, ...)"),
     ),
     responses((status = 200, body = HookRelease))
 )]
@@ -160,7 +160,7 @@ async fn get_release(
     post,
     path = "/hooks/{name}/releases",
     tag = "hooks",
-    params(("name" = String, Path, description = "The hook")),
+    params(("name" = HookName, Path, description = "The hook")),
     request_body = ReleaseRequest,
     security(("bearer" = ["hooks:write"])),
     responses(
@@ -201,7 +201,7 @@ async fn create_release(
     put,
     path = "/hooks/{name}/live",
     tag = "hooks",
-    params(("name" = String, Path, description = "The hook")),
+    params(("name" = HookName, Path, description = "The hook")),
     request_body = SetLiveRequest,
     security(("bearer" = ["hooks:write"])),
     responses((status = 200, body = LiveMoved))

@@ -12,6 +12,18 @@ use serde_json::json;
 
 use super::error::public_message;
 
+/// One server-sent event, as the OpenAPI document describes the items of an event
+/// stream: an `event` name (absent for the stream's items; `error` for the last event
+/// of a stream cut short) and its `data`, one line of JSON.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(super) struct SseEvent {
+    /// `error` for a stream cut short (its data is an `Error`); absent otherwise.
+    event: Option<String>,
+    /// The item as JSON: a `RunEvent` (validation runs) or a `DeploymentEvent`
+    /// (deployments).
+    data: String,
+}
+
 /// What an open event stream holds: its place among the open streams, the expiry of
 /// the token that opened it, and the server's close signal.
 pub(super) struct StreamTicket {

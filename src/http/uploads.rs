@@ -51,8 +51,8 @@ fn too_large(limit: u64) -> ApiError {
     put,
     path = "/uploads/{name}",
     tag = "validations",
-    params(("name" = String, Path, description = "The file's name (one path segment)")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The file's bytes"),
+    params(("name" = FileName, Path, description = "The file's name")),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "The file's bytes"),
     security(("bearer" = ["validations:write"])),
     responses((status = 201, description = "Stored", body = Uploaded))
 )]

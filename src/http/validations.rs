@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiPath, Authorized, Body, RunsRead, ValidationsWrite, path_param};
-use super::sse::sse;
+use super::sse::{SseEvent, sse};
 use super::state::ApiState;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -227,7 +227,7 @@ async fn cancel_validation(
     tag = "validations",
     params(("id" = ValidationRunId, Path, description = "The run")),
     security(("bearer" = ["runs:read"])),
-    responses((status = 200, description = "Server-sent events; each `data` is a RunEvent", body = String, content_type = "text/event-stream"))
+    responses((status = 200, description = "Server-sent events; each `data` is a RunEvent", body = SseEvent, content_type = "text/event-stream"))
 )]
 async fn validation_events(
     State(state): State<ApiState>,
