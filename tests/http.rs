@@ -224,7 +224,7 @@ async fn every_documented_route_is_served() {
         }
     }
     // Every route of the API, each documented once.
-    assert_eq!(operations, 23, "{:#}", doc["paths"]);
+    assert_eq!(operations, 24, "{:#}", doc["paths"]);
     let unknown = api.get("/nowhere", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json()["code"], "not_found");

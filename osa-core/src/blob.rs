@@ -101,7 +101,7 @@ fn cloud_store(
     scheme: object_store::ObjectStoreScheme,
     url: &str,
     options: Vec<(String, String)>,
-) -> Result<Arc<dyn ObjectStore>> {
+) -> Result<(Arc<dyn ObjectStore>, Option<SignerOf>)> {
     use object_store::ObjectStoreScheme as S;
     #[allow(unused_macros)]
     macro_rules! build {
@@ -113,10 +113,12 @@ fn cloud_store(
                 })?;
                 builder = builder.with_config(parsed, value);
             }
-            let store = builder
-                .build()
-                .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
-            Ok(Arc::new(store) as Arc<dyn ObjectStore>)
+            let store = Arc::new(
+                builder
+                    .build()
+                    .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?,
+            );
+            Ok((store.clone() as Arc<dyn ObjectStore>, Some(store as _)))
         }};
     }
     let _ = &options;
@@ -174,7 +176,16 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     /// The same store when it is a local directory.
     local: Option<LocalStore>,
+    /// The cloud store under `store` and the prefix `store` adds, when it can sign
+    /// URLs (S3, GCS, Azure).
+    signer: Option<(SignerOf, Path)>,
 }
+
+/// What signs URLs for a cloud store (nothing can without a cloud feature).
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+type SignerOf = Arc<dyn object_store::signer::Signer>;
+#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
+type SignerOf = std::convert::Infallible;
 
 /// A local directory store and its root (canonical).
 #[derive(Debug, Clone)]
@@ -211,7 +222,11 @@ fn unavailable(action: &'static str, key: &Path, e: object_store::Error) -> Erro
 impl Blobs {
     /// Wraps any object store (local filesystem, memory, S3, ...).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Blobs { store, local: None }
+        Blobs {
+            store,
+            local: None,
+            signer: None,
+        }
     }
 
     /// Blobs in a local directory (created if missing).
@@ -238,6 +253,7 @@ impl Blobs {
         Ok(Blobs {
             store: store.clone(),
             local: Some(LocalStore { fs: store, root }),
+            signer: None,
         })
     }
 
@@ -298,20 +314,47 @@ impl Blobs {
                     .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
                 let prefix = Path::parse(prefix)
                     .map_err(|e| Error::invalid("url", format!("{url}: {e}")))?;
-                let store = cloud_store(scheme, url, options)?;
-                Ok(if prefix.as_ref().is_empty() {
+                let (store, signer) = cloud_store(scheme, url, options)?;
+                let mut blobs = if prefix.as_ref().is_empty() {
                     Self::new(store)
                 } else {
                     Self::new(Arc::new(object_store::prefix::PrefixStore::new(
-                        store, prefix,
+                        store,
+                        prefix.clone(),
                     )))
-                })
+                };
+                blobs.signer = signer.map(|signer| (signer, prefix));
+                Ok(blobs)
             }
             other => Err(Error::invalid(
                 "url",
                 format!("{url}: unknown scheme `{other}` (file, memory, s3, gs, az)"),
             )),
         }
+    }
+
+    /// A URL that lets whoever holds it `PUT` the blob at `key` directly into the
+    /// store for `expires_in`, without OSA's credentials; `None` when the store cannot
+    /// sign URLs (a local directory, memory, or a store given to [`Blobs::new`]).
+    ///
+    /// A presigned `PUT` does not bound the size of what is put: whoever reads the key
+    /// afterwards checks it (`POST /validations` refuses a file over its limit).
+    pub async fn presigned_put(
+        &self,
+        key: &Path,
+        expires_in: std::time::Duration,
+    ) -> Result<Option<url::Url>> {
+        #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
+        if let Some((signer, prefix)) = &self.signer {
+            let full: Path = prefix.parts().chain(key.parts()).collect();
+            return signer
+                .signed_url(http::Method::PUT, &full, expires_in)
+                .await
+                .map(Some)
+                .map_err(|e| unavailable("signing a URL for", key, e));
+        }
+        let _ = (key, expires_in);
+        Ok(None)
     }
 
     /// The file holding the blob at `key`, when the store is a local directory made by

@@ -31,7 +31,9 @@
 //! each at most the engine's `batch_limits.max_file_bytes`. `PUT /uploads/{name}`
 //! puts a file there: the body is streamed into the store (any size up to that limit,
 //! never whole in memory) and the answer is `{key, name, size, sha256}`, the key to
-//! name in a submission.
+//! name in a submission. When the blob store can sign URLs (S3, GCS, Azure), `POST
+//! /uploads/{name}/presigned` hands out a URL to `PUT` the file to the store directly
+//! instead (see [`ApiState::with_presigned_upload_ttl`]).
 //!
 //! Event streams (SSE) end when the token that opened them expires, with a last
 //! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
@@ -63,7 +65,9 @@ mod validations;
 pub use error::{ApiError, not_found};
 pub use extract::{BearerTokens, Caller, PrincipalResolver};
 pub use openapi::ErrorBody;
-pub use state::{ApiState, ApiStorage, DEFAULT_MAX_STREAMS, DEFAULT_UPLOAD_PREFIX};
+pub use state::{
+    ApiState, ApiStorage, DEFAULT_MAX_STREAMS, DEFAULT_PRESIGNED_UPLOAD_TTL, DEFAULT_UPLOAD_PREFIX,
+};
 /// The OpenAPI document type [`router_parts`] returns (utoipa's).
 pub use utoipa::openapi::OpenApi;
 

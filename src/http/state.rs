@@ -21,6 +21,9 @@ use super::sse::StreamTicket;
 /// The object-store prefix `POST /validations` takes record files from by default.
 pub const DEFAULT_UPLOAD_PREFIX: &str = "uploads/";
 
+/// How long a presigned upload URL works, by default (15 minutes).
+pub const DEFAULT_PRESIGNED_UPLOAD_TTL: Duration = Duration::from_secs(15 * 60);
+
 /// Event streams open at once, by default.
 pub const DEFAULT_MAX_STREAMS: usize = 256;
 
@@ -43,6 +46,8 @@ pub struct ApiState {
     /// One permit per open event stream.
     streams: Arc<tokio::sync::Semaphore>,
     max_streams: usize,
+    /// How long a presigned upload URL works (`POST /uploads/{name}/presigned`).
+    pub(super) presigned_upload_ttl: Duration,
     /// How often deployment event streams look for new events (validation event
     /// streams follow the engine's `event_poll`).
     pub stream_poll: Duration,
@@ -75,7 +80,15 @@ impl ApiState {
             streams: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_STREAMS)),
             max_streams: DEFAULT_MAX_STREAMS,
             stream_poll: Duration::from_millis(250),
+            presigned_upload_ttl: DEFAULT_PRESIGNED_UPLOAD_TTL,
         }
+    }
+
+    /// Presigned upload URLs work for `ttl` (default
+    /// [`DEFAULT_PRESIGNED_UPLOAD_TTL`]).
+    pub fn with_presigned_upload_ttl(mut self, ttl: Duration) -> Self {
+        self.presigned_upload_ttl = ttl;
+        self
     }
 
     /// Resolves callers with `resolver` instead of OSA's bearer tokens (the

@@ -21,7 +21,36 @@ use super::extract::{ApiPath, Authorized, ValidationsWrite, path_param};
 use super::state::ApiState;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(routes!(upload))
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(presigned_upload))
+}
+
+/// A fresh key under the upload prefix for a file called `name`.
+fn upload_key(state: &ApiState, name: &FileName) -> String {
+    format!(
+        "{}{}/{}",
+        state.upload_prefix(),
+        uuid::Uuid::new_v4().simple(),
+        name.as_str()
+    )
+}
+
+/// A URL to put one file straight into the blob store.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct PresignedUpload {
+    /// The object-store key the URL writes, to name in `POST /validations`.
+    key: String,
+    /// The file name it is for.
+    name: FileName,
+    /// Send the file's bytes as the body of an HTTP `PUT` to this URL.
+    url: String,
+    /// Always `PUT`.
+    method: &'static str,
+    /// When the URL stops working.
+    expires_at: chrono::DateTime<chrono::Utc>,
+    /// The largest file `POST /validations` accepts; the store does not check it.
+    max_bytes: u64,
 }
 
 /// A stored upload.
@@ -73,12 +102,7 @@ async fn upload(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large(limit));
     }
-    let key = format!(
-        "{}{}/{}",
-        state.upload_prefix(),
-        uuid::Uuid::new_v4().simple(),
-        name.as_str()
-    );
+    let key = upload_key(&state, &name);
     let path = object_store::path::Path::from(key.as_str());
     let body = request
         .into_body()
@@ -103,4 +127,50 @@ async fn upload(
         Streamed::TooLarge { .. } => Err(too_large(limit)),
         _ => Err(osa_core::Error::internal("an upload ended in an unknown way").into()),
     }
+}
+
+/// A presigned URL to `PUT` a record file straight into the blob store (S3, GCS,
+/// Azure), bypassing this server; 404 when the store cannot sign URLs (use `PUT
+/// /uploads/{name}`). The store does not bound the size: `POST /validations` refuses
+/// a file over the limit.
+#[utoipa::path(
+    post,
+    path = "/uploads/{name}/presigned",
+    tag = "validations",
+    params(("name" = FileName, Path, description = "The file's name")),
+    security(("bearer" = ["validations:write"])),
+    responses((status = 201, description = "A URL to put the file to", body = PresignedUpload))
+)]
+async fn presigned_upload(
+    State(state): State<ApiState>,
+    _: Authorized<ValidationsWrite>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<(StatusCode, Json<PresignedUpload>)> {
+    let name = path_param("name", &name, FileName::new)?;
+    let key = upload_key(&state, &name);
+    let ttl = state.presigned_upload_ttl;
+    let expires_at =
+        chrono::Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    let url = state
+        .engine
+        .blobs()
+        .presigned_put(&object_store::path::Path::from(key.as_str()), ttl)
+        .await?
+        .ok_or_else(|| {
+            osa_core::Error::not_found(
+                "presigned upload URLs",
+                "this archive's blob store (it cannot sign URLs; use PUT /uploads/{name})",
+            )
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PresignedUpload {
+            key,
+            name,
+            url: url.to_string(),
+            method: "PUT",
+            expires_at,
+            max_bytes: state.engine.config().batch_limits.max_file_bytes,
+        }),
+    ))
 }

@@ -97,6 +97,10 @@ pub struct ServerSection {
     pub api_prefix: String,
     /// Object-store prefix record files of `POST /validations` are taken from.
     pub upload_prefix: String,
+    /// How long a presigned upload URL works (`POST /uploads/{name}/presigned`, when
+    /// the blob store can sign URLs).
+    #[serde(with = "humantime_serde_str")]
+    pub presigned_upload_ttl: Duration,
     /// Most event streams (SSE) open at once.
     pub max_event_streams: usize,
     /// Longest time until a response's head (`30s`); slower requests get 504. Event
@@ -113,6 +117,7 @@ impl Default for ServerSection {
             bind: "127.0.0.1:8000".into(),
             api_prefix: "/api/v1".into(),
             upload_prefix: osa::http::DEFAULT_UPLOAD_PREFIX.into(),
+            presigned_upload_ttl: osa::http::DEFAULT_PRESIGNED_UPLOAD_TTL,
             max_event_streams: osa::http::DEFAULT_MAX_STREAMS,
             request_timeout: Duration::from_secs(30),
             cors_origins: Vec::new(),

@@ -537,6 +537,7 @@ impl Node {
         self.backend
             .api_state(self.engine.clone(), self.deployer.clone(), auth)
             .with_max_streams(server.max_event_streams)
+            .with_presigned_upload_ttl(server.presigned_upload_ttl)
             .with_upload_prefix(&server.upload_prefix)
             .map_err(|e| ConfigError::new("server.upload_prefix", e))
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Served, get, post, put_bytes};
+use common::{Served, get, post, post_empty, put_bytes};
 use osa::id::Digest;
 use serde_json::json;
 
@@ -115,5 +115,96 @@ fn files_uploaded_over_http_reach_the_hooks() {
     assert!(
         doc["paths"]["/uploads/{name}"]["put"]["requestBody"].is_object(),
         "{doc}"
+    );
+}
+
+/// With blobs in S3 (moto's server, a test server), a client can skip the server for
+/// the bytes: `POST /uploads/{name}/presigned` answers a URL that puts the file into
+/// the bucket; a submission names its key; the size limit still holds at submit.
+#[test]
+fn presigned_uploads_go_straight_to_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prefix = common::unique("presigned");
+    let (mut env, endpoint) = common::s3_env(&prefix);
+    env.push(("OSA_LIMITS__MAX_FILE_BYTES", "1000".to_string()));
+    let mut served = Served::start(dir.path(), &[], &env);
+    let admin = served.process.wait_for("admin token (1 h): ");
+
+    let anonymous = post_empty(&served.url("/uploads/notes.txt/presigned"), None);
+    assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
+    let presigned = post_empty(&served.url("/uploads/notes.txt/presigned"), Some(&admin));
+    assert_eq!(presigned.status, 201, "{:?}", presigned.body);
+    let key = presigned.body["key"].as_str().expect("key").to_string();
+    assert!(
+        key.starts_with("uploads/") && key.ends_with("/notes.txt"),
+        "{key}"
+    );
+    assert_eq!(presigned.body["method"], "PUT");
+    assert_eq!(presigned.body["max_bytes"], 1000);
+    let url = presigned.body["url"].as_str().expect("url");
+    assert!(url.starts_with(&endpoint), "{url} is not the store's");
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+
+    // The bytes go to the store, with no token of the server's.
+    let put = put_bytes(url, None, b"straight to the bucket", false);
+    assert!(put.status == 200, "{:?}", put);
+    assert!(
+        common::bucket_keys(&endpoint, &prefix)
+            .iter()
+            .any(|k| k.ends_with(&key)),
+        "{key} is not in the bucket"
+    );
+    // Another presigned key for a file over the limit: the store takes it, the
+    // submission refuses it.
+    let over = post_empty(&served.url("/uploads/big.txt/presigned"), Some(&admin));
+    let over_key = over.body["key"].as_str().expect("key").to_string();
+    let put = put_bytes(over.body["url"].as_str().unwrap(), None, &[7; 1001], false);
+    assert_eq!(put.status, 200, "{put:?}");
+
+    let files_log = dir.path().join("files.log");
+    let slug = common::deploy(
+        &served,
+        &admin,
+        &common::convention(
+            "Presigned",
+            &[("reader", json!({"name": "reader", "files_log": files_log}))],
+        ),
+    );
+    let record = |key: &str| {
+        json!({"convention": slug, "records": [{
+            "id": "presigned",
+            "metadata": {"title": "presigned"},
+            "files": [{"name": "notes.txt", "source": {"source": "object", "key": key}}],
+        }]})
+    };
+    let refused = post(&served.url("/validations"), &admin, &record(&over_key));
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert_eq!(refused.body["field"], "records[0].files[0].source.key");
+
+    let submitted = post(&served.url("/validations"), &admin, &record(&key));
+    assert_eq!(submitted.status, 202, "{:?}", submitted.body);
+    let run = submitted.body["id"].as_str().expect("id");
+    let view = common::wait_for_run(&served.base, &admin, run);
+    assert_eq!(view["run"]["status"], "completed", "{view:?}");
+    let seen = std::fs::read_to_string(&files_log).expect("the hook logged its files");
+    assert_eq!(seen, "notes.txt straight to the bucket\n");
+}
+
+/// Without a blob store that signs URLs (a local directory), there is no presigned
+/// upload: 404 naming the alternative.
+#[test]
+fn presigned_uploads_need_a_store_that_signs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut served = Served::start(dir.path(), &[], &[]);
+    let admin = served.process.wait_for("admin token (1 h): ");
+    let answer = post_empty(&served.url("/uploads/notes.txt/presigned"), Some(&admin));
+    assert_eq!(answer.status, 404, "{:?}", answer.body);
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PUT /uploads/{name}"),
+        "{:?}",
+        answer.body
     );
 }

@@ -188,6 +188,15 @@ pub fn post(url: &str, token: &str, body: &Value) -> Answer {
     )
 }
 
+/// `POST url` with no body, with a bearer token if given.
+pub fn post_empty(url: &str, token: Option<&str>) -> Answer {
+    let mut request = agent().post(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    answer(request.send_empty())
+}
+
 /// A deploy body: one process hook per `(name, config)` running [`HOOK`].
 pub fn convention(title: &str, hooks: &[(&str, Value)]) -> Value {
     osa_core::testing::process_convention(title, hooks, &["python3", HOOK], 60)
