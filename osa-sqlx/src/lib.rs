@@ -2,8 +2,11 @@
 //!
 //! [`SqliteBackend`] (feature `sqlite`, the embedded default) and [`PgBackend`] (feature
 //! `postgres`) implement the storage ports of `osa-core` on one type each:
-//! [`HookRegistry`](osa_core::HookRegistry), [`FeatureStore`](osa_core::FeatureStore)
-//! and [`JobQueue`](osa_core::JobQueue). Both pass the conformance suite in
+//! [`HookRegistry`](osa_core::HookRegistry), [`FeatureStore`](osa_core::FeatureStore),
+//! [`JobQueue`](osa_core::JobQueue),
+//! [`ValidationRunStore`](osa_core::validation::ValidationRunStore),
+//! [`DeploymentLog`](osa_core::DeploymentLog) and
+//! [`ConventionStore`](osa_core::convention::ConventionStore). Both pass the conformance suite in
 //! `osa_core::testing`.
 //!
 //! ```no_run
