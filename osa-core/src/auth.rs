@@ -16,7 +16,12 @@
 //! `none`, an HS256 token claiming a machine issuer (the "public key used as HMAC
 //! secret" confusion), a token whose algorithm is not among its issuer's or does not
 //! fit the key, and a signed token without a known issuer are all refused. Keys of a
-//! set are picked by the token's `kid`.
+//! set are picked by the token's `kid`; keys a token brings along (its `jwk`, `jku`
+//! or `x5u` header) are never used.
+//!
+//! [`Authenticator::verify`] is synchronous and uses the keys at hand (static keys
+//! and the cached key sets); [`Authenticator::authenticate`] first fetches a key set
+//! that is missing, expired or lacks the token's `kid`.
 //! Expiry, not-before (`nbf`, when present) and audience are always checked, with
 //! [`Authenticator::leeway_s`] of clock skew. Every refusal is
 //! [`Error::Unauthenticated`] with the reason; a missing scope is
@@ -827,14 +832,20 @@ impl Authenticator {
     /// [`Error::Unauthenticated`], the reason naming the issuer and the cause. Tokens
     /// of other issuers are verified at once.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        // Only a token that could verify is worth a fetch: of a known issuer with a
+        // key set, with a header naming one of its algorithms.
         #[cfg(feature = "jwks")]
         if let Ok(issuer) = unverified_issuer(token)
             && let Some(machine) = self.machines.iter().find(|m| m.issuer == issuer)
             && let IssuerKeys::Jwks(source) = &machine.keys
+            && let Ok(header) = unverified_header(token)
+            && machine
+                .algorithms
+                .iter()
+                .any(|alg| alg.as_str() == header.alg)
         {
-            let kid = unverified_header(token).ok().and_then(|header| header.kid);
             let wanted = jwks::Wanted::KeyFor {
-                kid: kid.as_deref(),
+                kid: header.kid.as_deref(),
                 pinned: &machine.algorithms,
             };
             source
@@ -1542,10 +1553,7 @@ mod tests {
         for alg in SignatureAlgorithm::ALL {
             assert_eq!(alg.as_str().parse::<SignatureAlgorithm>().unwrap(), alg);
             assert_eq!(serde_json::to_value(alg).unwrap(), json!(alg.as_str()));
-            assert_eq!(
-                alg.jwt().family() == jsonwebtoken::AlgorithmFamily::Hmac,
-                false
-            );
+            assert_ne!(alg.jwt().family(), jsonwebtoken::AlgorithmFamily::Hmac);
         }
         let error = "HS256"
             .parse::<SignatureAlgorithm>()

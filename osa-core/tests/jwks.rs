@@ -268,14 +268,13 @@ async fn unknown_kids_within_the_rate_limit_window_fetch_once() {
 #[tokio::test]
 async fn the_rate_limit_window_ends() {
     let server = JwksServer::start(Answer::set(&[jwk("rsa-1")])).await;
-    let mut options = quick();
-    options.min_ttl = Duration::from_secs(60);
-    options.default_ttl = Duration::from_secs(60);
+    let mut options = JwksOptions::default();
+    options.min_refresh_interval = Duration::from_secs(1);
     let auth = authenticator(&server.url(), &[RS256], options);
     refused(auth.authenticate(&rs256("rsa-2")).await);
     refused(auth.authenticate(&rs256("rsa-2")).await);
     assert_eq!(server.requests(), 1);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     refused(auth.authenticate(&rs256("rsa-2")).await);
     assert_eq!(server.requests(), 2);
 }
@@ -285,11 +284,10 @@ async fn concurrent_authentications_share_one_fetch() {
     let mut answer = Answer::set(&[jwk("rsa-1")]);
     answer.delay = Duration::from_millis(300);
     let server = JwksServer::start(answer).await;
-    let auth = Arc::new(authenticator(
-        &server.url(),
-        &[RS256],
-        JwksOptions::default(),
-    ));
+    // No rate limit: the callers share the fetch in flight, not a window.
+    let mut options = JwksOptions::default();
+    options.min_refresh_interval = Duration::ZERO;
+    let auth = Arc::new(authenticator(&server.url(), &[RS256], options));
     let token = rs256("rsa-1");
     let tasks: Vec<_> = (0..16)
         .map(|_| {
@@ -434,6 +432,31 @@ async fn algorithm_confusion_is_refused() {
     );
     refused(both.authenticate(&none).await);
     assert_eq!(server.requests(), 2, "each authenticator fetched once");
+}
+
+#[tokio::test]
+async fn tokens_that_cannot_verify_fetch_nothing() {
+    let server = JwksServer::start(Answer::set(&[jwk("rsa-1")])).await;
+    let auth = authenticator(&server.url(), &[RS256], JwksOptions::default());
+    let b64 = |v: Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let hs256 = token_with(
+        Algorithm::HS256,
+        Some("rsa-1"),
+        &EncodingKey::from_secret(RSA_1_PUBLIC.as_bytes()),
+        &claims(),
+    );
+    let none = format!("{}.{}.", b64(json!({"alg": "none"})), b64(claims()));
+    let es256 = token_with(Algorithm::ES256, Some("ec-1"), &ec(EC_1), &claims());
+    let mut stranger = claims();
+    stranger["iss"] = json!("https://other-ci.example.org");
+    let unknown_issuer = token_with(Algorithm::RS256, Some("rsa-1"), &rsa(RSA_1), &stranger);
+    for token in [hs256, none, es256, unknown_issuer, "a.b.c".to_string()] {
+        refused(auth.authenticate(&token).await);
+    }
+    assert_eq!(server.requests(), 0);
 }
 
 #[tokio::test]

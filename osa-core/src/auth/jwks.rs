@@ -266,14 +266,29 @@ impl JwksSource {
     }
 }
 
-/// One HTTP client for every key set: connection pools and root certificates are
-/// shared; limits are set on each request.
+/// Redirects followed for one fetch.
+const MAX_REDIRECTS: usize = 5;
+
+/// One HTTP client for every key set (the root certificates are loaded once); limits
+/// are set on each request.
 fn client() -> std::result::Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<std::result::Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {
             reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::limited(5))
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.previous().len() >= MAX_REDIRECTS {
+                        attempt.error("too many redirects")
+                    } else if attempt.url().scheme() != "https"
+                        && attempt.previous().iter().any(|url| url.scheme() == "https")
+                    {
+                        attempt.error("a redirect from https to plain http")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
+                // Fetches are minutes apart: no idle connections are kept.
+                .pool_max_idle_per_host(0)
                 .user_agent(concat!("osa/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| format!("cannot set up an HTTP client: {}", error_chain(&e)))
