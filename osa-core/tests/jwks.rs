@@ -303,6 +303,27 @@ async fn concurrent_authentications_share_one_fetch() {
 }
 
 #[tokio::test]
+async fn a_fetch_given_up_midway_does_not_hold_back_the_next() {
+    let mut answer = Answer::set(&[jwk("rsa-1")]);
+    answer.delay = Duration::from_secs(5);
+    let server = JwksServer::start(answer.clone()).await;
+    let auth = authenticator(&server.url(), &[RS256], JwksOptions::default());
+    // A caller that goes away while the issuer is slow (a client that disconnects).
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        auth.authenticate(&rs256("rsa-1")),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the first call was still waiting");
+    answer.delay = Duration::ZERO;
+    server.answer(answer);
+    auth.authenticate(&rs256("rsa-1"))
+        .await
+        .expect("the next caller fetches");
+    assert_eq!(server.requests(), 2);
+}
+
+#[tokio::test]
 async fn expired_misaddressed_and_forged_tokens_are_refused() {
     let server = JwksServer::start(Answer::set(&[jwk("rsa-1")])).await;
     let auth = authenticator(&server.url(), &[RS256], JwksOptions::default());

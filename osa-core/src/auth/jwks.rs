@@ -182,16 +182,39 @@ impl JwksSource {
                 (false, None) => Err("the key set has not been fetched".into()),
             };
         }
+        // Recorded once the fetch is over: a caller that gives up midway (a client
+        // that disconnects) leaves the next caller free to fetch.
+        let fetched = self.fetch().await;
         log.last_attempt = Some(Instant::now());
-        match self.fetch().await {
+        match fetched {
             Ok(set) => {
-                tracing::debug!(issuer, url = %self.url, keys = set.keys.len(), ttl_s = set.ttl.as_secs(), "fetched a key set");
+                if set.keys.is_empty() {
+                    tracing::warn!(
+                        issuer,
+                        url = %self.url,
+                        "the key set of a machine issuer has no usable key"
+                    );
+                } else {
+                    tracing::debug!(
+                        issuer,
+                        url = %self.url,
+                        keys = set.keys.len(),
+                        ttl_s = set.ttl.as_secs(),
+                        "fetched the key set of a machine issuer"
+                    );
+                }
                 *self.cached.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(set));
                 log.last_error = None;
                 Ok(())
             }
             Err(cause) => {
-                tracing::warn!(issuer, url = %self.url, error = %cause, cached = has_set, "fetching the key set of a machine issuer failed");
+                tracing::warn!(
+                    issuer,
+                    url = %self.url,
+                    error = %cause,
+                    cached = has_set,
+                    "fetching the key set of a machine issuer failed"
+                );
                 log.last_error = Some(cause.clone());
                 if has_set { Ok(()) } else { Err(cause) }
             }
