@@ -737,6 +737,8 @@ enum ScopeClaim {
 }
 
 /// Verifies tokens and mints node tokens.
+///
+/// `Send + Sync`, to share in an `Arc`; clones share the caches of key sets.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     node: NodeIssuer,

@@ -222,8 +222,9 @@ fn machine_issuer(i: usize, section: &MachineIssuerSection) -> Result<MachineIss
                 "issuer" => "issuer",
                 "audiences" => "audience",
                 "jwks_url" => "jwks_url",
+                "public_key" => "public_key_file",
                 "algorithm" | "algorithms" => "algorithms",
-                _ => "public_key_file",
+                _ => return ConfigError::new(format!("auth.machine_issuers.{i}"), message),
             };
             ConfigError::new(setting(key), message)
         }
