@@ -128,7 +128,8 @@ pub trait PrincipalResolver: Send + Sync + 'static {
 }
 
 /// OSA's own callers: `Authorization: Bearer <JWT>` verified by an
-/// [`Authenticator`]. No header is anonymous; a header that is not `Bearer <token>`,
+/// [`Authenticator`] (with [`Authenticator::authenticate`], so a JWKS issuer's new
+/// key is fetched when a token first names it). No header is anonymous; a header that is not `Bearer <token>`,
 /// or a token that does not verify, is refused rather than treated as anonymous. The
 /// scheme is matched case-insensitively.
 #[derive(Debug, Clone)]
@@ -159,7 +160,9 @@ impl PrincipalResolver for BearerTokens {
             .ok_or_else(|| Error::Unauthenticated {
                 reason: "the Authorization header must be `Bearer <token>`".into(),
             })?;
-        self.auth.verify(token).map(Some)
+        // `authenticate` fetches a machine issuer's key set when the token names a
+        // key it has not seen (JWKS), then verifies.
+        self.auth.authenticate(token).await.map(Some)
     }
 }
 

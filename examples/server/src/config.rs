@@ -288,7 +288,8 @@ impl Default for AuthSection {
     }
 }
 
-/// `[[auth.machine_issuers]]`: an issuer of EdDSA machine tokens.
+/// `[[auth.machine_issuers]]`: an issuer of machine tokens (a CI system), with one
+/// public key (`public_key_file`) or a key set at a URL (`jwks_url`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineIssuerSection {
@@ -297,8 +298,26 @@ pub struct MachineIssuerSection {
     /// Accepted `aud` values.
     #[serde(default = "default_machine_audience")]
     pub audience: Vec<String>,
-    /// PEM file of its Ed25519 public key.
-    pub public_key_file: PathBuf,
+    /// PEM file of its public key: RSA, EC (P-256, P-384) or Ed25519, the kind read
+    /// from the file. Set this or `jwks_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
+    /// URL (`https://…`) of its JWKS document, an OIDC issuer's `jwks_uri`; fetched
+    /// at start and when keys rotate. Set this or `public_key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The algorithms its tokens may be signed with (`["RS256"]`). Default: `EdDSA`
+    /// for an Ed25519 key, `RS256` for an RSA key, `ES256` for a P-256 key, `ES384`
+    /// for a P-384 key, `RS256` for a JWKS URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    /// The claim holding the scopes (a space-separated string or an array).
+    #[serde(default = "default_scope_claim")]
+    pub scope_claim: String,
+}
+
+fn default_scope_claim() -> String {
+    "scope".into()
 }
 
 fn default_machine_audience() -> Vec<String> {

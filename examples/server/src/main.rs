@@ -220,6 +220,7 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
     let metrics = ops::install_metrics().map_err(Failure::Runtime)?;
     let node = Node::open(settings).await?;
     let auth = node.settings.authenticator()?;
+    keep_key_sets_fresh(&node.settings, &auth).await;
     let state = node.api_state(auth.clone())?;
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -277,6 +278,39 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
     }
     println!("stopped");
     Ok(())
+}
+
+/// How often the key sets of machine issuers with a `jwks_url` are checked; each is
+/// fetched again only once its cache has expired (`Cache-Control: max-age`, 1 min to
+/// 24 h, 10 min without one).
+const KEY_SET_CHECK: Duration = Duration::from_secs(30);
+
+/// Fetches the key sets of machine issuers with a `jwks_url`, then keeps them fresh
+/// in the background. An issuer that cannot be reached now is not a configuration
+/// error: it is logged, its tokens are refused, and it is tried again.
+async fn keep_key_sets_fresh(settings: &Settings, auth: &osa::auth::Authenticator) {
+    let with_key_sets = settings
+        .machine_issuers
+        .iter()
+        .filter(|issuer| issuer.jwks_url().is_some())
+        .count();
+    if with_key_sets == 0 {
+        return;
+    }
+    if let Err(e) = auth.refresh_keys().await {
+        tracing::warn!(error = %e, "machine issuers without keys for now; their tokens are refused until a fetch succeeds");
+    }
+    let auth = auth.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(KEY_SET_CHECK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            // Failures are logged by the authenticator.
+            let _ = auth.refresh_keys().await;
+        }
+    });
 }
 
 async fn worker(settings: Settings) -> Result<(), Failure> {

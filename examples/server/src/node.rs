@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use osa::auth::{Authenticator, MachineIssuer, NodeIssuer};
+use osa::auth::{Authenticator, MachineIssuer, NodeIssuer, SignatureAlgorithm};
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
 use osa::http::ApiState;
@@ -18,7 +18,7 @@ use osa::runner::{DispatchRunner, HookRunner, ProcessRunner, Sandbox};
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::sqlx_backends::{PgBackend, PgConfig, SqliteBackend, redacted_url};
 
-use crate::config::{Config, ConfigError, PullMode, SandboxMode};
+use crate::config::{Config, ConfigError, MachineIssuerSection, PullMode, SandboxMode};
 
 /// File of the node secret inside the archive directory, when no secret is given.
 pub const SECRET_FILE: &str = "node-secret";
@@ -127,17 +127,7 @@ impl Settings {
             .machine_issuers
             .iter()
             .enumerate()
-            .map(|(i, section)| {
-                let setting = format!("auth.machine_issuers.{i}.public_key_file");
-                let pem = std::fs::read(&section.public_key_file).map_err(|e| {
-                    ConfigError::new(
-                        &setting,
-                        format!("{}: {e}", section.public_key_file.display()),
-                    )
-                })?;
-                MachineIssuer::ed25519_pem(section.issuer.clone(), &pem, section.audience.clone())
-                    .map_err(|e| ConfigError::new(format!("auth.machine_issuers.{i}"), e))
-            })
+            .map(|(i, section)| machine_issuer(i, section))
             .collect::<Result<Vec<_>, _>>()?;
         let process = &config.runners.process;
         if !process.enabled && !config.runners.oci.enabled {
@@ -221,6 +211,81 @@ impl Settings {
     pub fn secret_is_the_archives(&self) -> bool {
         matches!(self.secret, SecretSource::Archive(_))
     }
+}
+
+/// The machine issuer of `[[auth.machine_issuers]]` number `i`; its errors name the
+/// setting (`auth.machine_issuers.0.jwks_url`). Nothing is fetched here.
+fn machine_issuer(i: usize, section: &MachineIssuerSection) -> Result<MachineIssuer, ConfigError> {
+    let setting = |key: &str| format!("auth.machine_issuers.{i}.{key}");
+    // The setting an error of the issuer's constructors is about.
+    let named = |e: osa::Error| match e {
+        osa::Error::Invalid { field, message } => {
+            let key = match field.as_str() {
+                "issuer" => "issuer",
+                "audiences" => "audience",
+                "jwks_url" => "jwks_url",
+                "public_key" => "public_key_file",
+                "algorithm" | "algorithms" => "algorithms",
+                _ => return ConfigError::new(format!("auth.machine_issuers.{i}"), message),
+            };
+            ConfigError::new(setting(key), message)
+        }
+        other => ConfigError::new(format!("auth.machine_issuers.{i}"), other),
+    };
+    let issuer = match (&section.public_key_file, &section.jwks_url) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                setting("jwks_url"),
+                "set public_key_file or jwks_url, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::new(
+                setting("public_key_file"),
+                "is required: set public_key_file (a PEM public key) or jwks_url (a JWKS URL)",
+            ));
+        }
+        (Some(file), None) => {
+            let pem = std::fs::read(file).map_err(|e| {
+                ConfigError::new(
+                    setting("public_key_file"),
+                    format!("{}: {e}", file.display()),
+                )
+            })?;
+            MachineIssuer::public_key_pem(section.issuer.clone(), &pem, section.audience.clone())
+                .map_err(|e| match e {
+                    osa::Error::Invalid { field, message } if field == "public_key" => {
+                        ConfigError::new(
+                            setting("public_key_file"),
+                            format!("{}: {message}", file.display()),
+                        )
+                    }
+                    other => named(other),
+                })?
+        }
+        (None, Some(url)) => {
+            MachineIssuer::jwks(section.issuer.clone(), url, section.audience.clone())
+                .map_err(named)?
+        }
+    };
+    let issuer = match &section.algorithms {
+        None => issuer,
+        Some(names) => {
+            let algorithms = names
+                .iter()
+                .map(|name| name.parse::<SignatureAlgorithm>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(named)?;
+            issuer.with_algorithms(algorithms).map_err(named)?
+        }
+    };
+    if section.scope_claim.trim().is_empty() {
+        return Err(ConfigError::new(
+            setting("scope_claim"),
+            "must not be empty",
+        ));
+    }
+    Ok(issuer.with_scope_claim(section.scope_claim.clone()))
 }
 
 fn storage_target(config: &Config, archive_dir: &Path) -> Result<StorageTarget, ConfigError> {

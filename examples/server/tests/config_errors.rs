@@ -136,6 +136,75 @@ fn cases() -> Vec<Case> {
             "auth.machine_issuers.0.public_key_file",
         ),
         case(
+            "a machine issuer with a key file and a key set URL",
+            Some(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\npublic_key_file = \"ci.pem\"\n\
+                 jwks_url = \"https://ci.example.org/jwks\"\n",
+            ),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.jwks_url",
+        ),
+        case(
+            "a machine issuer with algorithms and no key",
+            Some("[[auth.machine_issuers]]\nissuer = \"ci\"\nalgorithms = [\"RS256\"]\n"),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.public_key_file",
+        ),
+        case(
+            "a key set URL that is not http(s)",
+            Some(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\n\
+                 jwks_url = \"file:///etc/osa/jwks.json\"\n",
+            ),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.jwks_url",
+        ),
+        case(
+            "an unknown algorithm",
+            Some(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\n\
+                 jwks_url = \"https://ci.example.org/jwks\"\nalgorithms = [\"RS257\"]\n",
+            ),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.algorithms",
+        ),
+        case(
+            "a shared-secret algorithm for a machine issuer",
+            Some(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\n\
+                 jwks_url = \"https://ci.example.org/jwks\"\nalgorithms = [\"HS256\"]\n",
+            ),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.algorithms",
+        ),
+        case(
+            "an algorithm that does not fit the key",
+            Some(concat!(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\npublic_key_file = \"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../osa-core/tests/fixtures/jwks/ec-1.pub.pem\"\nalgorithms = [\"RS256\"]\n",
+            )),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.algorithms",
+        ),
+        case(
+            "a private key as a machine issuer's key",
+            Some(concat!(
+                "[[auth.machine_issuers]]\nissuer = \"ci\"\npublic_key_file = \"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../osa-core/tests/fixtures/jwks/rsa-1.key.pem\"\n",
+            )),
+            &[],
+            &["serve"],
+            "auth.machine_issuers.0.public_key_file",
+        ),
+        case(
             "a blob store of unknown scheme",
             None,
             &[("OSA_BLOBS__URL", "ftp://example.org/blobs")],
