@@ -1589,3 +1589,164 @@ async fn the_api_mounts_in_a_host_application() {
         "not_found"
     );
 }
+
+/// A JWKS issuer's key set is fetched when a token first needs it: the API
+/// authenticates with `Authenticator::authenticate`, not only with cached keys. The set
+/// is served by a local HTTP server; the keys are osa-core's test-only fixtures.
+#[cfg(feature = "jwks")]
+#[tokio::test]
+async fn a_jwks_issuer_s_set_is_fetched_on_first_use() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const JWKS_FIXTURES: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/osa-core/tests/fixtures/jwks");
+    let fixture = |name: &str| std::fs::read_to_string(format!("{JWKS_FIXTURES}/{name}")).unwrap();
+    let keys: Value = serde_json::from_str(&fixture("keys.json")).unwrap();
+    let body = json!({"keys": [keys["rsa-1"]]}).to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let fetches = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            counted.fetch_add(1, Ordering::SeqCst);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    const ISSUER: &str = "https://ci.example.org";
+    let node = NodeIssuer::new("osa-test", "authenticated", SECRET).unwrap();
+    let issuer = MachineIssuer::jwks(ISSUER, &url, vec!["osa".into()]).unwrap();
+    let api = api_with(
+        Authenticator::new(node)
+            .with_machine_issuer(issuer)
+            .unwrap(),
+    )
+    .await;
+
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let claims = json!({"iss": ISSUER, "sub": "pipeline", "aud": "osa",
+                        "exp": chrono::Utc::now().timestamp() + 300, "scope": "runs:read"});
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(fixture("rsa-1.key.pem").as_bytes()).unwrap();
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        0,
+        "nothing is fetched before a token needs it"
+    );
+    let me = api.get("/auth/me", Some(&token)).await;
+    assert_eq!(
+        me.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&me.body)
+    );
+    assert_eq!(me.json()["subject"], "https://ci.example.org#pipeline");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    // Cached from then on.
+    assert_eq!(
+        api.get("/auth/me", Some(&token)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+}
+
+/// A host application resolves callers its own way: a `PrincipalResolver` in place of
+/// bearer tokens, with the scope gates applied to whatever it returns.
+#[tokio::test]
+async fn a_host_resolves_its_own_callers() {
+    use osa::auth::{Principal, Scope};
+
+    struct Gateway;
+
+    #[async_trait::async_trait]
+    impl osa::http::PrincipalResolver for Gateway {
+        async fn resolve(
+            &self,
+            parts: &axum::http::request::Parts,
+        ) -> osa::Result<Option<Principal>> {
+            let Some(user) = parts.headers.get("x-user") else {
+                return Ok(None);
+            };
+            let user = user.to_str().unwrap_or_default();
+            if user == "mallory" {
+                return Err(osa::Error::Unauthenticated {
+                    reason: "banned".into(),
+                });
+            }
+            Ok(Some(Principal {
+                subject: format!("gateway#{user}"),
+                issuer: "gateway".into(),
+                roles: Default::default(),
+                scopes: [Scope::RunsRead].into(),
+                expires_at: chrono::Utc::now() + chrono::Duration::minutes(5),
+            }))
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = LocalArchive::open(dir.path()).await.unwrap();
+    let state = ApiState::from_local(&archive, authenticator()).with_principal_resolver(Gateway);
+    let app = router(state);
+    let call = |user: Option<&'static str>, method: Method, path: &'static str| {
+        let app = app.clone();
+        async move {
+            let mut request = Request::builder()
+                .method(method)
+                .uri(format!("/api/v1{path}"));
+            if let Some(user) = user {
+                request = request.header("x-user", user);
+            }
+            let response = app
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (status, me) = call(Some("alice"), Method::GET, "/auth/me").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["subject"], "gateway#alice");
+    assert_eq!(me["scopes"], json!(["runs:read"]));
+    // Its scopes gate as a token's would.
+    let (status, _) = call(Some("alice"), Method::POST, "/validations").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = call(None, Method::GET, "/auth/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, refused) = call(Some("mallory"), Method::GET, "/auth/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        refused["message"].as_str().unwrap().contains("banned"),
+        "{refused}"
+    );
+    // A bearer token means nothing to it.
+    let token = authenticator().issue("root", &[Role::Admin], 60).unwrap();
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .uri("/api/v1/auth/me")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
