@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use osa_core::Error;
-use osa_core::feature::store::{ColumnFilter, FeatureQuery};
-use osa_core::feature::{Cardinality, FeatureSpec, FeatureValue};
-use osa_core::id::{ColumnName, HookRunId, RecordId};
+use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureRow};
+use osa_core::feature::{Cardinality, ColumnDef, FeatureSpec, FeatureValue};
+use osa_core::id::{ColumnName, HookName, HookRunId, RecordId};
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ApiResult};
@@ -38,6 +38,38 @@ async fn list_features(
     ApiPath(hook): ApiPath<String>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
+    let request = feature_request(&state, &hook, query, true).await?;
+    let page = state.storage.rows(&request.hook, &request.query).await?;
+    if request.csv {
+        return Ok((
+            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
+            features_csv(&request.columns, &page.rows),
+        )
+            .into_response());
+    }
+    Ok(Json(page.to_keyed_json(&request.columns)).into_response())
+}
+
+/// A parsed query over a hook's feature rows (`GET /features/{hook}` and its export).
+pub(super) struct FeatureRequest {
+    /// The hook, known to the registry.
+    pub(super) hook: HookName,
+    /// The hook's data columns, in table order.
+    pub(super) columns: Vec<ColumnDef>,
+    /// Filters, cursor and (for a page) the page size.
+    pub(super) query: FeatureQuery,
+    /// `format=csv` rather than JSON.
+    pub(super) csv: bool,
+}
+
+/// Parses the query string of a feature read of `hook` (see [`list_features`]);
+/// `limit` is accepted only when `paged`. NotFound for an unknown hook.
+pub(super) async fn feature_request(
+    state: &ApiState,
+    hook: &str,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    paged: bool,
+) -> ApiResult<FeatureRequest> {
     let Query(params) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let filters = params
         .iter()
@@ -56,7 +88,7 @@ async fn list_features(
             "given more than once (give each parameter, and each operator and column, once)",
         ));
     }
-    let hook = known_hook(&state, "hook", &hook).await?;
+    let hook = known_hook(state, "hook", hook).await?;
     let columns = hook.identity.feature.columns().to_vec();
     let mut query = FeatureQuery {
         limit: 100,
@@ -68,6 +100,12 @@ async fn list_features(
             "record_id" => query.record_id = Some(path_param(key, value, RecordId::new)?),
             "run_id" => query.run_id = Some(path_param(key, value, str::parse::<HookRunId>)?),
             "after" => query.after = Some(path_param(key, value, str::parse::<i64>)?),
+            "limit" if !paged => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    "not accepted here: every matching row is returned",
+                ));
+            }
             "limit" => {
                 let limit: u32 = path_param(key, value, str::parse)?;
                 if limit == 0 || limit > MAX_PAGE {
@@ -88,15 +126,12 @@ async fn list_features(
             other => query.filters.push(column_filter(&columns, other, value)?),
         }
     }
-    let page = state.storage.rows(&hook.identity.name, &query).await?;
-    if csv {
-        return Ok((
-            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
-            features_csv(&columns, &page.rows),
-        )
-            .into_response());
-    }
-    Ok(Json(page.to_keyed_json(&columns)).into_response())
+    Ok(FeatureRequest {
+        hook: hook.identity.name,
+        columns,
+        query,
+        csv,
+    })
 }
 
 /// A filter `op.column=value`, the value coerced to the column's type.
@@ -155,39 +190,60 @@ fn features_csv(
     columns: &[osa_core::feature::ColumnDef],
     rows: &[osa_core::feature::store::FeatureRow],
 ) -> String {
-    fn cell(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    }
+    let mut out = csv_header(columns);
+    push_csv_rows(&mut out, rows);
+    out
+}
+
+/// The header line of [`features_csv`], with its line break.
+pub(super) fn csv_header(columns: &[ColumnDef]) -> String {
     let mut out = String::from("id,record_id,run_id,row_index");
     for c in columns {
         out.push(',');
-        out.push_str(&cell(c.name.as_str()));
+        push_cell(&mut out, c.name.as_str());
     }
     out.push_str("\r\n");
+    out
+}
+
+/// Appends `rows` as lines of [`features_csv`] (each ends with `\r\n`).
+pub(super) fn push_csv_rows(out: &mut String, rows: &[FeatureRow]) {
+    use std::fmt::Write;
     for row in rows {
-        out.push_str(&format!(
-            "{},{},{},{}",
-            row.id,
-            cell(row.record_id.as_str()),
-            row.run_id,
-            row.row_index
-        ));
+        let _ = write!(out, "{},", row.id);
+        push_cell(out, row.record_id.as_str());
+        let _ = write!(out, ",{},{}", row.run_id, row.row_index);
         for v in &row.values {
             out.push(',');
-            let text = match v.to_json() {
-                Value::Null => String::new(),
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            out.push_str(&cell(&text));
+            match v.to_json() {
+                Value::Null => {}
+                Value::String(s) => push_cell(out, &s),
+                other => push_cell(out, &other.to_string()),
+            }
         }
         out.push_str("\r\n");
     }
-    out
+}
+
+/// Appends one CSV field, quoted when it holds a comma, a quote or a line break.
+fn push_cell(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Appends `rows` as JSON lines: each row as in a JSON page
+/// ([`FeatureRow::to_keyed_json`]), then `\n`.
+pub(super) fn push_json_lines(out: &mut Vec<u8>, columns: &[ColumnDef], rows: &[FeatureRow]) {
+    for row in rows {
+        // Serializing a `Value` into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &row.to_keyed_json(columns));
+        out.push(b'\n');
+    }
 }
 
 async fn provenance(

@@ -45,6 +45,7 @@ use axum::Router;
 mod conventions;
 mod deployments;
 mod error;
+mod export;
 mod extract;
 mod features;
 mod health;
@@ -105,6 +106,7 @@ fn routes(state: ApiState) -> Router {
         .merge(uploads::routes())
         .merge(validations::routes())
         .merge(features::routes())
+        .merge(export::routes())
         .merge(deployments::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
