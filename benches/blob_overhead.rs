@@ -12,7 +12,8 @@
 //! by round, as in `saga_overhead`: total = submit until the run is terminal, hooks =
 //! the sum of the hook runs' `duration_s`, overhead per step = (total − hooks) / 3. It
 //! covers storing the record files and the hooks' outputs and logs in the store and
-//! reading the files back into each step's batch directory.
+//! reading the files back into each step's batch directory. First, the latency of
+//! one small put and one get on each store, one request at a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,6 +151,26 @@ impl Side {
         }
         (total, hooks)
     }
+}
+
+/// Requests of the request-latency probe.
+const REQUESTS: usize = 100;
+
+/// Median seconds of one 1 KiB `put` and of one `get_to_file`, issued one at a time
+/// (as the engine stores record files at submit and fetches them for each step).
+async fn requests(blobs: &Blobs, prefix: &str, dir: &std::path::Path) -> (f64, f64) {
+    let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    for i in 0..REQUESTS {
+        let key = osa::object_store::path::Path::from(format!("{prefix}-probe/{i}"));
+        let start = Instant::now();
+        blobs.put(&key, vec![b'x'; 1024]).await.unwrap();
+        puts.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        blobs.get_to_file(&key, &dir.join("probe")).await.unwrap();
+        gets.push(start.elapsed().as_secs_f64());
+        blobs.delete(&key).await.unwrap();
+    }
+    (median(puts), median(gets))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

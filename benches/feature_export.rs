@@ -126,6 +126,54 @@ fn psql(select: &str) -> (f64, u64, u64) {
     (start.elapsed().as_secs_f64(), lines, bytes)
 }
 
+/// One way to read the rows.
+enum Export {
+    /// `psql \copy … TO STDOUT (FORMAT csv)`.
+    Psql,
+    /// `GET` of this export URL.
+    Http(String),
+    /// `FeatureStore::rows` pages of 1,000 in the bench's process, as the export reads
+    /// them; with `json`, each row also serialized as the JSON-lines export writes it.
+    Pages { json: bool },
+}
+
+/// Every row through `FeatureStore::rows` pages: (seconds, rows, bytes written).
+async fn pages(backend: &osa_sqlx::PgBackend, json: bool) -> (f64, u64, u64) {
+    use osa::feature::store::{FeatureQuery, FeatureStore};
+    let hook = osa::id::HookName::new("wide").unwrap();
+    let columns = osa::registry::HookRegistry::get_hook(backend, &hook)
+        .await
+        .unwrap()
+        .unwrap()
+        .identity
+        .feature
+        .columns()
+        .to_vec();
+    let start = Instant::now();
+    let mut query = FeatureQuery {
+        limit: 1000,
+        ..FeatureQuery::default()
+    };
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut out = Vec::new();
+    loop {
+        let page = backend.rows(&hook, &query).await.unwrap();
+        rows += page.rows.len() as u64;
+        if json {
+            out.clear();
+            for row in &page.rows {
+                serde_json::to_writer(&mut out, &row.keyed(&columns)).unwrap();
+                out.push(b'\n');
+            }
+            bytes += out.len() as u64;
+        }
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => return (start.elapsed().as_secs_f64(), rows, bytes),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -234,14 +282,22 @@ async fn main() {
         }
         let load = common::load_average();
         let exports = [
-            ("psql \\copy CSV", None),
+            ("psql \\copy CSV", Export::Psql),
             (
                 "HTTP CSV",
-                Some(format!("{base}/features/wide/export?format=csv")),
+                Export::Http(format!("{base}/features/wide/export?format=csv")),
             ),
             (
                 "HTTP JSON lines",
-                Some(format!("{base}/features/wide/export?format=json")),
+                Export::Http(format!("{base}/features/wide/export?format=json")),
+            ),
+            (
+                "pages read in the bench (no HTTP)",
+                Export::Pages { json: false },
+            ),
+            (
+                "pages read and written as JSON lines (no HTTP)",
+                Export::Pages { json: true },
             ),
         ];
         // Per export: times, bytes, the largest VmRSS before and VmHWM after it.
@@ -253,21 +309,22 @@ async fn main() {
                 reset_peak(pid);
                 let before = memory(pid, "VmRSS");
                 let (seconds, lines, bytes) = match export {
-                    None => {
+                    Export::Psql => {
                         let select = select.clone();
                         tokio::task::spawn_blocking(move || psql(&select))
                             .await
                             .unwrap()
                     }
-                    Some(url) => {
+                    Export::Http(url) => {
                         let (agent, url) = (agent.clone(), url.clone());
                         tokio::task::spawn_blocking(move || fetch(&agent, &url))
                             .await
                             .unwrap()
                     }
+                    Export::Pages { json } => pages(&backend, *json).await,
                 };
                 let after = memory(pid, "VmHWM");
-                let header = export.as_deref().is_some_and(|u| u.ends_with("csv"));
+                let header = matches!(export, Export::Http(url) if url.ends_with("csv"));
                 assert_eq!(lines, size as u64 + u64::from(header), "{label}");
                 let entry = &mut results[i];
                 entry.0.push(seconds);
@@ -280,7 +337,7 @@ async fn main() {
         for ((label, export), (mut times, bytes, before, after)) in exports.iter().zip(results) {
             let seconds = common::median(&mut times);
             let rate = size as f64 / seconds;
-            let memory = if export.is_some() {
+            let memory = if matches!(export, Export::Http(_)) {
                 format!("{before:.1} | {after:.1}")
             } else {
                 "– | –".into()

@@ -215,6 +215,10 @@ pub(super) fn push_csv_rows(out: &mut String, rows: &[FeatureRow]) {
         let _ = write!(out, ",{},{}", row.run_id, row.row_index);
         for v in &row.values {
             out.push(',');
+            if let FeatureValue::Text(s) = v {
+                push_cell(out, s);
+                continue;
+            }
             match v.to_json() {
                 Value::Null => {}
                 Value::String(s) => push_cell(out, &s),
@@ -237,11 +241,11 @@ fn push_cell(out: &mut String, s: &str) {
 }
 
 /// Appends `rows` as JSON lines: each row as in a JSON page
-/// ([`FeatureRow::to_keyed_json`]), then `\n`.
+/// ([`FeatureRow::keyed`]), then `\n`.
 pub(super) fn push_json_lines(out: &mut Vec<u8>, columns: &[ColumnDef], rows: &[FeatureRow]) {
     for row in rows {
-        // Serializing a `Value` into a `Vec` cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &row.to_keyed_json(columns));
+        // Serializing a row into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &row.keyed(columns));
         out.push(b'\n');
     }
 }
