@@ -10,7 +10,8 @@
 //! prefix of its own. Each scenario (1 record, 100 records; one 1 KiB `.txt` file per
 //! record; three no-op Python hooks) runs `ROUNDS` times per store, alternating round
 //! by round, as in `saga_overhead`: total = submit until the run is terminal, hooks =
-//! the sum of the hook runs' `duration_s`, overhead per step = (total − hooks) / 3. It
+//! the sum of the hook runs' `duration_s`, overhead per step = (total − hooks) / 3
+//! (submit = the part of total until `Engine::submit` returned). It
 //! covers storing the record files and the hooks' outputs and logs in the store and
 //! reading the files back into each step's batch directory. First, the latency of
 //! one small put and one get on each store, one request at a time.
@@ -109,7 +110,12 @@ impl Side {
     }
 
     /// One run of `records` records with `file` each: (total, sum of hook durations).
-    async fn run(&self, tag: &str, records: usize, file: &std::path::Path) -> (Duration, Duration) {
+    async fn run(
+        &self,
+        tag: &str,
+        records: usize,
+        file: &std::path::Path,
+    ) -> (Duration, Duration, Duration) {
         let worker = Worker::new(self.engine.clone(), WorkerConfig::default());
         let input: Vec<InputRecord> = (0..records)
             .map(|i| InputRecord {
@@ -132,6 +138,7 @@ impl Side {
             })
             .await
             .unwrap();
+        let submit = start.elapsed();
         assert_eq!(
             worker.run_until_finished(run).await.unwrap(),
             RunStatus::Completed
@@ -149,7 +156,7 @@ impl Side {
             .unwrap();
             hooks += Duration::from_secs_f64(hook_run.duration_s);
         }
-        (total, hooks)
+        (total, hooks, submit)
     }
 }
 
@@ -166,9 +173,11 @@ async fn requests(blobs: &Blobs, prefix: &str, dir: &std::path::Path) -> (f64, f
         blobs.put(&key, vec![b'x'; 1024]).await.unwrap();
         puts.push(start.elapsed().as_secs_f64());
         let start = Instant::now();
-        blobs.get_to_file(&key, &dir.join("probe")).await.unwrap();
+        let file = dir.join(format!("probe-{i}"));
+        blobs.get_to_file(&key, &file).await.unwrap();
         gets.push(start.elapsed().as_secs_f64());
         blobs.delete(&key).await.unwrap();
+        std::fs::remove_file(&file).unwrap();
     }
     (median(puts), median(gets))
 }
@@ -200,6 +209,14 @@ async fn main() {
     )
     .unwrap();
     let local = Blobs::local(dir.path().join("blobs")).unwrap();
+    for (label, blobs) in [("local directory", &local), ("S3 test server", &s3)] {
+        let (put, get) = requests(blobs, &prefix, dir.path()).await;
+        println!(
+            "{label}: one 1 KiB put {:.2} ms, one get into a file {:.2} ms (medians of {REQUESTS}, one at a time)",
+            put * 1e3,
+            get * 1e3
+        );
+    }
     let sides = [
         (
             "local directory",
@@ -213,22 +230,27 @@ async fn main() {
 
     println!("load average {} before", load_average());
     println!(
-        "| blobs           | records | total (ms) | hooks (ms) | overhead/step (ms) | range       |"
+        "| blobs           | records | total (ms) | submit (ms) | hooks (ms) | overhead/step (ms) | range       |"
     );
     println!(
-        "|-----------------|--------:|-----------:|-----------:|-------------------:|-------------|"
+        "|-----------------|--------:|-----------:|------------:|-----------:|-------------------:|-------------|"
     );
     for records in [1, 100] {
-        let mut samples: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(), Vec::new()];
+        let mut samples: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(), Vec::new()];
         // Round 0 is a warm-up, not counted.
         for round in 0..=ROUNDS {
             for (i, (_, side)) in sides.iter().enumerate() {
-                let (total, hooks) = side
+                let (total, hooks, submit) = side
                     .run(&format!("r{records}-{round}"), records, &file)
                     .await;
                 if round > 0 {
                     let overhead = total.saturating_sub(hooks).as_secs_f64() / 3.0;
-                    samples[i].push((total.as_secs_f64(), hooks.as_secs_f64(), overhead));
+                    samples[i].push((
+                        total.as_secs_f64(),
+                        hooks.as_secs_f64(),
+                        overhead,
+                        submit.as_secs_f64(),
+                    ));
                 }
             }
         }
@@ -237,8 +259,9 @@ async fn main() {
             let low = overheads.iter().copied().fold(f64::INFINITY, f64::min);
             let high = overheads.iter().copied().fold(0.0, f64::max);
             println!(
-                "| {label:<15} | {records:>7} | {:>10.1} | {:>10.1} | {:>18.2} | {:>5.1}–{:<5.1} |",
+                "| {label:<15} | {records:>7} | {:>10.1} | {:>11.1} | {:>10.1} | {:>18.2} | {:>5.1}–{:<5.1} |",
                 median(samples.iter().map(|s| s.0).collect()) * 1e3,
+                median(samples.iter().map(|s| s.3).collect()) * 1e3,
                 median(samples.iter().map(|s| s.1).collect()) * 1e3,
                 median(overheads) * 1e3,
                 low * 1e3,
