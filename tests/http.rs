@@ -224,7 +224,7 @@ async fn every_documented_route_is_served() {
         }
     }
     // Every route of the API, each documented once.
-    assert_eq!(operations, 24, "{:#}", doc["paths"]);
+    assert_eq!(operations, 25, "{:#}", doc["paths"]);
     let unknown = api.get("/nowhere", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json()["code"], "not_found");
@@ -1189,6 +1189,129 @@ async fn feature_filters_are_bounded() {
         let reply = api.get(path, None).await;
         let body = assert_json_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         assert_eq!(body["field"], "hook", "{path}");
+    }
+}
+
+/// Every page of `GET /features/scorer?{query}` (1,000 rows each) as JSON rows, and
+/// as CSV lines after one header line.
+async fn all_pages(api: &Api, query: &str) -> (Vec<Value>, Vec<String>) {
+    let mut rows = Vec::new();
+    let mut csv = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/features/scorer?limit=1000{after}&{query}");
+        let page = api.get(&path, None).await.json();
+        let text = api.get(&format!("{path}&format=csv"), None).await.text();
+        let mut lines = text.lines().map(str::to_string);
+        let header = lines.next().unwrap();
+        if csv.is_empty() {
+            csv.push(header);
+        }
+        csv.extend(lines);
+        rows.extend(page["rows"].as_array().unwrap().iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(next) => after = format!("&after={next}"),
+            None => return (rows, csv),
+        }
+    }
+}
+
+#[tokio::test]
+async fn feature_exports_stream_every_row() {
+    let api = api().await;
+    api.deployed_by_admin(convention("bad-")).await;
+    let submitter = machine("validations:write");
+    // 1,250 rows (more than a page); scores are id lengths: 3, 4, 5 or 6.
+    let mut ids: Vec<String> = (0..1250).map(|i| format!("r-{i}")).collect();
+    ids.push("bad-1".into());
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "metadata": {}}))
+        .collect();
+    let submitted = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(json!({"convention": "http-tests", "records": records})),
+        )
+        .await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        submitted.text()
+    );
+    let run: osa::id::ValidationRunId = submitted.json()["id"].as_str().unwrap().parse().unwrap();
+    let view = api
+        .archive
+        .wait(run, |_| Ok(()), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(view.run.status, osa::validation::RunStatus::Completed);
+
+    let hook_run = view.steps[0].hook_run_id.unwrap();
+    for (query, expected) in [
+        (String::new(), 1250),
+        ("gte.score=6".to_string(), 250),
+        ("record_id=r-7".to_string(), 1),
+        (format!("run_id={hook_run}"), 1250),
+        ("lte.score=4&null.hook=false".to_string(), 100),
+        ("run_id=00000000-0000-4000-8000-000000000000".to_string(), 0),
+    ] {
+        let (rows, csv) = all_pages(&api, &query).await;
+        assert_eq!(rows.len(), expected, "{query}");
+
+        let json = api
+            .get(&format!("/features/scorer/export?{query}"), None)
+            .await;
+        assert_eq!(json.status, StatusCode::OK, "{query}: {}", json.text());
+        assert_eq!(json.headers[header::CONTENT_TYPE], "application/x-ndjson");
+        let text = json.text();
+        assert!(text.is_empty() || text.ends_with('\n'), "{query}");
+        let exported: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(exported, rows, "{query}");
+        let explicit = api
+            .get(
+                &format!("/features/scorer/export?format=json&{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(explicit.body, json.body, "{query}");
+
+        let exported = api
+            .get(&format!("/features/scorer/export?format=csv&{query}"), None)
+            .await;
+        assert_eq!(exported.status, StatusCode::OK, "{query}");
+        assert_eq!(
+            exported.headers[header::CONTENT_TYPE],
+            "text/csv; charset=utf-8"
+        );
+        let mut expected_csv = csv.join("\r\n");
+        expected_csv.push_str("\r\n");
+        assert_eq!(exported.text(), expected_csv, "{query}");
+    }
+
+    // The same errors as a page; the export has no page size.
+    assert_eq!(
+        api.get("/features/no_such_hook/export", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    for (query, field) in [
+        ("format=xml", "format"),
+        ("limit=10", "limit"),
+        ("gte.score=high", "gte.score"),
+        ("colour=red", "colour"),
+        ("format=csv&format=json", "format"),
+    ] {
+        let reply = api
+            .get(&format!("/features/scorer/export?{query}"), None)
+            .await;
+        let body = assert_json_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(body["field"], field, "{query}");
     }
 }
 

@@ -9,13 +9,13 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use osa_core::Error;
-use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureRow};
+use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureRow, KeyedRow};
 use osa_core::feature::{Cardinality, ColumnDef, FeatureSpec, FeatureValue};
 use osa_core::hook::HookRelease;
 use osa_core::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -31,8 +31,10 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(provenance))
 }
 
-/// A feature row with its values keyed by column name.
-#[derive(Debug, Serialize, ToSchema)]
+/// A feature row as the API shows it: the JSON [`FeatureRow::keyed`] writes (this
+/// type only describes it).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // describes KeyedRow's JSON in the OpenAPI document
 pub(super) struct FeatureRowView {
     /// Row id (unique per hook table; the keyset cursor).
     id: i64,
@@ -49,42 +51,65 @@ pub(super) struct FeatureRowView {
     values: serde_json::Map<String, Value>,
 }
 
-impl FeatureRowView {
-    fn new(row: &FeatureRow, columns: &[ColumnDef]) -> Self {
-        FeatureRowView {
-            id: row.id,
-            record_id: row.record_id.clone(),
-            validation_run_id: row.validation_run_id,
-            run_id: row.run_id,
-            row_index: row.row_index,
-            created_at: row.created_at,
-            values: row.keyed_values(columns),
-        }
-    }
-}
-
 /// A page of feature rows.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct FeaturePageView {
+pub(super) struct FeaturePageView<'a> {
     /// The hook's data columns, in table order.
-    columns: Vec<ColumnDef>,
+    #[schema(value_type = Vec<ColumnDef>)]
+    columns: &'a [ColumnDef],
     /// The rows, by id.
-    rows: Vec<FeatureRowView>,
+    #[schema(value_type = Vec<FeatureRowView>)]
+    rows: Vec<KeyedRow<'a>>,
     /// The cursor of the next page (`after`), when there may be one.
     next_after: Option<i64>,
 }
 
 /// Where a feature row came from.
 #[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ProvenanceView {
+pub(super) struct ProvenanceView<'a> {
     /// The hook.
     hook: HookName,
     /// The row.
-    row: FeatureRowView,
+    #[schema(value_type = FeatureRowView)]
+    row: KeyedRow<'a>,
     /// The hook run that produced it.
     run: HookRunView,
     /// The release that ran (digest, runtime, config, source_ref, built_by).
     release: HookRelease,
+}
+
+/// The query parameters a feature read takes besides `limit` (documentation of what
+/// [`feature_request`] parses by hand).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // describes the parameters in the OpenAPI document
+pub(super) struct FeatureParams {
+    /// Only rows of this record.
+    record_id: Option<RecordId>,
+    /// Only rows of this hook run.
+    run_id: Option<HookRunId>,
+    /// Keyset cursor: only rows after this id (`next_after` of the previous page).
+    after: Option<i64>,
+    /// Response format (default json).
+    #[param(inline)]
+    format: Option<FeatureFormat>,
+    /// Column filters, combined with AND: `eq.<col>=v`, `gte.<col>=v`, `lte.<col>=v`
+    /// (the value coerced to the column's type) and `null.<col>=` or `=true` (is
+    /// null), `null.<col>=false` (is not null); at most 32, each operator and column
+    /// once.
+    #[param(style = Form, explode, value_type = Option<Object>)]
+    filters: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The formats of a feature read.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the parameter, which is parsed by hand
+pub(super) enum FeatureFormat {
+    /// JSON (a page; JSON lines for an export).
+    Json,
+    /// RFC 4180 CSV with a header line.
+    Csv,
 }
 
 /// The parameters of `GET /features/{hook}` other than column filters.
@@ -102,13 +127,8 @@ const FEATURE_PARAMS: [&str; 5] = ["record_id", "run_id", "after", "limit", "for
     tag = "features",
     params(
         ("hook" = HookName, Path, description = "The hook"),
-        ("record_id" = Option<String>, Query, description = "Only rows of this record"),
-        ("run_id" = Option<HookRunId>, Query, description = "Only rows of this hook run"),
-        ("after" = Option<i64>, Query, description = "Keyset cursor: `next_after` of the previous page"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
-        ("format" = inline(Option<FeatureFormat>), Query, description = "Response format (default json)"),
-        ("filters" = Option<std::collections::BTreeMap<String, String>>, Query, style = Form, explode,
-         description = "Column filters, combined with AND: `eq.<col>=v`, `gte.<col>=v`, `lte.<col>=v` (the value coerced to the column's type) and `null.<col>=` or `=true` (is null), `null.<col>=false` (is not null); at most 32, each operator and column once"),
+        FeatureParams,
     ),
     responses((status = 200, description = "A page of rows", content(
         (FeaturePageView = "application/json"),
@@ -120,6 +140,47 @@ async fn list_features(
     ApiPath(hook): ApiPath<String>,
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
+    let request = feature_request(&state, &hook, query, true).await?;
+    let page = state.storage.rows(&request.hook, &request.query).await?;
+    if request.csv {
+        return Ok((
+            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
+            features_csv(&request.columns, &page.rows),
+        )
+            .into_response());
+    }
+    Ok(Json(FeaturePageView {
+        columns: &request.columns,
+        rows: page
+            .rows
+            .iter()
+            .map(|row| row.keyed(&request.columns))
+            .collect(),
+        next_after: page.next_after,
+    })
+    .into_response())
+}
+
+/// A parsed query over a hook's feature rows (`GET /features/{hook}` and its export).
+pub(super) struct FeatureRequest {
+    /// The hook, known to the registry.
+    pub(super) hook: HookName,
+    /// The hook's data columns, in table order.
+    pub(super) columns: Vec<ColumnDef>,
+    /// Filters, cursor and (for a page) the page size.
+    pub(super) query: FeatureQuery,
+    /// `format=csv` rather than JSON.
+    pub(super) csv: bool,
+}
+
+/// Parses the query string of a feature read of `hook` (see [`list_features`]);
+/// `limit` is accepted only when `paged`. NotFound for an unknown hook.
+pub(super) async fn feature_request(
+    state: &ApiState,
+    hook: &str,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    paged: bool,
+) -> ApiResult<FeatureRequest> {
     let Query(params) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     let filters = params
         .iter()
@@ -138,7 +199,7 @@ async fn list_features(
             "given more than once (give each parameter, and each operator and column, once)",
         ));
     }
-    let hook = known_hook(&state, "hook", &hook).await?;
+    let hook = known_hook(state, "hook", hook).await?;
     let columns = hook.identity.feature.columns().to_vec();
     let mut query = FeatureQuery {
         limit: 100,
@@ -150,6 +211,12 @@ async fn list_features(
             "record_id" => query.record_id = Some(path_param(key, value, RecordId::new)?),
             "run_id" => query.run_id = Some(path_param(key, value, str::parse::<HookRunId>)?),
             "after" => query.after = Some(path_param(key, value, str::parse::<i64>)?),
+            "limit" if !paged => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    "not accepted here: every matching row is returned",
+                ));
+            }
             "limit" => {
                 let limit: u32 = path_param(key, value, str::parse)?;
                 if limit == 0 || limit > MAX_PAGE {
@@ -170,35 +237,12 @@ async fn list_features(
             other => query.filters.push(column_filter(&columns, other, value)?),
         }
     }
-    let page = state.storage.rows(&hook.identity.name, &query).await?;
-    if csv {
-        return Ok((
-            [(CONTENT_TYPE, "text/csv; charset=utf-8")],
-            features_csv(&columns, &page.rows),
-        )
-            .into_response());
-    }
-    Ok(Json(FeaturePageView {
-        rows: page
-            .rows
-            .iter()
-            .map(|row| FeatureRowView::new(row, &columns))
-            .collect(),
+    Ok(FeatureRequest {
+        hook: hook.identity.name,
         columns,
-        next_after: page.next_after,
+        query,
+        csv,
     })
-    .into_response())
-}
-
-/// The formats of `GET /features/{hook}`.
-#[derive(Debug, ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // documents the parameter, which is parsed by hand
-enum FeatureFormat {
-    /// A JSON page.
-    Json,
-    /// RFC 4180 CSV with a header line.
-    Csv,
 }
 
 /// A filter `op.column=value`, the value coerced to the column's type.
@@ -257,39 +301,64 @@ fn features_csv(
     columns: &[osa_core::feature::ColumnDef],
     rows: &[osa_core::feature::store::FeatureRow],
 ) -> String {
-    fn cell(s: &str) -> String {
-        if s.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    }
+    let mut out = csv_header(columns);
+    push_csv_rows(&mut out, rows);
+    out
+}
+
+/// The header line of [`features_csv`], with its line break.
+pub(super) fn csv_header(columns: &[ColumnDef]) -> String {
     let mut out = String::from("id,record_id,run_id,row_index");
     for c in columns {
         out.push(',');
-        out.push_str(&cell(c.name.as_str()));
+        push_cell(&mut out, c.name.as_str());
     }
     out.push_str("\r\n");
+    out
+}
+
+/// Appends `rows` as lines of [`features_csv`] (each ends with `\r\n`).
+pub(super) fn push_csv_rows(out: &mut String, rows: &[FeatureRow]) {
+    use std::fmt::Write;
     for row in rows {
-        out.push_str(&format!(
-            "{},{},{},{}",
-            row.id,
-            cell(row.record_id.as_str()),
-            row.run_id,
-            row.row_index
-        ));
+        let _ = write!(out, "{},", row.id);
+        push_cell(out, row.record_id.as_str());
+        let _ = write!(out, ",{},{}", row.run_id, row.row_index);
         for v in &row.values {
             out.push(',');
-            let text = match v.to_json() {
-                Value::Null => String::new(),
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            out.push_str(&cell(&text));
+            if let FeatureValue::Text(s) = v {
+                push_cell(out, s);
+                continue;
+            }
+            match v.to_json() {
+                Value::Null => {}
+                Value::String(s) => push_cell(out, &s),
+                other => push_cell(out, &other.to_string()),
+            }
         }
         out.push_str("\r\n");
     }
-    out
+}
+
+/// Appends one CSV field, quoted when it holds a comma, a quote or a line break.
+fn push_cell(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Appends `rows` as JSON lines: each row as in a JSON page
+/// ([`FeatureRow::keyed`]), then `\n`.
+pub(super) fn push_json_lines(out: &mut Vec<u8>, columns: &[ColumnDef], rows: &[FeatureRow]) {
+    for row in rows {
+        // Serializing a row into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &row.keyed(columns));
+        out.push(b'\n');
+    }
 }
 
 /// Where a feature row came from: the hook run, the release and its digest.
@@ -306,14 +375,15 @@ fn features_csv(
 async fn provenance(
     State(state): State<ApiState>,
     ApiPath((hook, row)): ApiPath<(String, String)>,
-) -> ApiResult<Json<ProvenanceView>> {
+) -> ApiResult<Response> {
     let hook = known_hook(&state, "hook", &hook).await?;
     let row: i64 = path_param("row", &row, str::parse)?;
     let p = state.engine.provenance(&hook.identity.name, row).await?;
     Ok(Json(ProvenanceView {
-        row: FeatureRowView::new(&p.row, hook.identity.feature.columns()),
+        row: p.row.keyed(hook.identity.feature.columns()),
         hook: p.hook,
         run: p.run.into(),
         release: p.release,
-    }))
+    })
+    .into_response())
 }

@@ -52,6 +52,7 @@ use axum::Router;
 mod conventions;
 mod deployments;
 mod error;
+mod export;
 mod extract;
 mod features;
 mod health;
@@ -117,6 +118,7 @@ pub fn router_parts(prefix: &str, state: ApiState) -> (Router, OpenApi) {
         .merge(uploads::routes())
         .merge(validations::routes())
         .merge(features::routes())
+        .merge(export::routes())
         .merge(deployments::routes());
     let (routes, doc) = openapi::finish(api, &prefix);
     let routes = routes

@@ -109,32 +109,65 @@ pub struct FeatureRow {
 }
 
 impl FeatureRow {
-    /// The data values as JSON keyed by column name (`columns` in table order).
-    pub fn keyed_values(
-        &self,
-        columns: &[super::ColumnDef],
-    ) -> serde_json::Map<String, serde_json::Value> {
-        columns
-            .iter()
-            .zip(&self.values)
-            .map(|(c, v)| (c.name.to_string(), v.to_json()))
-            .collect()
-    }
-
     /// The row as JSON with its values keyed by column name (`columns` in table
     /// order): `{id, record_id, validation_run_id, run_id, row_index, created_at,
     /// values: {column: value}}`.
     pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
-        let values = self.keyed_values(columns);
-        serde_json::json!({
-            "id": self.id,
-            "record_id": self.record_id,
-            "validation_run_id": self.validation_run_id,
-            "run_id": self.run_id,
-            "row_index": self.row_index,
-            "created_at": self.created_at,
-            "values": values,
-        })
+        serde_json::to_value(self.keyed(columns)).expect("a feature row serializes to JSON")
+    }
+
+    /// The row of [`to_keyed_json`](Self::to_keyed_json) as a value to serialize
+    /// directly (to a writer, without building the JSON tree first).
+    pub fn keyed<'a>(&'a self, columns: &'a [super::ColumnDef]) -> KeyedRow<'a> {
+        KeyedRow { row: self, columns }
+    }
+}
+
+/// A [`FeatureRow`] with its values keyed by column name; see
+/// [`FeatureRow::keyed`].
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedRow<'a> {
+    row: &'a FeatureRow,
+    columns: &'a [super::ColumnDef],
+}
+
+impl Serialize for KeyedRow<'_> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        /// The values, keyed by column, in table order.
+        struct Values<'a>(&'a KeyedRow<'a>);
+        impl Serialize for Values<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let KeyedRow { row, columns } = self.0;
+                let mut map = serializer.serialize_map(Some(columns.len()))?;
+                for (column, value) in columns.iter().zip(&row.values) {
+                    match value {
+                        // Borrowed rather than converted: the same JSON, no copy.
+                        FeatureValue::Text(text) => {
+                            map.serialize_entry(column.name.as_str(), text)?
+                        }
+                        other => map.serialize_entry(column.name.as_str(), &other.to_json())?,
+                    }
+                }
+                map.end()
+            }
+        }
+        let row = self.row;
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("id", &row.id)?;
+        map.serialize_entry("record_id", &row.record_id)?;
+        map.serialize_entry("validation_run_id", &row.validation_run_id)?;
+        map.serialize_entry("run_id", &row.run_id)?;
+        map.serialize_entry("row_index", &row.row_index)?;
+        map.serialize_entry("created_at", &row.created_at)?;
+        map.serialize_entry("values", &Values(self))?;
+        map.end()
     }
 }
 
@@ -227,4 +260,63 @@ pub trait FeatureStore: Send + Sync {
 
     /// The provenance chain of one row.
     async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feature::{ColumnDef, JsonType};
+    use serde_json::json;
+
+    #[test]
+    fn a_keyed_row_serializes_as_its_json() {
+        let column = |name: &str, json_type| ColumnDef {
+            name: ColumnName::new(name).unwrap(),
+            json_type,
+            format: None,
+            required: false,
+            description: None,
+            unit: None,
+        };
+        let columns = [
+            column("label", JsonType::String),
+            column("score", JsonType::Number),
+            column("count", JsonType::Integer),
+            column("missing", JsonType::Boolean),
+            column("extra", JsonType::Object),
+        ];
+        let run = HookRunId(uuid::Uuid::from_u128(7));
+        let created_at = "2026-01-02T03:04:05.123456Z".parse().unwrap();
+        let row = FeatureRow {
+            id: 42,
+            record_id: RecordId::new("rec-\"1\"").unwrap(),
+            validation_run_id: None,
+            run_id: run,
+            row_index: 3,
+            created_at,
+            values: vec![
+                FeatureValue::Text("a,\"b\"\n".into()),
+                FeatureValue::Float(0.5),
+                FeatureValue::Integer(-9),
+                FeatureValue::Null,
+                FeatureValue::Json(json!({"k": [1, 2]})),
+            ],
+        };
+        let expected = json!({
+            "id": 42,
+            "record_id": "rec-\"1\"",
+            "validation_run_id": null,
+            "run_id": run,
+            "row_index": 3,
+            "created_at": created_at,
+            "values": {"label": "a,\"b\"\n", "score": 0.5, "count": -9, "missing": null,
+                       "extra": {"k": [1, 2]}},
+        });
+        assert_eq!(row.to_keyed_json(&columns), expected);
+        let written = serde_json::to_vec(&row.keyed(&columns)).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&written).unwrap(),
+            expected
+        );
+    }
 }
