@@ -340,6 +340,39 @@ macro_rules! features_for {
                     .map_err(db("reading feature rows"))?;
                 rows.iter().map(|row| decode_row(row, spec)).collect()
             }
+
+            fn select_stream(
+                &self,
+                hook: &HookName,
+                spec: &FeatureSpec,
+                condition: &str,
+                args: Self::Args,
+            ) -> osa_core::feature::store::RowChunks {
+                use futures::StreamExt;
+                let data = Dialect::data_columns(spec);
+                let sql = format!(
+                    "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY id",
+                    if data.is_empty() { "" } else { ", " },
+                    data.join(", "),
+                    self.dialect.table(hook),
+                );
+                let pool = self.read_pool().clone();
+                let spec = spec.clone();
+                let (mut sender, chunks) = reads::ChunkSender::channel();
+                tokio::spawn(async move {
+                    let mut rows = sqlx::query_with(&sql, args).fetch(&pool);
+                    while let Some(row) = rows.next().await {
+                        let row = row
+                            .map_err(db("reading feature rows"))
+                            .and_then(|row| decode_row(&row, &spec));
+                        if !sender.push(row).await {
+                            return;
+                        }
+                    }
+                    sender.finish().await;
+                });
+                chunks
+            }
         }
 
         /// Binds one typed feature value.
@@ -447,6 +480,14 @@ macro_rules! features_for {
 
             async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage> {
                 reads::page(self, hook, query).await
+            }
+
+            async fn stream_rows(
+                &self,
+                hook: &HookName,
+                query: &FeatureQuery,
+            ) -> Result<osa_core::feature::store::RowChunks> {
+                reads::stream(self, hook, query).await
             }
 
             async fn record_features(

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use osa_core::feature::FeatureSpec;
-use osa_core::feature::store::{FeaturePage, FeatureQuery, FeatureRow, Provenance};
+use osa_core::feature::store::{FeaturePage, FeatureQuery, FeatureRow, Provenance, RowChunks};
 use osa_core::id::{HookName, RecordId};
 use osa_core::{Error, HookRegistry, Result};
 
@@ -29,6 +29,80 @@ pub(crate) trait TableAccess: HookRegistry {
         args: Self::Args,
         limit: Option<u32>,
     ) -> Result<Vec<FeatureRow>>;
+
+    /// Every row matching `condition`, in id order, read by one query in a task of
+    /// its own that stays at most [`STREAM_AHEAD`] chunks of [`STREAM_CHUNK`] rows
+    /// ahead of the consumer (and stops when the stream is dropped).
+    fn select_stream(
+        &self,
+        hook: &HookName,
+        spec: &FeatureSpec,
+        condition: &str,
+        args: Self::Args,
+    ) -> RowChunks;
+}
+
+/// Rows per chunk of a streamed read.
+pub(crate) const STREAM_CHUNK: usize = 1000;
+/// Chunks a streamed read keeps ready ahead of its consumer.
+pub(crate) const STREAM_AHEAD: usize = 2;
+
+/// Every row of a hook matching `query` (its limit ignored), streamed.
+pub(crate) async fn stream<B: TableAccess + Sync>(
+    backend: &B,
+    hook: &HookName,
+    query: &FeatureQuery,
+) -> Result<RowChunks> {
+    let spec = backend.contract(hook).await?;
+    let (condition, args) = query_conditions::<B::Args>(&spec, query)?;
+    Ok(backend.select_stream(hook, &spec, &condition, args))
+}
+
+/// The producer side of a streamed read: collects rows into chunks of
+/// [`STREAM_CHUNK`] and sends them, waiting while [`STREAM_AHEAD`] chunks are unread.
+pub(crate) struct ChunkSender {
+    sender: tokio::sync::mpsc::Sender<Result<Vec<FeatureRow>>>,
+    chunk: Vec<FeatureRow>,
+}
+
+impl ChunkSender {
+    /// A sender and the stream its chunks come out of.
+    pub(crate) fn channel() -> (ChunkSender, RowChunks) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(STREAM_AHEAD);
+        let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        });
+        let sender = ChunkSender {
+            sender,
+            chunk: Vec::with_capacity(STREAM_CHUNK),
+        };
+        // Fused: polling again after the end keeps answering `None`.
+        (sender, Box::pin(futures::StreamExt::fuse(chunks)))
+    }
+
+    /// Adds a row (an error is sent at once and ends the stream); false when the
+    /// stream is over: the consumer is gone, or an error was sent.
+    pub(crate) async fn push(&mut self, row: Result<FeatureRow>) -> bool {
+        match row {
+            Ok(row) => self.chunk.push(row),
+            Err(e) => {
+                let _ = self.sender.send(Err(e)).await;
+                return false;
+            }
+        }
+        if self.chunk.len() < STREAM_CHUNK {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(STREAM_CHUNK));
+        self.sender.send(Ok(full)).await.is_ok()
+    }
+
+    /// Sends the last, partial chunk.
+    pub(crate) async fn finish(self) {
+        if !self.chunk.is_empty() {
+            let _ = self.sender.send(Ok(self.chunk)).await;
+        }
+    }
 }
 
 /// One keyset page of a hook's rows.

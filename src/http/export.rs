@@ -1,32 +1,30 @@
 //! `GET /features/{hook}/export`: every feature row of a hook that matches a query,
 //! streamed as CSV or as JSON lines.
 //!
-//! The rows are read in keyset pages of [`MAX_PAGE`] rows through
-//! [`FeatureStore::rows`](osa_core::feature::store::FeatureStore::rows), each page
-//! written to the body as one chunk while the next is read, so the server holds at most
-//! two pages of one export whatever the number of rows. The first page is read before
-//! the response starts, so an unknown hook or a failing store is an error status; a
-//! failure after that ends the body early (and is logged), which the client sees as a
+//! The rows come from
+//! [`FeatureStore::stream_rows`](osa_core::feature::store::FeatureStore::stream_rows):
+//! one query whose rows the backend reads a chunk at a time, a few chunks ahead of the
+//! body at most, so the server's memory stays flat whatever the number of rows. Each
+//! chunk is written to the body as one piece. The first chunk is read before the
+//! response starts, so an unknown hook or a failing store is an error status; a failure
+//! after that ends the body early (and is logged), which the client sees as a
 //! truncated transfer.
-
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use futures::stream::{self, StreamExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use osa_core::feature::ColumnDef;
-use osa_core::feature::store::{FeaturePage, FeatureQuery};
+use osa_core::feature::store::FeatureRow;
 use osa_core::id::HookName;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::MAX_PAGE;
 use super::error::ApiResult;
 use super::extract::ApiPath;
 use super::features::{FeatureParams, csv_header, feature_request, push_csv_rows, push_json_lines};
-use super::state::{ApiState, ApiStorage};
+use super::state::ApiState;
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(export))
@@ -52,14 +50,11 @@ async fn export(
     query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let request = feature_request(&state, &hook, query, false).await?;
-    let mut query = request.query;
-    query.limit = MAX_PAGE;
-    let first = state.storage.rows(&request.hook, &query).await?;
-    let pages = Pages {
-        storage: state.storage.clone(),
-        hook: request.hook,
-        query,
-    };
+    let mut chunks = state
+        .storage
+        .stream_rows(&request.hook, &request.query)
+        .await?;
+    let first = chunks.try_next().await?;
     let csv = request.csv;
     let (content_type, header) = if csv {
         (
@@ -69,90 +64,28 @@ async fn export(
     } else {
         ("application/x-ndjson", None)
     };
+    let hook = request.hook;
     let columns = request.columns;
-    let chunks = pages
-        .stream(first)
-        .map(move |page| page.map(|page| chunk(&columns, csv, &page)));
-    let body = stream::iter(header.map(Ok)).chain(chunks);
+    let rest = chunks.inspect_err(move |e| {
+        tracing::error!(hook = %hook, error = %e, "feature export ended early");
+    });
+    let body = stream::iter(header.map(Ok)).chain(
+        stream::iter(first.map(Ok))
+            .chain(rest)
+            .map_ok(move |rows| chunk(&columns, csv, &rows)),
+    );
     Ok(([(CONTENT_TYPE, content_type)], Body::from_stream(body)).into_response())
 }
 
-/// One page as CSV lines or JSON lines.
-fn chunk(columns: &[ColumnDef], csv: bool, page: &FeaturePage) -> Bytes {
+/// One chunk of rows as CSV lines or JSON lines.
+fn chunk(columns: &[ColumnDef], csv: bool, rows: &[FeatureRow]) -> Bytes {
     if csv {
-        let mut out = String::with_capacity(page.rows.len() * 64);
-        push_csv_rows(&mut out, &page.rows);
+        let mut out = String::with_capacity(rows.len() * 64);
+        push_csv_rows(&mut out, rows);
         Bytes::from(out)
     } else {
-        let mut out = Vec::with_capacity(page.rows.len() * 192);
-        push_json_lines(&mut out, columns, &page.rows);
+        let mut out = Vec::with_capacity(rows.len() * 192);
+        push_json_lines(&mut out, columns, rows);
         Bytes::from(out)
-    }
-}
-
-/// What reads the pages of one export after the first.
-struct Pages {
-    storage: Arc<dyn ApiStorage>,
-    hook: HookName,
-    query: FeatureQuery,
-}
-
-impl Pages {
-    /// The read of the page after `after`, started now in a task of its own (aborted
-    /// when the export is dropped).
-    fn prefetch(&self, after: i64) -> Prefetch {
-        let storage = self.storage.clone();
-        let hook = self.hook.clone();
-        let mut query = self.query.clone();
-        query.after = Some(after);
-        Prefetch(tokio::spawn(
-            async move { storage.rows(&hook, &query).await },
-        ))
-    }
-
-    /// `first`, then every following page; nothing more after an error.
-    fn stream(
-        self,
-        first: FeaturePage,
-    ) -> impl futures::Stream<Item = Result<FeaturePage, osa_core::Error>> + Send {
-        let next = first.next_after.map(|after| self.prefetch(after));
-        stream::unfold(
-            (Some(Ok(first)), next, self),
-            |(ready, next, pages)| async move {
-                let page = match (ready, next) {
-                    (Some(page), next) => return Some((page, (None, next, pages))),
-                    (None, None) => return None,
-                    (None, Some(read)) => read.wait(&pages.hook).await,
-                };
-                let next = match &page {
-                    Ok(page) => page.next_after.map(|after| pages.prefetch(after)),
-                    Err(_) => None,
-                };
-                Some((page, (None, next, pages)))
-            },
-        )
-    }
-}
-
-/// A page read in progress.
-struct Prefetch(tokio::task::JoinHandle<osa_core::Result<FeaturePage>>);
-
-impl Prefetch {
-    /// The page, or the error that ends the export (logged here).
-    async fn wait(mut self, hook: &HookName) -> osa_core::Result<FeaturePage> {
-        let page = match (&mut self.0).await {
-            Ok(page) => page,
-            Err(e) => Err(osa_core::Error::internal(format!("export task: {e}"))),
-        };
-        if let Err(e) = &page {
-            tracing::error!(hook = %hook, error = %e, "feature export ended early");
-        }
-        page
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

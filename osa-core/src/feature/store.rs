@@ -201,6 +201,9 @@ pub struct FeatureQuery {
     pub limit: u32,
 }
 
+/// Rows of [`FeatureStore::stream_rows`], a chunk at a time.
+pub type RowChunks = futures::stream::BoxStream<'static, Result<Vec<FeatureRow>>>;
+
 /// One page of rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeaturePage {
@@ -254,6 +257,12 @@ pub trait FeatureStore: Send + Sync {
 
     /// A page of a hook's rows. Unknown hook → NotFound.
     async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage>;
+
+    /// Every row of a hook that matches `query` (its `limit` ignored), in id order, as
+    /// a stream of chunks read by one query: the backend keeps at most a few chunks
+    /// ahead of the consumer, so memory stays flat for any number of rows. Unknown hook
+    /// → NotFound before the stream; a failure while reading is the stream's last item.
+    async fn stream_rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<RowChunks>;
 
     /// Every row of one record, per hook that has rows for it.
     async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>>;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::fixtures::{column, digest, every_type_identity};
 use crate::deploy::{DeploymentFilter, DeploymentKind, DeploymentStatus, EventLog, NewDeployment};
-use crate::feature::store::{ColumnFilter, FeatureBatch, FeatureQuery, NewFeatureRow};
+use crate::feature::store::{ColumnFilter, FeatureBatch, FeatureQuery, FeatureRow, NewFeatureRow};
 use crate::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
 use crate::hook::{HookIdentity, HookRun, HookRunStatus, NewRelease, OutcomeCounts};
 use crate::id::{ColumnName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId};
@@ -77,6 +77,7 @@ macro_rules! storage_conformance {
             bad_row_rolls_back_the_whole_insert,
             every_type_round_trips,
             pages_and_filters,
+            streamed_rows_equal_the_pages,
             provenance_chain,
             expired_lease_is_claimed_again,
             concurrent_claimers_never_share_a_job,
@@ -824,6 +825,95 @@ pub async fn every_type_round_trips<S: Storage>(store: S) {
         let rows: Vec<u32> = page.rows.iter().map(|r| r.row_index).collect();
         assert_eq!(rows, [expected], "{filter:?}");
     }
+}
+
+/// A streamed read gives exactly the rows of all the pages, in id order, with the
+/// same filters; an unknown hook is NotFound before the stream; a stream dropped
+/// early leaves the store usable.
+pub async fn streamed_rows_equal_the_pages<S: Storage>(store: S) {
+    use futures::TryStreamExt;
+
+    let identity = scored_identity("streamed");
+    let run = hook_with_run(&store, &identity).await;
+    let records: Vec<RecordId> = (0..2_500).map(|i| record(&format!("s{i:05}"))).collect();
+    let rows = records
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| scored_rows(r, &[i as f64]))
+        .collect();
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: records.clone(),
+            rows,
+        })
+        .await
+        .expect("insert");
+    let score = ColumnName::new("score").expect("column");
+    for filters in [
+        Vec::new(),
+        vec![ColumnFilter::Gte(
+            score.clone(),
+            FeatureValue::Float(1_234.0),
+        )],
+    ] {
+        let query = FeatureQuery {
+            filters,
+            limit: 1000,
+            ..FeatureQuery::default()
+        };
+        let mut paged = Vec::new();
+        let mut page_query = query.clone();
+        loop {
+            let page = store.rows(&identity.name, &page_query).await.expect("page");
+            paged.extend(page.rows);
+            match page.next_after {
+                Some(after) => page_query.after = Some(after),
+                None => break,
+            }
+        }
+        let chunks: Vec<Vec<FeatureRow>> = store
+            .stream_rows(&identity.name, &query)
+            .await
+            .expect("stream")
+            .try_collect()
+            .await
+            .expect("every chunk");
+        assert!(chunks.iter().all(|c| !c.is_empty()), "no empty chunks");
+        let streamed: Vec<FeatureRow> = chunks.into_iter().flatten().collect();
+        assert_eq!(streamed.len(), paged.len(), "{:?}", query.filters);
+        assert!(streamed == paged, "streamed rows differ from the pages");
+    }
+    let err = match store
+        .stream_rows(&name("no_such_hook"), &FeatureQuery::default())
+        .await
+    {
+        Ok(_) => panic!("an unknown hook streams"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    // Dropped after its first chunk: the store still answers, many times over.
+    for _ in 0..8 {
+        let mut chunks = store
+            .stream_rows(&identity.name, &FeatureQuery::default())
+            .await
+            .expect("stream");
+        let first = chunks.try_next().await.expect("a chunk").expect("rows");
+        assert!(!first.is_empty());
+    }
+    let page = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                limit: 1,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("a page after dropped streams");
+    assert_eq!(page.rows.len(), 1);
 }
 
 /// Keyset pages cover every row once, in id order; filters combine with AND.
