@@ -135,6 +135,43 @@ enum Export {
     /// `FeatureStore::rows` pages of 1,000 in the bench's process, as the export reads
     /// them; with `json`, each row also serialized as the JSON-lines export writes it.
     Pages { json: bool },
+    /// `FeatureStore::stream_rows` in the bench's process, as the export reads the rows;
+    /// with `json`, each row also serialized as the JSON-lines export writes it.
+    Stream { json: bool },
+}
+
+/// Every row through `FeatureStore::stream_rows`: (seconds, rows, bytes written).
+async fn streamed(backend: &osa_sqlx::PgBackend, json: bool) -> (f64, u64, u64) {
+    use futures::TryStreamExt;
+    use osa::feature::store::{FeatureQuery, FeatureStore};
+    let hook = osa::id::HookName::new("wide").unwrap();
+    let columns = osa::registry::HookRegistry::get_hook(backend, &hook)
+        .await
+        .unwrap()
+        .unwrap()
+        .identity
+        .feature
+        .columns()
+        .to_vec();
+    let start = Instant::now();
+    let mut chunks = backend
+        .stream_rows(&hook, &FeatureQuery::default())
+        .await
+        .unwrap();
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.try_next().await.unwrap() {
+        rows += chunk.len() as u64;
+        if json {
+            out.clear();
+            for row in &chunk {
+                serde_json::to_writer(&mut out, &row.keyed(&columns)).unwrap();
+                out.push(b'\n');
+            }
+            bytes += out.len() as u64;
+        }
+    }
+    (start.elapsed().as_secs_f64(), rows, bytes)
 }
 
 /// Every row through `FeatureStore::rows` pages: (seconds, rows, bytes written).
@@ -292,12 +329,16 @@ async fn main() {
                 Export::Http(format!("{base}/features/wide/export?format=json")),
             ),
             (
-                "pages read in the bench (no HTTP)",
+                "keyset pages read in the bench (no HTTP)",
                 Export::Pages { json: false },
             ),
             (
-                "pages read and written as JSON lines (no HTTP)",
-                Export::Pages { json: true },
+                "stream_rows read in the bench (no HTTP)",
+                Export::Stream { json: false },
+            ),
+            (
+                "stream_rows read and written as JSON lines (no HTTP)",
+                Export::Stream { json: true },
             ),
         ];
         // Per export: times, bytes, the largest VmRSS before and VmHWM after it.
@@ -322,6 +363,7 @@ async fn main() {
                             .unwrap()
                     }
                     Export::Pages { json } => pages(&backend, *json).await,
+                    Export::Stream { json } => streamed(&backend, *json).await,
                 };
                 let after = memory(pid, "VmHWM");
                 let header = matches!(export, Export::Http(url) if url.ends_with("csv"));
