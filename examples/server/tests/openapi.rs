@@ -66,7 +66,9 @@ fn the_served_api_keeps_to_its_document() {
     let token = common::mint(dir.path(), &[], &args);
 
     let report = dir.path().join("schemathesis.txt");
+    // In the temp dir: schemathesis keeps a cache in its working directory.
     let output = Command::new(&st)
+        .current_dir(dir.path())
         .args([
             "run",
             &served.url("/openapi.json"),
