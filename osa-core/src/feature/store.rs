@@ -131,6 +131,87 @@ pub struct KeyedRow<'a> {
     columns: &'a [super::ColumnDef],
 }
 
+/// A UTC time written as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction
+/// in 0, 3, 6 or 9 digits as needed), formatted by hand into a buffer: an export
+/// writes one per row, and chrono's general formatter is the larger part of a row's
+/// cost. Times chrono writes differently (years outside 0–9999, leap seconds) are
+/// left to chrono.
+struct Rfc3339 {
+    buf: [u8; 30],
+    len: usize,
+    fallback: Option<String>,
+}
+
+impl Rfc3339 {
+    fn new(t: &DateTime<Utc>) -> Self {
+        use chrono::{Datelike, Timelike};
+        let nanos = t.nanosecond();
+        let year = t.year();
+        if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+            let text = serde_json::to_value(t)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| t.to_rfc3339());
+            return Rfc3339 {
+                buf: [0; 30],
+                len: 0,
+                fallback: Some(text),
+            };
+        }
+        let mut out = Rfc3339 {
+            buf: [0; 30],
+            len: 0,
+            fallback: None,
+        };
+        out.digits(year as u32, 4);
+        out.push(b'-');
+        out.digits(t.month(), 2);
+        out.push(b'-');
+        out.digits(t.day(), 2);
+        out.push(b'T');
+        out.digits(t.hour(), 2);
+        out.push(b':');
+        out.digits(t.minute(), 2);
+        out.push(b':');
+        out.digits(t.second(), 2);
+        if nanos != 0 {
+            out.push(b'.');
+            if nanos.is_multiple_of(1_000_000) {
+                out.digits(nanos / 1_000_000, 3);
+            } else if nanos.is_multiple_of(1_000) {
+                out.digits(nanos / 1_000, 6);
+            } else {
+                out.digits(nanos, 9);
+            }
+        }
+        out.push(b'Z');
+        out
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    /// `value` in `width` decimal digits, zero-padded.
+    fn digits(&mut self, value: u32, width: usize) {
+        let mut v = value;
+        for i in (0..width).rev() {
+            self.buf[self.len + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        self.len += width;
+    }
+
+    fn as_str(&self) -> &str {
+        match &self.fallback {
+            Some(text) => text,
+            // Only ASCII digits and separators were written.
+            None => std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default(),
+        }
+    }
+}
+
 impl Serialize for KeyedRow<'_> {
     fn serialize<S: serde::Serializer>(
         &self,
@@ -165,7 +246,7 @@ impl Serialize for KeyedRow<'_> {
         map.serialize_entry("validation_run_id", &row.validation_run_id)?;
         map.serialize_entry("run_id", &row.run_id)?;
         map.serialize_entry("row_index", &row.row_index)?;
-        map.serialize_entry("created_at", &row.created_at)?;
+        map.serialize_entry("created_at", Rfc3339::new(&row.created_at).as_str())?;
         map.serialize_entry("values", &Values(self))?;
         map.end()
     }
@@ -273,6 +354,51 @@ pub trait FeatureStore: Send + Sync {
 
 #[cfg(test)]
 mod tests {
+    /// The hand-written time format is chrono's, for every kind of fraction, the
+    /// edges of the year range, and the times left to chrono.
+    #[test]
+    fn rfc3339_times_match_chrono() {
+        use chrono::TimeZone;
+        let base = Utc.with_ymd_and_hms(2026, 12, 7, 3, 4, 5).unwrap();
+        let mut times = vec![
+            base,
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(-1, 6, 1, 12, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+        ];
+        for nanos in [
+            1,
+            9,
+            10,
+            999,
+            1_000,
+            120_000,
+            123_456,
+            1_000_000,
+            5_000_000,
+            100_000_000,
+            123_456_789,
+            999_999_999,
+        ] {
+            times.push(base + chrono::Duration::nanoseconds(nanos));
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        times.push(leap);
+        for t in times {
+            let chrono_text = serde_json::to_value(t).unwrap();
+            assert_eq!(
+                super::Rfc3339::new(&t).as_str(),
+                chrono_text.as_str().unwrap(),
+                "{t:?}"
+            );
+        }
+    }
+
     use super::*;
     use crate::feature::{ColumnDef, JsonType};
     use serde_json::json;
