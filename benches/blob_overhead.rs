@@ -16,12 +16,14 @@
 //! reading the files back into each step's batch directory. First, the latency of
 //! one small put and one get on each store, one request at a time.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
-use osa::id::{Digest, FileName, RecordId};
+use osa::id::{FileName, RecordId};
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{
@@ -32,37 +34,9 @@ use osa_sqlx::{PgBackend, PgConfig};
 use serde_json::json;
 
 const ROUNDS: usize = 7;
-const HOOK: &str = r#"
-import json, os
-out = os.environ["OSA_OUT"]
-with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.path.join(out, "features.jsonl"), "w") as dst:
-    for line in src:
-        dst.write(json.dumps({"id": json.loads(line)["id"], "features": [{"n": 1}]}) + "\n")
-"#;
-
 fn payload(script: &std::path::Path) -> Vec<u8> {
-    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
-        .iter()
-        .map(|name| {
-            json!({
-                "name": name,
-                "feature": {"kind": "table", "cardinality": "one", "columns": [
-                    {"name": "n", "json_type": "integer", "required": true}
-                ]},
-                "release": {"command": ["python3", script], "digest": Digest::of_bytes(name.as_bytes()), "source_ref": "bench"}
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({
-        "title": "Blob Bench",
-        "description": "no-op hooks over records with a file",
-        "schema": {"id": "bench-schema", "version": "1.0.0"},
-        "file_requirements": {"accepted_types": [".txt"], "max_count": 1, "max_file_size": 4096},
-        "hooks": hooks,
-        "docs": {"purpose": "benchmark", "example_questions": ["a?", "b?"],
-                 "examples": [{"question": "c?", "query": "q", "interpretation": "i"}]}
-    }))
-    .unwrap()
+    let files = json!({"accepted_types": [".txt"], "max_count": 1, "max_file_size": 4096});
+    serde_json::to_vec(&common::noop_convention("Blob Bench", script, files)).unwrap()
 }
 
 /// One store's engine, on schemas of its own.
@@ -194,7 +168,7 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("noop.py");
-    std::fs::write(&script, HOOK).unwrap();
+    std::fs::write(&script, common::NOOP_HOOK).unwrap();
     let file = dir.path().join("data.txt");
     std::fs::write(&file, vec![b'x'; 1024]).unwrap();
 

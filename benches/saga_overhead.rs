@@ -16,13 +16,15 @@
 //! hooks' rows are written while the last hook runs, so compare the totals as well as
 //! the overhead. Medians are printed as a table.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use osa::DeploymentLog;
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
-use osa::id::{Digest, RecordId};
+use osa::id::RecordId;
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, SagaStorage, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
@@ -30,36 +32,12 @@ use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
 
 const ROUNDS: usize = 7;
-const HOOK: &str = r#"
-import json, os
-out = os.environ["OSA_OUT"]
-with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.path.join(out, "features.jsonl"), "w") as dst:
-    for line in src:
-        dst.write(json.dumps({"id": json.loads(line)["id"], "features": [{"n": 1}]}) + "\n")
-"#;
-
 fn payload(script: &std::path::Path) -> Vec<u8> {
-    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
-        .iter()
-        .map(|name| {
-            json!({
-                "name": name,
-                "feature": {"kind": "table", "cardinality": "one", "columns": [
-                    {"name": "n", "json_type": "integer", "required": true}
-                ]},
-                "release": {"command": ["python3", script], "digest": Digest::of_bytes(name.as_bytes()), "source_ref": "bench"}
-            })
-        })
-        .collect();
-    serde_json::to_vec(&json!({
-        "title": "Overhead Bench",
-        "description": "no-op hooks",
-        "schema": {"id": "bench-schema", "version": "1.0.0"},
-        "file_requirements": {"accepted_types": [], "max_count": 0, "max_file_size": 0},
-        "hooks": hooks,
-        "docs": {"purpose": "benchmark", "example_questions": ["a?", "b?"],
-                 "examples": [{"question": "c?", "query": "q", "interpretation": "i"}]}
-    }))
+    serde_json::to_vec(&common::noop_convention(
+        "Overhead Bench",
+        script,
+        common::no_files(),
+    ))
     .unwrap()
 }
 
@@ -79,7 +57,7 @@ async fn measure<S: SagaStorage + DeploymentLog>(
     staged: &[bool],
 ) -> Vec<Vec<Sample>> {
     let script = dir.join("noop.py");
-    std::fs::write(&script, HOOK).unwrap();
+    std::fs::write(&script, common::NOOP_HOOK).unwrap();
     let blobs = Blobs::local(dir.join("blobs")).unwrap();
     let engines: Vec<Engine> = staged
         .iter()

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use osa::HookRegistry;
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
-use osa::id::{Digest, RecordId, ValidationRunId};
+use osa::id::{RecordId, ValidationRunId};
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
@@ -41,37 +41,9 @@ const RECORDS: usize = 1000;
 /// run itself, so this only bounds how much the looking costs (a view of a run lists
 /// its 1,000 records).
 const POLL: Duration = Duration::from_millis(100);
-const HOOK: &str = r#"
-import json, os
-out = os.environ["OSA_OUT"]
-with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.path.join(out, "features.jsonl"), "w") as dst:
-    for line in src:
-        dst.write(json.dumps({"id": json.loads(line)["id"], "features": [{"n": 1}]}) + "\n")
-"#;
-
 /// The convention: three no-op hooks running `script`.
 fn convention(script: &std::path::Path) -> Value {
-    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
-        .iter()
-        .map(|name| {
-            json!({
-                "name": name,
-                "feature": {"kind": "table", "cardinality": "one", "columns": [
-                    {"name": "n", "json_type": "integer", "required": true}
-                ]},
-                "release": {"command": ["python3", script], "digest": Digest::of_bytes(name.as_bytes()), "source_ref": "bench"}
-            })
-        })
-        .collect();
-    json!({
-        "title": "Throughput Bench",
-        "description": "no-op hooks",
-        "schema": {"id": "bench-schema", "version": "1.0.0"},
-        "file_requirements": {"accepted_types": [], "max_count": 0, "max_file_size": 0},
-        "hooks": hooks,
-        "docs": {"purpose": "benchmark", "example_questions": ["a?", "b?"],
-                 "examples": [{"question": "c?", "query": "q", "interpretation": "i"}]}
-    })
+    common::noop_convention("Throughput Bench", script, common::no_files())
 }
 
 fn records(tag: &str) -> Vec<Value> {
@@ -325,7 +297,7 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("noop.py");
-    std::fs::write(&script, HOOK).unwrap();
+    std::fs::write(&script, common::NOOP_HOOK).unwrap();
 
     let http_schemas = fresh_schemas("bench_tp_http").await;
     let local = fresh_schemas("bench_tp_local").await;

@@ -1,6 +1,7 @@
-//! What the benches that drive `osa-server` share: the release binary beside the
-//! bench's own executable, processes that are stopped when dropped, a blocking HTTP
-//! client, a deploy over HTTP, and the Postgres URL.
+//! What the benches share: the no-op hook and its three-hook convention; for those
+//! that drive `osa-server`, the release binary beside the bench's own executable,
+//! processes that are stopped when dropped, a blocking HTTP client, a deploy over
+//! HTTP, and the Postgres URL.
 
 #![allow(dead_code)] // Each bench uses a part.
 
@@ -10,7 +11,49 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use serde_json::Value;
+use osa::id::Digest;
+use serde_json::{Value, json};
+
+/// A hook that gives every record one row `{"n": 1}` and exits: what the benches
+/// time around.
+pub const NOOP_HOOK: &str = r#"
+import json, os
+out = os.environ["OSA_OUT"]
+with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.path.join(out, "features.jsonl"), "w") as dst:
+    for line in src:
+        dst.write(json.dumps({"id": json.loads(line)["id"], "features": [{"n": 1}]}) + "\n")
+"#;
+
+/// A convention titled `title` of three hooks (`noop_a`, `noop_b`, `noop_c`) that run
+/// `python3 script`, with these file requirements.
+pub fn noop_convention(title: &str, script: &Path, file_requirements: Value) -> Value {
+    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
+        .iter()
+        .map(|name| {
+            json!({
+                "name": name,
+                "feature": {"kind": "table", "cardinality": "one", "columns": [
+                    {"name": "n", "json_type": "integer", "required": true}
+                ]},
+                "release": {"command": ["python3", script], "digest": Digest::of_bytes(name.as_bytes()), "source_ref": "bench"}
+            })
+        })
+        .collect();
+    json!({
+        "title": title,
+        "description": "no-op hooks",
+        "schema": {"id": "bench-schema", "version": "1.0.0"},
+        "file_requirements": file_requirements,
+        "hooks": hooks,
+        "docs": {"purpose": "benchmark", "example_questions": ["a?", "b?"],
+                 "examples": [{"question": "c?", "query": "q", "interpretation": "i"}]}
+    })
+}
+
+/// No files.
+pub fn no_files() -> Value {
+    json!({"accepted_types": [], "max_count": 0, "max_file_size": 0})
+}
 
 /// The test Postgres (`DATABASE_URL`, else the local one).
 pub fn database_url() -> String {
