@@ -28,6 +28,9 @@ run_cargo_tests() {
     [ "$status" -eq 0 ] || die "cargo test ($name) failed"
 }
 
+# A run builds once from a clean tree: incremental state would only cost disk.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 step "toolchain"
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs)"
 cargo --version
@@ -101,7 +104,7 @@ step "rust tests"
 run_cargo_tests workspace --workspace --all-features
 
 step "quickstart (the README's main job)"
-cargo run -q --example quickstart | tee "$LOG_DIR/quickstart.log"
+cargo run -q -p osa --all-features --example quickstart | tee "$LOG_DIR/quickstart.log"
 grep -q "run completed: 35 of 50 records accepted" "$LOG_DIR/quickstart.log" \
     || die "the quickstart did not end as the README shows"
 grep -q "live now     v1" "$LOG_DIR/quickstart.log" || die "the quickstart stopped before the provenance"
