@@ -1,28 +1,27 @@
 //! The step and finalize jobs.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB, StepRows, job};
+use super::plan::{
+    HookEnd, HookResult, Next, StepCommit, StepDecision, StepFacts, plan_finalize, plan_step,
+    prior_attempts, run_goes_on, step_due,
+};
+use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB};
 use crate::blob::BlobKeys;
 use crate::contract::{
-    BatchFile, BatchLayout, BatchRecord, PreparedBatch, RecordOutcome, write_hook_log,
-    write_run_json,
+    BatchFile, BatchLayout, BatchRecord, PreparedBatch, write_hook_log, write_run_json,
 };
 use crate::feature::store::{FeatureBatch, NewFeatureRow};
-use crate::hook::{HookRelease, HookRun, OutcomeCounts};
-use crate::id::{HookRunId, RecordId, ValidationRunId};
+use crate::hook::HookRelease;
+use crate::id::{RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
-use crate::policy::{Decision, PriorAttempts};
-use crate::runner::RunJob;
 use crate::runner::execute_with_policy_after;
-use crate::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedFeatures,
-    StagedReplace, StepPlan, StepProgress, StepStatus, Verdict,
-};
+use crate::runner::{RunJob, StepExecution};
+use crate::validation::{Applied, RunProgress, RunStatus, StagedFeatures, StepProgress};
 use crate::{Error, Result};
 
 /// Attempts at failing the run of a dead job (100 ms apart, doubling).
@@ -67,6 +66,22 @@ pub(crate) struct HandOver {
     pub staged: Option<StagedFeatures>,
     /// For a step: its batch, prepared while the previous step committed.
     pub prepared: Option<PreparedStep>,
+}
+
+/// What [`Engine::commit_step`] needs besides the plan: the driver's own state.
+struct CommitContext<'a> {
+    /// When the job was claimed (for telemetry).
+    claimed_at: Instant,
+    /// The batch the hook ran over (its output directory gets the log and `run.json`).
+    layout: &'a BatchLayout,
+    /// The hook's captured log.
+    log: &'a [u8],
+    /// Wall-clock time of the hook's execution.
+    duration: Duration,
+    /// See [`StepDelivery::hand_off`].
+    hand_off: Option<Duration>,
+    /// The finalize's features being staged while the last hook ran, if they are.
+    staging: Option<AbortOnDrop<Result<Option<StagedFeatures>>>>,
 }
 
 /// A step's batch, written and ready for its hook: prepared by the step before it
@@ -278,7 +293,7 @@ impl Engine {
         known: Option<RunProgress>,
         prepared: Option<PreparedStep>,
     ) -> Result<Handled> {
-        let claimed_at = std::time::Instant::now();
+        let claimed_at = Instant::now();
         let StepDelivery {
             lease,
             attempt,
@@ -302,7 +317,7 @@ impl Engine {
             }))
         });
         let view = match self.progress(run_id, known).await? {
-            Some(view) if step >= view.run.current_step => view,
+            Some(view) if step_due(&view, step) => view,
             // Redelivered, or the run ended meanwhile.
             _ => {
                 self.ack(lease).await?;
@@ -315,7 +330,6 @@ impl Engine {
             .get(step as usize)
             .cloned()
             .ok_or_else(|| Error::internal(format!("run {run_id} has no step {step}")))?;
-        let storage = self.storage();
         let release = self.release(snapshot.release_id).await?;
         let spec = self.contract(&snapshot.hook).await?;
 
@@ -336,7 +350,7 @@ impl Engine {
                 .join()
                 .await
                 .map_err(|e| Error::internal(format!("reading the run's status: {e}")))??;
-            if status.is_none_or(|s| s.is_terminal()) {
+            if !run_goes_on(status) {
                 self.ack(lease).await?;
                 return Ok(Handled::Done);
             }
@@ -369,12 +383,8 @@ impl Engine {
             }))
         });
         let started_at = Utc::now();
-        let prior = PriorAttempts {
-            retries: attempt.saturating_sub(1),
-            ..PriorAttempts::default()
-        };
         let execute = execute_with_policy_after(
-            prior,
+            prior_attempts(attempt),
             self.runner(),
             &run_job,
             &prepared,
@@ -397,140 +407,126 @@ impl Engine {
         };
         let execution = tokio::select! {
             biased;
-            execution = execute => execution,
-            () = ended => {
+            execution = execute => Some(execution),
+            () = ended => None,
+        };
+        let finished_at = Utc::now();
+        let (hook, log, duration) = match execution {
+            Some(StepExecution {
+                outcome,
+                output_error,
+                log,
+                failure,
+                decision,
+                duration,
+                oom_retries,
+                ..
+            }) => {
+                let result = HookResult {
+                    outcome,
+                    decision,
+                    failed: failure.is_some(),
+                    output_error: output_error.map(|e| e.to_string()),
+                    duration,
+                    oom_retries,
+                };
+                (HookEnd::Finished(Box::new(result)), log.bytes, duration)
+            }
+            None => (HookEnd::RunEnded, Vec::new(), Duration::ZERO),
+        };
+        let decision = plan_step(StepFacts {
+            progress: view,
+            step,
+            release_id: release.id,
+            execution_id,
+            input_sha256: prepared.input_sha256.clone(),
+            started_at,
+            finished_at,
+            completes: lease.cloned(),
+            max_attempts: self.config().max_attempts,
+            hook,
+        })?;
+        let commit = match decision {
+            StepDecision::Commit(commit) => commit,
+            StepDecision::Skip => {
                 tracing::info!(hook = %snapshot.hook, "the run ended while its hook ran; the hook was stopped");
                 self.ack(lease).await?;
                 return Ok(Handled::Done);
             }
-        };
-        let finished_at = Utc::now();
-
-        let mut give_up_reason = None;
-        match &execution.decision {
-            Some(Decision::AbortRun { reason, .. }) => {
+            StepDecision::FailRun { reason } => {
                 tracing::warn!(hook = %snapshot.hook, reason = %reason, "the hook cannot run; the run fails");
                 // Only the holder of the job ends the run: after a lost lease, another
                 // worker may have taken the step over.
                 if self.holds(lease).await? {
-                    self.end(run_id, RunStatus::Failed, reason).await?;
+                    self.end(run_id, RunStatus::Failed, &reason).await?;
                     self.ack(lease).await?;
                 }
                 return Ok(Handled::Done);
             }
-            Some(Decision::Retry { reason }) => {
+            StepDecision::Retry { reason } => {
                 tracing::info!(hook = %snapshot.hook, reason = %reason, "the hook's run will be retried");
-                return Ok(Handled::Retry {
-                    reason: reason.clone(),
-                });
+                return Ok(Handled::Retry { reason });
             }
-            Some(Decision::GiveUp { reason }) => give_up_reason = Some(reason.clone()),
-            Some(Decision::RetryWithMoreMemory { .. }) | None => {}
-        }
-
-        let hook_run_id = HookRunId::for_step(run_id, step, &snapshot.hook);
-        let mut outcome = execution.outcome;
-        let missing_reason = match (&execution.output_error, &give_up_reason) {
-            (Some(error), _) => Some(format!("hook outputs unreadable: {error}")),
-            (None, Some(reason)) => Some(format!("hook failed: {reason}")),
-            (None, None) => None,
         };
-        if let Some(reason) = missing_reason {
-            for id in std::mem::take(&mut outcome.missing) {
-                outcome.outcomes.insert(
-                    id,
-                    RecordOutcome::Errored {
-                        error: reason.clone(),
-                        retryable: false,
-                    },
-                );
-            }
-        }
-        let outcome = outcome.finish();
-        let counts: OutcomeCounts = outcome.counts();
-        let failed_execution = execution.failure.is_some() || execution.output_error.is_some();
-        let log_ref = if failed_execution || counts.errored > 0 {
-            let _ = write_hook_log(
-                &prepared.layout.output,
-                &execution.log.bytes,
-                self.config().output_limits.max_log_bytes,
-            );
-            let key = BlobKeys::step_log(run_id, step, execution_id);
-            let capped = crate::contract::cap_log(
-                &execution.log.bytes,
-                self.config().output_limits.max_log_bytes,
-            );
-            self.blobs().put(&key, capped).await?;
-            Some(key.to_string())
-        } else {
-            None
-        };
-        let _ = write_run_json(&prepared.layout.output, hook_run_id, release.id);
+        self.commit_step(
+            *commit,
+            CommitContext {
+                claimed_at,
+                layout: &prepared.layout,
+                log: &log,
+                duration,
+                hand_off,
+                staging,
+            },
+        )
+        .await
+    }
 
-        let mut verdicts: Vec<RecordVerdict> = Vec::new();
-        let mut rows: StepRows = BTreeMap::new();
-        for (id, record_outcome) in &outcome.outcomes {
-            match record_outcome {
-                RecordOutcome::Passed { rows: values } => {
-                    rows.insert(
-                        id.clone(),
-                        values
-                            .iter()
-                            .map(|r| r.iter().map(|v| v.to_json()).collect())
-                            .collect(),
-                    );
-                }
-                RecordOutcome::Rejected { reason } => verdicts.push(RecordVerdict {
-                    record_id: id.clone(),
-                    verdict: Verdict::Rejected {
-                        step,
-                        hook: snapshot.hook.clone(),
-                        reason: reason.clone(),
-                    },
-                }),
-                RecordOutcome::Errored { error, .. } => verdicts.push(RecordVerdict {
-                    record_id: id.clone(),
-                    verdict: Verdict::Errored {
-                        step,
-                        hook: snapshot.hook.clone(),
-                        error: error.clone(),
-                    },
-                }),
-            }
+    /// Carries out a step's [`StepCommit`]: stores the hook's log and outputs, starts
+    /// what the next job of this worker can do ahead (its batch, or the finalize's
+    /// staged features), commits the plan, and hands the next job over.
+    async fn commit_step(&self, commit: StepCommit, context: CommitContext<'_>) -> Result<Handled> {
+        let CommitContext {
+            claimed_at,
+            layout,
+            log,
+            duration,
+            hand_off,
+            staging,
+        } = context;
+        let storage = self.storage();
+        let run_id = commit.plan.run_id;
+        let step = commit.plan.step;
+        let hook = commit.hook().clone();
+        if let Some(key) = &commit.log_key {
+            let max_log_bytes = self.config().output_limits.max_log_bytes;
+            let _ = write_hook_log(&layout.output, log, max_log_bytes);
+            let capped = crate::contract::cap_log(log, max_log_bytes);
+            self.blobs().put(key, capped).await?;
         }
-        let has_rows = !rows.is_empty();
-        // The records still in play after this step: what the next step gets, or what
-        // the finalize accepts.
-        let settled: HashSet<RecordId> = verdicts.iter().map(|v| v.record_id.clone()).collect();
-        let remaining: Vec<RecordId> = view
-            .in_play
-            .iter()
-            .filter(|id| !settled.contains(*id))
-            .cloned()
-            .collect();
+        let _ = write_run_json(
+            &layout.output,
+            commit.plan.hook_run.id,
+            commit.plan.hook_run.release_id,
+        );
         // The last hook has settled its records, so the finalize's replaces are known:
         // their locks and deletes go into the staged transaction while this step
         // commits. A run that accepts nothing publishes nothing staged.
         let staging = staging.map(|staging| {
             let engine = self.clone();
-            let accepted = remaining.clone();
-            let targets: Vec<StagedReplace> = view.steps[..step as usize]
-                .iter()
-                .filter_map(|p| p.hook_run_id.map(|run_id| (p.release.hook.clone(), run_id)))
-                .chain([(snapshot.hook.clone(), hook_run_id)])
-                .map(|(hook, run_id)| StagedReplace {
-                    hook,
-                    run_id,
-                    records: accepted.clone(),
-                })
-                .collect();
+            let accepted = !commit.after.in_play.is_empty();
+            let targets = if accepted {
+                commit.staged_replaces()
+            } else {
+                Vec::new()
+            };
             AbortOnDrop(tokio::spawn(async move {
                 let staged = staging
                     .join()
                     .await
                     .map_err(|e| Error::internal(format!("staging features: {e}")))??;
                 match staged {
-                    Some(mut staged) if !accepted.is_empty() => {
+                    Some(mut staged) if accepted => {
                         engine
                             .storage()
                             .runs()
@@ -544,90 +540,27 @@ impl Engine {
         });
         // When this worker will run the next step, its batch is written while this one
         // commits.
-        let next_batch = (hand_off.is_some() && !last && has_rows).then(|| {
-            let engine = self.clone();
-            let next_in_play = remaining.clone();
-            let release_id = view.run.steps[step as usize + 1].release_id;
-            AbortOnDrop(tokio::spawn(async move {
-                let release = engine.release(release_id).await?;
-                engine
-                    .prepare_step(run_id, step + 1, &next_in_play, &release)
-                    .await
-            }))
-        });
-        let outputs_ref = BlobKeys::step_outputs(run_id, step, execution_id);
-        self.blobs().put_json(&outputs_ref, &rows).await?;
+        let next_batch = match (hand_off, commit.next) {
+            (Some(_), Next::Step(next)) => {
+                let engine = self.clone();
+                let next_in_play = commit.after.in_play.clone();
+                let release_id = commit.after.run.steps[next as usize].release_id;
+                Some(AbortOnDrop(tokio::spawn(async move {
+                    let release = engine.release(release_id).await?;
+                    engine
+                        .prepare_step(run_id, next, &next_in_play, &release)
+                        .await
+                })))
+            }
+            _ => None,
+        };
+        self.blobs()
+            .put_json(&commit.outputs_key, &commit.rows)
+            .await?;
 
-        let status = if failed_execution || counts.errored > 0 {
-            StepStatus::Error
-        } else if counts.rejected > 0 {
-            StepStatus::Failed
-        } else {
-            StepStatus::Passed
-        };
-        let hook_run = HookRun {
-            id: hook_run_id,
-            release_id: release.id,
-            status: counts.status(),
-            started_at,
-            finished_at,
-            duration_s: execution.duration.as_secs_f64(),
-            oom_retries: execution.oom_retries,
-            log_ref,
-            input_sha256: Some(prepared.input_sha256.clone()),
-            counts,
-        };
-        let next_job = if last || !has_rows {
-            job(FINALIZE_JOB, run_id, 0, self.config().max_attempts)
-        } else {
-            job(STEP_JOB, run_id, step + 1, self.config().max_attempts)
-        };
-        let mut events: Vec<RunEventKind> = outcome
-            .progress
-            .iter()
-            .map(|p| RunEventKind::HookProgress {
-                step,
-                label: p.step.clone(),
-                status: p.status.clone(),
-                message: p.message.clone(),
-            })
-            .collect();
-        events.push(RunEventKind::StepFinished {
-            step,
-            hook: snapshot.hook.clone(),
-            status,
-            counts,
-        });
-        // The progress this commit leaves, for the worker that runs the next job.
-        let mut after = view;
-        after.in_play = remaining;
-        after.any_errored |= verdicts
-            .iter()
-            .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
-        after.run.current_step = step + 1;
-        after.run.status = RunStatus::Running;
-        if let Some(slot) = after.steps.get_mut(step as usize) {
-            *slot = StepProgress {
-                release: snapshot.clone(),
-                status,
-                hook_run_id: Some(hook_run_id),
-                counts,
-                started_at: Some(started_at),
-                finished_at: Some(finished_at),
-                outputs_ref: Some(outputs_ref.to_string()),
-            };
-        }
-        let plan = StepPlan {
-            run_id,
-            step,
-            hook_run,
-            status,
-            verdicts,
-            outputs_ref: outputs_ref.to_string(),
-            next_job,
-            completes: lease.cloned(),
-            events,
-        };
+        let StepCommit {
+            plan, rows, after, ..
+        } = commit;
         let next = match hand_off {
             Some(lease_for) => {
                 storage
@@ -638,21 +571,22 @@ impl Engine {
             None => (storage.runs().apply_step(&plan).await?, None),
         };
         if next.0 == Applied::Applied {
+            let counts = plan.hook_run.counts;
             tracing::info!(
-                hook = %snapshot.hook,
-                status = ?status,
+                hook = %hook,
+                status = ?plan.status,
                 passed = counts.passed,
                 rejected = counts.rejected,
                 errored = counts.errored,
-                hook_ms = execution.duration.as_millis() as u64,
+                hook_ms = duration.as_millis() as u64,
                 "step committed"
             );
             crate::telemetry::step_committed(
-                snapshot.hook.as_str(),
-                &crate::telemetry::label(&status),
+                hook.as_str(),
+                &crate::telemetry::label(&plan.status),
                 claimed_at.elapsed(),
-                execution.duration,
-                execution.oom_retries,
+                duration,
+                plan.hook_run.oom_retries,
             );
             // These rows are the committed step's: its finalize may use them from memory.
             self.remember_step_rows(run_id, step, rows);
@@ -709,42 +643,18 @@ impl Engine {
             self.ack(lease).await?;
             return Ok(Handled::Done);
         };
-        let accepted = view.in_play;
-        let features = self.feature_batches(run_id, &view.steps, &accepted).await?;
-        let any_errored = view.any_errored;
-        let status = match (accepted.is_empty(), any_errored) {
-            (false, _) => RunStatus::Completed,
-            (true, true) => RunStatus::Failed,
-            (true, false) => RunStatus::Rejected,
-        };
-        // A run that accepted nothing because records errored says so.
-        let failure = (status == RunStatus::Failed).then(|| {
-            let (rejected, errored) = view.steps.iter().fold((0, 0), |(r, e), s| {
-                (r + s.counts.rejected, e + s.counts.errored)
-            });
-            format!("no record was accepted: {errored} errored, {rejected} rejected")
-        });
-        let plan = FinalizePlan {
-            run_id,
-            status,
-            failure: failure.clone(),
-            accepted: accepted.clone(),
-            features,
-            completes: lease.cloned(),
-            events: vec![RunEventKind::Finished {
-                status,
-                accepted: accepted.len() as u32,
-                reason: failure,
-            }],
-        };
+        let features = self
+            .feature_batches(run_id, &view.steps, &view.in_play)
+            .await?;
+        let plan = plan_finalize(view, features, lease.cloned());
         let runs = self.storage().runs();
         let applied = match staged {
             Some(staged) => runs.apply_finalize_staged(&plan, staged).await?,
             None => runs.apply_finalize(&plan).await?,
         };
         if applied == Applied::Applied {
-            tracing::info!(status = ?status, accepted = accepted.len(), "run finished");
-            crate::telemetry::run_finished(&crate::telemetry::label(&status));
+            tracing::info!(status = ?plan.status, accepted = plan.accepted.len(), "run finished");
+            crate::telemetry::run_finished(&crate::telemetry::label(&plan.status));
         }
         self.forget_run(run_id);
         self.runs_ended().notify_waiters();

@@ -19,6 +19,7 @@
 //! the source of truth).
 
 mod handlers;
+mod plan;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -283,10 +284,21 @@ impl std::fmt::Debug for Engine {
 }
 
 pub(crate) fn job(kind: &str, run: ValidationRunId, step: u32, max_attempts: u32) -> NewJob {
+    job_at(kind, run, step, max_attempts, Utc::now())
+}
+
+/// A job of `kind` for `step` of `run`, due at `run_at`.
+pub(crate) fn job_at(
+    kind: &str,
+    run: ValidationRunId,
+    step: u32,
+    max_attempts: u32,
+    run_at: chrono::DateTime<Utc>,
+) -> NewJob {
     NewJob {
         kind: kind.into(),
         payload: serde_json::to_value(JobPayload { run, step }).expect("job payloads serialise"),
-        run_at: Utc::now(),
+        run_at,
         max_attempts,
         dedupe_key: Some(format!("{run}/{kind}/{step}")),
     }
