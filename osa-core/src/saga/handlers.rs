@@ -15,6 +15,7 @@ use crate::blob::BlobKeys;
 use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, PreparedBatch, write_hook_log, write_run_json,
 };
+use crate::feature::FeatureSpec;
 use crate::feature::store::{FeatureBatch, NewFeatureRow};
 use crate::hook::HookRelease;
 use crate::id::{RecordId, ValidationRunId};
@@ -383,57 +384,11 @@ impl Engine {
             }))
         });
         let started_at = Utc::now();
-        let execute = execute_with_policy_after(
-            prior_attempts(attempt),
-            self.runner(),
-            &run_job,
-            &prepared,
-            &records,
-            &spec,
-            &self.config().policy,
-            &self.config().output_limits,
-        );
-        // A run that ends while its hook runs (a cancel, here or in another process:
-        // noticed at once in this process, else within `watch`) stops the hook:
-        // dropping the execution kills it, and nothing of the step is committed. Only
-        // the execution is raced; the commit below is never cut short. The status is
-        // read once more as the hook starts (while it runs, off the step's critical
-        // path), so a cancel during the batch's preparation is not left to `watch`.
-        let ended = async {
-            if self.run_ended(run_id, watch).await.is_err() {
-                // Without a readable status the hook runs on; the commit checks the run.
-                std::future::pending::<()>().await;
-            }
-        };
-        let execution = tokio::select! {
-            biased;
-            execution = execute => Some(execution),
-            () = ended => None,
-        };
+        let execution = self
+            .run_hook(run_id, watch, attempt, &run_job, &prepared, &records, &spec)
+            .await;
         let finished_at = Utc::now();
-        let (hook, log, duration) = match execution {
-            Some(StepExecution {
-                outcome,
-                output_error,
-                log,
-                failure,
-                decision,
-                duration,
-                oom_retries,
-                ..
-            }) => {
-                let result = HookResult {
-                    outcome,
-                    decision,
-                    failed: failure.is_some(),
-                    output_error: output_error.map(|e| e.to_string()),
-                    duration,
-                    oom_retries,
-                };
-                (HookEnd::Finished(Box::new(result)), log.bytes, duration)
-            }
-            None => (HookEnd::RunEnded, Vec::new(), Duration::ZERO),
-        };
+        let (hook, log, duration) = split_execution(execution);
         let decision = plan_step(StepFacts {
             progress: view,
             step,
@@ -480,6 +435,49 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// Runs a step's hook over its batch under the failure policy (a delivery's
+    /// `attempt` counts against its retries). `None` when the run ended meanwhile and
+    /// the hook was stopped.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_hook(
+        &self,
+        run_id: ValidationRunId,
+        watch: Duration,
+        attempt: u32,
+        run_job: &RunJob,
+        prepared: &PreparedBatch,
+        records: &[BatchRecord],
+        spec: &FeatureSpec,
+    ) -> Option<StepExecution> {
+        let execute = execute_with_policy_after(
+            prior_attempts(attempt),
+            self.runner(),
+            run_job,
+            prepared,
+            records,
+            spec,
+            &self.config().policy,
+            &self.config().output_limits,
+        );
+        // A run that ends while its hook runs (a cancel, here or in another process:
+        // noticed at once in this process, else within `watch`) stops the hook:
+        // dropping the execution kills it, and nothing of the step is committed. Only
+        // the execution is raced; the commit is never cut short. The status is read
+        // once more as the hook starts (while it runs, off the step's critical path),
+        // so a cancel during the batch's preparation is not left to `watch`.
+        let ended = async {
+            if self.run_ended(run_id, watch).await.is_err() {
+                // Without a readable status the hook runs on; the commit checks the run.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            execution = execute => Some(execution),
+            () = ended => None,
+        }
     }
 
     /// Carries out a step's [`StepCommit`]: stores the hook's log and outputs, starts
@@ -819,6 +817,34 @@ impl Engine {
             }
         }
         self.end(run_id, RunStatus::Failed, &reason).await.map(drop)
+    }
+}
+
+/// How a hook's execution ended, for the planner, and what the driver keeps of it:
+/// the captured log and the execution's duration.
+fn split_execution(execution: Option<StepExecution>) -> (HookEnd, Vec<u8>, Duration) {
+    match execution {
+        Some(StepExecution {
+            outcome,
+            output_error,
+            log,
+            failure,
+            decision,
+            duration,
+            oom_retries,
+            ..
+        }) => {
+            let result = HookResult {
+                outcome,
+                decision,
+                failed: failure.is_some(),
+                output_error: output_error.map(|e| e.to_string()),
+                duration,
+                oom_retries,
+            };
+            (HookEnd::Finished(Box::new(result)), log.bytes, duration)
+        }
+        None => (HookEnd::RunEnded, Vec::new(), Duration::ZERO),
     }
 }
 
