@@ -243,13 +243,13 @@ macro_rules! deployments_for {
                 let mut identities: Vec<_> = plan.identities.iter().collect();
                 identities.sort_by(|a, b| a.name.cmp(&b.name));
                 for identity in &identities {
-                    super::registry::upsert_identity_in(&mut tx, identity).await?;
+                    crate::registry::Registry::<$backend>::upsert_identity_in(&mut tx, identity).await?;
                 }
                 let mut order: Vec<usize> = (0..plan.releases.len()).collect();
                 order.sort_by(|&a, &b| plan.releases[a].hook.cmp(&plan.releases[b].hook));
                 let mut created = Vec::with_capacity(plan.releases.len());
                 for i in order {
-                    created.push((i, super::registry::create_release_in(&mut tx, &plan.releases[i]).await?));
+                    created.push((i, crate::registry::Registry::<$backend>::create_release_in(&mut tx, &plan.releases[i]).await?));
                 }
                 // Reported in the payload's order.
                 created.sort_by_key(|(i, _)| *i);
@@ -295,7 +295,7 @@ macro_rules! deployments_for {
                 release: &osa_core::hook::NewRelease,
             ) -> Result<osa_core::hook::ReleaseOutcome> {
                 let mut tx = self.begin().await?;
-                let outcome = super::registry::create_release_in(&mut tx, release).await?;
+                let outcome = crate::registry::Registry::<$backend>::create_release_in(&mut tx, release).await?;
                 set_status_in(&mut tx, deployment, DeploymentStatus::Succeeded, None).await?;
                 tx.commit().await.map_err(db("applying a release"))?;
                 Ok(outcome)
@@ -308,7 +308,7 @@ macro_rules! deployments_for {
                 version: u32,
             ) -> Result<osa_core::hook::LiveChange> {
                 let mut tx = self.begin().await?;
-                let change = super::registry::set_live_in(&mut tx, hook, version).await?;
+                let change = crate::registry::Registry::<$backend>::set_live_in(&mut tx, hook, version).await?;
                 // The release it replaced, as read under the hook's lock (a concurrent
                 // change cannot slip in between).
                 sqlx::query("UPDATE deployments SET rollback_of = $1 WHERE id = $2")

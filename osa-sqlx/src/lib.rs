@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod deployments;
 mod error;
 mod feature_sql;

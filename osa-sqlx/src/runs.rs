@@ -337,7 +337,7 @@ macro_rules! runs_for {
                     format!("step {step} cannot commit before step {current}"),
                 ));
             };
-            super::registry::insert_run(conn, &plan.hook_run).await?;
+            crate::registry::Registry::<$backend>::insert_run(conn, &plan.hook_run).await?;
             let run = &plan.hook_run;
             sqlx::query(
                 "INSERT INTO validation_steps (run_id, step, status, hook_run_id, passed, rejected, errored, \

@@ -458,6 +458,47 @@ impl PgBackend {
     }
 }
 
+impl crate::backend::SqlBackend for PgBackend {
+    type DB = Postgres;
+
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+
+    type TextList = Vec<String>;
+
+    /// `= ANY(...)` over a list bound as one array parameter.
+    fn in_text_list(param: &str) -> String {
+        format!("= ANY({param})")
+    }
+
+    fn text_list(items: Vec<String>) -> Vec<String> {
+        items
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        PgBackend::begin(self).await
+    }
+
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        PgBackend::begin_snapshot(self).await
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    fn contracts(&self) -> &Mutex<HashMap<HookName, FeatureSpec>> {
+        &self.contracts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,7 +97,7 @@ mod at_once {
                 .bind(plan.run_id.0)
                 .bind(step);
             let (advanced, inserted, _woken): (Option<i64>, i64, i64) =
-                crate::registry::bind_hook_run!(query, run)
+                crate::backend::bind_hook_run(query, run)?
                     .bind(enum_name(&plan.status))
                     .bind(&plan.outputs_ref)
                     .bind(Json(serde_json::Value::Object(verdicts)))

@@ -173,3 +173,44 @@ pub(crate) fn in_text_list(param: &str) -> String {
 pub(crate) fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
     sqlx::types::Json(items)
 }
+
+impl crate::backend::SqlBackend for SqliteBackend {
+    type DB = Sqlite;
+
+    const ROW_LOCK: &'static str = "";
+
+    type TextList = sqlx::types::Json<Vec<String>>;
+
+    /// `IN (...)` over a list bound as one JSON array parameter.
+    fn in_text_list(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
+    }
+
+    fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
+        sqlx::types::Json(items)
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn read_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteBackend::begin(self).await
+    }
+
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteBackend::begin_snapshot(self).await
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    fn contracts(&self) -> &Mutex<HashMap<HookName, FeatureSpec>> {
+        &self.contracts
+    }
+}
