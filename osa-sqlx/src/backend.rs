@@ -40,6 +40,24 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// Binds a list of strings for [`in_text_list`](Self::in_text_list).
     fn text_list(items: Vec<String>) -> Self::TextList;
 
+    /// The SQL expression of a fresh lease token (`gen_random_uuid()`, `randomblob(16)`).
+    const NEW_LEASE_TOKEN: &'static str;
+
+    /// Appended to the claim's inner select of due jobs (Postgres `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent claimers take distinct jobs; empty on SQLite, whose write
+    /// lock serialises claimers).
+    const CLAIM_SKIP_LOCKED: &'static str;
+
+    /// The query, if any, that wakes idle workers after an enqueue: a `SELECT` over the
+    /// common table expression `j` holding the inserted job's `kind`, returning one
+    /// count (the wake-up is part of the enqueue's statement).
+    const ENQUEUE_NOTIFY: Option<&'static str>;
+
+    /// The statement, if any, taking a transaction-scoped lock on a feature table's
+    /// name (`$1`) before creating it (Postgres: `CREATE TABLE IF NOT EXISTS` alone can
+    /// still collide in the catalog when two transactions create the same table).
+    const CREATE_TABLE_LOCK: Option<&'static str>;
+
     /// The connections single-statement writes go through.
     fn writer(&self) -> &Pool<Self::DB>;
 

@@ -4,6 +4,95 @@
 //! (`lock_replaced`), how a UUID data column is stored (`uuid_value` / `UuidColumn`),
 //! and the lock that serialises table creation.
 
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use osa_core::feature::FeatureSpec;
+use osa_core::hook::HookIdentity;
+use osa_core::{Error, Result};
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Executor, IntoArguments};
+
+use crate::backend::{Bind, Column, SqlBackend};
+use crate::error::db;
+use crate::feature_sql::Dialect;
+
+/// The feature store's statements for backend `B` (transaction-level functions, and
+/// the bodies of `FeatureStore`).
+pub(crate) struct Features<B>(PhantomData<B>);
+
+impl<B, DB> Features<B>
+where
+    B: SqlBackend<DB = DB>,
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Bind<'q, DB>,
+    for<'q> String: Bind<'q, DB>,
+    for<'q> DateTime<Utc>: Bind<'q, DB>,
+    for<'q> Json<&'q FeatureSpec>: Bind<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    Json<FeatureSpec>: Column<DB>,
+{
+    /// Creates the hook's table and records its contract, inside the caller's
+    /// transaction; idempotent; Conflict when the table or the registered identity
+    /// has another contract; NotFound when the hook is not registered.
+    pub(crate) async fn ensure_table_in(
+        tx: &mut DB::Connection,
+        dialect: &Dialect,
+        identity: &HookIdentity,
+    ) -> Result<()> {
+        let lock: Option<&str> = B::CREATE_TABLE_LOCK;
+        if let Some(lock) = lock {
+            sqlx::query(lock)
+                .bind(format!("osa_feature:{}", dialect.table(&identity.name)))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("locking a feature table"))?;
+        }
+        for (table, key) in [("feature_tables", "hook"), ("hooks", "name")] {
+            let sql = format!("SELECT feature FROM {table} WHERE {key} = $1");
+            let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar(&sql)
+                .bind(identity.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading a feature contract"))?;
+            match stored {
+                Some(Json(feature)) => {
+                    let stored = HookIdentity {
+                        name: identity.name.clone(),
+                        feature,
+                    };
+                    if let Some(conflict) = crate::rows::identity_conflict(&stored, identity) {
+                        return Err(conflict);
+                    }
+                    if table == "feature_tables" {
+                        return Ok(());
+                    }
+                }
+                None if table == "hooks" => {
+                    return Err(Error::not_found("hook", &identity.name));
+                }
+                None => {}
+            }
+        }
+        for statement in dialect.create_table(&identity.name, &identity.feature) {
+            sqlx::query(&statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("creating a feature table"))?;
+        }
+        sqlx::query("INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3)")
+            .bind(identity.name.as_str())
+            .bind(Json(&identity.feature))
+            .bind(crate::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording a feature contract"))?;
+        Ok(())
+    }
+}
+
 /// Implements `TableAccess`, `FeatureStore` and the transaction-level helpers for a
 /// backend. Invoke inside the backend's `features` module.
 macro_rules! features_for {
@@ -467,7 +556,12 @@ macro_rules! features_for {
         impl FeatureStore for $backend {
             async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
                 let mut tx = self.begin().await?;
-                ensure_table_in(&mut tx, &self.dialect, identity).await?;
+                crate::features::Features::<$backend>::ensure_table_in(
+                    &mut tx,
+                    &self.dialect,
+                    identity,
+                )
+                .await?;
                 tx.commit().await.map_err(db("creating a feature table"))
             }
 
@@ -500,66 +594,6 @@ macro_rules! features_for {
             async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>> {
                 reads::provenance(self, hook, row_id).await
             }
-        }
-
-        /// Creates the hook's table and records its contract, inside the caller's
-        /// transaction; idempotent; Conflict when the table or the registered identity
-        /// has another contract; NotFound when the hook is not registered.
-        pub(crate) async fn ensure_table_in(
-            tx: &mut $conn,
-            dialect: &Dialect,
-            identity: &HookIdentity,
-        ) -> Result<()> {
-            let lock: Option<&str> = $lock;
-            if let Some(lock) = lock {
-                sqlx::query(lock)
-                    .bind(format!("osa_feature:{}", dialect.table(&identity.name)))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("locking a feature table"))?;
-            }
-            for (table, key) in [("feature_tables", "hook"), ("hooks", "name")] {
-                let sql = format!("SELECT feature FROM {table} WHERE {key} = $1");
-                let stored: Option<Json<FeatureSpec>> = sqlx::query_scalar(&sql)
-                    .bind(identity.name.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db("reading a feature contract"))?;
-                match stored {
-                    Some(Json(feature)) => {
-                        let stored = HookIdentity {
-                            name: identity.name.clone(),
-                            feature,
-                        };
-                        if let Some(conflict) = crate::rows::identity_conflict(&stored, identity) {
-                            return Err(conflict);
-                        }
-                        if table == "feature_tables" {
-                            return Ok(());
-                        }
-                    }
-                    None if table == "hooks" => {
-                        return Err(Error::not_found("hook", &identity.name));
-                    }
-                    None => {}
-                }
-            }
-            for statement in dialect.create_table(&identity.name, &identity.feature) {
-                sqlx::query(&statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("creating a feature table"))?;
-            }
-            sqlx::query(
-                "INSERT INTO feature_tables (hook, feature, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(identity.name.as_str())
-            .bind(Json(&identity.feature))
-            .bind(crate::now())
-            .execute(&mut *tx)
-            .await
-            .map_err(db("recording a feature contract"))?;
-            Ok(())
         }
     };
 }

@@ -359,9 +359,9 @@ macro_rules! runs_for {
             insert_verdicts(conn, plan.run_id, plan.verdicts.iter().map(|v| (&v.record_id, &v.verdict))).await?;
             insert_events(conn, plan.run_id, last, &plan.events).await?;
             let next = match claim_next {
-                Some(lease_for) => super::jobs::enqueue_claimed_in(conn, &plan.next_job, lease_for).await?,
+                Some(lease_for) => crate::jobs::Jobs::<$backend>::enqueue_claimed_in(conn, &plan.next_job, lease_for).await?,
                 None => {
-                    super::jobs::enqueue_in(conn, &plan.next_job).await?;
+                    crate::jobs::Jobs::<$backend>::enqueue_in(conn, &plan.next_job).await?;
                     None
                 }
             };
@@ -421,7 +421,7 @@ macro_rules! runs_for {
 
         async fn complete_lease(conn: &mut $conn, lease: Option<&JobLease>) -> Result<()> {
             if let Some(lease) = lease {
-                super::jobs::complete_in(conn, lease).await?;
+                crate::jobs::Jobs::<$backend>::complete_in(conn, lease).await?;
             }
             Ok(())
         }
@@ -473,7 +473,7 @@ macro_rules! runs_for {
                     .map_err(db("recording submitted records"))?;
                 insert_events(&mut tx, run.id, plan.events.len() as i64, &plan.events).await?;
                 if let Some(job) = &plan.first_job {
-                    super::jobs::enqueue_in(&mut tx, job).await?;
+                    crate::jobs::Jobs::<$backend>::enqueue_in(&mut tx, job).await?;
                 }
                 tx.commit().await.map_err(db("creating a validation run"))
             }

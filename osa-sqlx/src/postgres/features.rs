@@ -13,7 +13,7 @@ crate::features::features_for!(
     sqlx::postgres::PgRow,
     // CREATE TABLE IF NOT EXISTS alone can still collide in the catalog when two
     // transactions create the same table.
-    create_lock = Some("SELECT pg_advisory_xact_lock(hashtext($1))")
+    create_lock = None
 );
 
 /// Lock stripes per feature table for replace-by-record (see [`lock_replaced`]).

@@ -414,11 +414,6 @@ impl PgBackend {
         &self.pool
     }
 
-    /// The pool single-statement writes go through.
-    pub(crate) fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool
             .begin()
@@ -462,6 +457,12 @@ impl crate::backend::SqlBackend for PgBackend {
     type DB = Postgres;
 
     const ROW_LOCK: &'static str = " FOR UPDATE";
+    const NEW_LEASE_TOKEN: &'static str = "gen_random_uuid()";
+    const CLAIM_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const CREATE_TABLE_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtext($1))");
+    const ENQUEUE_NOTIFY: Option<&'static str> =
+        Some("SELECT count(*) FROM j, pg_notify('osa_jobs', j.kind)");
 
     type TextList = Vec<String>;
 

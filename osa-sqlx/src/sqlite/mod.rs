@@ -87,11 +87,6 @@ impl SqliteBackend {
         &self.writer
     }
 
-    /// The pool single-statement writes go through.
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
     /// Starts a write transaction holding the database's write lock from the start.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer
@@ -178,6 +173,10 @@ impl crate::backend::SqlBackend for SqliteBackend {
     type DB = Sqlite;
 
     const ROW_LOCK: &'static str = "";
+    const NEW_LEASE_TOKEN: &'static str = "randomblob(16)";
+    const CLAIM_SKIP_LOCKED: &'static str = "";
+    const CREATE_TABLE_LOCK: Option<&'static str> = None;
+    const ENQUEUE_NOTIFY: Option<&'static str> = None;
 
     type TextList = sqlx::types::Json<Vec<String>>;
 
