@@ -13,8 +13,10 @@ use std::sync::Mutex;
 
 use osa_core::Result;
 use osa_core::feature::FeatureSpec;
+use osa_core::feature::store::FeatureBatch;
 use osa_core::hook::HookRun;
 use osa_core::id::HookName;
+use osa_core::validation::StagedReplace;
 use sqlx::query::{Query, QueryAs};
 use sqlx::{Database, Decode, Encode, FromRow, Pool, Transaction, Type};
 
@@ -57,6 +59,31 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// name (`$1`) before creating it (Postgres: `CREATE TABLE IF NOT EXISTS` alone can
     /// still collide in the catalog when two transactions create the same table).
     const CREATE_TABLE_LOCK: Option<&'static str>;
+
+    /// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`)
+    /// for run `$2`.
+    const INSERT_VERDICTS: &'static str;
+
+    /// The records of run `$1` still in play (no verdict yet), as one list
+    /// ([`IdList`](Self::IdList)) in submit order, and whether any record errored (one
+    /// row; a NULL list when none is left).
+    const IN_PLAY: &'static str;
+
+    /// How a stored list of record ids is read (a text array, a JSON list).
+    type IdList: Column<Self::DB>;
+
+    /// The ids of an [`IdList`](Self::IdList).
+    fn id_list(list: Self::IdList) -> Vec<String>;
+
+    /// Replaces the listed records' rows of every batch inside the caller's
+    /// transaction (see the backend's `replace_batches_in`).
+    fn replace_batches_in(
+        &self,
+        tx: &mut <Self::DB as Database>::Connection,
+        batches: &[FeatureBatch],
+        staged: &[FeatureBatch],
+        replaced: &[StagedReplace],
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// The connections single-statement writes go through.
     fn writer(&self) -> &Pool<Self::DB>;

@@ -246,9 +246,9 @@ macro_rules! features_for {
                     else {
                         sqlx::query(&format!(
                             "DELETE FROM {table} WHERE record_id {}",
-                            super::in_text_list("$1")
+                            <$backend as crate::backend::SqlBackend>::in_text_list("$1")
                         ))
-                        .bind(super::text_list(records))
+                        .bind(<$backend as crate::backend::SqlBackend>::text_list(records))
                         .execute(&mut *tx)
                         .await
                         .map_err(db("deleting replaced feature rows"))?;
@@ -256,9 +256,9 @@ macro_rules! features_for {
                     };
                     sqlx::query(&format!(
                         "DELETE FROM {table} WHERE record_id {} AND run_id <> $2",
-                        super::in_text_list("$1")
+                        <$backend as crate::backend::SqlBackend>::in_text_list("$1")
                     ))
-                    .bind(super::text_list(records))
+                    .bind(<$backend as crate::backend::SqlBackend>::text_list(records))
                     .bind(target.run_id.0)
                     .execute(&mut *tx)
                     .await
@@ -274,9 +274,9 @@ macro_rules! features_for {
                     if !dropped.is_empty() {
                         sqlx::query(&format!(
                             "DELETE FROM {table} WHERE run_id = $2 AND record_id {}",
-                            super::in_text_list("$1")
+                            <$backend as crate::backend::SqlBackend>::in_text_list("$1")
                         ))
-                        .bind(super::text_list(dropped))
+                        .bind(<$backend as crate::backend::SqlBackend>::text_list(dropped))
                         .bind(target.run_id.0)
                         .execute(&mut *tx)
                         .await

@@ -184,37 +184,6 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column
 }
 
-/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
-/// run `$2`.
-pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
-     SELECT $2, j.key, j.value FROM jsonb_each($1) j";
-
-/// The records of run `$1` still in play (no verdict yet), as one list in submit order,
-/// and whether any record errored (one row; a NULL list when none is left).
-pub(crate) const IN_PLAY: &str = "SELECT \
-     (SELECT array_agg(t.id ORDER BY t.ord) \
-      FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
-      WHERE r.run_id = $1 \
-      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
-     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
-
-/// How [`IN_PLAY`] returns the list.
-pub(crate) type IdList = Vec<String>;
-
-pub(crate) fn id_list(list: IdList) -> Vec<String> {
-    list
-}
-
-/// `= ANY(...)` over a list bound as one array parameter.
-pub(crate) fn in_text_list(param: &str) -> String {
-    format!("= ANY({param})")
-}
-
-/// Binds a list of strings for [`in_text_list`].
-pub(crate) fn text_list(items: Vec<String>) -> Vec<String> {
-    items
-}
-
 /// Schema names are spliced into SQL, so they follow the column-name rule.
 fn check_schema(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -421,9 +390,6 @@ impl PgBackend {
             .map_err(db("starting a transaction"))
     }
 
-    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
-    pub(crate) const STAGES_FEATURES: bool = true;
-
     /// A transaction for feature rows staged ahead of a finalize, when a staging
     /// permit is free. The permits (half the pool) bound the connections staged
     /// transactions hold, so the commits running beside them always find one, and a
@@ -473,6 +439,33 @@ impl crate::backend::SqlBackend for PgBackend {
 
     fn text_list(items: Vec<String>) -> Vec<String> {
         items
+    }
+
+    const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+         SELECT $2, j.key, j.value FROM jsonb_each($1) j";
+
+    const IN_PLAY: &'static str = "SELECT \
+         (SELECT array_agg(t.id ORDER BY t.ord) \
+          FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
+          WHERE r.run_id = $1 \
+          AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
+         EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
+
+    /// A text array.
+    type IdList = Vec<String>;
+
+    fn id_list(list: Vec<String>) -> Vec<String> {
+        list
+    }
+
+    async fn replace_batches_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        batches: &[osa_core::feature::store::FeatureBatch],
+        staged: &[osa_core::feature::store::FeatureBatch],
+        replaced: &[osa_core::validation::StagedReplace],
+    ) -> Result<u64> {
+        PgBackend::replace_batches_in(self, tx, batches, staged, replaced).await
     }
 
     fn writer(&self) -> &PgPool {

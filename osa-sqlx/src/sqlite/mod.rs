@@ -95,15 +95,6 @@ impl SqliteBackend {
             .map_err(db("starting a write transaction"))
     }
 
-    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
-    pub(crate) const STAGES_FEATURES: bool = false;
-
-    /// Never: SQLite has one writer, and a write transaction held open while a hook
-    /// runs would stall every other write for that long.
-    pub(crate) async fn begin_staging(&self) -> Result<Option<crate::Staging<Sqlite>>> {
-        Ok(None)
-    }
-
     /// A read transaction whose statements all see one snapshot (WAL: the snapshot is
     /// taken at its first read).
     pub(crate) async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -137,38 +128,6 @@ pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
     column.into_uuid()
 }
 
-/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
-/// run `$2`.
-pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
-     SELECT $2, j.key, j.value FROM json_each($1) j";
-
-/// The records of run `$1` still in play (no verdict yet), as one JSON list in submit
-/// order, and whether any record errored (one row).
-pub(crate) const IN_PLAY: &str = "SELECT \
-     (SELECT json_group_array(j.value ORDER BY j.key) \
-      FROM validation_run_records r, json_each(r.record_ids) j \
-      WHERE r.run_id = $1 \
-      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
-     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
-             AND json_extract(v.verdict, '$.verdict') = 'errored')";
-
-/// How [`IN_PLAY`] returns the list.
-pub(crate) type IdList = sqlx::types::Json<Vec<String>>;
-
-pub(crate) fn id_list(list: IdList) -> Vec<String> {
-    list.0
-}
-
-/// `IN (...)` over a list bound as one JSON array parameter.
-pub(crate) fn in_text_list(param: &str) -> String {
-    format!("IN (SELECT value FROM json_each({param}))")
-}
-
-/// Binds a list of strings for [`in_text_list`].
-pub(crate) fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
-    sqlx::types::Json(items)
-}
-
 impl crate::backend::SqlBackend for SqliteBackend {
     type DB = Sqlite;
 
@@ -187,6 +146,33 @@ impl crate::backend::SqlBackend for SqliteBackend {
 
     fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
         sqlx::types::Json(items)
+    }
+
+    const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+         SELECT $2, j.key, j.value FROM json_each($1) j";
+
+    const IN_PLAY: &'static str = "SELECT \
+         (SELECT json_group_array(j.value ORDER BY j.key) \
+          FROM validation_run_records r, json_each(r.record_ids) j \
+          WHERE r.run_id = $1 \
+          AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
+         EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
+                 AND json_extract(v.verdict, '$.verdict') = 'errored')";
+
+    /// A JSON list.
+    type IdList = sqlx::types::Json<Vec<String>>;
+
+    fn id_list(list: sqlx::types::Json<Vec<String>>) -> Vec<String> {
+        list.0
+    }
+    async fn replace_batches_in(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        batches: &[osa_core::feature::store::FeatureBatch],
+        staged: &[osa_core::feature::store::FeatureBatch],
+        replaced: &[osa_core::validation::StagedReplace],
+    ) -> Result<u64> {
+        SqliteBackend::replace_batches_in(self, tx, batches, staged, replaced).await
     }
 
     fn writer(&self) -> &SqlitePool {
