@@ -85,6 +85,42 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
         replaced: &[StagedReplace],
     ) -> impl Future<Output = Result<u64>> + Send;
 
+    /// How a UUID data column of a feature table is stored (native `UUID`; hyphenated
+    /// text on SQLite, readable in the sqlite3 shell).
+    type UuidColumn: for<'q> Bind<'q, Self::DB> + Column<Self::DB>;
+
+    /// A UUID as its data column stores it.
+    fn uuid_value(id: &uuid::Uuid) -> Self::UuidColumn;
+
+    /// A UUID read from its data column.
+    fn uuid_from_column(column: Self::UuidColumn) -> uuid::Uuid;
+
+    /// Inserts a batch's rows into `table` inside the caller's transaction (binary
+    /// `COPY` on Postgres, multi-row inserts on SQLite); returns the rows inserted.
+    fn insert_rows(
+        tx: &mut <Self::DB as Database>::Connection,
+        table: &str,
+        spec: &FeatureSpec,
+        batch: &FeatureBatch,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Serialises replace-by-record of `targets` (qualified table, records) across
+    /// transactions; the locks are held until the caller's transaction ends. None by
+    /// default: a backend whose write transactions never overlap (SQLite's one writer
+    /// with `BEGIN IMMEDIATE`) needs none.
+    fn lock_replaced(
+        _tx: &mut <Self::DB as Database>::Connection,
+        _targets: &[(String, &[osa_core::id::RecordId])],
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Arguments built ahead (feature queries) for a query of any lifetime: both
+    /// drivers' argument buffers are covariant in it, which generic code cannot see.
+    fn query_arguments<'q>(
+        args: <Self::DB as Database>::Arguments<'static>,
+    ) -> <Self::DB as Database>::Arguments<'q>;
+
     /// The connections single-statement writes go through.
     fn writer(&self) -> &Pool<Self::DB>;
 

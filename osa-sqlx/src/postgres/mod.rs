@@ -173,17 +173,6 @@ pub(crate) async fn wait_for_notify(backend: &PgBackend, timeout: std::time::Dur
     let _ = tokio::time::timeout(timeout, signal.notify.notified()).await;
 }
 
-/// UUID data columns of feature tables are native `UUID`.
-pub(crate) type UuidColumn = uuid::Uuid;
-
-pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
-    *id
-}
-
-pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
-    column
-}
-
 /// Schema names are spliced into SQL, so they follow the column-name rule.
 fn check_schema(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -378,11 +367,6 @@ impl PgBackend {
         &self.config
     }
 
-    /// The pool reads go through.
-    pub(crate) fn read_pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool
             .begin()
@@ -465,7 +449,43 @@ impl crate::backend::SqlBackend for PgBackend {
         staged: &[osa_core::feature::store::FeatureBatch],
         replaced: &[osa_core::validation::StagedReplace],
     ) -> Result<u64> {
-        PgBackend::replace_batches_in(self, tx, batches, staged, replaced).await
+        crate::features::Features::<PgBackend>::replace_batches_in(
+            self, tx, batches, staged, replaced,
+        )
+        .await
+    }
+
+    /// Native `UUID`.
+    type UuidColumn = uuid::Uuid;
+
+    fn uuid_value(id: &uuid::Uuid) -> uuid::Uuid {
+        *id
+    }
+
+    fn uuid_from_column(column: uuid::Uuid) -> uuid::Uuid {
+        column
+    }
+
+    async fn insert_rows(
+        tx: &mut sqlx::PgConnection,
+        table: &str,
+        spec: &FeatureSpec,
+        batch: &osa_core::feature::store::FeatureBatch,
+    ) -> Result<u64> {
+        features::insert_rows(tx, table, spec, batch).await
+    }
+
+    async fn lock_replaced(
+        tx: &mut sqlx::PgConnection,
+        targets: &[(String, &[osa_core::id::RecordId])],
+    ) -> Result<()> {
+        features::lock_replaced(tx, targets).await
+    }
+
+    fn query_arguments<'q>(
+        args: sqlx::postgres::PgArguments,
+    ) -> <Postgres as sqlx::Database>::Arguments<'q> {
+        args
     }
 
     fn writer(&self) -> &PgPool {

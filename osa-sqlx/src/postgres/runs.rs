@@ -56,7 +56,8 @@ impl ValidationRunStore for PgBackend {
         let Some(mut staging) = self.begin_staging().await? else {
             return Ok(None);
         };
-        self.stage_batches_in(&mut staging.tx, &batches).await?;
+        crate::features::Features::<PgBackend>::stage_batches_in(self, &mut staging.tx, &batches)
+            .await?;
         Ok(Some(StagedFeatures {
             batches,
             replaced: Vec::new(),
@@ -73,8 +74,13 @@ impl ValidationRunStore for PgBackend {
             .transaction
             .downcast_mut::<Staging>()
             .ok_or_else(|| Error::internal("staged features of another backend"))?;
-        self.clear_replaced_in(&mut staging.tx, &targets, &staged.batches)
-            .await?;
+        crate::features::Features::<PgBackend>::clear_replaced_in(
+            self,
+            &mut staging.tx,
+            &targets,
+            &staged.batches,
+        )
+        .await?;
         staged.replaced.extend(targets);
         Ok(())
     }

@@ -116,18 +116,6 @@ impl SqliteBackend {
     }
 }
 
-/// UUID data columns of feature tables are hyphenated text (readable in the sqlite3
-/// shell).
-pub(crate) type UuidColumn = uuid::fmt::Hyphenated;
-
-pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
-    id.hyphenated()
-}
-
-pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
-    column.into_uuid()
-}
-
 impl crate::backend::SqlBackend for SqliteBackend {
     type DB = Sqlite;
 
@@ -172,7 +160,36 @@ impl crate::backend::SqlBackend for SqliteBackend {
         staged: &[osa_core::feature::store::FeatureBatch],
         replaced: &[osa_core::validation::StagedReplace],
     ) -> Result<u64> {
-        SqliteBackend::replace_batches_in(self, tx, batches, staged, replaced).await
+        crate::features::Features::<SqliteBackend>::replace_batches_in(
+            self, tx, batches, staged, replaced,
+        )
+        .await
+    }
+
+    /// Hyphenated text.
+    type UuidColumn = uuid::fmt::Hyphenated;
+
+    fn uuid_value(id: &uuid::Uuid) -> uuid::fmt::Hyphenated {
+        id.hyphenated()
+    }
+
+    fn uuid_from_column(column: uuid::fmt::Hyphenated) -> uuid::Uuid {
+        column.into_uuid()
+    }
+
+    async fn insert_rows(
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        spec: &FeatureSpec,
+        batch: &osa_core::feature::store::FeatureBatch,
+    ) -> Result<u64> {
+        features::insert_rows(tx, table, spec, batch).await
+    }
+
+    fn query_arguments<'q>(
+        args: sqlx::sqlite::SqliteArguments<'static>,
+    ) -> sqlx::sqlite::SqliteArguments<'q> {
+        args
     }
 
     fn writer(&self) -> &SqlitePool {
