@@ -16,7 +16,6 @@ use osa_core::feature::FeatureSpec;
 use osa_core::feature::store::FeatureBatch;
 use osa_core::hook::HookRun;
 use osa_core::id::HookName;
-use osa_core::validation::StagedReplace;
 use sqlx::query::{Query, QueryAs};
 use sqlx::{Database, Decode, Encode, FromRow, Pool, Transaction, Type};
 
@@ -74,16 +73,6 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
 
     /// The ids of an [`IdList`](Self::IdList).
     fn id_list(list: Self::IdList) -> Vec<String>;
-
-    /// Replaces the listed records' rows of every batch inside the caller's
-    /// transaction (see the backend's `replace_batches_in`).
-    fn replace_batches_in(
-        &self,
-        tx: &mut <Self::DB as Database>::Connection,
-        batches: &[FeatureBatch],
-        staged: &[FeatureBatch],
-        replaced: &[StagedReplace],
-    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// How a UUID data column of a feature table is stored (native `UUID`; hyphenated
     /// text on SQLite, readable in the sqlite3 shell).

@@ -268,6 +268,7 @@ where
     /// the same checks as [`replace_batches_in`](Self::replace_batches_in), then
     /// the rows, with no lock and no delete (both are the replace's, when the
     /// transaction publishes them).
+    #[cfg(feature = "postgres")]
     pub(crate) async fn stage_batches_in(
         backend: &B,
         tx: &mut DB::Connection,
@@ -514,11 +515,12 @@ where
 }
 
 /// Binds one typed feature value.
-pub(crate) fn add_value<B: SqlBackend<DB = DB>, DB: Database>(
+pub(crate) fn add_value<B, DB>(
     args: &mut DB::Arguments<'static>,
     value: &FeatureValue,
 ) -> Result<()>
 where
+    B: SqlBackend<DB = DB>,
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,
@@ -561,11 +563,9 @@ where
     added.map_err(bind_error)
 }
 
-fn decode_row<B: SqlBackend<DB = DB>, DB: Database>(
-    row: &DB::Row,
-    spec: &FeatureSpec,
-) -> Result<FeatureRow>
+fn decode_row<B, DB>(row: &DB::Row, spec: &FeatureSpec) -> Result<FeatureRow>
 where
+    B: SqlBackend<DB = DB>,
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'c> &'c sqlx::Pool<DB>: Executor<'c, Database = DB>,

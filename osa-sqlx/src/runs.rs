@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::backend::{Bind, Column, Fetch, RowsAffected, SqlBackend};
 use crate::error::{corrupt, db};
+use crate::features::Features;
 use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::rows::as_i32;
@@ -218,7 +219,16 @@ where
     for<'q> Json<serde_json::Value>: Bind<'q, DB>,
     for<'q> Json<&'q RunEventKind>: Bind<'q, DB>,
     for<'q> Json<&'q Vec<StepRelease>>: Bind<'q, DB>,
+    for<'q> Option<String>: Bind<'q, DB>,
+    for<'q> chrono::NaiveDate: Bind<'q, DB>,
+    for<'q> bool: Bind<'q, DB>,
     usize: ColumnIndex<DB::Row>,
+    for<'r> &'r str: ColumnIndex<DB::Row>,
+    f64: Column<DB>,
+    bool: Column<DB>,
+    DateTime<Utc>: Column<DB>,
+    chrono::NaiveDate: Column<DB>,
+    Json<serde_json::Value>: Column<DB>,
     String: Column<DB>,
     i32: Column<DB>,
     i64: Column<DB>,
@@ -469,9 +479,7 @@ where
         // All batches at once, so the replace locks of every hook are taken in one
         // global order.
         let (written, replaced) = staged.unwrap_or_default();
-        backend
-            .replace_batches_in(tx, &plan.features, written, replaced)
-            .await?;
+        Features::<B>::replace_batches_in(backend, tx, &plan.features, written, replaced).await?;
         Self::insert_events(tx, plan.run_id, last, &plan.events).await?;
         Self::complete_lease(tx, plan.completes.as_ref()).await?;
         Ok(Applied::Applied)

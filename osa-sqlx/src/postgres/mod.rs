@@ -442,19 +442,6 @@ impl crate::backend::SqlBackend for PgBackend {
         list
     }
 
-    async fn replace_batches_in(
-        &self,
-        tx: &mut sqlx::PgConnection,
-        batches: &[osa_core::feature::store::FeatureBatch],
-        staged: &[osa_core::feature::store::FeatureBatch],
-        replaced: &[osa_core::validation::StagedReplace],
-    ) -> Result<u64> {
-        crate::features::Features::<PgBackend>::replace_batches_in(
-            self, tx, batches, staged, replaced,
-        )
-        .await
-    }
-
     /// Native `UUID`.
     type UuidColumn = uuid::Uuid;
 

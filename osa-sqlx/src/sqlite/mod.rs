@@ -153,19 +153,6 @@ impl crate::backend::SqlBackend for SqliteBackend {
     fn id_list(list: sqlx::types::Json<Vec<String>>) -> Vec<String> {
         list.0
     }
-    async fn replace_batches_in(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        batches: &[osa_core::feature::store::FeatureBatch],
-        staged: &[osa_core::feature::store::FeatureBatch],
-        replaced: &[osa_core::validation::StagedReplace],
-    ) -> Result<u64> {
-        crate::features::Features::<SqliteBackend>::replace_batches_in(
-            self, tx, batches, staged, replaced,
-        )
-        .await
-    }
-
     /// Hyphenated text.
     type UuidColumn = uuid::fmt::Hyphenated;
 
