@@ -9,6 +9,16 @@
 //! [`ConventionStore`](osa_core::convention::ConventionStore). Both pass the conformance suite in
 //! `osa_core::testing`.
 //!
+//! The SQL, the row mapping and the logic of each port are written once, as generic
+//! functions over the backend, in the modules `registry`, `runs`, `jobs`, `features`
+//! (with `reads` and `feature_sql`) and `deployments`; what differs between the two
+//! databases (row-lock clauses, how a text list is bound and matched, the UUID column
+//! type, verdict insertion, the in-play query, the bulk insert, …) is named in one
+//! trait, `backend::SqlBackend`. The `postgres` and `sqlite` modules implement it and
+//! hold one thin impl per port that delegates to the shared code; Postgres-only paths
+//! (binary `COPY`, `LISTEN`/`NOTIFY`, staged features, the single-statement step
+//! commit) are Postgres methods.
+//!
 //! ```no_run
 //! # async fn demo() -> osa_core::Result<()> {
 //! use osa_core::HookRegistry;
@@ -20,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod deployments;
 mod error;
 mod feature_sql;
@@ -48,6 +59,7 @@ pub use sqlx;
 /// An open transaction holding feature rows staged ahead of a finalize (the backend's
 /// half of [`osa_core::validation::StagedFeatures`]), with the permit that bounds how
 /// many of them a backend holds at once.
+#[cfg(feature = "postgres")]
 pub(crate) struct Staging<DB: sqlx::Database> {
     pub tx: sqlx::Transaction<'static, DB>,
     pub _permit: tokio::sync::OwnedSemaphorePermit,

@@ -2,19 +2,48 @@
 //! table per hook in the features schema, rows written with binary `COPY` inside the
 //! caller's transaction.
 
-use sqlx::postgres::PgArguments;
+use async_trait::async_trait;
+use osa_core::feature::FeatureSpec;
+use osa_core::feature::store::{
+    FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance, RowChunks,
+};
+use osa_core::hook::HookIdentity;
+use osa_core::id::{HookName, RecordId};
+use osa_core::{Error, Result};
 
+use super::PgBackend;
 use super::copy::CopyBuffer;
+use crate::error::db;
+use crate::feature_sql::Dialect;
 
-crate::features::features_for!(
-    super::PgBackend,
-    sqlx::PgConnection,
-    PgArguments,
-    sqlx::postgres::PgRow,
-    // CREATE TABLE IF NOT EXISTS alone can still collide in the catalog when two
-    // transactions create the same table.
-    create_lock = Some("SELECT pg_advisory_xact_lock(hashtext($1))")
-);
+type Features = crate::features::Features<PgBackend>;
+
+#[async_trait]
+impl FeatureStore for PgBackend {
+    async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
+        Features::ensure_table(self, identity).await
+    }
+
+    async fn replace_rows(&self, batch: &FeatureBatch) -> Result<u64> {
+        Features::replace_rows(self, batch).await
+    }
+
+    async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage> {
+        Features::rows(self, hook, query).await
+    }
+
+    async fn stream_rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<RowChunks> {
+        Features::stream_rows(self, hook, query).await
+    }
+
+    async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>> {
+        Features::record_features(self, record).await
+    }
+
+    async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>> {
+        Features::provenance(self, hook, row_id).await
+    }
+}
 
 /// Lock stripes per feature table for replace-by-record (see [`lock_replaced`]).
 const REPLACE_STRIPES: u32 = 64;
@@ -40,7 +69,7 @@ const REPLACE_STRIPES: u32 = 64;
 /// hash alike. The hashes are FNV-1a, fixed by this code rather than by the Rust
 /// release or the server, so every process writing the database derives the same keys
 /// (changing the hash or the stripe count must not mix with older writers).
-async fn lock_replaced(
+pub(crate) async fn lock_replaced(
     tx: &mut sqlx::PgConnection,
     targets: &[(String, &[RecordId])],
 ) -> Result<()> {
@@ -88,7 +117,7 @@ fn fnv1a(bytes: &[u8]) -> u32 {
 /// Bytes buffered before a chunk is sent to the server during `COPY`.
 const COPY_CHUNK: usize = 1 << 20;
 
-async fn insert_rows(
+pub(crate) async fn insert_rows(
     tx: &mut sqlx::PgConnection,
     table: &str,
     spec: &FeatureSpec,

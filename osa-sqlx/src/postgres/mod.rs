@@ -173,48 +173,6 @@ pub(crate) async fn wait_for_notify(backend: &PgBackend, timeout: std::time::Dur
     let _ = tokio::time::timeout(timeout, signal.notify.notified()).await;
 }
 
-/// UUID data columns of feature tables are native `UUID`.
-pub(crate) type UuidColumn = uuid::Uuid;
-
-pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
-    *id
-}
-
-pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
-    column
-}
-
-/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
-/// run `$2`.
-pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
-     SELECT $2, j.key, j.value FROM jsonb_each($1) j";
-
-/// The records of run `$1` still in play (no verdict yet), as one list in submit order,
-/// and whether any record errored (one row; a NULL list when none is left).
-pub(crate) const IN_PLAY: &str = "SELECT \
-     (SELECT array_agg(t.id ORDER BY t.ord) \
-      FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
-      WHERE r.run_id = $1 \
-      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
-     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
-
-/// How [`IN_PLAY`] returns the list.
-pub(crate) type IdList = Vec<String>;
-
-pub(crate) fn id_list(list: IdList) -> Vec<String> {
-    list
-}
-
-/// `= ANY(...)` over a list bound as one array parameter.
-pub(crate) fn in_text_list(param: &str) -> String {
-    format!("= ANY({param})")
-}
-
-/// Binds a list of strings for [`in_text_list`].
-pub(crate) fn text_list(items: Vec<String>) -> Vec<String> {
-    items
-}
-
 /// Schema names are spliced into SQL, so they follow the column-name rule.
 fn check_schema(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -409,25 +367,12 @@ impl PgBackend {
         &self.config
     }
 
-    /// The pool reads go through.
-    pub(crate) fn read_pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The pool single-statement writes go through.
-    pub(crate) fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool
             .begin()
             .await
             .map_err(db("starting a transaction"))
     }
-
-    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
-    pub(crate) const STAGES_FEATURES: bool = true;
 
     /// A transaction for feature rows staged ahead of a finalize, when a staging
     /// permit is free. The permits (half the pool) bound the connections staged
@@ -455,6 +400,103 @@ impl PgBackend {
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+impl crate::backend::SqlBackend for PgBackend {
+    type DB = Postgres;
+
+    const ROW_LOCK: &'static str = " FOR UPDATE";
+    const NEW_LEASE_TOKEN: &'static str = "gen_random_uuid()";
+    const CLAIM_SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const CREATE_TABLE_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(hashtext($1))");
+    const ENQUEUE_NOTIFY: Option<&'static str> =
+        Some("SELECT count(*) FROM j, pg_notify('osa_jobs', j.kind)");
+
+    type TextList = Vec<String>;
+
+    /// `= ANY(...)` over a list bound as one array parameter.
+    fn in_text_list(param: &str) -> String {
+        format!("= ANY({param})")
+    }
+
+    fn text_list(items: Vec<String>) -> Vec<String> {
+        items
+    }
+
+    const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+         SELECT $2, j.key, j.value FROM jsonb_each($1) j";
+
+    const IN_PLAY: &'static str = "SELECT \
+         (SELECT array_agg(t.id ORDER BY t.ord) \
+          FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
+          WHERE r.run_id = $1 \
+          AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
+         EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
+
+    /// A text array.
+    type IdList = Vec<String>;
+
+    fn id_list(list: Vec<String>) -> Vec<String> {
+        list
+    }
+
+    /// Native `UUID`.
+    type UuidColumn = uuid::Uuid;
+
+    fn uuid_value(id: &uuid::Uuid) -> uuid::Uuid {
+        *id
+    }
+
+    fn uuid_from_column(column: uuid::Uuid) -> uuid::Uuid {
+        column
+    }
+
+    async fn insert_rows(
+        tx: &mut sqlx::PgConnection,
+        table: &str,
+        spec: &FeatureSpec,
+        batch: &osa_core::feature::store::FeatureBatch,
+    ) -> Result<u64> {
+        features::insert_rows(tx, table, spec, batch).await
+    }
+
+    async fn lock_replaced(
+        tx: &mut sqlx::PgConnection,
+        targets: &[(String, &[osa_core::id::RecordId])],
+    ) -> Result<()> {
+        features::lock_replaced(tx, targets).await
+    }
+
+    fn query_arguments<'q>(
+        args: sqlx::postgres::PgArguments,
+    ) -> <Postgres as sqlx::Database>::Arguments<'q> {
+        args
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn read_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        PgBackend::begin(self).await
+    }
+
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Postgres>> {
+        PgBackend::begin_snapshot(self).await
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    fn contracts(&self) -> &Mutex<HashMap<HookName, FeatureSpec>> {
+        &self.contracts
     }
 }
 

@@ -1,7 +1,143 @@
-//! `ValidationRunStore` (the shared implementation in `crate::runs`), and the
-//! single-statement step commit Postgres allows.
+//! `ValidationRunStore` on Postgres (the shared implementation in `crate::runs`), with
+//! what only Postgres does: the single-statement step commit, and feature rows staged
+//! in an open transaction ahead of a finalize.
 
-crate::runs::runs_for!(super::PgBackend, sqlx::PgConnection, lock = " FOR UPDATE");
+use std::time::Duration;
+
+use async_trait::async_trait;
+use osa_core::feature::store::FeatureBatch;
+use osa_core::id::ValidationRunId;
+use osa_core::jobs::ClaimedJob;
+use osa_core::validation::{
+    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StagedFeatures, StagedReplace,
+    StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
+};
+use osa_core::{Error, Result};
+use sqlx::Postgres;
+
+use super::PgBackend;
+
+type Runs = crate::runs::Runs<PgBackend>;
+type Staging = crate::Staging<Postgres>;
+
+#[async_trait]
+impl ValidationRunStore for PgBackend {
+    async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
+        Runs::create_run(self, plan).await
+    }
+
+    async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {
+        if let Some((applied, _)) = self.commit_step_at_once(plan, None).await? {
+            return Ok(applied);
+        }
+        Runs::apply_step(self, plan).await
+    }
+
+    async fn apply_step_claiming_next(
+        &self,
+        plan: &StepPlan,
+        lease_for: Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)> {
+        if let Some(done) = self.commit_step_at_once(plan, Some(lease_for)).await? {
+            return Ok(done);
+        }
+        Runs::apply_step_claiming_next(self, plan, lease_for).await
+    }
+
+    async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
+        Runs::apply_finalize(self, plan).await
+    }
+
+    fn stages_features(&self) -> bool {
+        true
+    }
+
+    async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
+        let Some(mut staging) = self.begin_staging().await? else {
+            return Ok(None);
+        };
+        crate::features::Features::<PgBackend>::stage_batches_in(self, &mut staging.tx, &batches)
+            .await?;
+        Ok(Some(StagedFeatures {
+            batches,
+            replaced: Vec::new(),
+            transaction: Box::new(staging),
+        }))
+    }
+
+    async fn replace_staged(
+        &self,
+        staged: &mut StagedFeatures,
+        targets: Vec<StagedReplace>,
+    ) -> Result<()> {
+        let staging = staged
+            .transaction
+            .downcast_mut::<Staging>()
+            .ok_or_else(|| Error::internal("staged features of another backend"))?;
+        crate::features::Features::<PgBackend>::clear_replaced_in(
+            self,
+            &mut staging.tx,
+            &targets,
+            &staged.batches,
+        )
+        .await?;
+        staged.replaced.extend(targets);
+        Ok(())
+    }
+
+    async fn apply_finalize_staged(
+        &self,
+        plan: &FinalizePlan,
+        staged: StagedFeatures,
+    ) -> Result<Applied> {
+        let StagedFeatures {
+            batches,
+            replaced,
+            transaction,
+        } = staged;
+        if let Ok(staging) = transaction.downcast::<Staging>() {
+            let mut tx = staging.tx;
+            match Runs::finalize_in(self, &mut tx, plan, Some((&batches, &replaced))).await {
+                Ok(Applied::Applied) => match tx.commit().await {
+                    Ok(()) => return Ok(Applied::Applied),
+                    // Whether it committed is unknown: the plan applied afresh finds
+                    // the run ended if it did.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "committing staged features failed; finalizing afresh")
+                    }
+                },
+                Ok(Applied::AlreadyApplied) => {
+                    let _ = tx.rollback().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "staged features unusable; finalizing afresh");
+                    let _ = tx.rollback().await;
+                }
+            }
+        }
+        Runs::apply_finalize(self, plan).await
+    }
+
+    async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
+        Runs::end_run(self, run, status, reason).await
+    }
+
+    async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
+        Runs::run_view(self, run).await
+    }
+
+    async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
+        Runs::run_progress(self, run).await
+    }
+
+    async fn run_status(&self, run: ValidationRunId) -> Result<Option<RunStatus>> {
+        Runs::run_status(self, run).await
+    }
+
+    async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>> {
+        Runs::run_events(self, run, after).await
+    }
+}
 
 /// The single-statement step commit.
 mod at_once {
@@ -97,7 +233,7 @@ mod at_once {
                 .bind(plan.run_id.0)
                 .bind(step);
             let (advanced, inserted, _woken): (Option<i64>, i64, i64) =
-                crate::registry::bind_hook_run!(query, run)
+                crate::backend::bind_hook_run(query, run)?
                     .bind(enum_name(&plan.status))
                     .bind(&plan.outputs_ref)
                     .bind(Json(serde_json::Value::Object(verdicts)))

@@ -2,30 +2,54 @@
 //! table `osa_feature__<hook>` per hook, rows inserted in multi-row statements inside
 //! the caller's transaction.
 
+use async_trait::async_trait;
+use osa_core::Result;
+use osa_core::feature::FeatureSpec;
+use osa_core::feature::store::{
+    FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance, RowChunks,
+};
+use osa_core::hook::HookIdentity;
+use osa_core::id::{HookName, RecordId};
+use sqlx::Arguments as _;
 use sqlx::sqlite::SqliteArguments;
 
-crate::features::features_for!(
-    super::SqliteBackend,
-    sqlx::SqliteConnection,
-    SqliteArguments<'static>,
-    sqlx::sqlite::SqliteRow,
-    create_lock = None
-);
+use super::SqliteBackend;
+use crate::error::db;
+use crate::feature_sql::{Dialect, bind_error};
 
-/// Replace-by-record needs no locks of its own on SQLite: every write transaction
-/// starts with `BEGIN IMMEDIATE` on the one writer connection, so replaces never
-/// overlap.
-async fn lock_replaced(
-    _tx: &mut sqlx::SqliteConnection,
-    _targets: &[(String, &[RecordId])],
-) -> Result<()> {
-    Ok(())
+type Features = crate::features::Features<SqliteBackend>;
+
+#[async_trait]
+impl FeatureStore for SqliteBackend {
+    async fn ensure_table(&self, identity: &HookIdentity) -> Result<()> {
+        Features::ensure_table(self, identity).await
+    }
+
+    async fn replace_rows(&self, batch: &FeatureBatch) -> Result<u64> {
+        Features::replace_rows(self, batch).await
+    }
+
+    async fn rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<FeaturePage> {
+        Features::rows(self, hook, query).await
+    }
+
+    async fn stream_rows(&self, hook: &HookName, query: &FeatureQuery) -> Result<RowChunks> {
+        Features::stream_rows(self, hook, query).await
+    }
+
+    async fn record_features(&self, record: &RecordId) -> Result<Vec<(HookName, Vec<FeatureRow>)>> {
+        Features::record_features(self, record).await
+    }
+
+    async fn provenance(&self, hook: &HookName, row_id: i64) -> Result<Option<Provenance>> {
+        Features::provenance(self, hook, row_id).await
+    }
 }
 
 /// SQLite's default limit of bound parameters per statement.
 const MAX_PARAMS: usize = 32_766;
 
-async fn insert_rows(
+pub(crate) async fn insert_rows(
     tx: &mut sqlx::SqliteConnection,
     table: &str,
     spec: &FeatureSpec,
@@ -57,7 +81,7 @@ async fn insert_rows(
             args.add(i64::from(row.row_index)).map_err(bind_error)?;
             args.add(created_at).map_err(bind_error)?;
             for value in &row.values {
-                add_value(&mut args, value)?;
+                crate::features::add_value::<SqliteBackend, sqlx::Sqlite>(&mut args, value)?;
             }
         }
         let result = sqlx::query_with(&sql, args)

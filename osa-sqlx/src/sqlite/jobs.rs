@@ -1,11 +1,56 @@
 //! `JobQueue` on SQLite (the shared implementation in `crate::jobs`). Claims run in a
-//! `BEGIN IMMEDIATE` transaction, so one claimer at a time selects jobs.
+//! `BEGIN IMMEDIATE` transaction, so one claimer at a time selects jobs. Nothing tells
+//! an idle worker about an enqueue: it sleeps until its next poll.
 
-crate::jobs::jobs_for!(
-    super::SqliteBackend,
-    sqlx::SqliteConnection,
-    token = "randomblob(16)",
-    skip_locked = "",
-    notify = None,
-    wait = crate::jobs::sleep_for
-);
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use osa_core::Result;
+use osa_core::id::JobId;
+use osa_core::jobs::{ClaimedJob, FailOutcome, JobCount, JobLease, JobQueue, NewJob};
+
+use super::SqliteBackend;
+
+type Jobs = crate::jobs::Jobs<SqliteBackend>;
+
+#[async_trait]
+impl JobQueue for SqliteBackend {
+    async fn enqueue(&self, job: &NewJob) -> Result<Option<JobId>> {
+        Jobs::enqueue(self, job).await
+    }
+
+    async fn claim(
+        &self,
+        kinds: &[&str],
+        limit: u32,
+        lease_for: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        Jobs::claim(self, kinds, limit, lease_for).await
+    }
+
+    async fn heartbeat(&self, lease: &JobLease, lease_for: Duration) -> Result<bool> {
+        Jobs::heartbeat(self, lease, lease_for).await
+    }
+
+    async fn complete(&self, lease: &JobLease) -> Result<bool> {
+        Jobs::complete(self, lease).await
+    }
+
+    async fn wait_for_jobs(&self, timeout: Duration) {
+        tokio::time::sleep(timeout).await
+    }
+
+    async fn counts(&self) -> Result<Vec<JobCount>> {
+        Jobs::counts(self).await
+    }
+
+    async fn fail(
+        &self,
+        lease: &JobLease,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<FailOutcome> {
+        Jobs::fail(self, lease, error, retry_at).await
+    }
+}

@@ -87,26 +87,12 @@ impl SqliteBackend {
         &self.writer
     }
 
-    /// The pool single-statement writes go through.
-    pub(crate) fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
     /// Starts a write transaction holding the database's write lock from the start.
     pub(crate) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db("starting a write transaction"))
-    }
-
-    /// Whether feature rows are staged ahead of finalizes (see `begin_staging`).
-    pub(crate) const STAGES_FEATURES: bool = false;
-
-    /// Never: SQLite has one writer, and a write transaction held open while a hook
-    /// runs would stall every other write for that long.
-    pub(crate) async fn begin_staging(&self) -> Result<Option<crate::Staging<Sqlite>>> {
-        Ok(None)
     }
 
     /// A read transaction whose statements all see one snapshot (WAL: the snapshot is
@@ -130,46 +116,90 @@ impl SqliteBackend {
     }
 }
 
-/// UUID data columns of feature tables are hyphenated text (readable in the sqlite3
-/// shell).
-pub(crate) type UuidColumn = uuid::fmt::Hyphenated;
+impl crate::backend::SqlBackend for SqliteBackend {
+    type DB = Sqlite;
 
-pub(crate) fn uuid_value(id: &uuid::Uuid) -> UuidColumn {
-    id.hyphenated()
-}
+    const ROW_LOCK: &'static str = "";
+    const NEW_LEASE_TOKEN: &'static str = "randomblob(16)";
+    const CLAIM_SKIP_LOCKED: &'static str = "";
+    const CREATE_TABLE_LOCK: Option<&'static str> = None;
+    const ENQUEUE_NOTIFY: Option<&'static str> = None;
 
-pub(crate) fn uuid_from_column(column: UuidColumn) -> uuid::Uuid {
-    column.into_uuid()
-}
+    type TextList = sqlx::types::Json<Vec<String>>;
 
-/// Records the verdicts of a run from a JSON object `{record_id: verdict}` (`$1`) for
-/// run `$2`.
-pub(crate) const INSERT_VERDICTS: &str = "INSERT INTO validation_records (run_id, record_id, verdict) \
-     SELECT $2, j.key, j.value FROM json_each($1) j";
+    /// `IN (...)` over a list bound as one JSON array parameter.
+    fn in_text_list(param: &str) -> String {
+        format!("IN (SELECT value FROM json_each({param}))")
+    }
 
-/// The records of run `$1` still in play (no verdict yet), as one JSON list in submit
-/// order, and whether any record errored (one row).
-pub(crate) const IN_PLAY: &str = "SELECT \
-     (SELECT json_group_array(j.value ORDER BY j.key) \
-      FROM validation_run_records r, json_each(r.record_ids) j \
-      WHERE r.run_id = $1 \
-      AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
-     EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
-             AND json_extract(v.verdict, '$.verdict') = 'errored')";
+    fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
+        sqlx::types::Json(items)
+    }
 
-/// How [`IN_PLAY`] returns the list.
-pub(crate) type IdList = sqlx::types::Json<Vec<String>>;
+    const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
+         SELECT $2, j.key, j.value FROM json_each($1) j";
 
-pub(crate) fn id_list(list: IdList) -> Vec<String> {
-    list.0
-}
+    const IN_PLAY: &'static str = "SELECT \
+         (SELECT json_group_array(j.value ORDER BY j.key) \
+          FROM validation_run_records r, json_each(r.record_ids) j \
+          WHERE r.run_id = $1 \
+          AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
+         EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
+                 AND json_extract(v.verdict, '$.verdict') = 'errored')";
 
-/// `IN (...)` over a list bound as one JSON array parameter.
-pub(crate) fn in_text_list(param: &str) -> String {
-    format!("IN (SELECT value FROM json_each({param}))")
-}
+    /// A JSON list.
+    type IdList = sqlx::types::Json<Vec<String>>;
 
-/// Binds a list of strings for [`in_text_list`].
-pub(crate) fn text_list(items: Vec<String>) -> sqlx::types::Json<Vec<String>> {
-    sqlx::types::Json(items)
+    fn id_list(list: sqlx::types::Json<Vec<String>>) -> Vec<String> {
+        list.0
+    }
+    /// Hyphenated text.
+    type UuidColumn = uuid::fmt::Hyphenated;
+
+    fn uuid_value(id: &uuid::Uuid) -> uuid::fmt::Hyphenated {
+        id.hyphenated()
+    }
+
+    fn uuid_from_column(column: uuid::fmt::Hyphenated) -> uuid::Uuid {
+        column.into_uuid()
+    }
+
+    async fn insert_rows(
+        tx: &mut sqlx::SqliteConnection,
+        table: &str,
+        spec: &FeatureSpec,
+        batch: &osa_core::feature::store::FeatureBatch,
+    ) -> Result<u64> {
+        features::insert_rows(tx, table, spec, batch).await
+    }
+
+    fn query_arguments<'q>(
+        args: sqlx::sqlite::SqliteArguments<'static>,
+    ) -> sqlx::sqlite::SqliteArguments<'q> {
+        args
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn read_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteBackend::begin(self).await
+    }
+
+    async fn begin_snapshot(&self) -> Result<Transaction<'static, Sqlite>> {
+        SqliteBackend::begin_snapshot(self).await
+    }
+
+    fn dialect(&self) -> &Dialect {
+        &self.dialect
+    }
+
+    fn contracts(&self) -> &Mutex<HashMap<HookName, FeatureSpec>> {
+        &self.contracts
+    }
 }

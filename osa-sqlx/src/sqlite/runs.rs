@@ -1,20 +1,63 @@
-//! `ValidationRunStore` (the shared implementation in `crate::runs`).
+//! `ValidationRunStore` on SQLite (the shared implementation in `crate::runs`). SQLite
+//! has no data-modifying `WITH`, so a step commits in a transaction of several
+//! statements; feature rows are not staged ahead of a finalize (one writer: a write
+//! transaction held open while a hook runs would stall every other write), so the
+//! port's defaults for staging apply.
 
-crate::runs::runs_for!(super::SqliteBackend, sqlx::SqliteConnection, lock = "");
+use std::time::Duration;
 
-impl super::SqliteBackend {
-    /// Never: SQLite has no data-modifying `WITH`, so a step commits in a transaction
-    /// of several statements (see the Postgres backend's version).
-    pub(crate) async fn commit_step_at_once(
+use async_trait::async_trait;
+use osa_core::Result;
+use osa_core::id::ValidationRunId;
+use osa_core::jobs::ClaimedJob;
+use osa_core::validation::{
+    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StepPlan, SubmitPlan,
+    ValidationRunStore, ValidationRunView,
+};
+
+use super::SqliteBackend;
+
+type Runs = crate::runs::Runs<SqliteBackend>;
+
+#[async_trait]
+impl ValidationRunStore for SqliteBackend {
+    async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
+        Runs::create_run(self, plan).await
+    }
+
+    async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {
+        Runs::apply_step(self, plan).await
+    }
+
+    async fn apply_step_claiming_next(
         &self,
-        _plan: &osa_core::validation::StepPlan,
-        _claim_next: Option<std::time::Duration>,
-    ) -> osa_core::Result<
-        Option<(
-            osa_core::validation::Applied,
-            Option<osa_core::jobs::ClaimedJob>,
-        )>,
-    > {
-        Ok(None)
+        plan: &StepPlan,
+        lease_for: Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)> {
+        Runs::apply_step_claiming_next(self, plan, lease_for).await
+    }
+
+    async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
+        Runs::apply_finalize(self, plan).await
+    }
+
+    async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
+        Runs::end_run(self, run, status, reason).await
+    }
+
+    async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
+        Runs::run_view(self, run).await
+    }
+
+    async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
+        Runs::run_progress(self, run).await
+    }
+
+    async fn run_status(&self, run: ValidationRunId) -> Result<Option<RunStatus>> {
+        Runs::run_status(self, run).await
+    }
+
+    async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>> {
+        Runs::run_events(self, run, after).await
     }
 }
