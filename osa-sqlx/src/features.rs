@@ -10,10 +10,10 @@ macro_rules! features_for {
     ($backend:ty, $conn:ty, $args:ty, $row:ty, create_lock = $lock:expr) => {
         use async_trait::async_trait;
         use chrono::{DateTime, NaiveDate, Utc};
-        use osa_core::feature::store::{
+        use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
+        use osa_core::feature_store::{
             FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance,
         };
-        use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
         use osa_core::hook::HookIdentity;
         use osa_core::id::{HookName, HookRunId, RecordId, ValidationRunId};
         use osa_core::validation::StagedReplace;
@@ -347,7 +347,7 @@ macro_rules! features_for {
                 spec: &FeatureSpec,
                 condition: &str,
                 args: Self::Args,
-            ) -> osa_core::feature::store::RowChunks {
+            ) -> osa_core::feature_store::RowChunks {
                 use futures::StreamExt;
                 let data = Dialect::data_columns(spec);
                 let sql = format!(
@@ -486,7 +486,7 @@ macro_rules! features_for {
                 &self,
                 hook: &HookName,
                 query: &FeatureQuery,
-            ) -> Result<osa_core::feature::store::RowChunks> {
+            ) -> Result<osa_core::feature_store::RowChunks> {
                 reads::stream(self, hook, query).await
             }
 

@@ -193,7 +193,7 @@ macro_rules! runs_for {
             Applied, FinalizePlan, RunEvent, RunEventKind, RunProgress, RunStatus, StagedFeatures,
             StagedReplace, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView, Verdict,
         };
-        use osa_core::feature::store::FeatureBatch;
+        use osa_core::feature_store::FeatureBatch;
         use osa_core::{Error, Result};
         use sqlx::types::Json;
 

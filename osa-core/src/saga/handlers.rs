@@ -12,13 +12,13 @@ use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, PreparedBatch, RecordOutcome, write_hook_log,
     write_run_json,
 };
-use crate::feature::store::{FeatureBatch, NewFeatureRow};
+use crate::feature_store::{FeatureBatch, NewFeatureRow};
 use crate::hook::{HookRelease, HookRun, OutcomeCounts};
 use crate::id::{HookRunId, RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
+use crate::policy::execute_with_policy_after;
 use crate::policy::{Decision, PriorAttempts};
 use crate::runner::RunJob;
-use crate::runner::execute_with_policy_after;
 use crate::validation::{
     Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedFeatures,
     StagedReplace, StepPlan, StepProgress, StepStatus, Verdict,
