@@ -143,7 +143,7 @@ enum Export {
 /// Every row through `FeatureStore::stream_rows`: (seconds, rows, bytes written).
 async fn streamed(backend: &osa_sqlx::PgBackend, json: bool) -> (f64, u64, u64) {
     use futures::TryStreamExt;
-    use osa::feature::store::{FeatureQuery, FeatureStore};
+    use osa::feature_store::{FeatureQuery, FeatureStore};
     let hook = osa::id::HookName::new("wide").unwrap();
     let columns = osa::registry::HookRegistry::get_hook(backend, &hook)
         .await
@@ -176,7 +176,7 @@ async fn streamed(backend: &osa_sqlx::PgBackend, json: bool) -> (f64, u64, u64) 
 
 /// Every row through `FeatureStore::rows` pages: (seconds, rows, bytes written).
 async fn pages(backend: &osa_sqlx::PgBackend, json: bool) -> (f64, u64, u64) {
-    use osa::feature::store::{FeatureQuery, FeatureStore};
+    use osa::feature_store::{FeatureQuery, FeatureStore};
     let hook = osa::id::HookName::new("wide").unwrap();
     let columns = osa::registry::HookRegistry::get_hook(backend, &hook)
         .await

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use osa::feature::store::{FeatureBatch, NewFeatureRow};
 use osa::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
+use osa::feature_store::{FeatureBatch, NewFeatureRow};
 use osa::hook::{HookIdentity, HookRun, HookRunStatus, NewRelease, OutcomeCounts};
 use osa::id::{HookName, HookRunId, RecordId};
 use osa::jobs::NewJob;

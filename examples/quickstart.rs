@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use osa::feature::store::FeatureQuery;
+use osa::feature_store::FeatureQuery;
 use osa::id::{Digest, FileName, HookName, RecordId};
 use osa::local::LocalArchive;
 use osa::runtime::RuntimeConfig;
@@ -183,20 +183,18 @@ async fn main() -> osa::Result<()> {
     let mut tally: BTreeMap<&str, usize> = BTreeMap::new();
     println!("3. verdicts");
     for verdict in &view.verdicts {
-        let label = match &verdict.verdict {
-            Verdict::Accepted => "accepted",
-            Verdict::Rejected { hook, reason, .. } => {
-                if tally.get("rejected").copied().unwrap_or(0) < 4 {
-                    println!("   {:<10} rejected by {hook}: {reason}", verdict.record_id);
-                }
-                "rejected"
+        match &verdict.verdict {
+            Verdict::Rejected { hook, reason, .. }
+                if tally.get("rejected").copied().unwrap_or(0) < 4 =>
+            {
+                println!("   {:<10} rejected by {hook}: {reason}", verdict.record_id);
             }
             Verdict::Errored { hook, error, .. } => {
                 println!("   {:<10} errored in {hook}: {error}", verdict.record_id);
-                "errored"
             }
-            Verdict::Pending => "pending",
-        };
+            _ => {}
+        }
+        let label = verdict.verdict.name();
         *tally.entry(label).or_default() += 1;
     }
     println!("   totals: {tally:?}\n");

@@ -13,7 +13,7 @@ use osa::ErrorKind;
 use osa::blob::Blobs;
 use osa::deploy::{Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus};
 use osa::feature::FeatureValue;
-use osa::feature::store::FeatureQuery;
+use osa::feature_store::FeatureQuery;
 use osa::hook::HookRunStatus;
 use osa::id::{
     ConventionSlug, DeploymentId, Digest, FileName, HookName, RecordId, ValidationRunId,

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use osa::blob::Blobs;
 use osa::deploy::{DeployConvention, Deployer, parse_payload};
-use osa::feature::store::FeatureQuery;
 use osa::feature::{Cardinality, FeatureValue};
+use osa::feature_store::FeatureQuery;
 use osa::hook::HookRunStatus;
 use osa::id::{Digest, FileName, HookName, RecordId};
 use osa::runner::ProcessRunner;

@@ -48,6 +48,7 @@ pub use jwks::JwksOptions;
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Role {
     /// Anyone.
     Public,
@@ -103,6 +104,7 @@ impl FromStr for Role {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
+#[non_exhaustive]
 pub enum Scope {
     /// Deploy conventions.
     #[serde(rename = "conventions:write")]
@@ -209,6 +211,7 @@ impl Principal {
 /// issuer never accepts them, whatever a token's header says.
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum SignatureAlgorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256 (what most CI systems' OIDC issuers use).
     RS256,
@@ -318,6 +321,7 @@ impl FromStr for SignatureAlgorithm {
 
 /// The kind of a machine issuer's public key, which decides the algorithms it fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum KeyKind {
     /// An RSA key (at least [`MIN_RSA_BITS`] bits): `RS*` and `PS*`.
     Rsa,

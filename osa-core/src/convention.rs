@@ -26,7 +26,7 @@ pub struct Convention {
     /// Documentation (passed the docs gate).
     pub docs: ConventionDocs,
     /// The ingester, stored as deployed (OSA does not run ingesters yet).
-    pub ingester: Option<crate::deploy::IngesterDeploy>,
+    pub ingester: Option<crate::ingester::IngesterDeploy>,
     /// First deploy.
     pub created_at: DateTime<Utc>,
     /// Latest deploy.
@@ -99,6 +99,7 @@ pub fn is_semver(v: &str) -> bool {
 /// The type of a metadata field, as the published SDK emits it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum FieldType {
     /// Free text.
     Text,

@@ -6,8 +6,7 @@
 
 use std::fmt;
 
-use crate::contract::ContractError;
-use crate::id::IdentifierError;
+use std::path::PathBuf;
 
 /// Result alias used across OSA.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -230,6 +229,180 @@ impl Error {
             Error::Invalid { field, .. } => Some(field),
             Error::Identifier(e) => Some(e.what()),
             _ => None,
+        }
+    }
+}
+
+/// A rejected identifier: what kind it was, the offending input and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {value:?}: {rule}")]
+pub struct IdentifierError {
+    what: &'static str,
+    value: String,
+    rule: String,
+}
+
+impl IdentifierError {
+    pub(crate) fn new(what: &'static str, value: &str, rule: impl Into<String>) -> Self {
+        // Long hostile inputs are cut so that error messages stay readable.
+        let mut shown: String = value.chars().take(80).collect();
+        if value.chars().count() > 80 {
+            shown.push('…');
+        }
+        IdentifierError {
+            what,
+            value: shown,
+            rule: rule.into(),
+        }
+    }
+
+    /// The kind of identifier (`hook name`, `column name`, ...).
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The offending input (cut to 80 characters).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The rule that was broken.
+    pub fn rule(&self) -> &str {
+        &self.rule
+    }
+}
+
+/// A batch that cannot be prepared, or outputs that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContractError {
+    /// An output file is larger than [`OutputLimits::max_file_bytes`](crate::contract::OutputLimits::max_file_bytes).
+    #[error(
+        "{file} is {size} bytes, over the limit of {limit} bytes; the hook must write less output per batch"
+    )]
+    OutputTooLarge {
+        /// The output file.
+        file: &'static str,
+        /// Its size (or a lower bound).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A line is longer than [`OutputLimits::max_line_bytes`](crate::contract::OutputLimits::max_line_bytes).
+    #[error("{file} line {line} is longer than {limit} bytes")]
+    LineTooLong {
+        /// The output file.
+        file: &'static str,
+        /// 1-based line number.
+        line: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A line that cannot be attributed to a record (not JSON, not an object, no id).
+    #[error("{file} line {line} is malformed: {detail}")]
+    MalformedLine {
+        /// The output file.
+        file: &'static str,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        detail: String,
+    },
+    /// An output is a symlink, a directory, a FIFO or a device.
+    #[error("{file} is not a regular file (symlinks, FIFOs and devices are refused)")]
+    NotARegularFile {
+        /// The output file.
+        file: &'static str,
+    },
+    /// Two record ids of one batch map to the same files directory.
+    #[error(
+        "record ids {first:?} and {second:?} both map to the files directory `{dir}`; ids of one batch must differ after the mapping"
+    )]
+    DirNameCollision {
+        /// First id.
+        first: String,
+        /// Second id.
+        second: String,
+        /// The shared directory name.
+        dir: String,
+    },
+    /// The same record id appears twice in one batch.
+    #[error("record id {0:?} appears twice in the batch")]
+    DuplicateRecord(String),
+    /// A record's file is larger than [`BatchLimits::max_file_bytes`](crate::contract::BatchLimits::max_file_bytes).
+    #[error("file `{name}` of record {record:?} is {size} bytes, over the limit of {limit} bytes")]
+    InputFileTooLarge {
+        /// The record.
+        record: String,
+        /// The file name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A record's file appears twice.
+    #[error("record {record:?} lists the file `{name}` twice")]
+    DuplicateFile {
+        /// The record.
+        record: String,
+        /// The file name.
+        name: String,
+    },
+    /// A batch with more records than [`BatchLimits::max_records`](crate::contract::BatchLimits::max_records).
+    #[error("a batch holds at most {limit} records, got {count}")]
+    TooManyRecords {
+        /// Records given.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A record's metadata is not a JSON object.
+    #[error("metadata of record {record:?} must be a JSON object")]
+    MetadataNotObject {
+        /// The record.
+        record: String,
+    },
+    /// Reading or writing the batch directory failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted (`reading`, `copying`).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ContractError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        ContractError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Input errors are Invalid; I/O errors are Unavailable; a hook's broken output
+    /// is Invalid (the hook, not the engine, is at fault).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ContractError::Io { .. } => ErrorKind::Unavailable,
+            _ => ErrorKind::Invalid,
+        }
+    }
+
+    /// Only I/O errors may go away on a retry.
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            ContractError::Io { .. } => RetryClass::Transient,
+            _ => RetryClass::Permanent,
         }
     }
 }

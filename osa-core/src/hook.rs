@@ -125,6 +125,7 @@ pub struct LiveChange {
 /// How one hook execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum HookRunStatus {
     /// Every record got an outcome; none were rejected.
     Passed,

@@ -26,43 +26,20 @@ pub const SYSTEM_COLUMNS: [&str; 6] = [
     "created_at",
 ];
 
-/// A rejected identifier: what kind it was, the offending input and the rule it broke.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {what} {value:?}: {rule}")]
-pub struct IdentifierError {
-    what: &'static str,
-    value: String,
-    rule: String,
-}
+pub use crate::error::IdentifierError;
 
-impl IdentifierError {
-    pub(crate) fn new(what: &'static str, value: &str, rule: impl Into<String>) -> Self {
-        // Long hostile inputs are cut so that error messages stay readable.
-        let mut shown: String = value.chars().take(80).collect();
-        if value.chars().count() > 80 {
-            shown.push('…');
-        }
-        IdentifierError {
-            what,
-            value: shown,
-            rule: rule.into(),
-        }
-    }
-
-    /// The kind of identifier (`hook name`, `column name`, ...).
-    pub fn what(&self) -> &'static str {
-        self.what
-    }
-
-    /// The offending input (cut to 80 characters).
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// The rule that was broken.
-    pub fn rule(&self) -> &str {
-        &self.rule
-    }
+/// The directory name of a record's files: the id with every character outside
+/// `[A-Za-z0-9._-]` replaced by `_`. The SDK applies the same mapping.
+pub fn record_dir_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Checks `^[a-z][a-z0-9<extra>]{0,max-1}$` without a regex engine.
@@ -283,7 +260,7 @@ string_identifier!(
     /// A record's id as the archive knows it (1–255 bytes, no control characters).
     ///
     /// Any printable id is allowed; where it becomes a directory name the contract maps
-    /// it with [`crate::contract::record_dir_name`]. Ids whose directory name would be
+    /// it with [`record_dir_name`]. Ids whose directory name would be
     /// `.` or `..` are rejected here so that the mapping can never leave its parent.
     RecordId,
     "record id",
@@ -299,7 +276,7 @@ string_identifier!(
                 "control characters are not allowed",
             ));
         }
-        let dir = crate::contract::record_dir_name(v);
+        let dir = record_dir_name(v);
         if dir == "." || dir == ".." {
             return Err(IdentifierError::new(
                 RecordId::WHAT,

@@ -53,6 +53,7 @@ pub struct ClaimedJob {
 
 /// The result of [`JobQueue::fail`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum FailOutcome {
     /// Claimable again at this time.
     Retrying {

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::id::Digest;
+use crate::{Error, Result};
 
 /// A memory size in bytes, written like Docker does (`512m`, `1g`, `1.5g`, `2Gi`).
 ///
@@ -418,6 +419,65 @@ impl RuntimeConfig {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The build artifact of a release: an image or a command, with its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseArtifact {
+    /// OCI image reference (exactly one of `image` and `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Local command (exactly one of `image` and `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Content digest of the image or of the hook's code.
+    pub digest: Digest,
+    /// Where the code came from (`git:abc1234`).
+    pub source_ref: String,
+}
+
+impl ReleaseArtifact {
+    /// The runtime this artifact runs with `config` and `limits`; `field` prefixes
+    /// error paths.
+    pub fn runtime(
+        &self,
+        config: serde_json::Map<String, serde_json::Value>,
+        limits: Limits,
+        field: &str,
+    ) -> Result<RuntimeConfig> {
+        if self.source_ref.trim().is_empty() {
+            return Err(Error::invalid(
+                format!("{field}.source_ref"),
+                "must not be blank",
+            ));
+        }
+        let runtime = match (&self.image, &self.command) {
+            (Some(image), None) => RuntimeConfig::Oci {
+                image: image.clone(),
+                digest: self.digest.clone(),
+                config,
+                limits,
+            },
+            (None, Some(command)) => RuntimeConfig::Process {
+                command: command.clone(),
+                digest: self.digest.clone(),
+                config,
+                limits,
+            },
+            _ => {
+                return Err(Error::invalid(
+                    field,
+                    "give exactly one of `image` (OCI) and `command` (local process)",
+                ));
+            }
+        };
+        runtime.validate().map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::invalid(field, message),
+            other => other,
+        })?;
+        Ok(runtime)
     }
 }
 

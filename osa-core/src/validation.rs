@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::feature::store::FeatureBatch;
+use crate::feature_store::FeatureBatch;
 use crate::hook::{HookRun, OutcomeCounts};
 use crate::id::{
     ConventionSlug, FileName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId,
@@ -19,6 +19,7 @@ use crate::jobs::{ClaimedJob, JobLease, NewJob};
 /// The state of a validation run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Created, no step finished.
     Pending,
@@ -84,6 +85,7 @@ pub struct ValidationRun {
 /// The status of one step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum StepStatus {
     /// Not run yet.
     Pending,
@@ -136,6 +138,7 @@ impl StepProgress {
 /// Where a record stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "verdict", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Verdict {
     /// Still being validated.
     Pending,
@@ -161,6 +164,18 @@ pub enum Verdict {
     },
 }
 
+impl Verdict {
+    /// The verdict's name as serialized (`pending`, `accepted`, `rejected`, `errored`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Pending => "pending",
+            Verdict::Accepted => "accepted",
+            Verdict::Rejected { .. } => "rejected",
+            Verdict::Errored { .. } => "errored",
+        }
+    }
+}
+
 /// The verdict of one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecordVerdict {
@@ -173,6 +188,7 @@ pub struct RecordVerdict {
 /// A record's file at submit time. Unknown keys are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum FileSource {
     /// A local path, copied into the object store at submit.
     Local {
@@ -280,6 +296,7 @@ pub enum Applied {
 /// What happened in a run, persisted and streamed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunEventKind {
     /// The run was created.
     Submitted {

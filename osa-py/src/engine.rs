@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use osa::feature::store::FeatureQuery;
+use osa::feature_store::FeatureQuery;
 use osa::id::{ConventionSlug, HookName, HookRunId, RecordId, ValidationRunId};
 use osa::local::LocalArchive;
 use osa::validation::{InputRecord, SubmitValidation, ValidationService};

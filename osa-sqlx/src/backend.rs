@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use osa_core::Result;
 use osa_core::feature::FeatureSpec;
-use osa_core::feature::store::FeatureBatch;
+use osa_core::feature_store::FeatureBatch;
 use osa_core::hook::HookRun;
 use osa_core::id::HookName;
 use sqlx::query::{Query, QueryAs};

@@ -3,8 +3,8 @@
 //! Identifiers here come only from validated types (`HookName`, `ColumnName`), and are
 //! quoted anyway; values are always bound, never interpolated.
 
-use osa_core::feature::store::{ColumnFilter, FeatureQuery};
 use osa_core::feature::{ColumnDef, FeatureSpec, FeatureValue, ValueType};
+use osa_core::feature_store::{ColumnFilter, FeatureQuery};
 use osa_core::id::HookName;
 use osa_core::{Error, Result};
 use uuid::Uuid;

@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use osa_core::feature::store::{FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, Provenance};
 use osa_core::feature::{FeatureSpec, FeatureValue, ValueType};
+use osa_core::feature_store::{FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, Provenance};
 use osa_core::hook::HookIdentity;
 use osa_core::id::{HookName, HookRunId, RecordId, ValidationRunId};
 use osa_core::validation::StagedReplace;
@@ -486,7 +486,7 @@ where
         spec: &FeatureSpec,
         condition: &str,
         args: Self::Args,
-    ) -> osa_core::feature::store::RowChunks {
+    ) -> osa_core::feature_store::RowChunks {
         use futures::StreamExt;
         let data = Dialect::data_columns(spec);
         let sql = format!(
@@ -760,7 +760,7 @@ where
         backend: &B,
         hook: &HookName,
         query: &FeatureQuery,
-    ) -> Result<osa_core::feature::store::RowChunks> {
+    ) -> Result<osa_core::feature_store::RowChunks> {
         reads::stream(backend, hook, query).await
     }
 

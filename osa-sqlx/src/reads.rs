@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use osa_core::feature::FeatureSpec;
-use osa_core::feature::store::{FeaturePage, FeatureQuery, FeatureRow, Provenance, RowChunks};
+use osa_core::feature_store::{FeaturePage, FeatureQuery, FeatureRow, Provenance, RowChunks};
 use osa_core::id::{HookName, RecordId};
 use osa_core::{Error, HookRegistry, Result};
 

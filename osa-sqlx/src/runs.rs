@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use osa_core::feature::FeatureSpec;
-use osa_core::feature::store::FeatureBatch;
+use osa_core::feature_store::FeatureBatch;
 use osa_core::hook::OutcomeCounts;
 use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
 use osa_core::jobs::{ClaimedJob, JobLease};

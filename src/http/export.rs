@@ -2,7 +2,7 @@
 //! streamed as CSV or as JSON lines.
 //!
 //! The rows come from
-//! [`FeatureStore::stream_rows`](osa_core::feature::store::FeatureStore::stream_rows):
+//! [`FeatureStore::stream_rows`](osa_core::feature_store::FeatureStore::stream_rows):
 //! one query whose rows the backend reads a chunk at a time, a few chunks ahead of the
 //! body at most, so the server's memory stays flat whatever the number of rows. Each
 //! chunk is written to the body as one piece. The first chunk is read before the
@@ -16,7 +16,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use osa_core::feature::ColumnDef;
-use osa_core::feature::store::FeatureRow;
+use osa_core::feature_store::FeatureRow;
 use osa_core::id::HookName;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

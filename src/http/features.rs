@@ -9,8 +9,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use osa_core::Error;
-use osa_core::feature::store::{ColumnFilter, FeatureQuery, FeatureRow, KeyedRow};
 use osa_core::feature::{Cardinality, ColumnDef, FeatureSpec, FeatureValue};
+use osa_core::feature_store::{ColumnFilter, FeatureQuery, FeatureRow, KeyedRow};
 use osa_core::hook::HookRelease;
 use osa_core::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
 use serde::Serialize;
@@ -299,7 +299,7 @@ fn column_filter(
 /// RFC 4180 CSV: system columns, then data columns; JSON values as compact JSON.
 fn features_csv(
     columns: &[osa_core::feature::ColumnDef],
-    rows: &[osa_core::feature::store::FeatureRow],
+    rows: &[osa_core::feature_store::FeatureRow],
 ) -> String {
     let mut out = csv_header(columns);
     push_csv_rows(&mut out, rows);

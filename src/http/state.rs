@@ -10,7 +10,7 @@ use osa_core::auth::{Authenticator, Principal};
 use super::extract::{BearerTokens, PrincipalResolver};
 use osa_core::convention::ConventionStore;
 use osa_core::deploy::{Deployer, DeploymentLog};
-use osa_core::feature::store::FeatureStore;
+use osa_core::feature_store::FeatureStore;
 use osa_core::registry::HookRegistry;
 use osa_core::saga::Engine;
 use osa_core::{Error, ErrorKind};

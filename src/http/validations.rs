@@ -93,17 +93,18 @@ async fn check_submitted_files(state: &ApiState, body: &SubmitBody) -> ApiResult
         for (j, file) in record.files.iter().enumerate() {
             let field = format!("records[{i}].files[{j}].source");
             match &file.source {
-                FileSource::Local { .. } => {
-                    return Err(ApiError::invalid(
-                        field,
-                        "only object-store keys (`{\"source\": \"object\", \"key\"}`) are accepted over HTTP",
-                    ));
-                }
                 FileSource::Object { key } => {
                     let field = format!("{field}.key");
                     let path = upload_path(&state.upload_prefix, key)
                         .map_err(|message| ApiError::invalid(&field, message))?;
                     objects.push((field, path));
+                }
+                // Local paths, and any source this layer does not know, are refused.
+                _ => {
+                    return Err(ApiError::invalid(
+                        field,
+                        "only object-store keys (`{\"source\": \"object\", \"key\"}`) are accepted over HTTP",
+                    ));
                 }
             }
         }

@@ -22,15 +22,11 @@
 mod batch;
 mod output;
 
-use std::path::PathBuf;
-
 pub use batch::{BatchFile, BatchLayout, BatchLimits, BatchRecord, PreparedBatch};
 pub use output::{
     BatchOutcome, ProgressEntry, RecordOutcome, cap_log, cap_message, read_outcomes,
     write_hook_log, write_run_json,
 };
-
-use crate::error::{ErrorKind, RetryClass};
 
 /// Input file with one record per line.
 pub const RECORDS_FILE: &str = "records.jsonl";
@@ -68,19 +64,7 @@ pub mod container_paths {
     pub const FILES: &str = "/osa/files";
 }
 
-/// The directory name of a record's files: the id with every character outside
-/// `[A-Za-z0-9._-]` replaced by `_`. The SDK applies the same mapping.
-pub fn record_dir_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::id::record_dir_name;
 
 /// Most characters kept of one message a hook writes (a rejection reason, an error, a
 /// progress field). Longer text is cut to this many characters followed by `… (cut)`,
@@ -137,140 +121,7 @@ impl Default for OutputLimits {
     }
 }
 
-/// A batch that cannot be prepared, or outputs that cannot be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ContractError {
-    /// An output file is larger than [`OutputLimits::max_file_bytes`].
-    #[error(
-        "{file} is {size} bytes, over the limit of {limit} bytes; the hook must write less output per batch"
-    )]
-    OutputTooLarge {
-        /// The output file.
-        file: &'static str,
-        /// Its size (or a lower bound).
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// A line is longer than [`OutputLimits::max_line_bytes`].
-    #[error("{file} line {line} is longer than {limit} bytes")]
-    LineTooLong {
-        /// The output file.
-        file: &'static str,
-        /// 1-based line number.
-        line: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// A line that cannot be attributed to a record (not JSON, not an object, no id).
-    #[error("{file} line {line} is malformed: {detail}")]
-    MalformedLine {
-        /// The output file.
-        file: &'static str,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        detail: String,
-    },
-    /// An output is a symlink, a directory, a FIFO or a device.
-    #[error("{file} is not a regular file (symlinks, FIFOs and devices are refused)")]
-    NotARegularFile {
-        /// The output file.
-        file: &'static str,
-    },
-    /// Two record ids of one batch map to the same files directory.
-    #[error(
-        "record ids {first:?} and {second:?} both map to the files directory `{dir}`; ids of one batch must differ after the mapping"
-    )]
-    DirNameCollision {
-        /// First id.
-        first: String,
-        /// Second id.
-        second: String,
-        /// The shared directory name.
-        dir: String,
-    },
-    /// The same record id appears twice in one batch.
-    #[error("record id {0:?} appears twice in the batch")]
-    DuplicateRecord(String),
-    /// A record's file is larger than [`BatchLimits::max_file_bytes`].
-    #[error("file `{name}` of record {record:?} is {size} bytes, over the limit of {limit} bytes")]
-    InputFileTooLarge {
-        /// The record.
-        record: String,
-        /// The file name.
-        name: String,
-        /// Its size.
-        size: u64,
-        /// The limit.
-        limit: u64,
-    },
-    /// A record's file appears twice.
-    #[error("record {record:?} lists the file `{name}` twice")]
-    DuplicateFile {
-        /// The record.
-        record: String,
-        /// The file name.
-        name: String,
-    },
-    /// A batch with more records than [`BatchLimits::max_records`].
-    #[error("a batch holds at most {limit} records, got {count}")]
-    TooManyRecords {
-        /// Records given.
-        count: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// A record's metadata is not a JSON object.
-    #[error("metadata of record {record:?} must be a JSON object")]
-    MetadataNotObject {
-        /// The record.
-        record: String,
-    },
-    /// Reading or writing the batch directory failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was attempted (`reading`, `copying`).
-        action: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl ContractError {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        ContractError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
-
-    /// Input errors are Invalid; I/O errors are Unavailable; a hook's broken output
-    /// is Invalid (the hook, not the engine, is at fault).
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ContractError::Io { .. } => ErrorKind::Unavailable,
-            _ => ErrorKind::Invalid,
-        }
-    }
-
-    /// Only I/O errors may go away on a retry.
-    pub fn retry_class(&self) -> RetryClass {
-        match self {
-            ContractError::Io { .. } => RetryClass::Transient,
-            _ => RetryClass::Permanent,
-        }
-    }
-}
+pub use crate::error::ContractError;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@ use crate::id::{HookRunId, RecordId, ReleaseId};
 
 /// What happened to one record in one hook execution.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum RecordOutcome {
     /// The record passed; its rows are validated and in column order.
     Passed {

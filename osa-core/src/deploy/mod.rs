@@ -17,7 +17,10 @@ use crate::error::Error;
 use crate::feature::FeatureSpec;
 use crate::hook::{HookIdentity, LiveChange, NewRelease, ReleaseOutcome};
 use crate::id::{ConventionSlug, DeploymentId, Digest, HookName, ReleaseId};
-use crate::runtime::{Limits, RuntimeConfig};
+use crate::runtime::Limits;
+
+pub use crate::ingester::{IngesterDeploy, IngesterSchedule, InitialRun};
+pub use crate::runtime::ReleaseArtifact;
 
 /// Parses a JSON payload, rejecting unknown keys at every level; errors name the path
 /// of the offending value (`hooks[0].feature.columns[1]: unknown field ...`).
@@ -63,65 +66,6 @@ pub fn payload_schemas() -> std::collections::BTreeMap<&'static str, serde_json:
     .collect()
 }
 
-/// The build artifact of a release: an image or a command, with its digest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReleaseArtifact {
-    /// OCI image reference (exactly one of `image` and `command`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Local command (exactly one of `image` and `command`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// Content digest of the image or of the hook's code.
-    pub digest: Digest,
-    /// Where the code came from (`git:abc1234`).
-    pub source_ref: String,
-}
-
-impl ReleaseArtifact {
-    /// The runtime this artifact runs with `config` and `limits`; `field` prefixes
-    /// error paths.
-    pub fn runtime(
-        &self,
-        config: serde_json::Map<String, serde_json::Value>,
-        limits: Limits,
-        field: &str,
-    ) -> Result<RuntimeConfig> {
-        if self.source_ref.trim().is_empty() {
-            return Err(Error::invalid(
-                format!("{field}.source_ref"),
-                "must not be blank",
-            ));
-        }
-        let runtime = match (&self.image, &self.command) {
-            (Some(image), None) => RuntimeConfig::Oci {
-                image: image.clone(),
-                digest: self.digest.clone(),
-                config,
-                limits,
-            },
-            (None, Some(command)) => RuntimeConfig::Process {
-                command: command.clone(),
-                digest: self.digest.clone(),
-                config,
-                limits,
-            },
-            _ => {
-                return Err(Error::invalid(
-                    field,
-                    "give exactly one of `image` (OCI) and `command` (local process)",
-                ));
-            }
-        };
-        runtime.validate().map_err(|e| match e {
-            Error::Invalid { message, .. } => Error::invalid(field, message),
-            other => other,
-        })?;
-        Ok(runtime)
-    }
-}
-
 /// One hook in a deploy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -137,48 +81,6 @@ pub struct HookDeploy {
     #[serde(default)]
     pub limits: Limits,
     /// The build artifact.
-    pub release: ReleaseArtifact,
-}
-
-/// An ingester's cron schedule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IngesterSchedule {
-    /// Cron expression.
-    pub cron: String,
-    /// Records per scheduled run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u64>,
-}
-
-/// An ingester's first run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InitialRun {
-    /// Records in the first run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u64>,
-}
-
-/// An ingester in a deploy (stored with the convention; OSA does not run ingesters yet).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IngesterDeploy {
-    /// Ingester name.
-    pub name: String,
-    /// Its configuration.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Its limits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limits: Option<Limits>,
-    /// Its schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<IngesterSchedule>,
-    /// Its first run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initial_run: Option<InitialRun>,
-    /// Its build artifact.
     pub release: ReleaseArtifact,
 }
 
@@ -344,6 +246,7 @@ pub struct SetLiveRequest {
 /// What a deployment changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeploymentKind {
     /// A convention deploy (identities, releases, convention, tables).
     Convention,
@@ -356,6 +259,7 @@ pub enum DeploymentKind {
 /// The status of a deployment: `pending → applying → succeeded | failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DeploymentStatus {
     /// Recorded, not started.
     Pending,

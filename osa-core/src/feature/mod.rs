@@ -15,11 +15,10 @@ use uuid::Uuid;
 
 use crate::id::ColumnName;
 
-pub mod store;
-
 /// The JSON type of a column, as the Python SDK declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum JsonType {
     /// Text (or a timestamp, date or uuid with a `format`).
     String,
@@ -82,6 +81,9 @@ pub struct ColumnDef {
 }
 
 /// The storage type a column's values have after coercion.
+///
+/// Exhaustive on purpose: every storage backend maps each variant, so a new one
+/// is a breaking change that the compiler points out in each backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ValueType {
     /// Text.
@@ -403,6 +405,9 @@ fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// A coerced feature value, ready to be bound as a typed SQL parameter.
+///
+/// Exhaustive on purpose: every storage backend maps each variant, so a new one
+/// is a breaking change that the compiler points out in each backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum FeatureValue {

@@ -3,16 +3,15 @@
 //! [`HookRunner`] is the port; [`process::ProcessRunner`] runs `process` releases
 //! locally (optionally inside bubblewrap), `oci::OciRunner` (feature `oci`) runs `oci`
 //! releases as hardened containers through the Docker Engine API (Docker or Podman),
-//! [`DispatchRunner`] hands each release to the runner of its runtime type, and
-//! [`execute_with_policy`] wraps any runner in the OOM retry policy of the design
-//! (checkpoint, smallest records first, doubled memory).
+//! and [`DispatchRunner`] hands each release to the runner of its runtime type. A
+//! runner does not retry: [`crate::policy::execute_with_policy`] wraps any runner in
+//! the OOM retry policy (checkpoint, smallest records first, doubled memory).
 
 mod dispatch;
 #[cfg(unix)]
 mod group;
 #[cfg(all(unix, feature = "oci"))]
 pub mod oci;
-mod oom;
 #[cfg(unix)]
 pub mod process;
 #[cfg(unix)]
@@ -21,7 +20,6 @@ mod spawner;
 pub use dispatch::DispatchRunner;
 #[cfg(all(unix, feature = "oci"))]
 pub use oci::{OciRunner, PullPolicy};
-pub use oom::{StepExecution, execute_with_policy, execute_with_policy_after};
 #[cfg(unix)]
 pub use process::{ProcessRunner, Sandbox};
 
@@ -76,6 +74,7 @@ pub struct Execution {
 /// [`crate::policy::FailurePolicy`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FailureKind {
     /// The image could not be found or pulled.
     ImagePull,

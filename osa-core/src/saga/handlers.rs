@@ -16,12 +16,12 @@ use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, PreparedBatch, write_hook_log, write_run_json,
 };
 use crate::feature::FeatureSpec;
-use crate::feature::store::{FeatureBatch, NewFeatureRow};
+use crate::feature_store::{FeatureBatch, NewFeatureRow};
 use crate::hook::HookRelease;
 use crate::id::{RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
-use crate::runner::execute_with_policy_after;
-use crate::runner::{RunJob, StepExecution};
+use crate::policy::{StepExecution, execute_with_policy_after};
+use crate::runner::RunJob;
 use crate::validation::{Applied, RunProgress, RunStatus, StagedFeatures, StepProgress};
 use crate::{Error, Result};
 

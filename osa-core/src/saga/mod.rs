@@ -586,7 +586,7 @@ impl Engine {
         &self,
         hook: &crate::id::HookName,
         row_id: i64,
-    ) -> Result<crate::feature::store::Provenance> {
+    ) -> Result<crate::feature_store::Provenance> {
         self.storage()
             .features()
             .provenance(hook, row_id)

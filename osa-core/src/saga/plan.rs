@@ -23,7 +23,7 @@ use object_store::path::Path;
 use super::{FINALIZE_JOB, STEP_JOB, StepRows, job_at};
 use crate::blob::BlobKeys;
 use crate::contract::{BatchOutcome, RecordOutcome};
-use crate::feature::store::FeatureBatch;
+use crate::feature_store::FeatureBatch;
 use crate::hook::{HookRun, OutcomeCounts};
 use crate::id::{Digest, HookName, HookRunId, RecordId, ReleaseId};
 use crate::jobs::JobLease;

@@ -45,10 +45,8 @@ use crate::contract::{
 };
 use crate::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
 use crate::id::{FileName, HookName, RecordId, ReleaseId};
-use crate::policy::{Decision, FailurePolicy};
-use crate::runner::{
-    CapturedLog, FailureKind, HookRunner, RunJob, StepExecution, execute_with_policy,
-};
+use crate::policy::{Decision, FailurePolicy, StepExecution, execute_with_policy};
+use crate::runner::{CapturedLog, FailureKind, HookRunner, RunJob};
 use crate::runtime::{Limits, MemorySize};
 use crate::testing::column;
 

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::fixtures::{column, digest, every_type_identity};
 use crate::deploy::{DeploymentFilter, DeploymentKind, DeploymentStatus, EventLog, NewDeployment};
-use crate::feature::store::{ColumnFilter, FeatureBatch, FeatureQuery, FeatureRow, NewFeatureRow};
 use crate::feature::{Cardinality, FeatureSpec, FeatureValue, JsonType};
+use crate::feature_store::{ColumnFilter, FeatureBatch, FeatureQuery, FeatureRow, NewFeatureRow};
 use crate::hook::{HookIdentity, HookRun, HookRunStatus, NewRelease, OutcomeCounts};
 use crate::id::{ColumnName, HookName, HookRunId, RecordId, ReleaseId, ValidationRunId};
 use crate::id::{ConventionSlug, DeploymentId};
@@ -200,10 +200,7 @@ fn scored_rows(record_id: &RecordId, scores: &[f64]) -> Vec<NewFeatureRow> {
         .collect()
 }
 
-async fn all_rows<S: Storage>(
-    store: &S,
-    hook: &HookName,
-) -> Vec<crate::feature::store::FeatureRow> {
+async fn all_rows<S: Storage>(store: &S, hook: &HookName) -> Vec<crate::feature_store::FeatureRow> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -617,7 +614,7 @@ async fn assert_one_set_per_record<S: Storage>(
     records: &[RecordId],
     writers: &[HookRunId],
 ) {
-    let mut by_record: BTreeMap<String, Vec<crate::feature::store::FeatureRow>> = BTreeMap::new();
+    let mut by_record: BTreeMap<String, Vec<crate::feature_store::FeatureRow>> = BTreeMap::new();
     for row in all_rows(store, hook).await {
         by_record
             .entry(row.record_id.to_string())
@@ -1944,13 +1941,12 @@ pub async fn staged_features_publish_like_a_plain_finalize<S: Storage>(store: S)
     );
     let view = store.run_view(run.id).await.expect("view").expect("exists");
     assert_eq!(view.run.status, RunStatus::Completed);
-    let by_run =
-        |rows: &[crate::feature::store::FeatureRow], record: &str| -> BTreeSet<HookRunId> {
-            rows.iter()
-                .filter(|r| r.record_id.as_str() == record)
-                .map(|r| r.run_id)
-                .collect()
-        };
+    let by_run = |rows: &[crate::feature_store::FeatureRow], record: &str| -> BTreeSet<HookRunId> {
+        rows.iter()
+            .filter(|r| r.record_id.as_str() == record)
+            .map(|r| r.run_id)
+            .collect()
+    };
     let rows = all_rows(&store, &alpha.name).await;
     for accepted in ["a", "b"] {
         assert_eq!(

@@ -457,7 +457,7 @@ impl crate::backend::SqlBackend for PgBackend {
         tx: &mut sqlx::PgConnection,
         table: &str,
         spec: &FeatureSpec,
-        batch: &osa_core::feature::store::FeatureBatch,
+        batch: &osa_core::feature_store::FeatureBatch,
     ) -> Result<u64> {
         features::insert_rows(tx, table, spec, batch).await
     }

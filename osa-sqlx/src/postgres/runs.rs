@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use osa_core::feature::store::FeatureBatch;
+use osa_core::feature_store::FeatureBatch;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{

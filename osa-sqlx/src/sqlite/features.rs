@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use osa_core::Result;
 use osa_core::feature::FeatureSpec;
-use osa_core::feature::store::{
+use osa_core::feature_store::{
     FeatureBatch, FeaturePage, FeatureQuery, FeatureRow, FeatureStore, Provenance, RowChunks,
 };
 use osa_core::hook::HookIdentity;

@@ -168,7 +168,7 @@ impl crate::backend::SqlBackend for SqliteBackend {
         tx: &mut sqlx::SqliteConnection,
         table: &str,
         spec: &FeatureSpec,
-        batch: &osa_core::feature::store::FeatureBatch,
+        batch: &osa_core::feature_store::FeatureBatch,
     ) -> Result<u64> {
         features::insert_rows(tx, table, spec, batch).await
     }

@@ -4,13 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use super::{CapturedLog, HookRunner, RunFailure, RunJob};
+use super::{Decision, FailurePolicy, PriorAttempts};
 use crate::contract::{
     BatchOutcome, BatchRecord, ContractError, OutputLimits, PreparedBatch, read_outcomes,
 };
 use crate::feature::FeatureSpec;
 use crate::id::RecordId;
-use crate::policy::{Decision, FailurePolicy, PriorAttempts};
+use crate::runner::{CapturedLog, HookRunner, RunFailure, RunJob};
 use crate::runtime::{Limits, MemorySize};
 
 /// The result of running one step's hook over its batch, OOM retries included.
@@ -315,7 +315,7 @@ mod tests {
                 .collect();
             fs::write(job.batch.output.join(FEATURES_FILE), lines).unwrap();
             fs::write(job.batch.output.join("scratch.tmp"), "x").unwrap();
-            let log = super::CapturedLog {
+            let log = CapturedLog {
                 bytes: b"hook says hi".to_vec(),
                 truncated: false,
             };

@@ -1,6 +1,11 @@
-//! The failure policy: one pure function from facts to decisions.
+//! The failure policy: one pure function from facts to decisions, and
+//! [`execute_with_policy`], which applies it to any runner (OOM retries).
+
+mod execute;
 
 use serde::{Deserialize, Serialize};
+
+pub use execute::{StepExecution, execute_with_policy, execute_with_policy_after};
 
 use crate::runner::{FailureKind, RunFailure};
 use crate::runtime::MemorySize;
@@ -17,6 +22,7 @@ pub struct PriorAttempts {
 /// What to do about a failed execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Decision {
     /// The environment is broken (missing image, bad config): abort the whole run.
     AbortRun {

@@ -1,10 +1,10 @@
-//! The feature store port: one typed table per hook.
+//! The feature store port: one typed table per hook, its rows and their provenance.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{FeatureSpec, FeatureValue};
+use crate::feature::{ColumnDef, FeatureSpec, FeatureValue};
 use crate::hook::{HookIdentity, HookRelease, HookRun};
 use crate::id::{ColumnName, HookName, HookRunId, RecordId, ValidationRunId};
 use crate::{Error, Result};
@@ -112,13 +112,13 @@ impl FeatureRow {
     /// The row as JSON with its values keyed by column name (`columns` in table
     /// order): `{id, record_id, validation_run_id, run_id, row_index, created_at,
     /// values: {column: value}}`.
-    pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
+    pub fn to_keyed_json(&self, columns: &[ColumnDef]) -> serde_json::Value {
         serde_json::to_value(self.keyed(columns)).expect("a feature row serializes to JSON")
     }
 
     /// The row of [`to_keyed_json`](Self::to_keyed_json) as a value to serialize
     /// directly (to a writer, without building the JSON tree first).
-    pub fn keyed<'a>(&'a self, columns: &'a [super::ColumnDef]) -> KeyedRow<'a> {
+    pub fn keyed<'a>(&'a self, columns: &'a [ColumnDef]) -> KeyedRow<'a> {
         KeyedRow { row: self, columns }
     }
 }
@@ -128,7 +128,7 @@ impl FeatureRow {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyedRow<'a> {
     row: &'a FeatureRow,
-    columns: &'a [super::ColumnDef],
+    columns: &'a [ColumnDef],
 }
 
 /// A UTC time written as chrono's `Serialize` writes it (RFC 3339, `Z`, the fraction
@@ -253,6 +253,9 @@ impl Serialize for KeyedRow<'_> {
 }
 
 /// A filter on one data column.
+///
+/// Exhaustive on purpose: every storage backend maps each variant, so a new one
+/// is a breaking change that the compiler points out in each backend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnFilter {
     /// `column = value`.
@@ -297,7 +300,7 @@ pub struct FeaturePage {
 impl FeaturePage {
     /// The page as JSON: `{columns, rows (see [`FeatureRow::to_keyed_json`]),
     /// next_after}`.
-    pub fn to_keyed_json(&self, columns: &[super::ColumnDef]) -> serde_json::Value {
+    pub fn to_keyed_json(&self, columns: &[ColumnDef]) -> serde_json::Value {
         let rows: Vec<serde_json::Value> =
             self.rows.iter().map(|r| r.to_keyed_json(columns)).collect();
         serde_json::json!({"columns": columns, "rows": rows, "next_after": self.next_after})
