@@ -287,11 +287,11 @@ async fn bench() {
         process: ProcessRunner::new(),
         bwrap: ProcessRunner::with_sandbox(Sandbox::Bwrap),
         oci,
-        limits: Limits {
-            timeout_seconds: 120,
-            memory: "512m".parse().expect("valid size"),
-            cpu: "2".parse().expect("valid cpu"),
-        },
+        limits: Limits::new(
+            120,
+            "512m".parse().expect("valid size"),
+            "2".parse().expect("valid cpu"),
+        ),
     };
     let scratch = tempfile::tempdir().expect("scratch dir");
     let single: Vec<PreparedBatch> = Scenario::ALL

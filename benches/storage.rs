@@ -118,12 +118,9 @@ async fn postgres(tag: &str, connections: u32) -> PgBackend {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let config =
         PgConfig::new(url).with_schemas(format!("bench_{tag}"), format!("bench_{tag}_features"));
-    let backend = PgBackend::connect(PgConfig {
-        max_connections: connections,
-        ..config
-    })
-    .await
-    .unwrap();
+    let backend = PgBackend::connect(config.with_max_connections(connections))
+        .await
+        .unwrap();
     backend.drop_schemas().await.unwrap();
     backend.migrate().await.unwrap();
     backend

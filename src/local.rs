@@ -43,6 +43,7 @@ pub const WORK_DIR: &str = "work";
 
 /// Options of [`LocalArchive::open_with`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct LocalOptions {
     /// Runs the hooks; a plain [`ProcessRunner`] when `None`.
     pub runner: Option<Arc<dyn HookRunner>>,
@@ -66,12 +67,10 @@ impl Default for LocalOptions {
     fn default() -> Self {
         LocalOptions {
             runner: None,
-            worker: WorkerConfig {
+            worker: WorkerConfig::default()
                 // Steps of one run are sequential; a local archive favours latency.
-                concurrency: 2,
-                poll_interval: Duration::from_millis(20),
-                ..WorkerConfig::default()
-            },
+                .with_concurrency(2)
+                .with_poll_interval(Duration::from_millis(20)),
             event_poll: Duration::from_millis(25),
         }
     }

@@ -242,12 +242,10 @@ impl<S: TestStorage> Archive<S> {
     fn worker(&self) -> Worker {
         Worker::new(
             self.engine.clone(),
-            WorkerConfig {
-                poll_interval: Duration::from_millis(20),
-                lease: Duration::from_secs(5),
-                heartbeat: Duration::from_secs(1),
-                ..WorkerConfig::default()
-            },
+            WorkerConfig::default()
+                .with_poll_interval(Duration::from_millis(20))
+                .with_lease(Duration::from_secs(5))
+                .with_heartbeat(Duration::from_secs(1)),
         )
     }
 
@@ -669,11 +667,9 @@ async fn two_executions_of_one_step<S: TestStorage>(
         })
         .await
         .expect("submit");
-    let slow_heartbeat = WorkerConfig {
-        lease: Duration::from_millis(500),
-        heartbeat: Duration::from_secs(60),
-        ..WorkerConfig::default()
-    };
+    let slow_heartbeat = WorkerConfig::default()
+        .with_lease(Duration::from_millis(500))
+        .with_heartbeat(Duration::from_secs(60));
     let job = archive
         .storage
         .claim(&[STEP_JOB], 1, Duration::from_millis(500))
@@ -707,10 +703,7 @@ async fn two_executions_of_one_step<S: TestStorage>(
         Duration::from_secs(60),
         Worker::new(
             third.clone(),
-            WorkerConfig {
-                poll_interval: Duration::from_millis(20),
-                ..WorkerConfig::default()
-            },
+            WorkerConfig::default().with_poll_interval(Duration::from_millis(20)),
         )
         .run_until_finished(run),
     )
@@ -1242,12 +1235,10 @@ async fn a_dropped_worker_releases_its_lease<S: TestStorage>(archive: Archive<S>
     let worker = || {
         Worker::new(
             archive.engine.clone(),
-            WorkerConfig {
-                poll_interval: Duration::from_millis(20),
-                lease: LEASE,
-                heartbeat: Duration::from_millis(200),
-                ..WorkerConfig::default()
-            },
+            WorkerConfig::default()
+                .with_poll_interval(Duration::from_millis(20))
+                .with_lease(LEASE)
+                .with_heartbeat(Duration::from_millis(200)),
         )
     };
 
@@ -1319,11 +1310,9 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
     let job = archive.claim_step().await;
     let worker = Worker::new(
         archive.engine.clone(),
-        WorkerConfig {
-            lease: Duration::from_secs(5),
-            heartbeat: Duration::from_millis(200),
-            ..WorkerConfig::default()
-        },
+        WorkerConfig::default()
+            .with_lease(Duration::from_secs(5))
+            .with_heartbeat(Duration::from_millis(200)),
     );
     let elsewhere = archive.engine_elsewhere();
     let cancel = async {
@@ -1883,10 +1872,7 @@ async fn an_enqueue_elsewhere_wakes_an_idle_postgres_worker() {
         .await;
     let worker = Worker::new(
         archive.engine.clone(),
-        WorkerConfig {
-            poll_interval: Duration::from_secs(60),
-            ..WorkerConfig::default()
-        },
+        WorkerConfig::default().with_poll_interval(Duration::from_secs(60)),
     );
     let elsewhere_storage = PgBackend::connect(archive.storage.config().clone())
         .await

@@ -233,10 +233,7 @@ async fn example_package_deploys_from_its_manifest_and_runs_under_the_process_ru
         .expect("submit");
     let worker = Worker::new(
         engine.clone(),
-        WorkerConfig {
-            poll_interval: Duration::from_millis(20),
-            ..WorkerConfig::default()
-        },
+        WorkerConfig::default().with_poll_interval(Duration::from_millis(20)),
     );
     let status = tokio::time::timeout(Duration::from_secs(180), worker.run_until_finished(run))
         .await

@@ -263,6 +263,7 @@ impl JsonSchema for Cpu {
 /// Resource limits of one hook execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct Limits {
     /// Wall-clock limit of one execution, in seconds (1..=86400).
     #[serde(deserialize_with = "deserialize_timeout")]
@@ -285,6 +286,24 @@ fn deserialize_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D:
         )));
     }
     Ok(v)
+}
+
+impl Limits {
+    /// Limits of `timeout_seconds` wall-clock, `memory` and `cpu` (checked when a
+    /// release is created, as a deserialized payload is).
+    pub fn new(timeout_seconds: u32, memory: MemorySize, cpu: Cpu) -> Self {
+        Limits {
+            timeout_seconds,
+            memory,
+            cpu,
+        }
+    }
+
+    /// The same limits with `memory`.
+    pub fn with_memory(mut self, memory: MemorySize) -> Self {
+        self.memory = memory;
+        self
+    }
 }
 
 impl Default for Limits {

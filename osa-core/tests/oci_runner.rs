@@ -257,11 +257,11 @@ fn proc_status(pid: i64) -> BTreeMap<String, String> {
 async fn a_live_container_has_every_hardening_setting() {
     let runner = runner().await;
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let limits = Limits {
-        timeout_seconds: 60,
-        memory: "96m".parse().expect("valid size"),
-        cpu: "0.25".parse().expect("valid cpu"),
-    };
+    let limits = Limits::new(
+        60,
+        "96m".parse().expect("valid size"),
+        "0.25".parse().expect("valid cpu"),
+    );
     let job = job(scratch.path(), sleeping(30, limits));
     let release = job.release_id;
     let run = {
@@ -440,11 +440,9 @@ async fn a_live_container_has_every_hardening_setting() {
 async fn timeout_is_reported_in_time_and_leaves_no_container() {
     let runner = runner().await;
     let scratch = tempfile::tempdir().expect("scratch dir");
-    let limits = Limits {
-        timeout_seconds: 2,
-        memory: MemorySize::from_bytes(64 << 20).expect("valid size"),
-        ..Limits::default()
-    };
+    let mut limits =
+        Limits::default().with_memory(MemorySize::from_bytes(64 << 20).expect("valid size"));
+    limits.timeout_seconds = 2;
     let job = job(scratch.path(), sleeping(60, limits));
     let started = Instant::now();
     let result = runner.run(&job).await;
@@ -557,10 +555,7 @@ async fn an_oom_kill_is_reported_from_the_engine() {
     let mut config = Map::new();
     config.insert("mode".into(), "alloc".into());
     config.insert("alloc_mb".into(), 100.into());
-    let limits = Limits {
-        memory: "32m".parse().expect("valid size"),
-        ..Limits::default()
-    };
+    let limits = Limits::default().with_memory("32m".parse().expect("valid size"));
     let job = job(scratch.path(), oci_hook(config, limits));
     let failure = runner
         .run(&job)

@@ -255,10 +255,7 @@ fn bwrap_runner() -> ProcessRunner {
 }
 
 fn limits(memory: &str) -> Limits {
-    Limits {
-        memory: memory.parse().expect("valid size"),
-        ..Limits::default()
-    }
+    Limits::default().with_memory(memory.parse().expect("valid size"))
 }
 
 /// Writes `script` as an executable shell hook at `path`.

@@ -227,10 +227,8 @@ fn check_reader(files: [Vec<u8>; 4]) -> Result<(), TestCaseError> {
     {
         fs::write(dir.path().join(name), bytes).unwrap();
     }
-    let limits = OutputLimits {
-        max_line_bytes: 256,
-        ..OutputLimits::default()
-    };
+    let mut limits = OutputLimits::default();
+    limits.max_line_bytes = 256;
     match read_outcomes(dir.path(), &batch(), &spec(), &limits) {
         Ok(outcome) => {
             // Every record of the batch is accounted for exactly once.

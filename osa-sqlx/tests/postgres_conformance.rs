@@ -35,7 +35,7 @@ async fn fresh() -> (PgBackend, DropSchemas) {
         format!("t_{}", &tag[..12]),
         format!("t_{}_features", &tag[..12]),
     );
-    let backend = PgBackend::connect(PgConfig { max_connections: 8, ..config })
+    let backend = PgBackend::connect(config.with_max_connections(8))
         .await
         .expect("Postgres must be reachable (scripts/test.sh checks it); set DATABASE_URL to point elsewhere");
     backend.migrate().await.expect("migrate");

@@ -612,12 +612,11 @@ impl Node {
         let section = &self.settings.config.worker;
         Worker::new(
             self.engine.clone(),
-            WorkerConfig {
-                concurrency: section.concurrency,
-                poll_interval: section.poll,
-                lease: section.lease,
-                heartbeat: section.lease / 4,
-            },
+            WorkerConfig::default()
+                .with_concurrency(section.concurrency)
+                .with_poll_interval(section.poll)
+                .with_lease(section.lease)
+                .with_heartbeat(section.lease / 4),
         )
     }
 }

@@ -33,6 +33,7 @@ pub struct BatchFile {
 
 /// Limits applied when preparing a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchLimits {
     /// Largest record file accepted (default 1 GiB).
     pub max_file_bytes: u64,

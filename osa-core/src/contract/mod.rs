@@ -80,6 +80,7 @@ pub const MAX_MESSAGE_CHARS: usize = 16 * 1024;
 /// `max_progress_entries` progress entries and `max_stray_ids` stray ids, however many
 /// lines the files hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OutputLimits {
     /// Largest output file accepted (default 64 MiB).
     pub max_file_bytes: u64,

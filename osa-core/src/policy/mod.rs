@@ -72,6 +72,7 @@ impl Decision {
 
 /// The policy's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FailurePolicy {
     /// Most memory doublings per step (default 3: 1g → 2g → 4g → 8g).
     pub max_memory_bumps: u32,

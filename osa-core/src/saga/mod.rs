@@ -83,6 +83,7 @@ impl<T> SagaStorage for T where
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Where batch directories are prepared (one per step execution, removed after).
     pub work_dir: PathBuf,

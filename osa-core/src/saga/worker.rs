@@ -19,6 +19,7 @@ use crate::{Error, Result};
 
 /// Worker tunables.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// Jobs run at the same time.
     pub concurrency: usize,
@@ -41,6 +42,32 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(60),
             heartbeat: Duration::from_secs(15),
         }
+    }
+}
+
+impl WorkerConfig {
+    /// With `concurrency` jobs at the same time.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// With `poll_interval` between claims when the queue is empty.
+    pub fn with_poll_interval(mut self, poll_interval: Duration) -> Self {
+        self.poll_interval = poll_interval;
+        self
+    }
+
+    /// With leases of `lease` on claimed jobs.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// With a lease renewal (and run check) every `heartbeat`.
+    pub fn with_heartbeat(mut self, heartbeat: Duration) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 }
 

@@ -32,6 +32,7 @@ use crate::feature_sql::{Dialect, quote};
 /// databases that refuse plain connections. Its `Debug` form never shows the
 /// password.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PgConfig {
     /// Connection URL (`postgres://user@host:5432/db?sslmode=require`).
     pub url: String,
