@@ -414,17 +414,73 @@ impl RunProgress {
 }
 
 /// Feature rows a run's finalize will publish, written ahead of it (while the run's
-/// last hook executes) in a transaction of the backend's that only
-/// [`ValidationRunStore::apply_finalize_staged`] commits; dropping it rolls the rows
-/// back. See [`ValidationRunStore::stage_features`].
-pub struct StagedFeatures {
+/// last hook executes) in an open transaction of the backend's that only
+/// [`finalize`](Self::finalize) commits; dropping it rolls the rows back. Made by
+/// [`FeatureStaging::stage_features`].
+#[async_trait]
+pub trait StagedFeatures: Send {
     /// The batches written, as they were given.
-    pub batches: Vec<FeatureBatch>,
-    /// The replaces already prepared in the transaction (see
-    /// [`ValidationRunStore::replace_staged`]).
-    pub replaced: Vec<StagedReplace>,
-    /// The backend's open transaction.
-    pub transaction: Box<dyn std::any::Any + Send>,
+    fn batches(&self) -> &[FeatureBatch];
+
+    /// Takes, in the staged transaction, the replace locks of `targets` and removes
+    /// what replacing them removes: their records' rows from other hook runs and the
+    /// staged rows of records a target leaves out. Called once the last hook has
+    /// settled its records, while its step commits elsewhere; a finalize whose batches
+    /// are these replaces then only writes its unstaged rows. The locks are held until
+    /// the staged transaction ends.
+    async fn replace(&mut self, targets: Vec<StagedReplace>) -> Result<()>;
+
+    /// [`ValidationRunStore::apply_finalize`] in the staged transaction. Every staged
+    /// batch must be, in the plan, a batch of the same hook run whose rows are the
+    /// staged rows of the plan's records: those rows are kept instead of being written
+    /// again, the staged rows of records the plan leaves out are removed, and the
+    /// records' rows from other hook runs are replaced as usual. The outcome is the one
+    /// `apply_finalize(plan)` would have had: when the staged transaction cannot be
+    /// used (it failed, the plan does not match it, the run has ended), it is rolled
+    /// back and the plan is applied by `apply_finalize`.
+    async fn finalize(self: Box<Self>, plan: &FinalizePlan) -> Result<Applied>;
+}
+
+impl std::fmt::Debug for dyn StagedFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedFeatures")
+            .field("batches", &self.batches().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A storage capability: writing feature rows of a run ahead of its finalize. Offered
+/// through [`ValidationRunStore::feature_staging`] by backends that can hold a
+/// transaction open beside others (Postgres).
+#[async_trait]
+pub trait FeatureStaging: Send + Sync {
+    /// Writes feature batches of a run ahead of its finalize, in a transaction of its
+    /// own that stays open, holding no lock another run's finalize waits for, until
+    /// [`StagedFeatures::finalize`] commits it. Nothing written is visible to anyone
+    /// else before that commit; dropping the result rolls it back. `None` when the
+    /// backend does not stage now (it bounds how many staged transactions it holds):
+    /// the finalize then writes every row itself.
+    async fn stage_features(
+        &self,
+        batches: Vec<FeatureBatch>,
+    ) -> Result<Option<Box<dyn StagedFeatures>>>;
+}
+
+/// A storage capability: a step commit that also leases the run's next job to the
+/// committer. Offered through [`ValidationRunStore::step_hand_off`].
+#[async_trait]
+pub trait StepHandOff: Send + Sync {
+    /// [`ValidationRunStore::apply_step`], with the plan's next job inserted already
+    /// leased to the caller for `lease_for` and returned (a claim without the extra
+    /// transaction), so the worker that commits a step runs the next one at once.
+    /// `None` when the plan was already applied or the job was a duplicate. A job
+    /// handed over this way is an ordinary claimed job: if its holder dies, its lease
+    /// expires and any worker claims it again.
+    async fn apply_step_claiming_next(
+        &self,
+        plan: &StepPlan,
+        lease_for: std::time::Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)>;
 }
 
 /// The records whose feature rows of one hook a finalize replaces with the rows of
@@ -446,14 +502,6 @@ impl StagedReplace {
     }
 }
 
-impl std::fmt::Debug for StagedFeatures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StagedFeatures")
-            .field("batches", &self.batches.len())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Storage of validation runs.
 ///
 /// Guarantees every backend gives:
@@ -472,75 +520,19 @@ pub trait ValidationRunStore: Send + Sync {
     /// Commits one step.
     async fn apply_step(&self, plan: &StepPlan) -> Result<Applied>;
 
-    /// [`apply_step`](Self::apply_step), with the plan's next job inserted already
-    /// leased to the caller for `lease_for` and returned (a claim without the extra
-    /// transaction), so the worker that commits a step runs the next one at once.
-    /// `None` when the plan was already applied or the job was a duplicate. A job
-    /// handed over this way is an ordinary claimed job: if its holder dies, its lease
-    /// expires and any worker claims it again. Backends without the shortcut enqueue
-    /// the job normally and return `None`.
-    async fn apply_step_claiming_next(
-        &self,
-        plan: &StepPlan,
-        lease_for: std::time::Duration,
-    ) -> Result<(Applied, Option<ClaimedJob>)> {
-        let _ = lease_for;
-        Ok((self.apply_step(plan).await?, None))
-    }
-
     /// Inserts the accepted records' features and completes the run.
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied>;
 
-    /// Whether [`stage_features`](Self::stage_features) can ever stage (callers skip
-    /// preparing batches for a backend that never does). Default `false`.
-    fn stages_features(&self) -> bool {
-        false
+    /// The backend's [`StepHandOff`], when it offers one; without it the worker that
+    /// commits a step claims the next job from the queue like any other.
+    fn step_hand_off(&self) -> Option<&dyn StepHandOff> {
+        None
     }
 
-    /// Writes feature batches of a run ahead of its finalize, in a transaction of its
-    /// own that stays open, holding no lock another run's finalize waits for, until
-    /// [`apply_finalize_staged`](Self::apply_finalize_staged) commits it. Nothing
-    /// written is visible to anyone else before that commit; dropping the result
-    /// rolls it back. `None` when the backend does not stage (the default), or not now
-    /// (it bounds how many staged transactions it holds): the finalize then writes
-    /// every row itself.
-    async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
-        let _ = batches;
-        Ok(None)
-    }
-
-    /// Takes, in the transaction of `staged`, the replace locks of `targets` and
-    /// removes what replacing them removes: their records' rows from other hook runs
-    /// and the staged rows of records a target leaves out. Called once the last hook
-    /// has settled its records, while its step commits elsewhere; a finalize whose
-    /// batches are these replaces then only writes its unstaged rows. The locks are
-    /// held until the staged transaction ends. Backends that never stage refuse.
-    async fn replace_staged(
-        &self,
-        staged: &mut StagedFeatures,
-        targets: Vec<StagedReplace>,
-    ) -> Result<()> {
-        let _ = (staged, targets);
-        Err(crate::Error::internal(
-            "this storage does not stage feature rows",
-        ))
-    }
-
-    /// [`apply_finalize`](Self::apply_finalize) in the transaction of `staged`. Every
-    /// staged batch must be, in the plan, a batch of the same hook run whose rows are
-    /// the staged rows of the plan's records: those rows are kept instead of being
-    /// written again, the staged rows of records the plan leaves out are removed, and
-    /// the records' rows from other hook runs are replaced as usual. The outcome is
-    /// the one `apply_finalize(plan)` would have had: when the staged transaction
-    /// cannot be used (it failed, the plan does not match it, the run has ended), it is
-    /// rolled back and the plan is applied by `apply_finalize`.
-    async fn apply_finalize_staged(
-        &self,
-        plan: &FinalizePlan,
-        staged: StagedFeatures,
-    ) -> Result<Applied> {
-        drop(staged);
-        self.apply_finalize(plan).await
+    /// The backend's [`FeatureStaging`], when it offers one; without it every finalize
+    /// writes all its rows itself.
+    fn feature_staging(&self) -> Option<&dyn FeatureStaging> {
+        None
     }
 
     /// Marks a non-terminal run failed (or cancelled) with a reason; `false` when it

@@ -436,7 +436,7 @@ where
 
     /// The finalize's statements in `tx` (see `apply_finalize`). `staged`: batches
     /// `tx` has already written and replaces it has already cleared (see
-    /// `replace_staged`); then a run that has already ended is reported as
+    /// `StagedFeatures::replace`); then a run that has already ended is reported as
     /// `AlreadyApplied` without acknowledging the job (the caller rolls `tx` back
     /// and applies the plan afresh, which does).
     pub(crate) async fn finalize_in(

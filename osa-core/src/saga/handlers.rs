@@ -23,6 +23,9 @@ use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{StepExecution, execute_with_policy_after};
 use crate::runner::RunJob;
 use crate::validation::{Applied, RunProgress, RunStatus, StagedFeatures, StepProgress};
+
+/// Feature rows staged ahead of a finalize, as the backend holds them.
+type Staged = Box<dyn StagedFeatures>;
 use crate::{Error, Result};
 
 /// Attempts at failing the run of a dead job (100 ms apart, doubling).
@@ -64,7 +67,7 @@ pub(crate) struct HandOver {
     /// The run's progress as that commit left it.
     pub progress: RunProgress,
     /// For a finalize: the earlier hooks' feature rows, staged while the last hook ran.
-    pub staged: Option<StagedFeatures>,
+    pub staged: Option<Staged>,
     /// For a step: its batch, prepared while the previous step committed.
     pub prepared: Option<PreparedStep>,
 }
@@ -82,7 +85,7 @@ struct CommitContext<'a> {
     /// See [`StepDelivery::hand_off`].
     hand_off: Option<Duration>,
     /// The finalize's features being staged while the last hook ran, if they are.
-    staging: Option<AbortOnDrop<Result<Option<StagedFeatures>>>>,
+    staging: Option<AbortOnDrop<Result<Option<Staged>>>>,
 }
 
 /// A step's batch, written and ready for its hook: prepared by the step before it
@@ -373,14 +376,17 @@ impl Engine {
             && hand_off.is_some()
             && !in_play.is_empty()
             && self.config().stage_features
-            && self.storage().runs().stages_features())
+            && self.storage().runs().feature_staging().is_some())
         .then(|| {
             let engine = self.clone();
             let steps = view.steps[..step as usize].to_vec();
             let records = in_play.clone();
             AbortOnDrop(tokio::spawn(async move {
                 let batches = engine.feature_batches(run_id, &steps, &records).await?;
-                engine.storage().runs().stage_features(batches).await
+                match engine.storage().runs().feature_staging() {
+                    Some(staging) => staging.stage_features(batches).await,
+                    None => Ok(None),
+                }
             }))
         });
         let started_at = Utc::now();
@@ -511,7 +517,6 @@ impl Engine {
         // their locks and deletes go into the staged transaction while this step
         // commits. A run that accepts nothing publishes nothing staged.
         let staging = staging.map(|staging| {
-            let engine = self.clone();
             let accepted = !commit.after.in_play.is_empty();
             let targets = if accepted {
                 commit.staged_replaces()
@@ -525,11 +530,7 @@ impl Engine {
                     .map_err(|e| Error::internal(format!("staging features: {e}")))??;
                 match staged {
                     Some(mut staged) if accepted => {
-                        engine
-                            .storage()
-                            .runs()
-                            .replace_staged(&mut staged, targets)
-                            .await?;
+                        staged.replace(targets).await?;
                         Ok(Some(staged))
                     }
                     _ => Ok::<_, Error>(None),
@@ -559,14 +560,11 @@ impl Engine {
         let StepCommit {
             plan, rows, after, ..
         } = commit;
-        let next = match hand_off {
-            Some(lease_for) => {
-                storage
-                    .runs()
-                    .apply_step_claiming_next(&plan, lease_for)
-                    .await?
+        let next = match (hand_off, storage.runs().step_hand_off()) {
+            (Some(lease_for), Some(hand_off)) => {
+                hand_off.apply_step_claiming_next(&plan, lease_for).await?
             }
-            None => (storage.runs().apply_step(&plan).await?, None),
+            _ => (storage.runs().apply_step(&plan).await?, None),
         };
         if next.0 == Applied::Applied {
             let counts = plan.hook_run.counts;
@@ -635,7 +633,7 @@ impl Engine {
         run_id: ValidationRunId,
         lease: Option<&JobLease>,
         known: Option<RunProgress>,
-        staged: Option<StagedFeatures>,
+        staged: Option<Staged>,
     ) -> Result<Handled> {
         let Some(view) = self.progress(run_id, known).await? else {
             self.ack(lease).await?;
@@ -647,7 +645,7 @@ impl Engine {
         let plan = plan_finalize(view, features, lease.cloned());
         let runs = self.storage().runs();
         let applied = match staged {
-            Some(staged) => runs.apply_finalize_staged(&plan, staged).await?,
+            Some(staged) => staged.finalize(&plan).await?,
             None => runs.apply_finalize(&plan).await?,
         };
         if applied == Applied::Applied {

@@ -103,7 +103,7 @@ pub struct EngineConfig {
     pub event_poll: Duration,
     /// Write the earlier hooks' feature rows while a run's last hook executes, when
     /// the storage can (Postgres: see
-    /// [`ValidationRunStore::stage_features`])
+    /// [`FeatureStaging::stage_features`](crate::validation::FeatureStaging::stage_features))
     /// and the worker running the last step will run the finalize itself. The
     /// finalize then writes only the last hook's rows, so a run ends sooner after its
     /// last hook. The price: per run in its last step, one pooled connection and one

@@ -5,14 +5,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use osa_core::Result;
 use osa_core::feature_store::FeatureBatch;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StagedFeatures, StagedReplace,
-    StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
+    Applied, FeatureStaging, FinalizePlan, RunEvent, RunProgress, RunStatus, StagedFeatures,
+    StagedReplace, StepHandOff, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
 };
-use osa_core::{Error, Result};
 use sqlx::Postgres;
 
 use super::PgBackend;
@@ -33,88 +33,15 @@ impl ValidationRunStore for PgBackend {
         Runs::apply_step(self, plan).await
     }
 
-    async fn apply_step_claiming_next(
-        &self,
-        plan: &StepPlan,
-        lease_for: Duration,
-    ) -> Result<(Applied, Option<ClaimedJob>)> {
-        if let Some(done) = self.commit_step_at_once(plan, Some(lease_for)).await? {
-            return Ok(done);
-        }
-        Runs::apply_step_claiming_next(self, plan, lease_for).await
+    fn step_hand_off(&self) -> Option<&dyn StepHandOff> {
+        Some(self)
+    }
+
+    fn feature_staging(&self) -> Option<&dyn FeatureStaging> {
+        Some(self)
     }
 
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
-        Runs::apply_finalize(self, plan).await
-    }
-
-    fn stages_features(&self) -> bool {
-        true
-    }
-
-    async fn stage_features(&self, batches: Vec<FeatureBatch>) -> Result<Option<StagedFeatures>> {
-        let Some(mut staging) = self.begin_staging().await? else {
-            return Ok(None);
-        };
-        crate::features::Features::<PgBackend>::stage_batches_in(self, &mut staging.tx, &batches)
-            .await?;
-        Ok(Some(StagedFeatures {
-            batches,
-            replaced: Vec::new(),
-            transaction: Box::new(staging),
-        }))
-    }
-
-    async fn replace_staged(
-        &self,
-        staged: &mut StagedFeatures,
-        targets: Vec<StagedReplace>,
-    ) -> Result<()> {
-        let staging = staged
-            .transaction
-            .downcast_mut::<Staging>()
-            .ok_or_else(|| Error::internal("staged features of another backend"))?;
-        crate::features::Features::<PgBackend>::clear_replaced_in(
-            self,
-            &mut staging.tx,
-            &targets,
-            &staged.batches,
-        )
-        .await?;
-        staged.replaced.extend(targets);
-        Ok(())
-    }
-
-    async fn apply_finalize_staged(
-        &self,
-        plan: &FinalizePlan,
-        staged: StagedFeatures,
-    ) -> Result<Applied> {
-        let StagedFeatures {
-            batches,
-            replaced,
-            transaction,
-        } = staged;
-        if let Ok(staging) = transaction.downcast::<Staging>() {
-            let mut tx = staging.tx;
-            match Runs::finalize_in(self, &mut tx, plan, Some((&batches, &replaced))).await {
-                Ok(Applied::Applied) => match tx.commit().await {
-                    Ok(()) => return Ok(Applied::Applied),
-                    // Whether it committed is unknown: the plan applied afresh finds
-                    // the run ended if it did.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "committing staged features failed; finalizing afresh")
-                    }
-                },
-                Ok(Applied::AlreadyApplied) => {
-                    let _ = tx.rollback().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "staged features unusable; finalizing afresh");
-                    let _ = tx.rollback().await;
-                }
-            }
-        }
         Runs::apply_finalize(self, plan).await
     }
 
@@ -270,5 +197,94 @@ mod at_once {
             };
             Ok(Some((Applied::Applied, claimed)))
         }
+    }
+}
+
+#[async_trait]
+impl StepHandOff for PgBackend {
+    async fn apply_step_claiming_next(
+        &self,
+        plan: &StepPlan,
+        lease_for: Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)> {
+        if let Some(done) = self.commit_step_at_once(plan, Some(lease_for)).await? {
+            return Ok(done);
+        }
+        Runs::apply_step_claiming_next(self, plan, lease_for).await
+    }
+}
+
+#[async_trait]
+impl FeatureStaging for PgBackend {
+    async fn stage_features(
+        &self,
+        batches: Vec<FeatureBatch>,
+    ) -> Result<Option<Box<dyn StagedFeatures>>> {
+        let Some(mut staging) = self.begin_staging().await? else {
+            return Ok(None);
+        };
+        crate::features::Features::<PgBackend>::stage_batches_in(self, &mut staging.tx, &batches)
+            .await?;
+        Ok(Some(Box::new(PgStaged {
+            backend: self.clone(),
+            staging,
+            batches,
+            replaced: Vec::new(),
+        })))
+    }
+}
+
+/// Feature rows staged in an open Postgres transaction.
+struct PgStaged {
+    backend: PgBackend,
+    staging: Staging,
+    batches: Vec<FeatureBatch>,
+    replaced: Vec<StagedReplace>,
+}
+
+#[async_trait]
+impl StagedFeatures for PgStaged {
+    fn batches(&self) -> &[FeatureBatch] {
+        &self.batches
+    }
+
+    async fn replace(&mut self, targets: Vec<StagedReplace>) -> Result<()> {
+        crate::features::Features::<PgBackend>::clear_replaced_in(
+            &self.backend,
+            &mut self.staging.tx,
+            &targets,
+            &self.batches,
+        )
+        .await?;
+        self.replaced.extend(targets);
+        Ok(())
+    }
+
+    async fn finalize(self: Box<Self>, plan: &FinalizePlan) -> Result<Applied> {
+        let PgStaged {
+            backend,
+            staging,
+            batches,
+            replaced,
+        } = *self;
+        let mut tx = staging.tx;
+        match Runs::finalize_in(&backend, &mut tx, plan, Some((&batches, &replaced))).await {
+            Ok(Applied::Applied) => match tx.commit().await {
+                Ok(()) => return Ok(Applied::Applied),
+                // Whether it committed is unknown: the plan applied afresh finds the
+                // run ended if it did.
+                Err(e) => {
+                    tracing::warn!(error = %e, "committing staged features failed; finalizing afresh")
+                }
+            },
+            Ok(Applied::AlreadyApplied) => {
+                let _ = tx.rollback().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "staged features unusable; finalizing afresh");
+                let _ = tx.rollback().await;
+            }
+        }
+        Runs::apply_finalize(&backend, plan).await
     }
 }

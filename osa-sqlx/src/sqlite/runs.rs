@@ -1,8 +1,8 @@
 //! `ValidationRunStore` on SQLite (the shared implementation in `crate::runs`). SQLite
 //! has no data-modifying `WITH`, so a step commits in a transaction of several
 //! statements; feature rows are not staged ahead of a finalize (one writer: a write
-//! transaction held open while a hook runs would stall every other write), so the
-//! port's defaults for staging apply.
+//! transaction held open while a hook runs would stall every other write): SQLite offers
+//! the step hand-off capability and not feature staging.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use osa_core::Result;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StepPlan, SubmitPlan,
+    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StepHandOff, StepPlan, SubmitPlan,
     ValidationRunStore, ValidationRunView,
 };
 
@@ -29,12 +29,8 @@ impl ValidationRunStore for SqliteBackend {
         Runs::apply_step(self, plan).await
     }
 
-    async fn apply_step_claiming_next(
-        &self,
-        plan: &StepPlan,
-        lease_for: Duration,
-    ) -> Result<(Applied, Option<ClaimedJob>)> {
-        Runs::apply_step_claiming_next(self, plan, lease_for).await
+    fn step_hand_off(&self) -> Option<&dyn StepHandOff> {
+        Some(self)
     }
 
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
@@ -59,5 +55,16 @@ impl ValidationRunStore for SqliteBackend {
 
     async fn run_events(&self, run: ValidationRunId, after: u64) -> Result<Vec<RunEvent>> {
         Runs::run_events(self, run, after).await
+    }
+}
+
+#[async_trait]
+impl StepHandOff for SqliteBackend {
+    async fn apply_step_claiming_next(
+        &self,
+        plan: &StepPlan,
+        lease_for: Duration,
+    ) -> Result<(Applied, Option<ClaimedJob>)> {
+        Runs::apply_step_claiming_next(self, plan, lease_for).await
     }
 }
