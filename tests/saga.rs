@@ -167,6 +167,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     rejected_records_skip_later_hooks,
+    a_step_feeds_its_hook_batches_of_at_most_max_records,
     zero_hooks_complete_at_once,
     failing_hook_fails_the_run_with_a_readable_log,
     transient_failure_is_retried,
@@ -481,6 +482,92 @@ async fn rejected_records_skip_later_hooks<S: TestStorage>(archive: Archive<S>) 
             .count(),
         3
     );
+}
+
+/// With `batch_limits.max_records` below the records in play, a step runs its hook
+/// over consecutive batches of at most that many and commits once: the verdicts, rows
+/// and counts are those of one batch, and the hook run's input digest is that of the
+/// whole `records.jsonl` a single batch would have had.
+async fn a_step_feeds_its_hook_batches_of_at_most_max_records<S: TestStorage>(archive: Archive<S>) {
+    let mut first = archive.hook_config("first");
+    first["reject_prefix"] = json!("bad-");
+    let mut second = archive.hook_config("second");
+    second["error_prefix"] = json!("err-");
+    let slug = archive
+        .deploy("Batched", &[("first", first), ("second", second)])
+        .await;
+    let ids = ["ok-1", "bad-1", "ok-22", "err-1", "ok-333"];
+    let whole = archive.submit(&slug, &ids).await;
+    assert_eq!(archive.finish(whole).await, RunStatus::Completed);
+    assert_eq!(archive.side_effects(), ["first 5", "second 4"]);
+    let whole_view = archive.engine.get(whole).await.expect("view");
+    let whole_rows = archive.rows_of("second", whole).await;
+
+    let mut config = engine_config(archive.dir.path());
+    config.batch_limits.max_records = 2;
+    let batched = Archive {
+        engine: Engine::new(
+            archive.storage.clone(),
+            Arc::new(ProcessRunner::new()),
+            Blobs::local(archive.path("blobs")).expect("blobs"),
+            config,
+        ),
+        ..archive
+    };
+    let run = batched.submit(&slug, &ids).await;
+    assert_eq!(batched.finish(run).await, RunStatus::Completed);
+    assert_eq!(
+        batched.side_effects()[2..],
+        ["first 2", "first 2", "first 1", "second 2", "second 2"]
+    );
+    let view = batched.engine.get(run).await.expect("view");
+    let verdicts = |view: &osa::validation::ValidationRunView| -> Vec<(String, Verdict)> {
+        view.verdicts
+            .iter()
+            .map(|v| (v.record_id.to_string(), v.verdict.clone()))
+            .collect()
+    };
+    assert_eq!(verdicts(&view), verdicts(&whole_view));
+    assert_eq!(view.steps.len(), 2);
+    for (step, whole_step) in view.steps.iter().zip(&whole_view.steps) {
+        assert_eq!(step.counts, whole_step.counts);
+        assert_eq!(step.status, whole_step.status);
+        let mut runs = Vec::new();
+        for id in [step.hook_run_id, whole_step.hook_run_id] {
+            let id = id.expect("ran");
+            runs.push(
+                batched
+                    .storage
+                    .get_run(id)
+                    .await
+                    .expect("hook run")
+                    .expect("exists"),
+            );
+        }
+        let (batched_run, whole_run) = (&runs[0], &runs[1]);
+        assert_eq!(batched_run.input_sha256, whole_run.input_sha256);
+        assert_eq!(batched_run.counts, whole_run.counts);
+    }
+    assert_eq!(batched.rows_of("second", run).await, whole_rows);
+    assert_eq!(batched.rows_of("first", run).await.len(), 3);
+    // The errored record's step keeps a log naming each batch.
+    let log_ref = batched
+        .storage
+        .get_run(view.steps[1].hook_run_id.expect("ran"))
+        .await
+        .expect("hook run")
+        .expect("exists")
+        .log_ref
+        .expect("a step with an errored record keeps its log");
+    let log = batched
+        .engine
+        .blobs()
+        .get(&object_store::path::Path::from(log_ref))
+        .await
+        .expect("log");
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("[osa] batch 1 of 2 (records 1 to 2)"), "{log}");
+    assert!(log.contains("[osa] batch 2 of 2 (records 3 to 4)"), "{log}");
 }
 
 /// A convention without hooks accepts every record in the submit's own transaction:

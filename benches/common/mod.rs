@@ -27,7 +27,22 @@ with open(os.path.join(os.environ["OSA_IN"], "records.jsonl")) as src, open(os.p
 /// A convention titled `title` of three hooks (`noop_a`, `noop_b`, `noop_c`) that run
 /// `python3 script`, with these file requirements.
 pub fn noop_convention(title: &str, script: &Path, file_requirements: Value) -> Value {
-    let hooks: Vec<_> = ["noop_a", "noop_b", "noop_c"]
+    noop_convention_of(
+        title,
+        script,
+        file_requirements,
+        &["noop_a", "noop_b", "noop_c"],
+    )
+}
+
+/// [`noop_convention`] with the hooks named `hooks`.
+pub fn noop_convention_of(
+    title: &str,
+    script: &Path,
+    file_requirements: Value,
+    hooks: &[&str],
+) -> Value {
+    let hooks: Vec<_> = hooks
         .iter()
         .map(|name| {
             json!({

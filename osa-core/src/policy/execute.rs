@@ -48,6 +48,52 @@ impl StepExecution {
     pub fn succeeded(&self) -> bool {
         self.failure.is_none() && self.output_error.is_none()
     }
+
+    /// Folds in the execution of the step's next batch (other records than this
+    /// one's): outcomes and missing records add up, so do attempts, memory doublings
+    /// and time; the failure, decision and limits become the later batch's, whose log
+    /// is appended after a `[osa] batch …` line. Progress entries and stray ids stay
+    /// within `limits`, and the joined log within `limits.max_log_bytes` (its first and
+    /// latest parts kept).
+    pub fn append(&mut self, later: StepExecution, label: &str, limits: &OutputLimits) {
+        let outcome = &mut self.outcome;
+        outcome.outcomes.extend(later.outcome.outcomes);
+        outcome.missing.extend(later.outcome.missing);
+        let kept = limits
+            .max_progress_entries
+            .saturating_sub(outcome.progress.len());
+        let dropped = later.outcome.progress.len().saturating_sub(kept);
+        outcome
+            .progress
+            .extend(later.outcome.progress.into_iter().take(kept));
+        outcome.progress_omitted += later.outcome.progress_omitted + dropped;
+        let kept = limits.max_stray_ids.saturating_sub(outcome.stray_ids.len());
+        let dropped = later.outcome.stray_ids.len().saturating_sub(kept);
+        outcome
+            .stray_ids
+            .extend(later.outcome.stray_ids.into_iter().take(kept));
+        outcome.stray_ids_omitted += later.outcome.stray_ids_omitted + dropped;
+        outcome.torn_lines.extend(later.outcome.torn_lines);
+
+        self.output_error = later.output_error;
+        self.attempts += later.attempts;
+        self.oom_retries += later.oom_retries;
+        self.limits = later.limits;
+        self.duration += later.duration;
+        let log = &mut self.log.bytes;
+        if !log.is_empty() && !log.ends_with(b"\n") {
+            log.push(b'\n');
+        }
+        log.extend_from_slice(format!("[osa] {label}\n").as_bytes());
+        log.extend_from_slice(&later.log.bytes);
+        if log.len() > limits.max_log_bytes {
+            *log = crate::contract::cap_log(log, limits.max_log_bytes);
+            self.log.truncated = true;
+        }
+        self.log.truncated |= later.log.truncated;
+        self.failure = later.failure;
+        self.decision = later.decision;
+    }
 }
 
 /// Runs `job` with `runner`, applying the OOM policy: after an `oom` failure it keeps
@@ -570,5 +616,96 @@ mod tests {
         assert_eq!(step.decision.as_ref().map(Decision::label), Some("give_up"));
         assert_eq!(step.outcome.missing, ids(&["a", "b", "c", "d"]));
         assert!(!step.succeeded());
+    }
+
+    /// An execution of `passed` records (each with no rows), `missing` ones, the given
+    /// progress entries and a log.
+    fn batch_execution(
+        passed: &[&str],
+        missing: &[&str],
+        progress: usize,
+        log: &str,
+    ) -> StepExecution {
+        let outcome = BatchOutcome {
+            outcomes: passed
+                .iter()
+                .map(|id| {
+                    (
+                        RecordId::new(*id).unwrap(),
+                        RecordOutcome::Passed { rows: vec![] },
+                    )
+                })
+                .collect(),
+            missing: ids(missing),
+            progress: (0..progress)
+                .map(|n| crate::contract::ProgressEntry {
+                    step: Some(format!("p{n}")),
+                    status: "running".into(),
+                    message: None,
+                })
+                .collect(),
+            stray_ids: vec!["stray".into()],
+            ..BatchOutcome::default()
+        };
+        StepExecution {
+            outcome,
+            output_error: None,
+            attempts: 1,
+            oom_retries: 1,
+            limits: Limits::default(),
+            duration: Duration::from_millis(10),
+            log: CapturedLog {
+                bytes: log.as_bytes().to_vec(),
+                truncated: false,
+            },
+            failure: None,
+            decision: None,
+        }
+    }
+
+    #[test]
+    fn a_later_batch_adds_up_within_the_output_limits() {
+        let limits = OutputLimits {
+            max_progress_entries: 3,
+            max_stray_ids: 1,
+            max_log_bytes: 200,
+            ..OutputLimits::default()
+        };
+        let mut step = batch_execution(&["a", "b"], &[], 2, "first batch");
+        let mut later = batch_execution(&["c"], &["d"], 2, "second batch\n");
+        later.failure = Some(RunFailure::new(FailureKind::HookExit, "exit 3"));
+        step.append(later, "batch 2 of 2", &limits);
+
+        assert_eq!(step.outcome.outcomes.len(), 3);
+        assert_eq!(step.outcome.missing, ids(&["d"]));
+        assert_eq!(
+            step.outcome.progress.len(),
+            3,
+            "capped at max_progress_entries"
+        );
+        assert_eq!(step.outcome.progress_omitted, 1);
+        assert_eq!(step.outcome.stray_ids, ["stray"]);
+        assert_eq!(step.outcome.stray_ids_omitted, 1);
+        assert_eq!((step.attempts, step.oom_retries), (2, 2));
+        assert_eq!(step.duration, Duration::from_millis(20));
+        assert_eq!(
+            String::from_utf8(step.log.bytes.clone()).unwrap(),
+            "first batch\n[osa] batch 2 of 2\nsecond batch\n"
+        );
+        assert!(!step.log.truncated);
+        assert!(!step.succeeded(), "the later batch's failure is the step's");
+
+        // A log past the cap keeps its first and latest parts.
+        let long = "x".repeat(300);
+        step.append(
+            batch_execution(&["e"], &[], 0, &long),
+            "batch 3 of 3",
+            &limits,
+        );
+        assert!(step.log.bytes.len() <= 200);
+        assert!(step.log.truncated);
+        assert!(step.log.bytes.starts_with(b"first batch"));
+        assert!(step.log.bytes.ends_with(b"xxxx"));
+        assert!(step.succeeded(), "the latest batch decides");
     }
 }

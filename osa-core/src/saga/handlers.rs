@@ -13,12 +13,13 @@ use super::plan::{
 use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB};
 use crate::blob::BlobKeys;
 use crate::contract::{
-    BatchFile, BatchLayout, BatchRecord, PreparedBatch, write_hook_log, write_run_json,
+    BatchFile, BatchLayout, BatchRecord, PreparedBatch, RECORDS_FILE, write_hook_log,
+    write_run_json,
 };
 use crate::feature::FeatureSpec;
 use crate::feature_store::{FeatureBatch, NewFeatureRow};
 use crate::hook::HookRelease;
-use crate::id::{RecordId, ValidationRunId};
+use crate::id::{Digest, RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{StepExecution, execute_with_policy_after};
 use crate::runner::RunJob;
@@ -338,17 +339,24 @@ impl Engine {
         let spec = self.contract(&snapshot.hook).await?;
 
         let in_play = &view.in_play;
-        // `_work` removes the batch directory when the step ends, however it ends.
-        let PreparedStep {
-            execution_id,
-            work: _work,
-            records,
-            batch: prepared,
-            ..
-        } = match prepared {
-            Some(prepared) if prepared.run == run_id && prepared.step == step => prepared,
-            _ => self.prepare_step(run_id, step, in_play, &release).await?,
+        // The hook runs over the records in play one batch of at most
+        // `batch_limits.max_records` after the other; the step commits once, after
+        // the last.
+        let per_batch = self.batch_size();
+        let batches = in_play.len().div_ceil(per_batch).max(1);
+        let first = &in_play[..in_play.len().min(per_batch)];
+        // `work` removes the batch directory when the step ends, however it ends.
+        let mut current = match prepared {
+            Some(prepared)
+                if prepared.run == run_id
+                    && prepared.step == step
+                    && prepared.records.iter().map(|r| &r.id).eq(first.iter()) =>
+            {
+                prepared
+            }
+            _ => self.prepare_step(run_id, step, first, &release).await?,
         };
+        let execution_id = current.execution_id;
         if let Some(status) = status {
             let status = status
                 .join()
@@ -359,14 +367,6 @@ impl Engine {
                 return Ok(Handled::Done);
             }
         }
-        let run_job = RunJob {
-            hook: snapshot.hook.clone(),
-            release_id: release.id,
-            runtime: release.runtime.clone(),
-            limits: release.runtime.limits(),
-            batch: prepared.layout.clone(),
-            max_log_bytes: self.config().output_limits.max_log_bytes,
-        };
         let last = step as usize + 1 >= view.run.steps.len();
         // The last hook's run is spent writing, in a transaction the finalize commits,
         // the earlier hooks' rows of the records still in play, when this worker will
@@ -390,17 +390,88 @@ impl Engine {
             }))
         });
         let started_at = Utc::now();
-        let execution = self
-            .run_hook(run_id, watch, attempt, &run_job, &prepared, &records, &spec)
-            .await;
+        // One batch: the digest of its `records.jsonl`; several: of their concatenation.
+        let mut input_sha256 = (batches > 1).then(sha2::Sha256::default);
+        let mut execution: Option<StepExecution> = None;
+        let mut done = 0;
+        let output_limits = self.config().output_limits;
+        let execution = loop {
+            let batch = done / per_batch + 1;
+            if let Some(hasher) = &mut input_sha256 {
+                hash_file(hasher, &current.batch.layout.input.join(RECORDS_FILE))?;
+            }
+            let run_job = RunJob {
+                hook: snapshot.hook.clone(),
+                release_id: release.id,
+                runtime: release.runtime.clone(),
+                limits: release.runtime.limits(),
+                batch: current.batch.layout.clone(),
+                max_log_bytes: output_limits.max_log_bytes,
+            };
+            let Some(this) = self
+                .run_hook(
+                    run_id,
+                    watch,
+                    attempt,
+                    &run_job,
+                    &current.batch,
+                    &current.records,
+                    &spec,
+                )
+                .await
+            else {
+                break None;
+            };
+            done += current.records.len();
+            let succeeded = this.succeeded();
+            let label = format!(
+                "batch {batch} of {batches} (records {} to {})",
+                done - current.records.len() + 1,
+                done
+            );
+            let merged = match execution.take() {
+                None if batches == 1 => this,
+                None => {
+                    let mut first = this;
+                    let log = std::mem::take(&mut first.log.bytes);
+                    let mut merged = StepExecution {
+                        log: Default::default(),
+                        ..first
+                    };
+                    merged.log.bytes = format!("[osa] {label}\n").into_bytes();
+                    merged.log.bytes.extend_from_slice(&log);
+                    merged
+                }
+                Some(mut merged) => {
+                    merged.append(this, &label, &output_limits);
+                    merged
+                }
+            };
+            if !succeeded || done >= in_play.len() {
+                let mut merged = merged;
+                // Records of the batches not run have no outcome.
+                merged
+                    .outcome
+                    .missing
+                    .extend(in_play[done..].iter().cloned());
+                break Some(merged);
+            }
+            execution = Some(merged);
+            let next = &in_play[done..in_play.len().min(done + per_batch)];
+            current = self.prepare_step(run_id, step, next, &release).await?;
+        };
         let finished_at = Utc::now();
         let (hook, log, duration) = split_execution(execution);
+        let input_sha256 = match input_sha256 {
+            Some(hasher) => Digest::from_hasher(hasher),
+            None => current.batch.input_sha256.clone(),
+        };
         let decision = plan_step(StepFacts {
             progress: view,
             step,
             release_id: release.id,
             execution_id,
-            input_sha256: prepared.input_sha256.clone(),
+            input_sha256,
             started_at,
             finished_at,
             completes: lease.cloned(),
@@ -433,7 +504,7 @@ impl Engine {
             *commit,
             CommitContext {
                 claimed_at,
-                layout: &prepared.layout,
+                layout: &current.batch.layout,
                 log: &log,
                 duration,
                 hand_off,
@@ -542,7 +613,8 @@ impl Engine {
         let next_batch = match (hand_off, commit.next) {
             (Some(_), Next::Step(next)) => {
                 let engine = self.clone();
-                let next_in_play = commit.after.in_play.clone();
+                let in_play = &commit.after.in_play;
+                let next_in_play = in_play[..in_play.len().min(self.batch_size())].to_vec();
                 let release_id = commit.after.run.steps[next as usize].release_id;
                 Some(AbortOnDrop(tokio::spawn(async move {
                     let release = engine.release(release_id).await?;
@@ -655,6 +727,11 @@ impl Engine {
         self.forget_run(run_id);
         self.runs_ended().notify_waiters();
         Ok(Handled::Done)
+    }
+
+    /// Most records the hook of a step gets in one batch.
+    fn batch_size(&self) -> usize {
+        self.config().batch_limits.max_records.max(1)
     }
 
     /// Writes the batch of `step` for `in_play`: its own directory (another execution
@@ -844,6 +921,13 @@ fn split_execution(execution: Option<StepExecution>) -> (HookEnd, Vec<u8>, Durat
         }
         None => (HookEnd::RunEnded, Vec::new(), Duration::ZERO),
     }
+}
+
+/// Feeds the file at `path` to `hasher`.
+fn hash_file(hasher: &mut sha2::Sha256, path: &std::path::Path) -> Result<()> {
+    let mut file = std::fs::File::open(path).map_err(|e| io_error("reading", path, e))?;
+    std::io::copy(&mut file, hasher).map_err(|e| io_error("reading", path, e))?;
+    Ok(())
 }
 
 fn io_error(action: &'static str, path: &std::path::Path, e: std::io::Error) -> Error {
