@@ -6,10 +6,19 @@
 //! and [`DispatchRunner`] hands each release to the runner of its runtime type. A
 //! runner does not retry: [`crate::policy::execute_with_policy`] wraps any runner in
 //! the OOM retry policy (checkpoint, smallest records first, doubled memory).
+//!
+//! The runners share the capture of a hook's output (`log`: the capped log, the stderr
+//! tail the OOM markers are looked for in, the runner's `[osa]` notes) and the
+//! classification of how an execution ended (`exit`: limits, exit codes, signals,
+//! [`OOM_MARKERS`]), so that the same ending is reported the same way by each.
 
 mod dispatch;
 #[cfg(unix)]
+mod exit;
+#[cfg(unix)]
 mod group;
+#[cfg(unix)]
+mod log;
 #[cfg(all(unix, feature = "oci"))]
 pub mod oci;
 #[cfg(unix)]
@@ -18,6 +27,8 @@ pub mod process;
 mod spawner;
 
 pub use dispatch::DispatchRunner;
+#[cfg(unix)]
+pub use exit::OOM_MARKERS;
 #[cfg(all(unix, feature = "oci"))]
 pub use oci::{OciRunner, PullPolicy};
 #[cfg(unix)]

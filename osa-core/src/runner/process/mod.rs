@@ -86,10 +86,9 @@
 //!
 //! [bubblewrap]: https://github.com/containers/bubblewrap
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::process::{ExitStatus, Stdio};
@@ -100,103 +99,26 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 
-use super::group::ProcessGroup;
-use super::{CapturedLog, Execution, FailureKind, HookRunner, RunFailure, RunJob};
-use crate::contract::{BatchLayout, ENV_FILES, ENV_HOOK_NAME, ENV_IN, ENV_OUT};
-use crate::runtime::RuntimeConfig;
+mod sandbox;
 
-/// Markers of an allocation failure in a hook's stderr (see the module docs).
-pub const OOM_MARKERS: &[&str] = &[
-    // Python
-    "MemoryError",
-    // Rust's default alloc error handler: "memory allocation of N bytes failed"
-    "memory allocation of",
-    // C++
-    "std::bad_alloc",
-    // JVM
-    "OutOfMemoryError",
-    // Go ("fatal error: runtime: out of memory"), Node ("heap out of memory"), C tools
-    "out of memory",
-];
+pub use super::exit::OOM_MARKERS;
+pub use sandbox::Sandbox;
+
+use super::exit::{self, Classified, Ending, Facts, Limit, SignalCodes};
+use super::group::ProcessGroup;
+use super::log::LogBuffer;
+use super::{Execution, FailureKind, HookRunner, RunFailure, RunJob};
+use crate::contract::{ENV_FILES, ENV_HOOK_NAME, ENV_IN, ENV_OUT};
+use crate::runtime::RuntimeConfig;
+use sandbox::{SANDBOX_HOME, STDERR_HEAD};
 
 /// `PATH` for hooks when the engine itself has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-/// System directories bound read-only into the bwrap sandbox.
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"];
-/// `HOME` inside the bwrap sandbox: its private tmpfs.
-const SANDBOX_HOME: &str = "/tmp";
-/// The largest size of the sandbox's `/dev/shm` tmpfs (smaller when the memory limit
-/// is).
-const SHM_MAX_BYTES: u64 = 64 << 20;
-/// How much of the stderr head is kept to recognise bwrap's own errors.
-const STDERR_HEAD: usize = 512;
-/// How much of the stderr tail is kept for the OOM markers, independently of the log
-/// cap (the marker comes last, exactly the part a capped log drops).
-const STDERR_TAIL: usize = 4096;
 /// How long `run` waits for killed processes to die before reporting them.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 /// How long output is still read after the hook's processes are gone; only a process
 /// that escaped the process group can keep the pipes open longer.
 const DRAIN_GRACE: Duration = Duration::from_millis(500);
-
-/// How the process runner confines a hook. See the [module docs](self) for exactly
-/// what each mode isolates.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Sandbox {
-    /// Plain process: environment, process group, timeout and rlimits only.
-    #[default]
-    None,
-    /// bubblewrap namespaces: no network, read-only root, only the batch dirs bound.
-    Bwrap,
-}
-
-impl Sandbox {
-    /// [`Sandbox::Bwrap`] when `bwrap` is on `PATH` and can create its namespaces
-    /// here, else [`Sandbox::None`]. Runs `bwrap` once (blocking, a few milliseconds).
-    pub fn detect() -> Sandbox {
-        match Sandbox::Bwrap.check() {
-            Ok(()) => Sandbox::Bwrap,
-            Err(_) => Sandbox::None,
-        }
-    }
-
-    /// Checks that this mode can run here: always `Ok` for [`Sandbox::None`]; for
-    /// [`Sandbox::Bwrap`], that `bwrap` is installed and
-    /// `bwrap --unshare-all --ro-bind / / true` succeeds. The error says what to do.
-    /// Blocking (spawns `bwrap` once).
-    pub fn check(self) -> Result<(), String> {
-        match self {
-            Sandbox::None => Ok(()),
-            Sandbox::Bwrap => {
-                let path = std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-                let bwrap = find_in_path("bwrap", &path).ok_or_else(|| {
-                    "bwrap is not installed (not found in PATH); install bubblewrap \
-                     (`apt-get install bubblewrap`, or scripts/sandbox-setup.sh)"
-                        .to_string()
-                })?;
-                let output = std::process::Command::new(&bwrap)
-                    .args(["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/"])
-                    .arg("true")
-                    .stdin(Stdio::null())
-                    .output()
-                    .map_err(|e| format!("cannot run {}: {e}", bwrap.display()))?;
-                if output.status.success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{} cannot create its sandbox here ({}): {}; user namespaces may be \
-                         disabled (kernel.unprivileged_userns_clone, or a container without \
-                         CAP_SYS_ADMIN)",
-                        bwrap.display(),
-                        output.status,
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    ))
-                }
-            }
-        }
-    }
-}
 
 /// Runs `process` releases as local processes, optionally inside bubblewrap.
 ///
@@ -264,38 +186,14 @@ impl ProcessRunner {
             cmd.args(args);
             return Ok(cmd);
         }
-        let bwrap = find_in_path("bwrap", path_var).ok_or_else(|| {
-            RunFailure::new(
-                FailureKind::Config,
-                "the runner is configured for the bwrap sandbox but `bwrap` is not installed \
-                 (not found in PATH); install bubblewrap",
-            )
-        })?;
-        // bwrap always exports PWD; `env -u PWD` keeps the environment exactly the
-        // contract's.
-        let env = ["/usr/bin/env", "/bin/env"]
-            .into_iter()
-            .map(Path::new)
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                RunFailure::new(
-                    FailureKind::Config,
-                    "the bwrap sandbox needs /usr/bin/env (coreutils) to clear PWD",
-                )
-            })?;
-        let mut cmd = Command::new(bwrap);
-        cmd.args(bwrap_args(
+        sandbox::bwrap_command(
             &job.batch,
-            program,
-            &self.read_only,
             job.limits.memory.bytes(),
-        )?)
-        .arg("--")
-        .arg(env)
-        .args(["-u", "PWD", "--"])
-        .arg(program)
-        .args(args);
-        Ok(cmd)
+            program,
+            args,
+            &self.read_only,
+            path_var,
+        )
     }
 }
 
@@ -377,19 +275,19 @@ impl HookRunner for ProcessRunner {
         let (child, mut group) = super::spawner::spawn_leader(cmd)
             .await
             .map_err(|e| with_duration(spawn_failure(&e, &program, self.sandbox)))?;
-        let sink = Mutex::new(LogSink::new(job.max_log_bytes));
+        let sink = Mutex::new(LogBuffer::new(job.max_log_bytes).with_stderr_head(STDERR_HEAD));
         let timeout = Duration::from_secs(job.limits.timeout_seconds.into());
         let (status, timed_out, notes) = supervise(child, &mut group, &sink, timeout).await;
         group.disarm();
         drop(home);
         let duration = started.elapsed();
-        let sink = sink.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut sink = sink.into_inner().unwrap_or_else(PoisonError::into_inner);
         let classification = match status {
             Ok(status) => classify(
                 Ending::from(status),
                 timed_out.then_some(job.limits.timeout_seconds),
                 self.sandbox,
-                &sink.stderr_head,
+                sink.stderr_head(),
                 sink.stderr_tail(),
             ),
             Err(e) => Some(Classified {
@@ -398,21 +296,8 @@ impl HookRunner for ProcessRunner {
                 exit_code: None,
             }),
         };
-        let log = sink.finish(&notes);
-        match classification {
-            None => Ok(Execution { duration, log }),
-            Some(Classified {
-                kind,
-                detail,
-                exit_code,
-            }) => Err(RunFailure {
-                kind,
-                detail,
-                exit_code,
-                log,
-                duration,
-            }),
-        }
+        sink.add_notes(notes);
+        exit::outcome(classification, sink.finish(), duration)
     }
 }
 
@@ -422,7 +307,7 @@ impl HookRunner for ProcessRunner {
 async fn supervise(
     mut child: Child,
     group: &mut ProcessGroup,
-    sink: &Mutex<LogSink>,
+    sink: &Mutex<LogBuffer>,
     timeout: Duration,
 ) -> (io::Result<ExitStatus>, bool, Vec<String>) {
     let stdout = child.stdout.take();
@@ -613,175 +498,8 @@ impl Drop for PrivateHome {
     }
 }
 
-/// The bwrap arguments before `--` for a run of `program` over `batch`, with
-/// `memory_bytes` (the job's memory limit) sizing the private tmpfs mounts.
-fn bwrap_args(
-    batch: &BatchLayout,
-    program: &Path,
-    extra: &[PathBuf],
-    memory_bytes: u64,
-) -> Result<Vec<OsString>, RunFailure> {
-    let mut args: Vec<OsString> = [
-        "--unshare-all",
-        // Explicit (not just `--unshare-all`'s "try"), so that nested user namespaces
-        // can be disabled below.
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    let mut push = |items: &[&OsStr]| args.extend(items.iter().map(|s| s.to_os_string()));
-    for dir in SYSTEM_DIRS {
-        let path = Path::new(dir);
-        match std::fs::read_link(path) {
-            // Merged-/usr systems: keep `/bin -> usr/bin` a symlink, as on the host.
-            Ok(target) => push(&["--symlink".as_ref(), target.as_os_str(), path.as_os_str()]),
-            Err(_) if path.is_dir() => {
-                push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()])
-            }
-            Err(_) => {}
-        }
-    }
-    let tmp_size = OsString::from(memory_bytes.max(1).to_string());
-    let shm_size = OsString::from(memory_bytes.clamp(1, SHM_MAX_BYTES).to_string());
-    push(&[
-        "--proc".as_ref(),
-        "/proc".as_ref(),
-        "--dev".as_ref(),
-        "/dev".as_ref(),
-        "--size".as_ref(),
-        &shm_size,
-        "--tmpfs".as_ref(),
-        "/dev/shm".as_ref(),
-        // Not recursive: /dev/shm stays writable, /dev itself does not.
-        "--remount-ro".as_ref(),
-        "/dev".as_ref(),
-        "--size".as_ref(),
-        &tmp_size,
-        "--tmpfs".as_ref(),
-        "/tmp".as_ref(),
-    ]);
-    let forbidden = forbidden_binds(&batch.root);
-    let refuse = |path: &Path, why: &str| {
-        RunFailure::new(
-            FailureKind::Config,
-            format!("cannot bind {} into the sandbox: {why}", path.display()),
-        )
-    };
-    // After the /tmp tmpfs, so that paths under /tmp stay visible.
-    for path in extra {
-        if !path.is_absolute() {
-            return Err(refuse(path, "only absolute paths can be bound"));
-        }
-        if !path.exists() {
-            return Err(refuse(path, "it does not exist"));
-        }
-        check_not_ancestor(path, &forbidden).map_err(|why| refuse(path, &why))?;
-        if is_system_path(path) {
-            continue;
-        }
-        push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
-    }
-    for path in program_files(program) {
-        let as_program = |why: &str| {
-            RunFailure::new(
-                FailureKind::Config,
-                format!(
-                    "program `{}` cannot run in the sandbox: {why}",
-                    program.display()
-                ),
-            )
-        };
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            return Err(as_program(&format!(
-                "{} is not a regular file (only the program file itself is bound, never a \
-                 directory)",
-                path.display()
-            )));
-        }
-        check_not_ancestor(&path, &forbidden).map_err(|why| as_program(&why))?;
-        if is_system_path(&path) || extra.iter().any(|dir| path.starts_with(dir)) {
-            continue;
-        }
-        push(&["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()]);
-    }
-    // Last, so they win over any bind above that contains them.
-    push(&[
-        "--ro-bind".as_ref(),
-        batch.input.as_os_str(),
-        batch.input.as_os_str(),
-    ]);
-    push(&[
-        "--ro-bind".as_ref(),
-        batch.files.as_os_str(),
-        batch.files.as_os_str(),
-    ]);
-    push(&[
-        "--bind".as_ref(),
-        batch.output.as_os_str(),
-        batch.output.as_os_str(),
-    ]);
-    push(&["--remount-ro".as_ref(), "/".as_ref()]);
-    push(&["--chdir".as_ref(), batch.root.as_os_str()]);
-    Ok(args)
-}
-
-/// The paths no bind may cover: `/`, the batch root and `/tmp`, each as given and
-/// canonicalised. Binding one of them, or an ancestor, would expose other batches or
-/// hide the private `/tmp`.
-fn forbidden_binds(batch_root: &Path) -> Vec<PathBuf> {
-    let mut paths = Vec::new();
-    for path in [Path::new("/"), batch_root, Path::new(SANDBOX_HOME)] {
-        paths.push(path.to_path_buf());
-        if let Ok(real) = std::fs::canonicalize(path) {
-            paths.push(real);
-        }
-    }
-    paths
-}
-
-/// Refuses `path` (as given or canonicalised) when it is one of `forbidden` or an
-/// ancestor of one.
-fn check_not_ancestor(path: &Path, forbidden: &[PathBuf]) -> Result<(), String> {
-    let real = std::fs::canonicalize(path).ok();
-    for candidate in std::iter::once(path).chain(real.as_deref()) {
-        if let Some(covered) = forbidden.iter().find(|f| f.starts_with(candidate)) {
-            return Err(format!(
-                "it is {} or contains it; binding it would expose the host's files \
-                 (bind the program file or a dedicated directory instead)",
-                covered.display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The files to bind for `program`: the path itself and, when that is (or runs
-/// through) a symlink, its canonical target.
-fn program_files(program: &Path) -> Vec<PathBuf> {
-    let mut files = vec![program.to_path_buf()];
-    if let Ok(real) = std::fs::canonicalize(program)
-        && real != program
-    {
-        files.push(real);
-    }
-    files
-}
-
-/// Whether `path` is inside one of the system directories bound anyway.
-fn is_system_path(path: &Path) -> bool {
-    SYSTEM_DIRS.iter().any(|dir| {
-        path.starts_with(dir) || std::fs::canonicalize(dir).is_ok_and(|real| path.starts_with(real))
-    })
-}
-
 /// Reads a pipe to its end into the shared sink.
-async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, sink: &Mutex<LogSink>, stderr: bool) {
+async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, sink: &Mutex<LogBuffer>, stderr: bool) {
     let Some(mut pipe) = pipe else {
         return;
     };
@@ -789,113 +507,28 @@ async fn pump<R: AsyncRead + Unpin>(pipe: Option<R>, sink: &Mutex<LogSink>, stde
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => sink
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(&buf[..n], stderr),
+            Ok(n) => {
+                // Past the cap the output is still read (and dropped): a hook blocked on
+                // a full pipe never exits.
+                sink.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(&buf[..n], stderr);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // Stop reading this pipe; the hook then gets EPIPE on writes, which is
                 // better than spinning on a broken pipe.
                 sink.lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .notes
-                    .push(format!("reading the hook's output failed: {e}"));
+                    .note(format!("reading the hook's output failed: {e}"));
                 return;
             }
         }
     }
 }
 
-/// Captured output: stdout and stderr interleaved up to a cap, plus the head and tail
-/// of stderr kept apart for classification.
-#[derive(Debug)]
-struct LogSink {
-    bytes: Vec<u8>,
-    cap: usize,
-    truncated: bool,
-    stderr_head: Vec<u8>,
-    stderr_tail: Vec<u8>,
-    notes: Vec<String>,
-}
-
-impl LogSink {
-    fn new(cap: usize) -> Self {
-        LogSink {
-            bytes: Vec::new(),
-            cap,
-            truncated: false,
-            stderr_head: Vec::new(),
-            stderr_tail: Vec::new(),
-            notes: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, chunk: &[u8], stderr: bool) {
-        let room = self.cap.saturating_sub(self.bytes.len());
-        if chunk.len() > room {
-            self.truncated = true;
-        }
-        self.bytes
-            .extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if stderr {
-            let head_room = STDERR_HEAD.saturating_sub(self.stderr_head.len());
-            self.stderr_head
-                .extend_from_slice(&chunk[..chunk.len().min(head_room)]);
-            self.stderr_tail.extend_from_slice(chunk);
-            // Trim in bulk (amortised) rather than on every chunk.
-            if self.stderr_tail.len() > 2 * STDERR_TAIL {
-                let excess = self.stderr_tail.len() - STDERR_TAIL;
-                self.stderr_tail.drain(..excess);
-            }
-        }
-    }
-
-    fn stderr_tail(&self) -> &[u8] {
-        let len = self.stderr_tail.len();
-        &self.stderr_tail[len.saturating_sub(STDERR_TAIL)..]
-    }
-
-    /// The captured log, with the runner's own notes appended (marked `[osa]`).
-    fn finish(mut self, notes: &[String]) -> CapturedLog {
-        for note in self.notes.iter().chain(notes) {
-            self.bytes
-                .extend_from_slice(format!("\n[osa] {note}\n").as_bytes());
-        }
-        CapturedLog {
-            bytes: self.bytes,
-            truncated: self.truncated,
-        }
-    }
-}
-
-/// How the hook's top process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl From<ExitStatus> for Ending {
-    fn from(status: ExitStatus) -> Self {
-        match (status.code(), status.signal()) {
-            (Some(code), _) => Ending::Exited(code),
-            (None, Some(signal)) => Ending::Signaled(signal),
-            // Stopped/continued statuses are never returned by wait(); treat as a crash.
-            (None, None) => Ending::Signaled(0),
-        }
-    }
-}
-
-/// A classified failure (shared with the OCI runner).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Classified {
-    pub(crate) kind: FailureKind,
-    pub(crate) detail: String,
-    pub(crate) exit_code: Option<i32>,
-}
-
-/// Classifies an ending (see the module docs); `None` is success.
+/// Classifies an ending (see the module docs); `None` is success. `timed_out_after` is
+/// the wall-clock limit when it struck; the stderr head and tail come from the log.
 fn classify(
     ending: Ending,
     timed_out_after: Option<u32>,
@@ -903,117 +536,30 @@ fn classify(
     stderr_head: &[u8],
     stderr_tail: &[u8],
 ) -> Option<Classified> {
-    let exit_code = match ending {
-        Ending::Exited(code) => Some(code),
-        Ending::Signaled(_) => None,
-    };
-    let failure = |kind, detail: String| {
-        Some(Classified {
-            kind,
-            detail,
-            exit_code,
-        })
-    };
-    if let Some(seconds) = timed_out_after {
-        return failure(
-            FailureKind::Timeout,
-            format!(
+    if timed_out_after.is_none()
+        && sandbox == Sandbox::Bwrap
+        && let Some(setup) = sandbox::setup_failure(ending, stderr_head)
+    {
+        return Some(setup);
+    }
+    exit::classify(&Facts {
+        ending: Some(ending),
+        limit: timed_out_after.map(|seconds| {
+            Limit::Timeout(format!(
                 "the hook ran past its wall-clock limit of {seconds} s; its processes were killed"
-            ),
-        );
-    }
-    let how = match ending {
-        Ending::Exited(0) => return None,
-        Ending::Exited(code) => format!("the hook exited with code {code}"),
-        Ending::Signaled(signal) => format!("the hook was killed by {}", signal_name(signal)),
-    };
-    if sandbox == Sandbox::Bwrap
-        && ending == Ending::Exited(1)
-        && let Some(message) = stderr_head.strip_prefix(b"bwrap: ")
-    {
-        // bwrap reports its own setup errors this way, before the hook ever runs.
-        let message = String::from_utf8_lossy(message);
-        let message = message.lines().next().unwrap_or_default();
-        let kind = if message.starts_with("execvp") {
-            FailureKind::Config
-        } else {
-            FailureKind::Runtime
-        };
-        return failure(
-            kind,
-            format!("the bwrap sandbox could not start the hook: {message}"),
-        );
-    }
-    let signal = match ending {
-        Ending::Signaled(signal) => Some(signal),
-        Ending::Exited(code @ 129..=192) => Some(code - 128),
-        Ending::Exited(_) => None,
-    };
-    Some(classify_death(
-        how,
-        signal == Some(libc::SIGKILL),
+            ))
+        }),
         stderr_tail,
-        exit_code,
-    ))
-}
-
-/// The last step of classifying a hook that ended non-zero (`how` says how), shared by
-/// the runners: a SIGKILL the runner did not send, or an allocation failure reported
-/// in the last lines of stderr ([`OOM_MARKERS`]), is an OOM; anything else is a hook
-/// exit.
-pub(crate) fn classify_death(
-    how: String,
-    killed_by_sigkill: bool,
-    stderr_tail: &[u8],
-    exit_code: Option<i32>,
-) -> Classified {
-    let failure = |kind, detail: String| Classified {
-        kind,
-        detail,
-        exit_code,
-    };
-    if killed_by_sigkill {
-        return failure(
-            FailureKind::Oom,
-            format!(
-                "{how}, which the runner did not send; the kernel OOM killer ends processes \
-                 this way"
-            ),
-        );
-    }
-    let tail = String::from_utf8_lossy(stderr_tail).to_ascii_lowercase();
-    if let Some(marker) = OOM_MARKERS
-        .iter()
-        .find(|m| tail.contains(&m.to_ascii_lowercase()))
-    {
-        return failure(
-            FailureKind::Oom,
-            format!("{how} after reporting an allocation failure (`{marker}` in stderr)"),
-        );
-    }
-    failure(FailureKind::HookExit, how)
-}
-
-fn signal_name(signal: i32) -> String {
-    let name = match signal {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGILL => "SIGILL",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGINT => "SIGINT",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGXCPU => "SIGXCPU",
-        libc::SIGXFSZ => "SIGXFSZ",
-        _ => return format!("signal {signal}"),
-    };
-    format!("signal {signal} ({name})")
+        // A signalled hook is reported as such; a code above 128 is what the hook (or
+        // its shell, or bwrap) said.
+        signal_codes: SignalCodes::AsExit,
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
 
     fn kind(ending: Ending, stderr: &str) -> FailureKind {
@@ -1129,25 +675,6 @@ mod tests {
     }
 
     #[test]
-    fn log_sink_caps_and_keeps_stderr_tail() {
-        let mut sink = LogSink::new(10);
-        sink.push(b"0123456", false);
-        sink.push(b"789abcdef", true);
-        for _ in 0..3000 {
-            sink.push(b"noise ", true);
-        }
-        sink.push(b"MemoryError\n", true);
-        assert!(sink.truncated);
-        assert_eq!(sink.bytes, b"0123456789");
-        assert_eq!(&sink.stderr_head[..9], b"789abcdef");
-        assert!(sink.stderr_tail().len() <= STDERR_TAIL);
-        assert!(sink.stderr_tail().ends_with(b"MemoryError\n"));
-        let log = sink.finish(&["note".into()]);
-        assert!(log.truncated);
-        assert!(log.bytes.ends_with(b"[osa] note\n"));
-    }
-
-    #[test]
     fn program_resolution() {
         let path: OsString = "relative:/usr/bin:/bin".into();
         assert!(resolve_program("sh", &path).unwrap().is_absolute());
@@ -1167,124 +694,5 @@ mod tests {
         );
         let err = resolve_program("/opt/osa/none", &path).unwrap_err();
         assert_eq!(err.detail, "program `/opt/osa/none` does not exist");
-    }
-
-    #[test]
-    fn bwrap_arguments() {
-        let batch = BatchLayout::at("/tmp/osa-batch");
-        let args = bwrap_args(&batch, Path::new("/usr/bin/true"), &[], 64 << 20).unwrap();
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let joined = args.join(" ");
-        for expected in [
-            "--unshare-all",
-            "--unshare-user",
-            "--disable-userns",
-            "--die-with-parent",
-            "--new-session",
-            "--cap-drop ALL",
-            "--proc /proc",
-            "--dev /dev",
-            "--size 67108864 --tmpfs /dev/shm",
-            "--remount-ro /dev",
-            "--size 67108864 --tmpfs /tmp",
-            "--ro-bind /tmp/osa-batch/in /tmp/osa-batch/in",
-            "--ro-bind /tmp/osa-batch/files /tmp/osa-batch/files",
-            "--bind /tmp/osa-batch/out /tmp/osa-batch/out",
-            "--remount-ro /",
-            "--chdir /tmp/osa-batch",
-        ] {
-            assert!(
-                joined.contains(expected),
-                "missing `{expected}` in {joined}"
-            );
-        }
-        // A system program needs no extra bind; the batch binds come after /tmp.
-        assert!(!joined.contains("--ro-bind /usr/bin /usr/bin"), "{joined}");
-        let tmpfs = joined.find("--tmpfs /tmp").unwrap();
-        assert!(joined.find("/tmp/osa-batch/in").unwrap() > tmpfs);
-        // /dev/shm is capped below a large memory limit.
-        let large = bwrap_args(&batch, Path::new("/usr/bin/true"), &[], 4 << 30).unwrap();
-        let large: Vec<String> = large
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let large = large.join(" ");
-        assert!(
-            large.contains("--size 67108864 --tmpfs /dev/shm"),
-            "{large}"
-        );
-        assert!(large.contains("--size 4294967296 --tmpfs /tmp"), "{large}");
-        let err = bwrap_args(
-            &batch,
-            Path::new("/usr/bin/true"),
-            &["/osa/no/such".into()],
-            64 << 20,
-        )
-        .unwrap_err();
-        assert_eq!(err.kind, FailureKind::Config);
-    }
-
-    #[test]
-    fn bwrap_binds_the_program_file_not_its_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real-hook");
-        std::fs::write(&real, "#!/bin/sh\n").unwrap();
-        let link = dir.path().join("hook");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        let batch = BatchLayout::at("/srv/osa-batch");
-        let args = bwrap_args(&batch, &link, &[], 64 << 20).unwrap();
-        let dir = dir.path().canonicalize().unwrap();
-        let real = real.canonicalize().unwrap();
-        let bound: Vec<&OsString> = args
-            .windows(3)
-            .filter(|w| w[0] == "--ro-bind")
-            .map(|w| &w[1])
-            .collect();
-        assert!(bound.contains(&&link.clone().into_os_string()), "{args:?}");
-        assert!(bound.contains(&&real.into_os_string()), "{args:?}");
-        assert!(
-            !bound
-                .iter()
-                .any(|b| Path::new(b) == dir || Path::new(b) == link.parent().unwrap()),
-            "{args:?}"
-        );
-    }
-
-    #[test]
-    fn bwrap_refuses_binds_that_expose_the_host() {
-        let scratch = tempfile::tempdir().unwrap();
-        let batch = BatchLayout::at(scratch.path().join("batch"));
-        std::fs::create_dir_all(&batch.root).unwrap();
-        // A directory is no program: binding it would expose the whole tree.
-        let err = bwrap_args(&batch, Path::new("/"), &[], 64 << 20).unwrap_err();
-        assert_eq!(err.kind, FailureKind::Config);
-        assert!(err.detail.contains("not a regular file"), "{}", err.detail);
-        for path in [
-            PathBuf::from("/"),
-            PathBuf::from("/tmp"),
-            scratch.path().to_path_buf(),
-            batch.root.clone(),
-        ] {
-            let err = bwrap_args(
-                &batch,
-                Path::new("/usr/bin/true"),
-                std::slice::from_ref(&path),
-                64 << 20,
-            )
-            .unwrap_err();
-            assert_eq!(err.kind, FailureKind::Config, "{}", path.display());
-            assert!(
-                err.detail.contains("would expose the host's files"),
-                "{}",
-                err.detail
-            );
-        }
-        // A sibling directory of the batch is fine.
-        let hooks = scratch.path().join("hooks");
-        std::fs::create_dir(&hooks).unwrap();
-        bwrap_args(&batch, Path::new("/usr/bin/true"), &[hooks], 64 << 20).unwrap();
     }
 }

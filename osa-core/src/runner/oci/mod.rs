@@ -90,7 +90,7 @@
 //!   (exit code 137) that the runner did not send (the kernel's OOM killer ends
 //!   processes that way; not every engine sets `OOMKilled`: Podman 4.3 with conmon 2.1
 //!   on cgroup v1 does not); or it failed with an allocation-failure marker
-//!   ([`OOM_MARKERS`](super::process::OOM_MARKERS)) in the last lines of its stderr. A
+//!   ([`OOM_MARKERS`](super::OOM_MARKERS)) in the last lines of its stderr. A
 //!   hook that kills itself with SIGKILL is therefore retried with more memory, at most
 //!   three times.
 //! - [`FailureKind::Timeout`]: the wall-clock limit struck (see above).
@@ -103,12 +103,13 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as EngineError;
 use bollard::models::{ContainerCreateBody, HostConfig, ImageInspect, Mount, MountType};
@@ -117,20 +118,17 @@ use bollard::query_parameters::{
     KillContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
 };
-use bollard::{ClientVersion, Docker};
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use hyperlocal::UnixConnector;
 
-use super::process::{Classified, classify_death};
-use super::{CapturedLog, Execution, FailureKind, HookRunner, RunFailure, RunJob};
+mod client;
+
+use super::exit::{self, Classified, Facts, Limit, SignalCodes};
+use super::log::{LogBuffer, Tail};
+use super::{Execution, FailureKind, HookRunner, RunFailure, RunJob};
 use crate::contract::{BatchLayout, ENV_FILES, ENV_HOOK_NAME, ENV_IN, ENV_OUT};
 use crate::id::Digest;
-use crate::runtime::{MAX_TIMEOUT_SECONDS, RuntimeConfig};
+use crate::runtime::RuntimeConfig;
+use client::{Endpoint, RawClient, StateReport};
 
 /// `$OSA_IN` inside the container.
 pub const CONTAINER_IN: &str = "/osa/in";
@@ -157,16 +155,6 @@ pub const LABEL_RELEASE: &str = "osa.release";
 /// removed (see the [module docs](self)).
 pub const DROP_WAIT: Duration = Duration::from_secs(10);
 
-/// The Docker Engine API version spoken: 1.41 (Docker 20.10, and what Podman 4 and 5
-/// report); every field the runner uses exists there.
-const API_VERSION: ClientVersion = ClientVersion {
-    major_version: 1,
-    minor_version: 41,
-};
-/// The client's own request timeout, which bollard applies to every request until the
-/// response head arrives (the wait request's head may come only when the container
-/// exits). Longer than any hook may run; the runner bounds every call itself.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(MAX_TIMEOUT_SECONDS as u64 + 3600);
 /// Bound of one engine call on the cleanup paths (kill, remove, inspect).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound of reading the logs back after a normal end.
@@ -178,15 +166,12 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How long the state is polled for the exit after the container's streams ended.
 const STOP_POLL: Duration = Duration::from_millis(500);
 const STOP_POLL_INTERVAL: Duration = Duration::from_millis(5);
-/// Lines of stderr read back for the OOM markers.
+/// Lines of stderr read back for the OOM markers (of which the last
+/// [`STDERR_TAIL_BYTES`](super::log::STDERR_TAIL_BYTES) are kept).
 const STDERR_TAIL_LINES: &str = "40";
-/// Bytes of that tail kept.
-const STDERR_TAIL_BYTES: usize = 4096;
 /// Retries of a removal that found no container while its creation was in flight.
 const CREATE_RACE_RETRIES: u32 = 3;
 const CREATE_RACE_DELAY: Duration = Duration::from_millis(200);
-/// Exit code of a process killed by SIGKILL, as engines report it.
-const EXIT_SIGKILL: i64 = 128 + 9;
 
 /// Whether the runner pulls a pinned image the engine does not have.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -257,63 +242,6 @@ impl OciError {
         OciError {
             message: message.into(),
             source,
-        }
-    }
-}
-
-/// Where the engine listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Endpoint {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl Endpoint {
-    /// `unix:///path`, a bare absolute path, `tcp://host:port` or `http://host:port`.
-    fn parse(host: &str) -> Result<Self, OciError> {
-        let host = host.trim();
-        if let Some(path) = host.strip_prefix("unix://") {
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if host.starts_with('/') {
-            return Ok(Endpoint::Unix(PathBuf::from(host)));
-        }
-        if host.starts_with("tcp://") || host.starts_with("http://") {
-            return Ok(Endpoint::Tcp(host.to_string()));
-        }
-        Err(OciError::new(
-            format!(
-                "unsupported container engine address {host:?}: expected unix:///path/to.sock, \
-                 an absolute socket path, or tcp://host:port (TLS is not supported)"
-            ),
-            None,
-        ))
-    }
-
-    /// A new client for this endpoint (no connection is made until a request).
-    fn client(&self) -> Result<Docker, OciError> {
-        let client = match self {
-            Endpoint::Unix(path) => {
-                Docker::connect_with_unix(&path.to_string_lossy(), 0, &API_VERSION)
-            }
-            Endpoint::Tcp(address) => Docker::connect_with_http(address, 0, &API_VERSION),
-        };
-        client
-            .map(|docker| docker.with_timeout(CLIENT_TIMEOUT))
-            .map_err(|e| {
-                OciError::new(
-                    format!("cannot use the container engine at {self}: {e}"),
-                    Some(e),
-                )
-            })
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
-            Endpoint::Tcp(address) => f.write_str(address),
         }
     }
 }
@@ -488,10 +416,17 @@ impl HookRunner for OciRunner {
         let deadline = tokio::time::Instant::from_std(started) + timeout;
         let mut container = ContainerGuard::new(&self.endpoint, container_name(job));
         let mut phase = Phase::Resolving;
-        let mut log = LogBuffer::new(job.max_log_bytes);
+        let mut capture = Capture::new(job.max_log_bytes);
         let attempt = tokio::time::timeout_at(
             deadline,
-            self.execute(job, &pinned, &digest, &mut container, &mut phase, &mut log),
+            self.execute(
+                job,
+                &pinned,
+                &digest,
+                &mut container,
+                &mut phase,
+                &mut capture,
+            ),
         )
         .await;
 
@@ -501,14 +436,14 @@ impl HookRunner for OciRunner {
                 // The hook never ran (or its entrypoint failed to start); keep whatever
                 // output a created container has.
                 if let GuardState::Created(id) = &container.state
-                    && !log.streamed
+                    && !capture.streamed
                 {
                     let id = id.clone();
-                    self.read_log_into(&id, &mut log, LOG_TIMEOUT).await;
+                    self.read_log_into(&id, &mut capture.log, LOG_TIMEOUT).await;
                 }
-                log.notes.extend(container.remove(&self.docker).await);
+                capture.log.add_notes(container.remove(&self.docker).await);
                 return Err(with_duration(RunFailure {
-                    log: log.finish(),
+                    log: capture.log.finish(),
                     ..failure
                 }));
             }
@@ -516,15 +451,15 @@ impl HookRunner for OciRunner {
                 if let Some(target) = container.target() {
                     // The removal kills it anyway; killing first stops the hook at
                     // once, and a log that is read back needs it stopped.
-                    let settle = !log.streamed;
-                    log.notes.extend(self.kill(&target, settle).await);
+                    let settle = !capture.streamed;
+                    capture.log.add_notes(self.kill(&target, settle).await);
                 }
                 None
             }
         };
         let timed_out = ending.is_none();
         if let Some(target) = container.target()
-            && !log.streamed
+            && !capture.streamed
         {
             // The output could not be streamed: read it back from the engine's log.
             let bound = if timed_out {
@@ -532,37 +467,24 @@ impl HookRunner for OciRunner {
             } else {
                 LOG_TIMEOUT
             };
-            self.read_log_into(&target, &mut log, bound).await;
+            self.read_log_into(&target, &mut capture.log, bound).await;
             let failed_exit = ending
                 .as_ref()
                 .is_some_and(|e| e.exit_code != 0 && !e.oom_killed);
-            if failed_exit && log.truncated {
-                log.stderr_tail = self.read_stderr_tail(&target).await;
+            if failed_exit && capture.log.is_truncated() {
+                let tail = self.read_stderr_tail(&target).await;
+                capture.log.replace_stderr_tail(tail);
             }
         }
-        log.notes.extend(container.remove(&self.docker).await);
+        capture.log.add_notes(container.remove(&self.docker).await);
         let duration = started.elapsed();
         let classified = classify(
             ending.as_ref(),
             timed_out.then_some((job.limits.timeout_seconds, phase)),
-            log.stderr_tail(),
+            capture.log.stderr_tail(),
             &pinned,
         );
-        let log = log.finish();
-        match classified {
-            None => Ok(Execution { duration, log }),
-            Some(Classified {
-                kind,
-                detail,
-                exit_code,
-            }) => Err(RunFailure {
-                kind,
-                detail,
-                exit_code,
-                log,
-                duration,
-            }),
-        }
+        exit::outcome(classified, capture.log.finish(), duration)
     }
 }
 
@@ -591,7 +513,7 @@ impl OciRunner {
         digest: &Digest,
         container: &mut ContainerGuard,
         phase: &mut Phase,
-        log: &mut LogBuffer,
+        capture: &mut Capture,
     ) -> Result<Ending, RunFailure> {
         let image_id = self.resolve_image(pinned, digest).await?;
         *phase = Phase::Creating;
@@ -633,11 +555,11 @@ impl OciRunner {
         let attached = self.docker.attach_container(&id, Some(attach)).await;
         let attached = match attached {
             Ok(attached) => {
-                log.streamed = true;
+                capture.streamed = true;
                 Some(attached)
             }
             Err(e) => {
-                log.notes.push(format!(
+                capture.log.note(format!(
                     "attaching to the container failed ({e}); its output is read back from \
                      the engine's log instead"
                 ));
@@ -654,7 +576,7 @@ impl OciRunner {
             None => (None, None),
         };
         // The attached streams end when the container's processes are gone.
-        let streamed_to_end = drain(output, log).await;
+        let streamed_to_end = drain(output, &mut capture.log).await;
         // Kept open until here: closing our half of the attach connection may end the
         // stream early.
         drop(input);
@@ -926,7 +848,7 @@ impl OciRunner {
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(output) => {
-                        if !log.push_output(output) {
+                        if !push_output(log, output) {
                             // Past the cap: stop reading, the rest is dropped.
                             return;
                         }
@@ -940,36 +862,32 @@ impl OciRunner {
         })
         .await;
         if let Some(e) = failed {
-            log.notes
-                .push(format!("reading the container's output failed: {e}"));
+            log.note(format!("reading the container's output failed: {e}"));
         }
         if read.is_err() {
-            log.notes.push(format!(
+            log.note(format!(
                 "stopped reading the container's output after {} s",
                 bound.as_secs_f32()
             ));
         }
     }
 
-    /// The last lines of stderr (for the OOM markers), at most 4 KiB.
-    async fn read_stderr_tail(&self, target: &str) -> Vec<u8> {
+    /// The last lines of stderr (for the OOM markers), at most
+    /// [`STDERR_TAIL_BYTES`](super::log::STDERR_TAIL_BYTES).
+    async fn read_stderr_tail(&self, target: &str) -> Tail {
         let options = LogsOptionsBuilder::new()
             .stderr(true)
             .tail(STDERR_TAIL_LINES)
             .build();
-        let mut tail = Vec::new();
+        let mut tail = Tail::default();
         let mut stream = self.docker.logs(target, Some(options));
         let _ = tokio::time::timeout(LOG_TIMEOUT, async {
             while let Some(Ok(output)) = stream.next().await {
-                tail.extend_from_slice(&output.into_bytes());
-                if tail.len() > 2 * STDERR_TAIL_BYTES {
-                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
-                }
+                tail.push(&output.into_bytes());
             }
         })
         .await;
-        let keep = tail.len().saturating_sub(STDERR_TAIL_BYTES);
-        tail.split_off(keep)
+        tail
     }
 }
 
@@ -1077,72 +995,28 @@ fn make_world_readable(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Captured output up to a cap, the tail of stderr kept apart (for the OOM markers),
-/// and the runner's notes.
+/// The output of one execution: the log, and whether it was streamed live (attached);
+/// otherwise it must be read back from the engine's log.
 #[derive(Debug)]
-struct LogBuffer {
-    bytes: Vec<u8>,
-    cap: usize,
-    truncated: bool,
-    stderr_tail: Vec<u8>,
-    /// The output was streamed live (attached); otherwise it must be read back.
+struct Capture {
+    log: LogBuffer,
     streamed: bool,
-    notes: Vec<String>,
 }
 
-impl LogBuffer {
-    fn new(cap: usize) -> Self {
-        LogBuffer {
-            bytes: Vec::new(),
-            cap,
-            truncated: false,
-            stderr_tail: Vec::new(),
+impl Capture {
+    fn new(max_log_bytes: usize) -> Self {
+        Capture {
+            log: LogBuffer::new(max_log_bytes),
             streamed: false,
-            notes: Vec::new(),
         }
     }
+}
 
-    /// Appends what fits; `false` once the cap is reached.
-    fn push(&mut self, chunk: &[u8], stderr: bool) -> bool {
-        let room = self.cap.saturating_sub(self.bytes.len());
-        if chunk.len() > room {
-            self.truncated = true;
-        }
-        self.bytes
-            .extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if stderr {
-            self.stderr_tail.extend_from_slice(chunk);
-            // Trim in bulk (amortised) rather than on every chunk.
-            if self.stderr_tail.len() > 2 * STDERR_TAIL_BYTES {
-                let excess = self.stderr_tail.len() - STDERR_TAIL_BYTES;
-                self.stderr_tail.drain(..excess);
-            }
-        }
-        !self.truncated
-    }
-
-    fn push_output(&mut self, output: LogOutput) -> bool {
-        let stderr = matches!(output, LogOutput::StdErr { .. });
-        self.push(&output.into_bytes(), stderr)
-    }
-
-    /// The last [`STDERR_TAIL_BYTES`] of stderr.
-    fn stderr_tail(&self) -> &[u8] {
-        let len = self.stderr_tail.len();
-        &self.stderr_tail[len.saturating_sub(STDERR_TAIL_BYTES)..]
-    }
-
-    /// The captured log with the notes appended (marked `[osa]`).
-    fn finish(mut self) -> CapturedLog {
-        for note in &self.notes {
-            self.bytes
-                .extend_from_slice(format!("\n[osa] {note}\n").as_bytes());
-        }
-        CapturedLog {
-            bytes: self.bytes,
-            truncated: self.truncated,
-        }
-    }
+/// Appends one item of the engine's output stream to `log`; `false` once output has
+/// been dropped.
+fn push_output(log: &mut LogBuffer, output: LogOutput) -> bool {
+    let stderr = matches!(output, LogOutput::StdErr { .. });
+    log.push(&output.into_bytes(), stderr)
 }
 
 /// The attached output stream of a container.
@@ -1158,151 +1032,15 @@ async fn drain(output: Option<OutputStream>, log: &mut LogBuffer) -> bool {
     while let Some(item) = output.next().await {
         match item {
             Ok(output) => {
-                log.push_output(output);
+                push_output(log, output);
             }
             Err(e) => {
-                log.notes
-                    .push(format!("reading the container's output failed: {e}"));
+                log.note(format!("reading the container's output failed: {e}"));
                 return false;
             }
         }
     }
     true
-}
-
-/// What the runner needs of a container's state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct StateReport {
-    status: String,
-    exit_code: i64,
-    oom_killed: bool,
-}
-
-impl StateReport {
-    /// Reads `State` of a container inspection (`GET /containers/{id}/json`).
-    fn from_inspection(doc: &serde_json::Value) -> Result<Self, String> {
-        let state = doc
-            .get("State")
-            .ok_or("the container inspection has no `State`")?;
-        let status = state
-            .get("Status")
-            .and_then(serde_json::Value::as_str)
-            .ok_or("the container inspection has no `State.Status`")?;
-        Ok(StateReport {
-            status: status.to_string(),
-            exit_code: state
-                .get("ExitCode")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(-1),
-            oom_killed: state
-                .get("OOMKilled")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
-        })
-    }
-
-    /// The container's process has ended: Docker's `exited` and `dead`, Podman's
-    /// `stopped` (exited, not cleaned up yet) and `exited`.
-    fn has_stopped(&self) -> bool {
-        matches!(self.status.as_str(), "exited" | "stopped" | "dead")
-    }
-}
-
-/// Plain GETs of JSON documents from the engine, for what bollard's typed models
-/// cannot read (see [`OciRunner::stopped_state`]).
-#[derive(Clone)]
-enum RawClient {
-    Unix {
-        client: Client<UnixConnector, Empty<Bytes>>,
-        /// The socket path, hex-encoded as hyperlocal's connector expects it.
-        host: String,
-    },
-    Http {
-        client: Client<HttpConnector, Empty<Bytes>>,
-        base: String,
-    },
-}
-
-impl fmt::Debug for RawClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RawClient::Unix { .. } => f.write_str("RawClient::Unix"),
-            RawClient::Http { base, .. } => write!(f, "RawClient::Http({base})"),
-        }
-    }
-}
-
-impl RawClient {
-    fn new(endpoint: &Endpoint) -> Self {
-        match endpoint {
-            Endpoint::Unix(path) => RawClient::Unix {
-                client: Client::builder(TokioExecutor::new()).build(UnixConnector),
-                host: hex::encode(path.to_string_lossy().as_bytes()),
-            },
-            Endpoint::Tcp(address) => RawClient::Http {
-                client: Client::builder(TokioExecutor::new()).build_http(),
-                base: format!(
-                    "http://{}",
-                    address
-                        .trim_start_matches("tcp://")
-                        .trim_start_matches("http://")
-                        .trim_end_matches('/')
-                ),
-            },
-        }
-    }
-
-    /// `GET /v1.41{path}` as JSON, within [`CALL_TIMEOUT`].
-    async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
-        let versioned = format!(
-            "/v{}.{}{path}",
-            API_VERSION.major_version, API_VERSION.minor_version
-        );
-        let request = async {
-            let response = match self {
-                RawClient::Unix { client, host } => {
-                    let uri: hyper::Uri = format!("unix://{host}:0{versioned}")
-                        .parse()
-                        .map_err(|e| format!("bad request path {versioned:?}: {e}"))?;
-                    client.get(uri).await
-                }
-                RawClient::Http { client, base } => {
-                    let uri: hyper::Uri = format!("{base}{versioned}")
-                        .parse()
-                        .map_err(|e| format!("bad request path {versioned:?}: {e}"))?;
-                    client.get(uri).await
-                }
-            }
-            .map_err(|e| format!("GET {versioned}: {e}"))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| format!("GET {versioned}: reading the body: {e}"))?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(format!(
-                    "GET {versioned}: {status}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(500)])
-                ));
-            }
-            serde_json::from_slice(&body).map_err(|e| format!("GET {versioned}: {e}"))
-        };
-        tokio::time::timeout(CALL_TIMEOUT, request)
-            .await
-            .map_err(|_| {
-                format!(
-                    "GET {versioned}: no answer within {} s",
-                    CALL_TIMEOUT.as_secs()
-                )
-            })?
-    }
-
-    async fn container_state(&self, id: &str) -> Result<StateReport, String> {
-        let doc = self.get_json(&format!("/containers/{id}/json")).await?;
-        StateReport::from_inspection(&doc)
-    }
 }
 
 /// Classifies how a run ended (see the module docs); `None` is success. `timed_out`
@@ -1327,47 +1065,29 @@ fn classify(
                 "the hook ran past its wall-clock limit of {seconds} s; its container was killed"
             ),
         };
-        return Some(Classified {
-            kind: FailureKind::Timeout,
-            detail,
-            exit_code: None,
+        // The deadline wins over whatever the container did afterwards; no exit code
+        // is reported.
+        return exit::classify(&Facts {
+            ending: None,
+            limit: Some(Limit::Timeout(detail)),
+            stderr_tail,
+            signal_codes: SignalCodes::AsSignal,
         });
     }
-    let ending = ending?;
-    let code = ending.exit_code;
-    let exit_code = i32::try_from(code).ok();
-    let failure = |kind, detail: String| {
-        Some(Classified {
-            kind,
-            detail,
-            exit_code,
-        })
-    };
-    if ending.oom_killed {
-        return failure(
-            FailureKind::Oom,
-            format!(
-                "the container was killed for exceeding its memory limit (OOMKilled, exit code \
-                 {code})"
-            ),
-        );
-    }
-    if code == 0 {
-        return None;
-    }
-    let how = match code {
-        129..=192 => format!(
-            "the hook was killed by signal {} (exit code {code})",
-            code - 128
-        ),
-        _ => format!("the hook exited with code {code}"),
-    };
-    Some(classify_death(
-        how,
-        code == EXIT_SIGKILL,
+    let limit = ending.filter(|ending| ending.oom_killed).map(|ending| {
+        Limit::Memory(format!(
+            "the container was killed for exceeding its memory limit (OOMKilled, exit code \
+                 {})",
+            ending.exit_code
+        ))
+    });
+    exit::classify(&Facts {
+        ending: ending.map(|ending| exit::Ending::Exited(ending.exit_code)),
+        limit,
         stderr_tail,
-        exit_code,
-    ))
+        // Engines report a death by signal `n` as exit code `128 + n`.
+        signal_codes: SignalCodes::AsSignal,
+    })
 }
 
 /// What a [`ContainerGuard`] has to clean up.
@@ -1615,65 +1335,6 @@ mod tests {
         // The deadline wins over whatever the container did afterwards.
         let c = classify(Some(&ended(0, false)), Some((1, Phase::Running)), b"", "i").unwrap();
         assert_eq!(c.kind, FailureKind::Timeout);
-    }
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            Endpoint::parse("unix:///run/podman/podman.sock").unwrap(),
-            Endpoint::Unix("/run/podman/podman.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("/var/run/docker.sock").unwrap(),
-            Endpoint::Unix("/var/run/docker.sock".into())
-        );
-        assert_eq!(
-            Endpoint::parse("tcp://127.0.0.1:2375").unwrap(),
-            Endpoint::Tcp("tcp://127.0.0.1:2375".into())
-        );
-        let err = Endpoint::parse("ssh://host").unwrap_err();
-        assert!(err.to_string().contains("unsupported"), "{err}");
-        assert_eq!(
-            Endpoint::Unix("/x.sock".into()).to_string(),
-            "unix:///x.sock"
-        );
-    }
-
-    #[test]
-    fn container_states() {
-        let doc = serde_json::json!({"State": {"Status": "stopped", "ExitCode": 137, "OOMKilled": false}});
-        let state = StateReport::from_inspection(&doc).unwrap();
-        assert!(state.has_stopped());
-        assert_eq!(state.exit_code, 137);
-        let doc =
-            serde_json::json!({"State": {"Status": "exited", "ExitCode": 0, "OOMKilled": true}});
-        let state = StateReport::from_inspection(&doc).unwrap();
-        assert!(state.has_stopped() && state.oom_killed);
-        for running in ["running", "created", "stopping", "paused"] {
-            let doc = serde_json::json!({"State": {"Status": running}});
-            assert!(
-                !StateReport::from_inspection(&doc).unwrap().has_stopped(),
-                "{running}"
-            );
-        }
-        assert!(StateReport::from_inspection(&serde_json::json!({})).is_err());
-    }
-
-    #[test]
-    fn log_buffer_caps() {
-        let mut log = LogBuffer::new(10);
-        assert!(log.push(b"0123", false));
-        assert!(!log.push(b"456789abc", true));
-        for _ in 0..3000 {
-            log.push(b"noise ", true);
-        }
-        log.push(b"MemoryError\n", true);
-        assert!(log.stderr_tail().len() <= STDERR_TAIL_BYTES);
-        assert!(log.stderr_tail().ends_with(b"MemoryError\n"));
-        log.notes.push("note".into());
-        let log = log.finish();
-        assert!(log.truncated);
-        assert!(log.bytes.starts_with(b"0123456789\n[osa] note"));
     }
 
     #[test]
