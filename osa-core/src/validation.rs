@@ -543,6 +543,26 @@ pub trait ValidationRunStore: Send + Sync {
     /// The run with steps and verdicts.
     async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>>;
 
+    /// One page of the verdicts [`run_view`](Self::run_view) lists: the records at
+    /// submit positions `from` to `from + limit - 1` (fewer at the end of the list, none
+    /// past it), in submit order, with their verdicts; `None` for an unknown run. What a
+    /// step or finalize reads, a page at a time, so a run's size does not bound by
+    /// memory. Backends override it to read only the page.
+    async fn record_page(
+        &self,
+        run: ValidationRunId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<Vec<RecordVerdict>>> {
+        Ok(self.run_view(run).await?.map(|view| {
+            view.verdicts
+                .into_iter()
+                .skip(from as usize)
+                .take(limit as usize)
+                .collect()
+        }))
+    }
+
     /// The run with its steps and the records still in play; what a step or finalize
     /// reads. Must equal [`RunProgress::from_view`] of [`run_view`](Self::run_view);
     /// backends override it to skip the settled verdicts.

@@ -108,11 +108,7 @@ pub(crate) fn view(
         .into_iter()
         .map(|(id, verdict)| (id, verdict.0))
         .collect();
-    let unsettled = if run.status == RunStatus::Completed {
-        Verdict::Accepted
-    } else {
-        Verdict::Pending
-    };
+    let unsettled = unsettled_verdict(&run.status);
     let verdicts = record_ids
         .into_iter()
         .map(|id| {
@@ -128,6 +124,15 @@ pub(crate) fn view(
         steps: progress,
         verdicts,
     })
+}
+
+/// The verdict of a record without a settled verdict row in a run of `status`.
+fn unsettled_verdict(status: &RunStatus) -> Verdict {
+    if *status == RunStatus::Completed {
+        Verdict::Accepted
+    } else {
+        Verdict::Pending
+    }
 }
 
 /// Builds the progress: the view's run and steps, the ids of the records still
@@ -243,6 +248,7 @@ where
     StepRow: Fetch<DB>,
     (String, i32): Fetch<DB>,
     (String, Json<Verdict>): Fetch<DB>,
+    (String, Option<Json<Verdict>>): Fetch<DB>,
     (i64, DateTime<Utc>, Json<RunEventKind>): Fetch<DB>,
     (Option<B::IdList>, Option<bool>): Fetch<DB>,
 {
@@ -641,6 +647,39 @@ where
         .map_err(db("reading verdicts"))?;
         tx.commit().await.map_err(db("reading a validation run"))?;
         view(row.into_run()?, steps, record_ids, settled).map(Some)
+    }
+
+    pub(crate) async fn record_page(
+        backend: &B,
+        run: ValidationRunId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<Vec<RecordVerdict>>> {
+        let mut tx = backend.begin_snapshot().await?;
+        let Some(row) = Self::run_row(&mut tx, run).await? else {
+            return Ok(None);
+        };
+        let start = i32::try_from(from).unwrap_or(i32::MAX);
+        let end = start.saturating_add(i32::try_from(limit).unwrap_or(i32::MAX));
+        let records = sqlx::query_as::<_, (String, Option<Json<Verdict>>)>(B::RECORD_PAGE)
+            .bind(run.0)
+            .bind(start)
+            .bind(end)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db("reading a run's records"))?;
+        tx.commit().await.map_err(db("reading a validation run"))?;
+        let unsettled = unsettled_verdict(&parse_enum("run status", &row.status)?);
+        records
+            .into_iter()
+            .map(|(id, verdict)| {
+                Ok(RecordVerdict {
+                    record_id: RecordId::new(id).map_err(|e| corrupt("record id", e))?,
+                    verdict: verdict.map_or_else(|| unsettled.clone(), |v| v.0),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     pub(crate) async fn run_progress(

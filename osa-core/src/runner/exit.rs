@@ -90,7 +90,9 @@ impl From<ExitStatus> for Ending {
 pub(crate) enum Limit {
     /// The runner killed the execution at its wall-clock limit.
     Timeout(String),
-    /// The engine killed the hook for exceeding its memory limit.
+    /// The engine killed the hook for exceeding its memory limit (reported by the
+    /// OCI runner only).
+    #[cfg_attr(not(feature = "oci"), allow(dead_code))]
     Memory(String),
 }
 

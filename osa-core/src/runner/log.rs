@@ -98,6 +98,7 @@ impl LogBuffer {
     }
 
     /// Whether output past the cap was dropped.
+    #[cfg_attr(not(any(feature = "oci", test)), allow(dead_code))]
     pub(crate) fn is_truncated(&self) -> bool {
         self.truncated
     }
@@ -114,6 +115,7 @@ impl LogBuffer {
 
     /// Replaces the stderr tail with one read elsewhere (a container engine's log,
     /// when the output could not be streamed to the end).
+    #[cfg_attr(not(any(feature = "oci", test)), allow(dead_code))]
     pub(crate) fn replace_stderr_tail(&mut self, tail: Tail) {
         self.stderr_tail = tail;
     }

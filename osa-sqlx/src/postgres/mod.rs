@@ -429,6 +429,12 @@ impl crate::backend::SqlBackend for PgBackend {
     const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
          SELECT $2, j.key, j.value FROM jsonb_each($1) j";
 
+    const RECORD_PAGE: &'static str = "SELECT t.id, v.verdict \
+         FROM validation_run_records r \
+         CROSS JOIN LATERAL unnest(r.record_ids[($2 + 1):$3]) WITH ORDINALITY AS t(id, ord) \
+         LEFT JOIN validation_records v ON v.run_id = $1 AND v.record_id = t.id \
+         WHERE r.run_id = $1 ORDER BY t.ord";
+
     const IN_PLAY: &'static str = "SELECT \
          (SELECT array_agg(t.id ORDER BY t.ord) \
           FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \

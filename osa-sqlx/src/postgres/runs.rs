@@ -10,8 +10,9 @@ use osa_core::feature_store::FeatureBatch;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FeatureStaging, FinalizePlan, RunEvent, RunProgress, RunStatus, StagedFeatures,
-    StagedReplace, StepHandOff, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
+    Applied, FeatureStaging, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus,
+    StagedFeatures, StagedReplace, StepHandOff, StepPlan, SubmitPlan, ValidationRunStore,
+    ValidationRunView,
 };
 use sqlx::Postgres;
 
@@ -51,6 +52,15 @@ impl ValidationRunStore for PgBackend {
 
     async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
         Runs::run_view(self, run).await
+    }
+
+    async fn record_page(
+        &self,
+        run: ValidationRunId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<Vec<RecordVerdict>>> {
+        Runs::record_page(self, run, from, limit).await
     }
 
     async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {

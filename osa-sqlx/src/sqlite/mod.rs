@@ -139,6 +139,11 @@ impl crate::backend::SqlBackend for SqliteBackend {
     const INSERT_VERDICTS: &'static str = "INSERT INTO validation_records (run_id, record_id, verdict) \
          SELECT $2, j.key, j.value FROM json_each($1) j";
 
+    const RECORD_PAGE: &'static str = "SELECT j.value, v.verdict \
+         FROM validation_run_records r, json_each(r.record_ids) j \
+         LEFT JOIN validation_records v ON v.run_id = $1 AND v.record_id = j.value \
+         WHERE r.run_id = $1 AND j.key >= $2 AND j.key < $3 ORDER BY j.key";
+
     const IN_PLAY: &'static str = "SELECT \
          (SELECT json_group_array(j.value ORDER BY j.key) \
           FROM validation_run_records r, json_each(r.record_ids) j \

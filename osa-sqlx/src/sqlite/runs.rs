@@ -11,8 +11,8 @@ use osa_core::Result;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FinalizePlan, RunEvent, RunProgress, RunStatus, StepHandOff, StepPlan, SubmitPlan,
-    ValidationRunStore, ValidationRunView,
+    Applied, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus, StepHandOff, StepPlan,
+    SubmitPlan, ValidationRunStore, ValidationRunView,
 };
 
 use super::SqliteBackend;
@@ -43,6 +43,15 @@ impl ValidationRunStore for SqliteBackend {
 
     async fn run_view(&self, run: ValidationRunId) -> Result<Option<ValidationRunView>> {
         Runs::run_view(self, run).await
+    }
+
+    async fn record_page(
+        &self,
+        run: ValidationRunId,
+        from: u32,
+        limit: u32,
+    ) -> Result<Option<Vec<RecordVerdict>>> {
+        Runs::record_page(self, run, from, limit).await
     }
 
     async fn run_progress(&self, run: ValidationRunId) -> Result<Option<RunProgress>> {
