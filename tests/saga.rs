@@ -604,7 +604,8 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
     assert!(archive.no_jobs_left().await);
 }
 
-/// A finished run leaves nothing in the work dir but the trash; the sweep a worker runs
+/// A finished run leaves nothing in the work dir but the trash and an empty spool
+/// directory; the sweep a worker runs
 /// at start removes the trash and the batch directories of ended runs, and leaves those
 /// of runs in progress and of runs this archive does not know.
 async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
@@ -632,7 +633,15 @@ async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
         names.sort();
         names
     };
-    assert_eq!(listing(&work), [".trash"], "only the trash stays");
+    assert_eq!(
+        listing(&work),
+        [".spool", ".trash"],
+        "only the spool and the trash stay"
+    );
+    assert!(
+        listing(&work.join(".spool")).is_empty(),
+        "no spool file is left"
+    );
     // The step's directory is deleted in the background.
     for _ in 0..100 {
         if listing(&work.join(".trash")).is_empty() {
@@ -656,10 +665,17 @@ async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
         std::fs::write(work.join(name).join("records.jsonl"), "{}").expect("file");
     }
     std::fs::create_dir_all(work.join(".trash").join("aside")).expect("trash");
+    // A blob a dead process was writing.
+    std::fs::write(work.join(".spool").join("left-over"), "{}\n").expect("spool file");
 
     let removed = archive.engine.sweep_work_dir().await.expect("sweep");
-    assert_eq!(removed, 3, "two of the ended run, one in the trash");
+    assert_eq!(
+        removed, 4,
+        "two of the ended run, one in the trash, one spool file"
+    );
+    assert!(listing(&work.join(".spool")).is_empty());
     let mut kept = vec![
+        ".spool".to_string(),
         ".trash".to_string(),
         format!("{pending}-step-0"),
         format!("{unknown}-step-1"),

@@ -272,16 +272,28 @@ pub struct FinalizePlan {
     pub status: RunStatus,
     /// Why the run failed, when `status` is `failed` (stored as the run's `failure`).
     pub failure: Option<String>,
-    /// Records accepted (passed every hook): exactly the run's records without a
-    /// settled verdict. Stores need not record them: once a run is `completed`, a record
-    /// without a rejected or errored verdict is accepted.
-    pub accepted: Vec<RecordId>,
-    /// Features of the accepted records, per hook, stamped with each hook's run id.
+    /// How many records are accepted (passed every hook): exactly the run's records
+    /// without a settled verdict. Stores need not record them: once a run is
+    /// `completed`, a record without a rejected or errored verdict is accepted.
+    pub accepted: u32,
+    /// Features of accepted records, per hook, stamped with each hook's run id (with
+    /// [`ValidationRunStore::apply_finalize_streaming`], followed by the chunks of its
+    /// source).
     pub features: Vec<FeatureBatch>,
     /// The job being completed with this commit.
     pub completes: Option<JobLease>,
     /// Events to persist.
     pub events: Vec<RunEventKind>,
+}
+
+/// Feature batches a finalize writes after those of its plan, pulled one chunk at a
+/// time inside its transaction, so that a run's rows never need to be in memory at
+/// once (see [`ValidationRunStore::apply_finalize_streaming`]).
+#[async_trait]
+pub trait FeatureChunks: Send {
+    /// The next chunk: batches (one per hook run) of records no earlier chunk had, or
+    /// `None` after the last.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<FeatureBatch>>>;
 }
 
 /// Whether a plan changed anything.
@@ -385,8 +397,9 @@ pub struct RunProgress {
     pub run: ValidationRun,
     /// Per-step progress, in order.
     pub steps: Vec<StepProgress>,
-    /// Records whose verdict is still pending, in submit order.
-    pub in_play: Vec<RecordId>,
+    /// How many records are still pending (in play); which they are is read a page
+    /// at a time with [`ValidationRunStore::record_page`].
+    pub in_play: u32,
     /// Whether any record has errored.
     pub any_errored: bool,
 }
@@ -400,10 +413,9 @@ impl RunProgress {
             .any(|v| matches!(v.verdict, Verdict::Errored { .. }));
         let in_play = view
             .verdicts
-            .into_iter()
+            .iter()
             .filter(|v| v.verdict == Verdict::Pending)
-            .map(|v| v.record_id)
-            .collect();
+            .count() as u32;
         RunProgress {
             run: view.run,
             steps: view.steps,
@@ -533,6 +545,23 @@ pub trait ValidationRunStore: Send + Sync {
     /// writes all its rows itself.
     fn feature_staging(&self) -> Option<&dyn FeatureStaging> {
         None
+    }
+
+    /// [`apply_finalize`](Self::apply_finalize) of `plan` with the batches of `more`
+    /// added to the plan's, in the same one transaction: what the finalize of a large
+    /// run uses. The default collects every chunk first; backends override it to write
+    /// each chunk as it comes. A failing chunk fails the whole finalize, and nothing of
+    /// it is written.
+    async fn apply_finalize_streaming(
+        &self,
+        plan: &FinalizePlan,
+        more: &mut dyn FeatureChunks,
+    ) -> Result<Applied> {
+        let mut plan = plan.clone();
+        while let Some(chunk) = more.next_chunk().await? {
+            plan.features.extend(chunk);
+        }
+        self.apply_finalize(&plan).await
     }
 
     /// Marks a non-terminal run failed (or cancelled) with a reason; `false` when it

@@ -63,14 +63,13 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// for run `$2`.
     const INSERT_VERDICTS: &'static str;
 
-    /// The records of run `$1` still in play (no verdict yet), as one list
-    /// ([`IdList`](Self::IdList)) in submit order, and whether any record errored (one
-    /// row; a NULL list when none is left).
     /// The records of run `$1` at submit positions `$2` (0-based, included) to `$3`
     /// (excluded), in order, each with its settled verdict or NULL: `(record_id,
     /// verdict)`.
     const RECORD_PAGE: &'static str;
 
+    /// How many records of run `$1` are still in play (no verdict yet), and whether
+    /// any record errored (one row).
     const IN_PLAY: &'static str;
 
     /// How a stored list of record ids is read (a text array, a JSON list).

@@ -14,8 +14,8 @@ use osa_core::hook::OutcomeCounts;
 use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
 use osa_core::jobs::{ClaimedJob, JobLease};
 use osa_core::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEvent, RunEventKind, RunProgress, RunStatus,
-    StagedReplace, StepPlan, StepProgress, StepRelease, SubmitPlan, ValidationRun,
+    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEvent, RunEventKind, RunProgress,
+    RunStatus, StagedReplace, StepPlan, StepProgress, StepRelease, SubmitPlan, ValidationRun,
     ValidationRunView, Verdict,
 };
 use osa_core::{Error, Result};
@@ -135,19 +135,16 @@ fn unsettled_verdict(status: &RunStatus) -> Verdict {
     }
 }
 
-/// Builds the progress: the view's run and steps, the ids of the records still
-/// pending (in submit order), and whether any record errored.
+/// Builds the progress: the view's run and steps, how many records are still pending,
+/// and whether any record errored.
 pub(crate) fn progress(
     run: ValidationRun,
     steps: Vec<StepRow>,
-    in_play: Vec<String>,
+    in_play: i64,
     any_errored: bool,
 ) -> Result<RunProgress> {
     let steps = step_progress(&run, &steps)?;
-    let in_play = in_play
-        .into_iter()
-        .map(|id| RecordId::new(id).map_err(|e| corrupt("record id", e)))
-        .collect::<Result<_>>()?;
+    let in_play = u32::try_from(in_play).map_err(|e| corrupt("records in play", e))?;
     Ok(RunProgress {
         run,
         steps,
@@ -450,6 +447,7 @@ where
         tx: &mut DB::Connection,
         plan: &FinalizePlan,
         staged: Option<(&[FeatureBatch], &[StagedReplace])>,
+        more: Option<&mut dyn FeatureChunks>,
     ) -> Result<Applied> {
         // Ending the run locks its row, checks it has not ended, and reserves the
         // numbers of the events, in one statement.
@@ -486,6 +484,11 @@ where
         // global order.
         let (written, replaced) = staged.unwrap_or_default();
         Features::<B>::replace_batches_in(backend, tx, &plan.features, written, replaced).await?;
+        if let Some(more) = more {
+            while let Some(chunk) = more.next_chunk().await? {
+                Features::<B>::replace_batches_in(backend, tx, &chunk, &[], &[]).await?;
+            }
+        }
         Self::insert_events(tx, plan.run_id, last, &plan.events).await?;
         Self::complete_lease(tx, plan.completes.as_ref()).await?;
         Ok(Applied::Applied)
@@ -568,9 +571,13 @@ where
         Ok(applied)
     }
 
-    pub(crate) async fn apply_finalize(backend: &B, plan: &FinalizePlan) -> Result<Applied> {
+    pub(crate) async fn apply_finalize(
+        backend: &B,
+        plan: &FinalizePlan,
+        more: Option<&mut dyn FeatureChunks>,
+    ) -> Result<Applied> {
         let mut tx = backend.begin().await?;
-        let applied = Self::finalize_in(backend, &mut tx, plan, None).await?;
+        let applied = Self::finalize_in(backend, &mut tx, plan, None, more).await?;
         tx.commit()
             .await
             .map_err(db("finalizing a validation run"))?;
@@ -691,16 +698,15 @@ where
             return Ok(None);
         };
         let steps = Self::step_rows(&mut tx, run).await?;
-        // Only the records still in play, as one list in submit order, and
-        // whether any errored; not every settled verdict.
-        let (in_play, any_errored) =
-            sqlx::query_as::<_, (Option<B::IdList>, Option<bool>)>(B::IN_PLAY)
-                .bind(run.0)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db("reading verdicts"))?;
+        // How many records are still in play, and whether any errored; not the
+        // records themselves.
+        let (in_play, any_errored) = sqlx::query_as::<_, (Option<i64>, Option<bool>)>(B::IN_PLAY)
+            .bind(run.0)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db("reading verdicts"))?;
         tx.commit().await.map_err(db("reading a validation run"))?;
-        let in_play = in_play.map(B::id_list).unwrap_or_default();
+        let in_play = in_play.unwrap_or(0);
         progress(
             row.into_run()?,
             steps,

@@ -46,8 +46,21 @@ async fn check_upgraded<S: ValidationRunStore>(
         .await
         .expect("progress")
         .expect("exists");
-    assert_eq!(progress.in_play, [RecordId::new("y").unwrap()]);
+    assert_eq!(progress.in_play, 1);
     assert!(progress.any_errored);
+    let page = store
+        .record_page(open, 0, 10)
+        .await
+        .expect("page")
+        .expect("exists");
+    assert_eq!(page, view.verdicts, "one page holds the run's two records");
+    let second = store
+        .record_page(open, 1, 10)
+        .await
+        .expect("page")
+        .expect("exists");
+    assert_eq!(second[..], view.verdicts[1..]);
+    assert_eq!(page[0].record_id, RecordId::new("y").unwrap());
 }
 
 /// Applies only the first migration to `$pool`, writes the legacy runs, upgrades

@@ -1,6 +1,5 @@
 //! The step and finalize jobs.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -10,12 +9,14 @@ use super::plan::{
     HookEnd, HookResult, Next, StepCommit, StepDecision, StepFacts, plan_finalize, plan_step,
     prior_attempts, run_goes_on, step_due,
 };
+use super::spool::{InputsReader, LinesWriter, RowsLine, RowsReader};
 use super::{AbortOnDrop, Engine, FINALIZE_JOB, STEP_JOB};
 use crate::blob::BlobKeys;
 use crate::contract::{
     BatchFile, BatchLayout, BatchRecord, PreparedBatch, RECORDS_FILE, write_hook_log,
     write_run_json,
 };
+use crate::contract::{BatchOutcome, RecordOutcome};
 use crate::feature::FeatureSpec;
 use crate::feature_store::{FeatureBatch, NewFeatureRow};
 use crate::hook::HookRelease;
@@ -23,7 +24,9 @@ use crate::id::{Digest, RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{StepExecution, execute_with_policy_after};
 use crate::runner::RunJob;
-use crate::validation::{Applied, RunProgress, RunStatus, StagedFeatures, StepProgress};
+use crate::validation::{
+    Applied, FeatureChunks, RunProgress, RunStatus, StagedFeatures, StepProgress, Verdict,
+};
 
 /// Feature rows staged ahead of a finalize, as the backend holds them.
 type Staged = Box<dyn StagedFeatures>;
@@ -87,6 +90,8 @@ struct CommitContext<'a> {
     hand_off: Option<Duration>,
     /// The finalize's features being staged while the last hook ran, if they are.
     staging: Option<AbortOnDrop<Result<Option<Staged>>>>,
+    /// The passed records' rows.
+    rows: PassedRows,
 }
 
 /// A step's batch, written and ready for its hook: prepared by the step before it
@@ -96,8 +101,76 @@ pub(crate) struct PreparedStep {
     step: u32,
     execution_id: uuid::Uuid,
     work: WorkDir,
+    /// The batch's records with their submit positions.
+    positions: Vec<Positioned>,
     records: Vec<BatchRecord>,
     batch: PreparedBatch,
+}
+
+/// A record id with its submit position.
+pub(crate) type Positioned = (u32, RecordId);
+
+/// The records of a run still in play, read a page of positions at a time, handed out
+/// in batches in submit order.
+struct InPlay {
+    run: ValidationRunId,
+    /// The next position to read.
+    next: u32,
+    /// The run's record count.
+    end: u32,
+    /// Positions per read.
+    page: u32,
+    /// Records read but not handed out.
+    buffer: std::collections::VecDeque<Positioned>,
+}
+
+impl InPlay {
+    fn new(run: ValidationRunId, record_count: u32, page: usize) -> Self {
+        InPlay {
+            run,
+            next: 0,
+            end: record_count,
+            page: u32::try_from(page).unwrap_or(u32::MAX).max(1),
+            buffer: Default::default(),
+        }
+    }
+
+    /// The next `n` records in play (fewer at the end).
+    async fn next_batch(&mut self, engine: &Engine, n: usize) -> Result<Vec<Positioned>> {
+        while self.buffer.len() < n && self.next < self.end {
+            let page = engine
+                .storage()
+                .runs()
+                .record_page(self.run, self.next, self.page)
+                .await?
+                .ok_or_else(|| Error::not_found("validation run", self.run))?;
+            if page.is_empty() {
+                break;
+            }
+            let from = self.next;
+            self.next = from.saturating_add(page.len() as u32);
+            self.buffer.extend(
+                page.into_iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.verdict == Verdict::Pending)
+                    .map(|(i, v)| (from + i as u32, v.record_id)),
+            );
+        }
+        let n = n.min(self.buffer.len());
+        Ok(self.buffer.drain(..n).collect())
+    }
+
+    /// Every record still in play from here on.
+    async fn rest(&mut self, engine: &Engine) -> Result<Vec<Positioned>> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.next_batch(engine, self.page as usize).await?;
+            if batch.is_empty() {
+                return Ok(all);
+            }
+            all.extend(batch);
+        }
+    }
 }
 
 impl std::fmt::Debug for PreparedStep {
@@ -159,7 +232,8 @@ fn batch_dir_run(name: &str) -> Option<ValidationRunId> {
 
 impl Engine {
     /// Removes what earlier processes left in the work dir: the contents of the trash
-    /// (directories moved aside but not yet deleted when their process exited) and
+    /// (directories moved aside but not yet deleted when their process exited), spool
+    /// files, and
     /// batch directories of runs that have ended (a worker killed in the middle of a
     /// step whose run was then finished elsewhere). Directories of runs still in
     /// progress are left to the step that re-executes them, and those of runs this
@@ -192,10 +266,16 @@ impl Engine {
         if let Ok(entries) = std::fs::read_dir(&trash) {
             doomed.extend(entries.flatten().map(|entry| entry.path()));
         }
+        // Spool files: blobs being written or read when a process died.
+        if let Ok(entries) = std::fs::read_dir(root.join(super::SPOOL_DIR)) {
+            doomed.extend(entries.flatten().map(|entry| entry.path()));
+        }
         tokio::task::spawn_blocking(move || {
             doomed
                 .iter()
-                .filter(|path| std::fs::remove_dir_all(path).is_ok())
+                .filter(|path| {
+                    std::fs::remove_dir_all(path).is_ok() || std::fs::remove_file(path).is_ok()
+                })
                 .count()
         })
         .await
@@ -338,23 +418,29 @@ impl Engine {
         let release = self.release(snapshot.release_id).await?;
         let spec = self.contract(&snapshot.hook).await?;
 
-        let in_play = &view.in_play;
         // The hook runs over the records in play one batch of at most
-        // `batch_limits.max_records` after the other; the step commits once, after
-        // the last.
+        // `batch_limits.max_records` after the other, read a page at a time; the step
+        // commits once, after the last.
+        let in_play = view.in_play as usize;
         let per_batch = self.batch_size();
-        let batches = in_play.len().div_ceil(per_batch).max(1);
-        let first = &in_play[..in_play.len().min(per_batch)];
+        let batches = in_play.div_ceil(per_batch).max(1);
+        let mut cursor = InPlay::new(run_id, view.run.record_count, per_batch);
+        let first = cursor.next_batch(self, per_batch).await?;
+        let mut inputs = None;
         // `work` removes the batch directory when the step ends, however it ends.
         let mut current = match prepared {
             Some(prepared)
                 if prepared.run == run_id
                     && prepared.step == step
-                    && prepared.records.iter().map(|r| &r.id).eq(first.iter()) =>
+                    && prepared.positions == first =>
             {
                 prepared
             }
-            _ => self.prepare_step(run_id, step, first, &release).await?,
+            _ => {
+                let reader = inputs.insert(self.inputs(run_id).await?);
+                self.prepare_step(run_id, step, first, reader, &release)
+                    .await?
+            }
         };
         let execution_id = current.execution_id;
         if let Some(status) = status {
@@ -370,17 +456,19 @@ impl Engine {
         let last = step as usize + 1 >= view.run.steps.len();
         // The last hook's run is spent writing, in a transaction the finalize commits,
         // the earlier hooks' rows of the records still in play, when this worker will
-        // run the finalize itself. Nothing of it is visible before that commit.
+        // run the finalize itself and they fit one batch. Nothing of it is visible
+        // before that commit.
         let staging = (last
             && step > 0
             && hand_off.is_some()
-            && !in_play.is_empty()
+            && in_play > 0
+            && batches == 1
             && self.config().stage_features
             && self.storage().runs().feature_staging().is_some())
         .then(|| {
             let engine = self.clone();
             let steps = view.steps[..step as usize].to_vec();
-            let records = in_play.clone();
+            let records = current.positions.clone();
             AbortOnDrop(tokio::spawn(async move {
                 let batches = engine.feature_batches(run_id, &steps, &records).await?;
                 match engine.storage().runs().feature_staging() {
@@ -393,6 +481,7 @@ impl Engine {
         // One batch: the digest of its `records.jsonl`; several: of their concatenation.
         let mut input_sha256 = (batches > 1).then(sha2::Sha256::default);
         let mut execution: Option<StepExecution> = None;
+        let mut rows = PassedRows::new(self.scratch_path()?, per_batch)?;
         let mut done = 0;
         let output_limits = self.config().output_limits;
         let execution = loop {
@@ -408,7 +497,7 @@ impl Engine {
                 batch: current.batch.layout.clone(),
                 max_log_bytes: output_limits.max_log_bytes,
             };
-            let Some(this) = self
+            let Some(mut this) = self
                 .run_hook(
                     run_id,
                     watch,
@@ -422,11 +511,13 @@ impl Engine {
             else {
                 break None;
             };
-            done += current.records.len();
+            // The passed records' rows go to the step's rows blob at once.
+            rows.take(&current.positions, &mut this.outcome)?;
+            done += current.positions.len();
             let succeeded = this.succeeded();
             let label = format!(
                 "batch {batch} of {batches} (records {} to {})",
-                done - current.records.len() + 1,
+                done - current.positions.len() + 1,
                 done
             );
             let merged = match execution.take() {
@@ -447,21 +538,34 @@ impl Engine {
                     merged
                 }
             };
-            if !succeeded || done >= in_play.len() {
+            let next = if succeeded {
+                cursor.next_batch(self, per_batch).await?
+            } else {
+                Vec::new()
+            };
+            if next.is_empty() {
                 let mut merged = merged;
-                // Records of the batches not run have no outcome.
-                merged
-                    .outcome
-                    .missing
-                    .extend(in_play[done..].iter().cloned());
+                if !succeeded {
+                    // Records of the batches not run have no outcome.
+                    merged
+                        .outcome
+                        .missing
+                        .extend(cursor.rest(self).await?.into_iter().map(|(_, id)| id));
+                }
                 break Some(merged);
             }
             execution = Some(merged);
-            let next = &in_play[done..in_play.len().min(done + per_batch)];
-            current = self.prepare_step(run_id, step, next, &release).await?;
+            let reader = match &mut inputs {
+                Some(reader) => reader,
+                None => inputs.insert(self.inputs(run_id).await?),
+            };
+            current = self
+                .prepare_step(run_id, step, next, reader, &release)
+                .await?;
         };
         let finished_at = Utc::now();
-        let (hook, log, duration) = split_execution(execution);
+        let passed = rows.passed();
+        let (hook, log, duration) = split_execution(execution, passed);
         let input_sha256 = match input_sha256 {
             Some(hasher) => Digest::from_hasher(hasher),
             None => current.batch.input_sha256.clone(),
@@ -505,6 +609,7 @@ impl Engine {
             CommitContext {
                 claimed_at,
                 layout: &current.batch.layout,
+                rows,
                 log: &log,
                 duration,
                 hand_off,
@@ -568,6 +673,7 @@ impl Engine {
             duration,
             hand_off,
             staging,
+            rows,
         } = context;
         let storage = self.storage();
         let run_id = commit.plan.run_id;
@@ -587,10 +693,14 @@ impl Engine {
         // The last hook has settled its records, so the finalize's replaces are known:
         // their locks and deletes go into the staged transaction while this step
         // commits. A run that accepts nothing publishes nothing staged.
+        // (Staging is only done when every record fits one batch: `rows.first()` is
+        // every passed record.)
         let staging = staging.map(|staging| {
-            let accepted = !commit.after.in_play.is_empty();
+            let accepted = commit.after.in_play > 0;
             let targets = if accepted {
-                commit.staged_replaces()
+                let records: Vec<RecordId> =
+                    rows.first().iter().map(|(_, id)| id.clone()).collect();
+                commit.staged_replaces(&records)
             } else {
                 Vec::new()
             };
@@ -613,25 +723,22 @@ impl Engine {
         let next_batch = match (hand_off, commit.next) {
             (Some(_), Next::Step(next)) => {
                 let engine = self.clone();
-                let in_play = &commit.after.in_play;
-                let next_in_play = in_play[..in_play.len().min(self.batch_size())].to_vec();
+                // The next step's records in play are this one's passed records.
+                let next_in_play = rows.first().to_vec();
                 let release_id = commit.after.run.steps[next as usize].release_id;
                 Some(AbortOnDrop(tokio::spawn(async move {
                     let release = engine.release(release_id).await?;
+                    let mut inputs = engine.inputs(run_id).await?;
                     engine
-                        .prepare_step(run_id, next, &next_in_play, &release)
+                        .prepare_step(run_id, next, next_in_play, &mut inputs, &release)
                         .await
                 })))
             }
             _ => None,
         };
-        self.blobs()
-            .put_json(&commit.outputs_key, &commit.rows)
-            .await?;
+        let stored_rows = rows.upload(self.blobs(), &commit.outputs_key).await?;
 
-        let StepCommit {
-            plan, rows, after, ..
-        } = commit;
+        let StepCommit { plan, after, .. } = commit;
         let next = match (hand_off, storage.runs().step_hand_off()) {
             (Some(lease_for), Some(hand_off)) => {
                 hand_off.apply_step_claiming_next(&plan, lease_for).await?
@@ -657,7 +764,9 @@ impl Engine {
                 plan.hook_run.oom_retries,
             );
             // These rows are the committed step's: its finalize may use them from memory.
-            self.remember_step_rows(run_id, step, rows);
+            if let Some(stored_rows) = stored_rows {
+                self.remember_step_rows(run_id, step, stored_rows);
+            }
         }
         match next {
             (_, Some(job)) => {
@@ -711,17 +820,34 @@ impl Engine {
             self.ack(lease).await?;
             return Ok(Handled::Done);
         };
-        let features = self
-            .feature_batches(run_id, &view.steps, &view.in_play)
-            .await?;
-        let plan = plan_finalize(view, features, lease.cloned());
         let runs = self.storage().runs();
+        let mut accepted = InPlay::new(run_id, view.run.record_count, self.batch_size());
         let applied = match staged {
-            Some(staged) => staged.finalize(&plan).await?,
-            None => runs.apply_finalize(&plan).await?,
+            // Staged only when every record fits one batch: the plan lists them all.
+            Some(staged) => {
+                let records = accepted.rest(self).await?;
+                let features = self.feature_batches(run_id, &view.steps, &records).await?;
+                staged
+                    .finalize(&plan_finalize(view.clone(), features, lease.cloned()))
+                    .await?
+            }
+            // The accepted records' rows are read and written a batch at a time, in the
+            // finalize's transaction.
+            None => {
+                let plan = plan_finalize(view.clone(), Vec::new(), lease.cloned());
+                let mut chunks = FinalizeChunks {
+                    engine: self,
+                    run: run_id,
+                    steps: &view.steps,
+                    accepted,
+                    readers: Vec::new(),
+                };
+                runs.apply_finalize_streaming(&plan, &mut chunks).await?
+            }
         };
+        let plan = plan_finalize(view, Vec::new(), None);
         if applied == Applied::Applied {
-            tracing::info!(status = ?plan.status, accepted = plan.accepted.len(), "run finished");
+            tracing::info!(status = ?plan.status, accepted = plan.accepted, "run finished");
             crate::telemetry::run_finished(&crate::telemetry::label(&plan.status));
         }
         self.forget_run(run_id);
@@ -734,19 +860,17 @@ impl Engine {
         self.config().batch_limits.max_records.max(1)
     }
 
-    /// Writes the batch of `step` for `in_play`: its own directory (another execution
-    /// of the same step never touches it), the records with their files, the layout.
+    /// Writes the batch of `step` for `in_play` (in submit order), reading their
+    /// stored inputs from `inputs`: its own directory (another execution of the same
+    /// step never touches it), the records with their files, the layout.
     async fn prepare_step(
         &self,
         run_id: ValidationRunId,
         step: u32,
-        in_play: &[RecordId],
+        in_play: Vec<Positioned>,
+        inputs: &mut InputsReader,
         release: &HookRelease,
     ) -> Result<PreparedStep> {
-        let inputs = self.inputs(run_id).await?;
-        let positions: HashMap<&RecordId, usize> =
-            inputs.iter().enumerate().map(|(i, r)| (&r.id, i)).collect();
-
         // This execution's own batch directory, outputs and log: another execution of
         // the same step (after a lease expired) never touches them.
         let execution_id = uuid::Uuid::new_v4();
@@ -759,11 +883,9 @@ impl Engine {
         };
         let staging = work.path.join("staging");
         let mut records = Vec::with_capacity(in_play.len());
-        for id in in_play {
-            let position = *positions.get(id).ok_or_else(|| {
-                Error::internal(format!("record {id} is missing from the stored inputs"))
-            })?;
-            let input = &inputs[position];
+        for (position, id) in &in_play {
+            let input = inputs.record_at(*position, id)?;
+            let position = *position as usize;
             let mut files = Vec::with_capacity(input.files.len());
             for file in &input.files {
                 // The key a submit stores for this file; a stored key is never used as
@@ -797,8 +919,8 @@ impl Engine {
                 });
             }
             records.push(BatchRecord {
-                id: input.id.clone(),
-                metadata: input.metadata.clone(),
+                id: input.id,
+                metadata: input.metadata,
                 files,
             });
         }
@@ -813,36 +935,57 @@ impl Engine {
             step,
             execution_id,
             work,
+            positions: in_play,
             records,
             batch,
         })
     }
 
-    /// The feature rows of `records` from each committed step of `steps`, one batch
-    /// per hook run (what a finalize publishes for its accepted records).
+    /// The feature rows of `records` (in submit order) from each committed step of
+    /// `steps`, one batch per hook run (what a finalize publishes for its accepted
+    /// records).
     async fn feature_batches(
         &self,
         run_id: ValidationRunId,
         steps: &[StepProgress],
-        records: &[RecordId],
+        records: &[Positioned],
+    ) -> Result<Vec<FeatureBatch>> {
+        let mut readers = Vec::new();
+        self.feature_batches_with(run_id, steps, records, &mut readers)
+            .await
+    }
+
+    /// [`feature_batches`](Self::feature_batches) reading on with `readers` (one per
+    /// committed step, opened as needed), for successive batches of a run's records.
+    async fn feature_batches_with(
+        &self,
+        run_id: ValidationRunId,
+        steps: &[StepProgress],
+        records: &[Positioned],
+        readers: &mut Vec<RowsReader>,
     ) -> Result<Vec<FeatureBatch>> {
         let mut features = Vec::new();
         if records.is_empty() {
             return Ok(features);
         }
-        for progress in steps {
-            let Some(hook_run_id) = progress.hook_run_id else {
-                continue;
-            };
+        let ran: Vec<_> = steps
+            .iter()
+            .filter_map(|p| p.hook_run_id.map(|id| (p, id)))
+            .collect();
+        for (n, (progress, hook_run_id)) in ran.into_iter().enumerate() {
             let index = progress.release.index;
-            let outputs_ref = progress.outputs_ref.as_deref().ok_or_else(|| {
-                Error::internal(format!("step {index} of run {run_id} committed no outputs"))
-            })?;
-            let rows = self.step_rows(run_id, index, outputs_ref).await?;
+            if readers.len() <= n {
+                let outputs_ref = progress.outputs_ref.as_deref().ok_or_else(|| {
+                    Error::internal(format!("step {index} of run {run_id} committed no outputs"))
+                })?;
+                readers.push(self.step_rows(run_id, index, outputs_ref).await?);
+            }
+            let reader = &mut readers[n];
             let spec = self.contract(&progress.release.hook).await?;
             let mut batch_rows = Vec::new();
-            for record in records {
-                for (row_index, values) in rows.get(record).into_iter().flatten().enumerate() {
+            for (position, record) in records {
+                let rows = reader.rows_at(*position, record)?;
+                for (row_index, values) in rows.iter().enumerate() {
                     let values = spec.coerce_values(values).map_err(|e| {
                         Error::internal(format!("stored step output no longer validates: {e}"))
                     })?;
@@ -857,7 +1000,7 @@ impl Engine {
                 hook: progress.release.hook.clone(),
                 run_id: hook_run_id,
                 validation_run_id: Some(run_id),
-                records: records.to_vec(),
+                records: records.iter().map(|(_, id)| id.clone()).collect(),
                 rows: batch_rows,
             });
         }
@@ -897,7 +1040,7 @@ impl Engine {
 
 /// How a hook's execution ended, for the planner, and what the driver keeps of it:
 /// the captured log and the execution's duration.
-fn split_execution(execution: Option<StepExecution>) -> (HookEnd, Vec<u8>, Duration) {
+fn split_execution(execution: Option<StepExecution>, passed: u32) -> (HookEnd, Vec<u8>, Duration) {
     match execution {
         Some(StepExecution {
             outcome,
@@ -910,6 +1053,7 @@ fn split_execution(execution: Option<StepExecution>) -> (HookEnd, Vec<u8>, Durat
             ..
         }) => {
             let result = HookResult {
+                passed,
                 outcome,
                 decision,
                 failed: failure.is_some(),
@@ -920,6 +1064,110 @@ fn split_execution(execution: Option<StepExecution>) -> (HookEnd, Vec<u8>, Durat
             (HookEnd::Finished(Box::new(result)), log.bytes, duration)
         }
         None => (HookEnd::RunEnded, Vec::new(), Duration::ZERO),
+    }
+}
+
+/// The rows of a step's passed records, written to the spool of its rows blob as each
+/// batch's outcomes come in, and the first records that passed (the next step's first
+/// batch).
+pub(crate) struct PassedRows {
+    writer: LinesWriter,
+    passed: u32,
+    first: Vec<Positioned>,
+    keep: usize,
+}
+
+impl PassedRows {
+    /// Rows spooled at `path`, keeping the first `keep` passed records.
+    fn new(path: PathBuf, keep: usize) -> Result<Self> {
+        Ok(PassedRows {
+            writer: LinesWriter::create(path)?,
+            passed: 0,
+            first: Vec::new(),
+            keep,
+        })
+    }
+
+    /// Moves the passed records of a batch (`positions`, in batch order) out of
+    /// `outcome`, their rows into the spool.
+    fn take(&mut self, positions: &[Positioned], outcome: &mut BatchOutcome) -> Result<()> {
+        for line in take_passed(positions, outcome) {
+            self.writer.push(&line)?;
+            self.passed += 1;
+            if self.first.len() < self.keep {
+                self.first.push((line.p, line.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many records passed.
+    fn passed(&self) -> u32 {
+        self.passed
+    }
+
+    /// The first records that passed, at most `keep`.
+    fn first(&self) -> &[Positioned] {
+        &self.first
+    }
+
+    /// Stores the rows at `key`; returns the blob when small enough to keep.
+    async fn upload(
+        self,
+        blobs: &crate::blob::Blobs,
+        key: &object_store::path::Path,
+    ) -> Result<Option<bytes::Bytes>> {
+        self.writer.upload(blobs, key).await
+    }
+}
+
+/// Takes the passed records of a batch (`positions`, in batch order) out of `outcome`:
+/// one rows line each, in batch order, with the rows as JSON values.
+pub(crate) fn take_passed(positions: &[Positioned], outcome: &mut BatchOutcome) -> Vec<RowsLine> {
+    let mut lines = Vec::new();
+    for (position, id) in positions {
+        if !matches!(outcome.outcomes.get(id), Some(RecordOutcome::Passed { .. })) {
+            continue;
+        }
+        let Some(RecordOutcome::Passed { rows }) = outcome.outcomes.remove(id) else {
+            continue;
+        };
+        let rows = rows
+            .iter()
+            .map(|row| row.iter().map(|v| v.to_json()).collect())
+            .collect();
+        lines.push(RowsLine {
+            p: *position,
+            id: id.clone(),
+            rows,
+        });
+    }
+    lines
+}
+
+/// The accepted records' feature batches of a finalize, a batch of records at a time.
+struct FinalizeChunks<'a> {
+    engine: &'a Engine,
+    run: ValidationRunId,
+    steps: &'a [StepProgress],
+    accepted: InPlay,
+    readers: Vec<RowsReader>,
+}
+
+#[async_trait::async_trait]
+impl FeatureChunks for FinalizeChunks<'_> {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<FeatureBatch>>> {
+        let records = self
+            .accepted
+            .next_batch(self.engine, self.engine.batch_size())
+            .await?;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        self.engine
+            .feature_batches_with(self.run, self.steps, &records, &mut self.readers)
+            .await
+            .map(Some)
     }
 }
 

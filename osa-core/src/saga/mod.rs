@@ -20,6 +20,9 @@
 
 mod handlers;
 mod plan;
+mod spool;
+
+use spool::{InputsReader, LinesSource, LinesWriter, RowsReader};
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -28,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -146,6 +150,14 @@ pub(crate) struct StoredRecord {
     pub files: Vec<StoredFile>,
 }
 
+/// A [`StoredRecord`] borrowed from a submission, as it is written.
+#[derive(Serialize)]
+struct StoredRecordRef<'a> {
+    id: &'a RecordId,
+    metadata: &'a serde_json::Value,
+    files: &'a [StoredFile],
+}
+
 /// Payload of step and finalize jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct JobPayload {
@@ -179,6 +191,10 @@ struct Inner {
     runs: Mutex<RunCache>,
 }
 
+/// Where temporary files of the engine (blobs being written or read) live, under the
+/// work dir.
+pub(crate) const SPOOL_DIR: &str = ".spool";
+
 /// A spawned task that is aborted when its handle is dropped (it never outlives the
 /// future that started it).
 #[derive(Debug)]
@@ -197,12 +213,11 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs whose data is kept in memory at most (the most recently used).
+/// Runs whose data is kept in memory at most (the most recently used); only blobs of
+/// at most [`spool::IN_MEMORY_BYTES`] are kept.
 const CACHED_RUNS: usize = 4;
-/// Runs with more records always read their blobs.
-const CACHED_RECORDS: usize = 10_000;
 
-/// The parsed inputs and step rows of a few recent runs, and the progress of runs just
+/// The inputs and step rows blobs of a few recent runs, and the progress of runs just
 /// submitted. The blobs stay the source of truth (another process may run a run's next
 /// job); a miss reads them. Inputs never change; step rows are kept only by the process
 /// whose commit of the step succeeded, and each execution stores its rows under its own
@@ -216,11 +231,13 @@ struct RunCache {
 
 #[derive(Default)]
 struct CachedRun {
-    inputs: Option<Arc<Vec<StoredRecord>>>,
+    /// The inputs blob, when small (see [`spool::IN_MEMORY_BYTES`]).
+    inputs: Option<Bytes>,
     /// The progress a submit through this engine committed, until its first step
     /// takes it.
     submitted: Option<RunProgress>,
-    outputs: BTreeMap<u32, Arc<StepRows>>,
+    /// The rows blobs of steps this process committed, when small.
+    outputs: BTreeMap<u32, Bytes>,
 }
 
 impl RunCache {
@@ -367,33 +384,43 @@ impl Engine {
         self.inner.runs.lock().expect("run cache poisoned")
     }
 
-    /// The stored inputs of a run (from memory when this process has them).
-    pub(crate) async fn inputs(&self, run: ValidationRunId) -> Result<Arc<Vec<StoredRecord>>> {
-        if let Some(inputs) = self.run_cache().get(run).and_then(|c| c.inputs.clone()) {
-            return Ok(inputs);
-        }
-        let inputs: Arc<Vec<StoredRecord>> = Arc::new(
-            self.inner
-                .blobs
-                .get_json(&BlobKeys::run_inputs(run))
-                .await?,
-        );
-        self.remember_inputs(run, &inputs);
-        Ok(inputs)
+    /// The stored inputs of a run, read forward by position (from memory when this
+    /// process has them).
+    pub(crate) async fn inputs(&self, run: ValidationRunId) -> Result<InputsReader> {
+        let key = BlobKeys::run_inputs(run);
+        let cached = self.run_cache().get(run).and_then(|c| c.inputs.clone());
+        let source = match cached {
+            Some(bytes) => LinesSource::from_bytes(bytes, key.to_string()),
+            None => LinesSource::open(&self.inner.blobs, &key, self.scratch_path()?).await?,
+        };
+        InputsReader::new(source)
+    }
+
+    /// A fresh path for a temporary file under the work dir (removed by its user; a
+    /// worker's start clears what a dead process left).
+    pub(crate) fn scratch_path(&self) -> Result<PathBuf> {
+        let dir = self.inner.config.work_dir.join(SPOOL_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::Unavailable {
+            what: "work directory",
+            detail: format!("creating {}: {e}", dir.display()),
+            source: Some(Box::new(e)),
+        })?;
+        Ok(dir.join(uuid::Uuid::new_v4().simple().to_string()))
     }
 
     /// Stores the files of `records` under the run's keys (local files read within the
-    /// size limit, store objects copied and measured on the copy); `written` lists
-    /// every key stored, also when an error stops it half way.
+    /// size limit, store objects copied and measured on the copy) and writes each
+    /// record, with its files' keys, as a line of `stored`; `written` lists every key
+    /// stored, also when an error stops it half way.
     async fn store_record_files(
         &self,
         run_id: ValidationRunId,
         records: &[InputRecord],
         written: &mut Vec<object_store::path::Path>,
-    ) -> Result<Vec<StoredRecord>> {
+        stored: &mut LinesWriter,
+    ) -> Result<()> {
         let blobs = &self.inner.blobs;
         let limit = self.inner.config.batch_limits.max_file_bytes;
-        let mut stored = Vec::with_capacity(records.len());
         for (position, record) in records.iter().enumerate() {
             let mut files = Vec::with_capacity(record.files.len());
             for file in &record.files {
@@ -439,13 +466,13 @@ impl Engine {
                     key: key.to_string(),
                 });
             }
-            stored.push(StoredRecord {
-                id: record.id.clone(),
-                metadata: record.metadata.clone(),
-                files,
-            });
+            stored.push(&StoredRecordRef {
+                id: &record.id,
+                metadata: &record.metadata,
+                files: &files,
+            })?;
         }
-        Ok(stored)
+        Ok(())
     }
 
     /// Keeps the progress a submit committed (with its inputs) for the run's first
@@ -464,7 +491,7 @@ impl Engine {
         cached.submitted = Some(RunProgress {
             run: plan.run.clone(),
             steps,
-            in_play: plan.records.clone(),
+            in_play: plan.records.len() as u32,
             any_errored: false,
         });
     }
@@ -474,46 +501,43 @@ impl Engine {
         self.run_cache().get(run)?.submitted.take()
     }
 
-    fn remember_inputs(&self, run: ValidationRunId, inputs: &Arc<Vec<StoredRecord>>) {
-        if inputs.len() <= CACHED_RECORDS {
-            self.run_cache().entry(run).inputs = Some(inputs.clone());
-        }
+    fn remember_inputs(&self, run: ValidationRunId, inputs: Bytes) {
+        self.run_cache().entry(run).inputs = Some(inputs);
     }
 
     /// The rows a committed step stored at `outputs_ref` (the key its step row
-    /// records; from memory when this process committed it).
+    /// records), read forward by position (from memory when this process committed it
+    /// and they are small).
     pub(crate) async fn step_rows(
         &self,
         run: ValidationRunId,
         step: u32,
         outputs_ref: &str,
-    ) -> Result<Arc<StepRows>> {
-        if let Some(rows) = self
+    ) -> Result<RowsReader> {
+        let cached = self
             .run_cache()
             .get(run)
-            .and_then(|c| c.outputs.get(&step).cloned())
-        {
-            return Ok(rows);
-        }
-        let key = object_store::path::Path::parse(outputs_ref)
-            .ok()
-            .filter(|key| BlobKeys::is_step_outputs(key, run, step))
-            .ok_or_else(|| {
-                Error::internal(format!(
-                    "step {step} of run {run}: `{outputs_ref}` is not an outputs key of this step"
-                ))
-            })?;
-        Ok(Arc::new(self.inner.blobs.get_json(&key).await?))
+            .and_then(|c| c.outputs.get(&step).cloned());
+        let source = match cached {
+            Some(bytes) => LinesSource::from_bytes(bytes, outputs_ref),
+            None => {
+                let key = object_store::path::Path::parse(outputs_ref)
+                    .ok()
+                    .filter(|key| BlobKeys::is_step_outputs(key, run, step))
+                    .ok_or_else(|| {
+                        Error::internal(format!(
+                            "step {step} of run {run}: `{outputs_ref}` is not an outputs key of this step"
+                        ))
+                    })?;
+                LinesSource::open(&self.inner.blobs, &key, self.scratch_path()?).await?
+            }
+        };
+        RowsReader::new(source)
     }
 
-    /// Keeps the rows of a step this process committed.
-    pub(crate) fn remember_step_rows(&self, run: ValidationRunId, step: u32, rows: StepRows) {
-        if rows.len() <= CACHED_RECORDS {
-            self.run_cache()
-                .entry(run)
-                .outputs
-                .insert(step, Arc::new(rows));
-        }
+    /// Keeps the rows blob of a step this process committed.
+    pub(crate) fn remember_step_rows(&self, run: ValidationRunId, step: u32, rows: Bytes) {
+        self.run_cache().entry(run).outputs.insert(step, rows);
     }
 
     /// Drops what is kept of a finished run.
@@ -653,11 +677,17 @@ impl ValidationService for Engine {
         let run_id = ValidationRunId::new_random();
         let blobs = &self.inner.blobs;
         let mut written = Vec::new();
-        let stored = match self
-            .store_record_files(run_id, &request.records, &mut written)
+        let inputs_ref = BlobKeys::run_inputs(run_id);
+        let mut stored = LinesWriter::create(self.scratch_path()?)?;
+        let inputs = match self
+            .store_record_files(run_id, &request.records, &mut written, &mut stored)
             .await
         {
-            Ok(stored) => stored,
+            Ok(()) => stored.upload(blobs, &inputs_ref).await,
+            Err(error) => Err(error),
+        };
+        let inputs = match inputs {
+            Ok(inputs) => inputs,
             Err(error) => {
                 // Nothing refers to the files stored so far: they go too.
                 for key in &written {
@@ -666,9 +696,6 @@ impl ValidationService for Engine {
                 return Err(error);
             }
         };
-        let inputs_ref = BlobKeys::run_inputs(run_id);
-        blobs.put_json(&inputs_ref, &stored).await?;
-        let stored = Arc::new(stored);
 
         let now = Utc::now();
         let steps: Vec<StepRelease> = releases
@@ -681,7 +708,7 @@ impl ValidationService for Engine {
                 version: release.version,
             })
             .collect();
-        let record_count = stored.len() as u32;
+        let record_count = request.records.len() as u32;
         // Zero hooks: every record is accepted in the submit's own transaction (there
         // are no features to publish), so no run is ever left without a job.
         let no_hooks = steps.is_empty();
@@ -713,7 +740,7 @@ impl ValidationService for Engine {
         };
         let plan = SubmitPlan {
             run,
-            records: stored.iter().map(|r| r.id.clone()).collect(),
+            records: request.records.iter().map(|r| r.id.clone()).collect(),
             inputs_ref: inputs_ref.to_string(),
             first_job: (!no_hooks)
                 .then(|| job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)),
@@ -731,7 +758,9 @@ impl ValidationService for Engine {
         if no_hooks {
             self.runs_ended().notify_waiters();
         } else {
-            self.remember_inputs(run_id, &stored);
+            if let Some(inputs) = inputs {
+                self.remember_inputs(run_id, inputs);
+            }
             self.remember_submitted(&plan);
             self.inner.jobs_enqueued.notify_waiters();
         }
@@ -797,6 +826,3 @@ fn file_too_large(position: usize, name: &FileName, size: u64, limit: u64) -> Er
         format!("file `{name}` is {size} bytes, over the limit of {limit} bytes"),
     )
 }
-
-/// Rows a step produced for its passed records, in column order, as JSON values.
-pub(crate) type StepRows = BTreeMap<RecordId, Vec<Vec<serde_json::Value>>>;

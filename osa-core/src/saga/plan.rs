@@ -14,13 +14,12 @@
 //! The planner reads no clock, no storage and no file, and spawns nothing: the same
 //! facts always give the same plan, so its decisions are unit-tested below.
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 
-use super::{FINALIZE_JOB, STEP_JOB, StepRows, job_at};
+use super::{FINALIZE_JOB, STEP_JOB, job_at};
 use crate::blob::BlobKeys;
 use crate::contract::{BatchOutcome, RecordOutcome};
 use crate::feature_store::FeatureBatch;
@@ -94,7 +93,11 @@ pub(crate) enum HookEnd {
 /// log.
 #[derive(Debug, Clone)]
 pub(crate) struct HookResult {
-    /// The merged outcomes; `missing` lists the records still without one.
+    /// Records that passed, whose rows the driver has stored already (they are not in
+    /// `outcome`).
+    pub passed: u32,
+    /// The merged outcomes of the other records; `missing` lists the records still
+    /// without one.
     pub outcome: BatchOutcome,
     /// What the failure policy decided about the last attempt's failure, if any.
     pub decision: Option<Decision>,
@@ -142,9 +145,7 @@ pub(crate) enum Next {
 pub(crate) struct StepCommit {
     /// The plan committed through the storage port.
     pub plan: StepPlan,
-    /// The passed records' rows, stored at [`StepCommit::outputs_key`].
-    pub rows: StepRows,
-    /// Where the rows are stored (the plan's `outputs_ref`).
+    /// Where the passed records' rows are stored (the plan's `outputs_ref`).
     pub outputs_key: Path,
     /// Where the hook's log is stored (the plan's `log_ref`), when it is kept: the
     /// execution failed or some record errored.
@@ -158,10 +159,10 @@ pub(crate) struct StepCommit {
 
 impl StepCommit {
     /// The feature replaces a finalize right after this (last) step makes for the
-    /// records still in play: one per hook run of the steps up to this one.
-    pub(crate) fn staged_replaces(&self) -> Vec<StagedReplace> {
+    /// records still in play, `accepted`: one per hook run of the steps up to this
+    /// one.
+    pub(crate) fn staged_replaces(&self, accepted: &[RecordId]) -> Vec<StagedReplace> {
         let step = self.plan.step as usize;
-        let accepted = &self.after.in_play;
         self.after.steps[..step]
             .iter()
             .filter_map(|p| p.hook_run_id.map(|run_id| (p.release.hook.clone(), run_id)))
@@ -169,7 +170,7 @@ impl StepCommit {
             .map(|(hook, run_id)| StagedReplace {
                 hook,
                 run_id,
-                records: accepted.clone(),
+                records: accepted.to_vec(),
             })
             .collect()
     }
@@ -234,24 +235,17 @@ pub(crate) fn plan_step(facts: StepFacts) -> Result<StepDecision> {
         }
     }
     let outcome = outcome.finish();
-    let counts: OutcomeCounts = outcome.counts();
+    let mut counts: OutcomeCounts = outcome.counts();
+    counts.passed += result.passed;
     let failed_execution = result.failed || result.output_error.is_some();
     let log_key = (failed_execution || counts.errored > 0)
         .then(|| BlobKeys::step_log(run_id, step, execution_id));
 
     let mut verdicts: Vec<RecordVerdict> = Vec::new();
-    let mut rows: StepRows = BTreeMap::new();
     for (id, record_outcome) in &outcome.outcomes {
         match record_outcome {
-            RecordOutcome::Passed { rows: values } => {
-                rows.insert(
-                    id.clone(),
-                    values
-                        .iter()
-                        .map(|r| r.iter().map(|v| v.to_json()).collect())
-                        .collect(),
-                );
-            }
+            // Counted above; the driver stores passed records' rows as they come.
+            RecordOutcome::Passed { .. } => {}
             RecordOutcome::Rejected { reason } => verdicts.push(RecordVerdict {
                 record_id: id.clone(),
                 verdict: Verdict::Rejected {
@@ -272,15 +266,9 @@ pub(crate) fn plan_step(facts: StepFacts) -> Result<StepDecision> {
     }
     // The records still in play after this step: what the next step gets, or what the
     // finalize accepts.
-    let settled: HashSet<&RecordId> = verdicts.iter().map(|v| &v.record_id).collect();
-    let remaining: Vec<RecordId> = progress
-        .in_play
-        .iter()
-        .filter(|id| !settled.contains(id))
-        .cloned()
-        .collect();
+    let remaining = progress.in_play.saturating_sub(verdicts.len() as u32);
     let last = step as usize + 1 >= progress.run.steps.len();
-    let next = if last || rows.is_empty() {
+    let next = if last || counts.passed == 0 {
         Next::Finalize
     } else {
         Next::Step(step + 1)
@@ -357,7 +345,6 @@ pub(crate) fn plan_step(facts: StepFacts) -> Result<StepDecision> {
     };
     Ok(StepDecision::Commit(Box::new(StepCommit {
         plan,
-        rows,
         outputs_key,
         log_key,
         next,
@@ -374,7 +361,7 @@ pub(crate) fn plan_finalize(
     completes: Option<JobLease>,
 ) -> FinalizePlan {
     let accepted = progress.in_play;
-    let status = match (accepted.is_empty(), progress.any_errored) {
+    let status = match (accepted == 0, progress.any_errored) {
         (false, _) => RunStatus::Completed,
         (true, true) => RunStatus::Failed,
         (true, false) => RunStatus::Rejected,
@@ -388,7 +375,7 @@ pub(crate) fn plan_finalize(
     });
     let events = vec![RunEventKind::Finished {
         status,
-        accepted: accepted.len() as u32,
+        accepted,
         reason: failure.clone(),
     }];
     FinalizePlan {
@@ -491,10 +478,13 @@ mod tests {
                 updated_at: at(0),
             },
             steps: steps_progress,
-            in_play: ids(in_play),
+            in_play: in_play.len() as u32,
             any_errored,
         }
     }
+
+    /// A record and its rows as JSON values.
+    type RecordRows = (&'static str, Vec<Vec<Value>>);
 
     /// A record's outcome in a case.
     #[derive(Clone, Copy)]
@@ -550,7 +540,7 @@ mod tests {
         hook_status: HookRunStatus,
         counts: (u32, u32, u32),
         verdicts: Vec<(&'static str, Out)>,
-        rows: Vec<(&'static str, Vec<Vec<Value>>)>,
+        rows: Vec<RecordRows>,
         in_play: Vec<&'static str>,
         any_errored: bool,
         log: bool,
@@ -576,6 +566,13 @@ mod tests {
     }
 
     fn facts(case: &Case) -> StepFacts {
+        driven(case).0
+    }
+
+    /// The facts of `case` as the driver plans them, and the rows it stores for the
+    /// passed records before planning, as `(record, rows)`.
+    fn driven(case: &Case) -> (StepFacts, Vec<RecordRows>) {
+        let mut stored = Vec::new();
         let hook = match &case.hook {
             None => HookEnd::RunEnded,
             Some(ran) => {
@@ -607,7 +604,21 @@ mod tests {
                         message: Some((*message).into()),
                     })
                     .collect();
+                // What the driver does before planning: the passed records' rows are
+                // stored, only their number is planned with.
+                let positions: Vec<(u32, RecordId)> = case
+                    .in_play
+                    .iter()
+                    .enumerate()
+                    .map(|(p, record)| (p as u32, id(record)))
+                    .collect();
+                let passed = super::super::handlers::take_passed(&positions, &mut outcome);
+                for line in &passed {
+                    let record = case.in_play.iter().find(|r| **r == line.id.as_str());
+                    stored.push((*record.expect("a record in play"), line.rows.clone()));
+                }
                 HookEnd::Finished(Box::new(HookResult {
+                    passed: passed.len() as u32,
                     outcome,
                     decision: ran
                         .failure
@@ -619,7 +630,7 @@ mod tests {
                 }))
             }
         };
-        StepFacts {
+        let facts = StepFacts {
             progress: progress(case.steps, case.step, &case.in_play, case.any_errored),
             step: case.step,
             release_id: release(case.step),
@@ -630,7 +641,8 @@ mod tests {
             completes: Some(lease()),
             max_attempts: MAX_ATTEMPTS,
             hook,
-        }
+        };
+        (facts, stored)
     }
 
     /// The full decision `expected` describes for `case`.
@@ -744,11 +756,6 @@ mod tests {
         slot.outputs_ref = Some(outputs.clone());
         StepDecision::Commit(Box::new(StepCommit {
             plan,
-            rows: c
-                .rows
-                .iter()
-                .map(|(record, rows)| (id(record), rows.clone()))
-                .collect(),
             outputs_key: Path::from(outputs),
             log_key: c.log.then(|| Path::from(log)),
             next: c.next,
@@ -1183,8 +1190,12 @@ mod tests {
         let cases = cases();
         assert!(cases.len() >= 15);
         for case in &cases {
-            let decision = plan_step(facts(case)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let (facts, stored) = driven(case);
+            let decision = plan_step(facts).unwrap_or_else(|e| panic!("{}: {e}", case.name));
             assert_eq!(decision, expected(case), "{}", case.name);
+            if let Expected::Commit(c) = &case.expected {
+                assert_eq!(stored, c.rows, "{}: the rows stored", case.name);
+            }
             if let StepDecision::Commit(commit) = &decision {
                 assert_eq!(
                     commit.hook(),
@@ -1235,7 +1246,7 @@ mod tests {
             records: ids(&["a"]),
         };
         assert_eq!(
-            commit.staged_replaces(),
+            commit.staged_replaces(&ids(&["a"])),
             vec![replace(0), replace(1), replace(2)]
         );
     }
@@ -1360,7 +1371,7 @@ mod tests {
                     run_id: RUN,
                     status,
                     failure: failure.map(Into::into),
-                    accepted: ids(in_play),
+                    accepted: in_play.len() as u32,
                     features,
                     completes: Some(lease()),
                     events: vec![RunEventKind::Finished {

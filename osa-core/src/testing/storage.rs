@@ -20,8 +20,8 @@ use crate::id::{ConventionSlug, DeploymentId};
 use crate::jobs::{FailOutcome, NewJob};
 use crate::runtime::{Limits, RuntimeConfig};
 use crate::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus, StagedReplace,
-    StepPlan, StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
+    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus,
+    StagedReplace, StepPlan, StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
 };
 use crate::{
     ConventionStore, DeploymentLog, ErrorKind, FeatureStore, HookRegistry, JobQueue,
@@ -87,6 +87,7 @@ macro_rules! storage_conformance {
             redelivered_step_changes_nothing,
             step_hands_its_next_job_to_the_committer,
             finalize_publishes_features_once,
+            streamed_finalize_writes_every_chunk_or_nothing,
             concurrent_finalizes_keep_one_set,
             concurrent_staged_finalizes_keep_one_set,
             staged_features_publish_like_a_plain_finalize,
@@ -198,6 +199,39 @@ fn scored_rows(record_id: &RecordId, scores: &[f64]) -> Vec<NewFeatureRow> {
             ],
         })
         .collect()
+}
+
+/// The records of `run` still in play, read page by page, checked against the
+/// count `progress` has.
+async fn in_play_of<S: Storage>(
+    store: &S,
+    run: ValidationRunId,
+    progress: &RunProgress,
+) -> Vec<RecordId> {
+    let mut in_play = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store
+            .record_page(run, from, 7)
+            .await
+            .expect("page")
+            .expect("the run exists");
+        if page.is_empty() {
+            break;
+        }
+        from += page.len() as u32;
+        in_play.extend(
+            page.into_iter()
+                .filter(|v| v.verdict == Verdict::Pending)
+                .map(|v| v.record_id),
+        );
+    }
+    assert_eq!(
+        in_play.len() as u32,
+        progress.in_play,
+        "the progress counts them"
+    );
+    in_play
 }
 
 async fn all_rows<S: Storage>(store: &S, hook: &HookName) -> Vec<crate::feature_store::FeatureRow> {
@@ -1540,7 +1574,7 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
     let (h1, h2) = (scored_identity("first"), scored_identity("second"));
     let run = submitted_run(&store, &[&h1, &h2], &records).await;
     let progress = progress_of(&store, run.id).await;
-    assert_eq!(progress.in_play, records);
+    assert_eq!(in_play_of(&store, run.id, &progress).await, records);
     assert!(!progress.any_errored);
     assert_eq!(
         store.run_status(run.id).await.expect("status"),
@@ -1568,7 +1602,10 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
     let view = store.run_view(run.id).await.expect("view").expect("exists");
     let progress = progress_of(&store, run.id).await;
     assert_eq!(progress, RunProgress::from_view(view));
-    assert_eq!(progress.in_play, [record("a"), record("c")]);
+    assert_eq!(
+        in_play_of(&store, run.id, &progress).await,
+        [record("a"), record("c")]
+    );
     assert_eq!(progress.run.current_step, 1);
     assert_eq!(
         store.run_status(run.id).await.expect("status"),
@@ -1620,7 +1657,7 @@ pub async fn step_hands_its_next_job_to_the_committer<S: Storage>(store: S) {
     let view = store.run_view(run.id).await.expect("view").expect("exists");
     let progress = progress_of(&store, run.id).await;
     assert_eq!(progress, RunProgress::from_view(view));
-    assert_eq!(progress.in_play, [record("c")]);
+    assert_eq!(in_play_of(&store, run.id, &progress).await, [record("c")]);
     assert!(progress.any_errored);
     assert_eq!(
         store
@@ -1650,7 +1687,7 @@ pub async fn finalize_publishes_features_once<S: Storage>(store: S) {
         run_id: run.id,
         status: RunStatus::Completed,
         failure: None,
-        accepted: vec![record("a")],
+        accepted: 1,
         features: vec![FeatureBatch {
             hook: identity.name.clone(),
             run_id: plan.hook_run.id,
@@ -1744,7 +1781,7 @@ async fn concurrent_finalizes<S: Storage>(store: S, stage_half: bool) {
             run_id: run.id,
             status: RunStatus::Completed,
             failure: None,
-            accepted: records.clone(),
+            accepted: records.len() as u32,
             features,
             completes: None,
             events: vec![RunEventKind::Finished {
@@ -1809,6 +1846,72 @@ async fn concurrent_finalizes<S: Storage>(store: S, stage_half: bool) {
 }
 
 /// A completing finalize plan of `run` publishing `features` for `accepted`.
+/// The chunks of a streamed finalize, as given; `fail_at`: the call (from 1) that
+/// fails instead.
+struct GivenChunks {
+    chunks: std::collections::VecDeque<Vec<FeatureBatch>>,
+    given: usize,
+    fail_at: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl FeatureChunks for GivenChunks {
+    async fn next_chunk(&mut self) -> crate::Result<Option<Vec<FeatureBatch>>> {
+        self.given += 1;
+        if self.fail_at == Some(self.given) {
+            return Err(crate::Error::internal("the chunk cannot be read"));
+        }
+        Ok(self.chunks.pop_front())
+    }
+}
+
+/// `apply_finalize_streaming` writes the plan's batches and every chunk of its source
+/// in one transaction: all of them when every chunk comes, nothing (and the run still
+/// open) when one fails.
+pub async fn streamed_finalize_writes_every_chunk_or_nothing<S: Storage>(store: S) {
+    let records: Vec<RecordId> = ["a", "b", "c", "d", "e"].map(record).into();
+    let identity = scored_identity("streamed");
+    for fail_at in [None, Some(2)] {
+        let run = submitted_run(&store, &[&identity], &records).await;
+        let step = step_plan(&run, 0, &[]);
+        store.apply_step(&step).await.expect("step");
+        let batch = |records: &[RecordId], w| {
+            writer_batch(&identity.name, step.hook_run.id, Some(run.id), records, w)
+        };
+        let plan = completing(run.id, &records, vec![batch(&records[..1], 0)]);
+        let mut chunks = GivenChunks {
+            chunks: [batch(&records[1..3], 1), batch(&records[3..], 2)]
+                .map(|b| vec![b])
+                .into(),
+            given: 0,
+            fail_at,
+        };
+        let applied = store.apply_finalize_streaming(&plan, &mut chunks).await;
+        let rows: Vec<_> = all_rows(&store, &identity.name)
+            .await
+            .into_iter()
+            .filter(|r| r.run_id == step.hook_run.id)
+            .collect();
+        let status = store.run_status(run.id).await.expect("status");
+        match fail_at {
+            None => {
+                assert_eq!(applied.expect("finalize"), Applied::Applied);
+                assert_eq!(chunks.given, 3, "every chunk, then the end");
+                // writer w writes 1 + w % 3 rows per record.
+                assert_eq!(rows.len(), 1 + 2 * 2 + 2 * 3);
+                let published: BTreeSet<&str> = rows.iter().map(|r| r.record_id.as_str()).collect();
+                assert_eq!(published, BTreeSet::from(["a", "b", "c", "d", "e"]));
+                assert_eq!(status, Some(RunStatus::Completed));
+            }
+            Some(_) => {
+                assert!(applied.is_err(), "a failing chunk fails the finalize");
+                assert!(rows.is_empty(), "nothing of a failed finalize is written");
+                assert_eq!(status, Some(RunStatus::Running), "the run is still open");
+            }
+        }
+    }
+}
+
 fn completing(
     run: ValidationRunId,
     accepted: &[RecordId],
@@ -1818,7 +1921,7 @@ fn completing(
         run_id: run,
         status: RunStatus::Completed,
         failure: None,
-        accepted: accepted.to_vec(),
+        accepted: accepted.len() as u32,
         features,
         completes: None,
         events: vec![RunEventKind::Finished {
@@ -2165,7 +2268,7 @@ pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
     let view = store.run_view(run.id).await.expect("get").expect("exists");
     assert_eq!(ids(&view.verdicts), records);
     let progress = progress_of(&store, run.id).await;
-    assert_eq!(progress.in_play, records);
+    assert_eq!(in_play_of(&store, run.id, &progress).await, records);
     assert!(!progress.any_errored);
 
     // Step 0 rejects two records and errors one: they leave play, the others stay in
@@ -2188,7 +2291,7 @@ pub async fn run_records_keep_submit_order<S: Storage>(store: S) {
         .map(|(_, r)| r.clone())
         .collect();
     let progress = progress_of(&store, run.id).await;
-    assert_eq!(progress.in_play, still);
+    assert_eq!(in_play_of(&store, run.id, &progress).await, still);
     assert!(progress.any_errored);
     let view = store.run_view(run.id).await.expect("get").expect("exists");
     assert_eq!(ids(&view.verdicts), records);
@@ -2291,7 +2394,7 @@ pub async fn run_reads_are_snapshots<S: Storage>(store: S) {
                     .count();
                 assert_eq!(committed, progress.run.current_step as usize);
                 assert_eq!(
-                    progress.in_play.len(),
+                    progress.in_play as usize,
                     records.len() - progress.run.current_step as usize,
                     "{progress:?}"
                 );

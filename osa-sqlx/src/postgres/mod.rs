@@ -436,8 +436,8 @@ impl crate::backend::SqlBackend for PgBackend {
          WHERE r.run_id = $1 ORDER BY t.ord";
 
     const IN_PLAY: &'static str = "SELECT \
-         (SELECT array_agg(t.id ORDER BY t.ord) \
-          FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) WITH ORDINALITY AS t(id, ord) \
+         (SELECT count(*) \
+          FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) AS t(id) \
           WHERE r.run_id = $1 \
           AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
          EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";

@@ -10,9 +10,9 @@ use osa_core::feature_store::FeatureBatch;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FeatureStaging, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus,
-    StagedFeatures, StagedReplace, StepHandOff, StepPlan, SubmitPlan, ValidationRunStore,
-    ValidationRunView,
+    Applied, FeatureChunks, FeatureStaging, FinalizePlan, RecordVerdict, RunEvent, RunProgress,
+    RunStatus, StagedFeatures, StagedReplace, StepHandOff, StepPlan, SubmitPlan,
+    ValidationRunStore, ValidationRunView,
 };
 use sqlx::Postgres;
 
@@ -43,7 +43,15 @@ impl ValidationRunStore for PgBackend {
     }
 
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
-        Runs::apply_finalize(self, plan).await
+        Runs::apply_finalize(self, plan, None).await
+    }
+
+    async fn apply_finalize_streaming(
+        &self,
+        plan: &FinalizePlan,
+        more: &mut dyn FeatureChunks,
+    ) -> Result<Applied> {
+        Runs::apply_finalize(self, plan, Some(more)).await
     }
 
     async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
@@ -278,7 +286,7 @@ impl StagedFeatures for PgStaged {
             replaced,
         } = *self;
         let mut tx = staging.tx;
-        match Runs::finalize_in(&backend, &mut tx, plan, Some((&batches, &replaced))).await {
+        match Runs::finalize_in(&backend, &mut tx, plan, Some((&batches, &replaced)), None).await {
             Ok(Applied::Applied) => match tx.commit().await {
                 Ok(()) => return Ok(Applied::Applied),
                 // Whether it committed is unknown: the plan applied afresh finds the
@@ -295,6 +303,6 @@ impl StagedFeatures for PgStaged {
                 let _ = tx.rollback().await;
             }
         }
-        Runs::apply_finalize(&backend, plan).await
+        Runs::apply_finalize(&backend, plan, None).await
     }
 }

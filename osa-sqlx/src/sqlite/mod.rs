@@ -145,7 +145,7 @@ impl crate::backend::SqlBackend for SqliteBackend {
          WHERE r.run_id = $1 AND j.key >= $2 AND j.key < $3 ORDER BY j.key";
 
     const IN_PLAY: &'static str = "SELECT \
-         (SELECT json_group_array(j.value ORDER BY j.key) \
+         (SELECT count(*) \
           FROM validation_run_records r, json_each(r.record_ids) j \
           WHERE r.run_id = $1 \
           AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \

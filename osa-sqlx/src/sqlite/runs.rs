@@ -11,8 +11,8 @@ use osa_core::Result;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus, StepHandOff, StepPlan,
-    SubmitPlan, ValidationRunStore, ValidationRunView,
+    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus,
+    StepHandOff, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
 };
 
 use super::SqliteBackend;
@@ -34,7 +34,15 @@ impl ValidationRunStore for SqliteBackend {
     }
 
     async fn apply_finalize(&self, plan: &FinalizePlan) -> Result<Applied> {
-        Runs::apply_finalize(self, plan).await
+        Runs::apply_finalize(self, plan, None).await
+    }
+
+    async fn apply_finalize_streaming(
+        &self,
+        plan: &FinalizePlan,
+        more: &mut dyn FeatureChunks,
+    ) -> Result<Applied> {
+        Runs::apply_finalize(self, plan, Some(more)).await
     }
 
     async fn end_run(&self, run: ValidationRunId, status: RunStatus, reason: &str) -> Result<bool> {
