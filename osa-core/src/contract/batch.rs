@@ -37,7 +37,8 @@ pub struct BatchFile {
 pub struct BatchLimits {
     /// Largest record file accepted (default 1 GiB).
     pub max_file_bytes: u64,
-    /// Most records in one batch (default 100,000).
+    /// Most records in one batch (default 100,000): a validation step with more records
+    /// in play runs its hook over several batches, one after the other.
     pub max_records: usize,
 }
 

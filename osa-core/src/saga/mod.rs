@@ -13,10 +13,15 @@
 //! A [`Worker`] that commits a step gets the run's next job leased to it by that same
 //! commit and runs it at once, with the progress it just committed (only whether the
 //! run was cancelled meanwhile is read back); the job is an ordinary leased job, so if
-//! the worker dies another claims it when the lease expires. Jobs read only the
-//! records still in play, never every settled verdict, and a run's parsed inputs and
-//! step rows stay in memory for its next jobs in the same process (the blobs remain
-//! the source of truth).
+//! the worker dies another claims it when the lease expires.
+//!
+//! Memory does not grow with a run's records: a step reads the records in play a page
+//! at a time and runs its hook over them in batches of at most
+//! [`BatchLimits::max_records`], reading the stored inputs (a JSON-lines blob) forward
+//! and writing the passed records' rows to a JSON-lines blob as each batch ends; the
+//! finalize writes the accepted records' rows a batch at a time inside its one
+//! transaction. Small blobs of a run stay in memory for its next jobs in the same
+//! process (the blobs remain the source of truth).
 
 mod handlers;
 mod plan;
