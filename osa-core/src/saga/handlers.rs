@@ -22,7 +22,9 @@ use crate::id::{RecordId, ValidationRunId};
 use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{StepExecution, execute_with_policy_after};
 use crate::runner::RunJob;
-use crate::validation::{Applied, RunProgress, RunStatus, StagedFeatures, StepProgress};
+use crate::validation::{
+    Applied, RunProgress, RunStatus, StagedFeatures, StepProgress, ValidationRunStore,
+};
 
 /// Feature rows staged ahead of a finalize, as the backend holds them.
 type Staged = Box<dyn StagedFeatures>;
@@ -180,7 +182,6 @@ impl Engine {
             };
             let ended = self
                 .storage()
-                .runs()
                 .run_status(run)
                 .await?
                 .is_some_and(|status| status.is_terminal());
@@ -218,7 +219,6 @@ impl Engine {
             Some(known) if known.run.id == run => Some(known),
             _ => self
                 .storage()
-                .runs()
                 .run_progress(run)
                 .await?
                 .ok_or_else(|| Error::not_found("validation run", run))
@@ -237,7 +237,7 @@ impl Engine {
             let changed = self.runs_ended().notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
-            match self.storage().runs().run_status(run).await {
+            match self.storage().run_status(run).await {
                 Ok(Some(status)) if status.is_terminal() => return Ok(()),
                 Ok(None) => return Ok(()),
                 Err(e) if !e.is_transient() => return Err(e),
@@ -257,7 +257,7 @@ impl Engine {
         status: RunStatus,
         reason: &str,
     ) -> Result<bool> {
-        let ended = self.storage().runs().end_run(run, status, reason).await?;
+        let ended = self.storage().end_run(run, status, reason).await?;
         if ended {
             tracing::warn!(run = %run, status = ?status, reason, "run ended");
         }
@@ -272,7 +272,6 @@ impl Engine {
         match lease {
             Some(lease) => {
                 self.storage()
-                    .queue()
                     .heartbeat(lease, Duration::from_secs(60))
                     .await
             }
@@ -282,7 +281,7 @@ impl Engine {
 
     async fn ack(&self, lease: Option<&JobLease>) -> Result<()> {
         if let Some(lease) = lease {
-            self.storage().queue().complete(lease).await?;
+            self.storage().complete(lease).await?;
         }
         Ok(())
     }
@@ -317,7 +316,7 @@ impl Engine {
         let status = known.is_some().then(|| {
             let engine = self.clone();
             AbortOnDrop(tokio::spawn(async move {
-                engine.storage().runs().run_status(run_id).await
+                engine.storage().run_status(run_id).await
             }))
         });
         let view = match self.progress(run_id, known).await? {
@@ -376,14 +375,14 @@ impl Engine {
             && hand_off.is_some()
             && !in_play.is_empty()
             && self.config().stage_features
-            && self.storage().runs().feature_staging().is_some())
+            && self.storage().feature_staging().is_some())
         .then(|| {
             let engine = self.clone();
             let steps = view.steps[..step as usize].to_vec();
             let records = in_play.clone();
             AbortOnDrop(tokio::spawn(async move {
                 let batches = engine.feature_batches(run_id, &steps, &records).await?;
-                match engine.storage().runs().feature_staging() {
+                match engine.storage().feature_staging() {
                     Some(staging) => staging.stage_features(batches).await,
                     None => Ok(None),
                 }
@@ -560,11 +559,11 @@ impl Engine {
         let StepCommit {
             plan, rows, after, ..
         } = commit;
-        let next = match (hand_off, storage.runs().step_hand_off()) {
+        let next = match (hand_off, storage.step_hand_off()) {
             (Some(lease_for), Some(hand_off)) => {
                 hand_off.apply_step_claiming_next(&plan, lease_for).await?
             }
-            _ => (storage.runs().apply_step(&plan).await?, None),
+            _ => (storage.apply_step(&plan).await?, None),
         };
         if next.0 == Applied::Applied {
             let counts = plan.hook_run.counts;
@@ -643,7 +642,7 @@ impl Engine {
             .feature_batches(run_id, &view.steps, &view.in_play)
             .await?;
         let plan = plan_finalize(view, features, lease.cloned());
-        let runs = self.storage().runs();
+        let runs: &dyn ValidationRunStore = self.storage();
         let applied = match staged {
             Some(staged) => staged.finalize(&plan).await?,
             None => runs.apply_finalize(&plan).await?,
