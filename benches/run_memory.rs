@@ -24,12 +24,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use osa::DeploymentLog;
+use osa::Storage;
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
 use osa::id::RecordId;
 use osa::runner::ProcessRunner;
-use osa::saga::{Engine, EngineConfig, SagaStorage, Worker, WorkerConfig};
+use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
@@ -55,11 +55,7 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
-async fn run_once<S: SagaStorage + DeploymentLog>(
-    storage: Arc<S>,
-    dir: &std::path::Path,
-    records: usize,
-) -> Figures {
+async fn run_once<S: Storage>(storage: Arc<S>, dir: &std::path::Path, records: usize) -> Figures {
     let script = dir.join("noop.py");
     std::fs::write(&script, common::NOOP_HOOK).unwrap();
     let blobs = Blobs::local(dir.join("blobs")).unwrap();

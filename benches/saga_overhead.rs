@@ -21,12 +21,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use osa::DeploymentLog;
+use osa::Storage;
 use osa::blob::Blobs;
 use osa::deploy::Deployer;
 use osa::id::RecordId;
 use osa::runner::ProcessRunner;
-use osa::saga::{Engine, EngineConfig, SagaStorage, Worker, WorkerConfig};
+use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
@@ -50,7 +50,7 @@ struct Sample {
 /// Runs the scenario `ROUNDS` times per engine configuration in `staged` (the value
 /// of `EngineConfig::stage_features`), alternating between them round by round, all on
 /// one storage; returns the samples per configuration.
-async fn measure<S: SagaStorage + DeploymentLog>(
+async fn measure<S: Storage>(
     storage: Arc<S>,
     dir: &std::path::Path,
     records: usize,

@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use osa::ErrorKind;
 use osa::blob::Blobs;
-use osa::deploy::{Deployer, DeploymentFilter, DeploymentLog, DeploymentStatus};
+use osa::deploy::{Deployer, DeploymentFilter, DeploymentStatus};
 use osa::feature::FeatureValue;
 use osa::feature_store::FeatureQuery;
 use osa::hook::HookRunStatus;
@@ -20,21 +19,18 @@ use osa::id::{
 };
 use osa::jobs::Backoff;
 use osa::runner::{Execution, HookRunner, ProcessRunner, RunFailure, RunJob};
-use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, SagaStorage, Worker, WorkerConfig};
+use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, Worker, WorkerConfig};
 use osa::testing::runner::process_ended;
 use osa::validation::{
     FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
     ValidationService, Verdict,
 };
+use osa::{ErrorKind, Storage};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const HOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hooks/saga_hook.py");
-
-/// Storage the tests need.
-trait TestStorage: SagaStorage + DeploymentLog + Clone {}
-impl<T: SagaStorage + DeploymentLog + Clone> TestStorage for T {}
 
 /// The process runner, counting the hook executions it starts (a hook killed before
 /// it wrote anything still counts).
@@ -102,7 +98,7 @@ fn engine_config(dir: &Path) -> EngineConfig {
     config
 }
 
-fn archive<S: TestStorage>(storage: S, dir: TempDir, cleanup: Option<Cleanup>) -> Archive<S> {
+fn archive<S: Storage + Clone>(storage: S, dir: TempDir, cleanup: Option<Cleanup>) -> Archive<S> {
     let storage = Arc::new(storage);
     let blobs = Blobs::local(dir.path().join("blobs")).expect("blobs");
     let runner = CountingRunner::default();
@@ -191,7 +187,7 @@ on_both_backends!(
     abandoned_deployments_are_closed,
 );
 
-impl<S: TestStorage> Archive<S> {
+impl<S: Storage + Clone> Archive<S> {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -374,7 +370,7 @@ impl<S: TestStorage> Archive<S> {
 
 /// A record rejected by hook 1 is not given to hook 2 and has no features; an errored
 /// record stops too; accepted records get rows in every hook's table with provenance.
-async fn rejected_records_skip_later_hooks<S: TestStorage>(archive: Archive<S>) {
+async fn rejected_records_skip_later_hooks<S: Storage + Clone>(archive: Archive<S>) {
     let mut first = archive.hook_config("first");
     first["reject_prefix"] = json!("bad-");
     let mut second = archive.hook_config("second");
@@ -488,7 +484,9 @@ async fn rejected_records_skip_later_hooks<S: TestStorage>(archive: Archive<S>) 
 /// over consecutive batches of at most that many and commits once: the verdicts, rows
 /// and counts are those of one batch, and the hook run's input digest is that of the
 /// whole `records.jsonl` a single batch would have had.
-async fn a_step_feeds_its_hook_batches_of_at_most_max_records<S: TestStorage>(archive: Archive<S>) {
+async fn a_step_feeds_its_hook_batches_of_at_most_max_records<S: Storage + Clone>(
+    archive: Archive<S>,
+) {
     let mut first = archive.hook_config("first");
     first["reject_prefix"] = json!("bad-");
     let mut second = archive.hook_config("second");
@@ -572,7 +570,7 @@ async fn a_step_feeds_its_hook_batches_of_at_most_max_records<S: TestStorage>(ar
 
 /// A convention without hooks accepts every record in the submit's own transaction:
 /// completed, with its finished event, and no job left.
-async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
+async fn zero_hooks_complete_at_once<S: Storage + Clone>(archive: Archive<S>) {
     let slug = archive.deploy("No Hooks", &[]).await;
     let run = archive.submit(&slug, &["a", "b"]).await;
     let view = archive.engine.get(run).await.expect("view");
@@ -608,7 +606,7 @@ async fn zero_hooks_complete_at_once<S: TestStorage>(archive: Archive<S>) {
 /// directory; the sweep a worker runs
 /// at start removes the trash and the batch directories of ended runs, and leaves those
 /// of runs in progress and of runs this archive does not know.
-async fn work_dir_is_left_clean<S: TestStorage>(archive: Archive<S>) {
+async fn work_dir_is_left_clean<S: Storage + Clone>(archive: Archive<S>) {
     // Two hooks: the second step's batch is written while the first step commits.
     let slug = archive
         .deploy(
@@ -742,7 +740,7 @@ impl osa::runner::HookRunner for TwoMinds {
 /// claims the job again and runs it too; both finish. Then a worker of a third engine
 /// (nothing in memory) takes the run to its end. Returns the run, its final state and
 /// that engine.
-async fn two_executions_of_one_step<S: TestStorage>(
+async fn two_executions_of_one_step<S: Storage + Clone>(
     archive: &Archive<S>,
     runner: Arc<TwoMinds>,
 ) -> (ValidationRunId, RunStatus, Engine) {
@@ -819,7 +817,9 @@ async fn two_executions_of_one_step<S: TestStorage>(
 /// Two executions of one step: the first commits, the second's commit is refused, and
 /// what the second stored must not replace what the committed step refers to; the
 /// finalize publishes the committed execution's rows.
-async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(archive: Archive<S>) {
+async fn a_losing_execution_leaves_the_committed_step_alone<S: Storage + Clone>(
+    archive: Archive<S>,
+) {
     let runner = Arc::new(TwoMinds {
         calls: 0.into(),
         first: (Duration::from_millis(1500), Mind::Pass),
@@ -839,7 +839,7 @@ async fn a_losing_execution_leaves_the_committed_step_alone<S: TestStorage>(arch
 /// An execution whose lease expired fails in a way that would abort the run (the
 /// image cannot be pulled), after another worker took the job over and committed the
 /// step: it no longer holds the job, so it leaves the run alone.
-async fn a_worker_without_its_lease_does_not_end_the_run<S: TestStorage>(archive: Archive<S>) {
+async fn a_worker_without_its_lease_does_not_end_the_run<S: Storage + Clone>(archive: Archive<S>) {
     let runner = Arc::new(TwoMinds {
         calls: 0.into(),
         first: (
@@ -859,7 +859,7 @@ async fn a_worker_without_its_lease_does_not_end_the_run<S: TestStorage>(archive
 
 /// One record, hook 1 exits non-zero: the run fails, the hook run is `error` with its
 /// log stored and readable; files reach the hook.
-async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive: Archive<S>) {
+async fn failing_hook_fails_the_run_with_a_readable_log<S: Storage + Clone>(archive: Archive<S>) {
     let mut config = archive.hook_config("broken");
     config["exit_code"] = json!(3);
     let slug = archive
@@ -910,7 +910,7 @@ async fn failing_hook_fails_the_run_with_a_readable_log<S: TestStorage>(archive:
 /// Record files reach the hook with their names, however awkward (characters the
 /// object store escapes in keys), from a local path and from the object store; a file
 /// in the store is copied, so changing it after the submit changes nothing.
-async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
+async fn record_files_reach_the_hook<S: Storage + Clone>(archive: Archive<S>) {
     let mut config = archive.hook_config("reader");
     config["files_log"] = json!(archive.path("files.log"));
     let slug = archive.deploy("Files", &[("reader", config)]).await;
@@ -957,7 +957,7 @@ async fn record_files_reach_the_hook<S: TestStorage>(archive: Archive<S>) {
 
 /// A file from the object store over the size limit is refused at submit, measured on
 /// the run's own copy, and nothing of the refused submit stays in the store.
-async fn oversized_store_files_are_refused_at_submit<S: TestStorage>(archive: Archive<S>) {
+async fn oversized_store_files_are_refused_at_submit<S: Storage + Clone>(archive: Archive<S>) {
     let slug = archive
         .deploy("Small Files", &[("reader", archive.hook_config("reader"))])
         .await;
@@ -1046,7 +1046,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// A deploy whose caller stops waiting at once (a client gone) is still applied, and
 /// its audit row is closed: it is not left pending or applying.
-async fn a_dropped_deploy_still_closes_its_audit_row<S: TestStorage>(archive: Archive<S>) {
+async fn a_dropped_deploy_still_closes_its_audit_row<S: Storage + Clone>(archive: Archive<S>) {
     let body = archive.payload("Dropped", &[("only", archive.hook_config("only"))], 30);
     let dropped =
         tokio::time::timeout(Duration::ZERO, archive.deployer.deploy(&body, "impatient")).await;
@@ -1073,7 +1073,7 @@ async fn a_dropped_deploy_still_closes_its_audit_row<S: TestStorage>(archive: Ar
 
 /// Deployments a dead process left `pending` or `applying` are closed as failed, with
 /// the event that ends their streams; younger ones, and ended ones, are left alone.
-async fn abandoned_deployments_are_closed<S: TestStorage>(archive: Archive<S>) {
+async fn abandoned_deployments_are_closed<S: Storage + Clone>(archive: Archive<S>) {
     let body = archive.payload("Finished", &[("only", archive.hook_config("only"))], 30);
     let done = archive
         .deployer
@@ -1146,7 +1146,7 @@ async fn abandoned_deployments_are_closed<S: TestStorage>(archive: Archive<S>) {
 /// A deployment's event stream ends with its closing event, also when the stream sees
 /// the terminal status before that event is written (a succeeded deploy commits its
 /// status first and appends what it applied right after).
-async fn a_deployment_stream_waits_for_the_closing_event<S: TestStorage>(archive: Archive<S>) {
+async fn a_deployment_stream_waits_for_the_closing_event<S: Storage + Clone>(archive: Archive<S>) {
     let body = archive.payload("Streamed", &[("only", archive.hook_config("only"))], 30);
     let outcome = archive
         .deployer
@@ -1193,7 +1193,7 @@ async fn a_deployment_stream_waits_for_the_closing_event<S: TestStorage>(archive
 /// Two conventions sharing hooks, listed in opposite orders, deployed at the same time
 /// with new releases, round after round: every deploy succeeds (hooks are locked in
 /// one order, so the two transactions never wait on each other in a cycle).
-async fn concurrent_deploys_sharing_hooks_succeed<S: TestStorage>(archive: Archive<S>) {
+async fn concurrent_deploys_sharing_hooks_succeed<S: Storage + Clone>(archive: Archive<S>) {
     for round in 0..12 {
         let x = ("shared_x", json!({"name": "x", "round": round}));
         let y = ("shared_y", json!({"name": "y", "round": round}));
@@ -1213,7 +1213,9 @@ async fn concurrent_deploys_sharing_hooks_succeed<S: TestStorage>(archive: Archi
 
 /// Concurrent live changes of one hook each record, as `rollback_of`, the release that
 /// was live just before it in the order they were applied.
-async fn concurrent_live_changes_record_what_they_replaced<S: TestStorage>(archive: Archive<S>) {
+async fn concurrent_live_changes_record_what_they_replaced<S: Storage + Clone>(
+    archive: Archive<S>,
+) {
     let mut releases = Vec::new();
     for version in 1..=3 {
         let config = json!({"name": "pinned", "version": version});
@@ -1250,7 +1252,7 @@ async fn concurrent_live_changes_record_what_they_replaced<S: TestStorage>(archi
 
 /// A release body that does not parse is refused and audited, as a convention body
 /// is.
-async fn unparsable_release_bodies_are_audited<S: TestStorage>(archive: Archive<S>) {
+async fn unparsable_release_bodies_are_audited<S: Storage + Clone>(archive: Archive<S>) {
     let hook = HookName::new("some_hook").unwrap();
     let refused = archive
         .deployer
@@ -1272,7 +1274,7 @@ async fn unparsable_release_bodies_are_audited<S: TestStorage>(archive: Archive<
 }
 
 /// A hook that times out once is retried with backoff and the run completes.
-async fn transient_failure_is_retried<S: TestStorage>(archive: Archive<S>) {
+async fn transient_failure_is_retried<S: Storage + Clone>(archive: Archive<S>) {
     let mut config = archive.hook_config("flaky");
     config["sleep_once"] = json!(archive.path("slept-once"));
     config["sleep_seconds"] = json!(10);
@@ -1293,7 +1295,7 @@ async fn transient_failure_is_retried<S: TestStorage>(archive: Archive<S>) {
 /// (`max_retries`, counted over the job's deliveries), then the step gives up: its
 /// records are errored with the reason and the run fails on its own, long before the
 /// job would run out of deliveries.
-async fn a_step_that_keeps_timing_out_gives_up<S: TestStorage>(archive: Archive<S>) {
+async fn a_step_that_keeps_timing_out_gives_up<S: Storage + Clone>(archive: Archive<S>) {
     let mut config = archive.hook_config("stuck");
     config["sleep_always"] = json!(true);
     config["sleep_seconds"] = json!(10);
@@ -1326,7 +1328,7 @@ async fn a_step_that_keeps_timing_out_gives_up<S: TestStorage>(archive: Archive<
 /// The `Worker::run` future is dropped while its hook runs: the job's lease is no longer
 /// renewed, so once it expires the job is claimable again (second delivery) and another
 /// worker finishes the run.
-async fn a_dropped_worker_releases_its_lease<S: TestStorage>(archive: Archive<S>) {
+async fn a_dropped_worker_releases_its_lease<S: Storage + Clone>(archive: Archive<S>) {
     const LEASE: Duration = Duration::from_secs(2);
     let mut config = archive.hook_config("slow");
     config["sleep_once"] = json!(archive.path("slept"));
@@ -1399,7 +1401,7 @@ async fn a_dropped_worker_releases_its_lease<S: TestStorage>(archive: Archive<S>
 /// A run cancelled from another engine (as from another process: no in-process
 /// notification) while its hook runs: the worker notices within a heartbeat, kills the
 /// hook, commits nothing of the step and completes the job; later hooks never run.
-async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
+async fn a_cancel_stops_the_running_hook<S: Storage + Clone>(archive: Archive<S>) {
     let pid_file = archive.path("slow.pid");
     let mut slow = archive.hook_config("slow");
     slow["sleep_always"] = json!(true);
@@ -1459,7 +1461,7 @@ async fn a_cancel_stops_the_running_hook<S: TestStorage>(archive: Archive<S>) {
 /// A run cancelled from another engine (no in-process notification) while its first
 /// job waits in the queue: the worker of the engine that submitted it starts no hook,
 /// commits nothing and completes the job.
-async fn a_run_cancelled_while_queued_starts_no_hook<S: TestStorage>(archive: Archive<S>) {
+async fn a_run_cancelled_while_queued_starts_no_hook<S: Storage + Clone>(archive: Archive<S>) {
     let slug = archive
         .deploy("Queued Run", &[("first", archive.hook_config("first"))])
         .await;
@@ -1478,7 +1480,7 @@ async fn a_run_cancelled_while_queued_starts_no_hook<S: TestStorage>(archive: Ar
 
 /// A `set_live` during a run does not change the release the run uses; the next run
 /// uses the new live release.
-async fn live_changes_do_not_split_a_run<S: TestStorage>(archive: Archive<S>) {
+async fn live_changes_do_not_split_a_run<S: Storage + Clone>(archive: Archive<S>) {
     let slug = archive
         .deploy("Versioned", &[("versioned", archive.hook_config("v1"))])
         .await;
@@ -1525,7 +1527,7 @@ async fn live_changes_do_not_split_a_run<S: TestStorage>(archive: Archive<S>) {
 }
 
 /// Every job delivered twice gives the same final state as single delivery.
-async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>) {
+async fn duplicate_deliveries_change_nothing<S: Storage + Clone>(archive: Archive<S>) {
     let mut first = archive.hook_config("first");
     first["reject_prefix"] = json!("bad-");
     let slug = archive
@@ -1612,7 +1614,7 @@ async fn duplicate_deliveries_change_nothing<S: TestStorage>(archive: Archive<S>
 /// The same payload twice: one release, two succeeded audit rows with one sha256; a
 /// conflicting deploy leaves nothing but a failed audit row; the principal comes from
 /// the caller only.
-async fn deploys_are_audited<S: TestStorage>(archive: Archive<S>) {
+async fn deploys_are_audited<S: Storage + Clone>(archive: Archive<S>) {
     let body = archive.payload(
         "Audited",
         &[("audited", archive.hook_config("audited"))],
@@ -1781,7 +1783,7 @@ enum Action {
 /// crash-free run of the same records. Whatever the schedule, the run ends in the
 /// model's state: same verdicts, step statuses and counts, features, one hook run per
 /// step.
-async fn interleavings_match_the_reference_model<S: TestStorage>(archive: Archive<S>) {
+async fn interleavings_match_the_reference_model<S: Storage + Clone>(archive: Archive<S>) {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 

@@ -1,7 +1,8 @@
 //! OSA core: the domain model, the hook contract, the ports, and the pure policies of
 //! the OSA engine. No SQL and no Python live here; storage backends (`osa-sqlx`) and
 //! runners implement the ports ([`HookRegistry`], [`FeatureStore`], [`HookRunner`],
-//! [`JobQueue`], [`ValidationRunStore`], [`DeploymentLog`]).
+//! [`JobQueue`], [`ValidationRunStore`], [`DeploymentLog`], [`ConventionStore`]);
+//! [`Storage`] is the six storage ports on one type.
 //!
 //! Every identifier is a validated newtype, every payload rejects unknown keys, and
 //! every hook output is validated against the hook's contract before storage sees it:
@@ -63,6 +64,7 @@ pub mod registry;
 pub mod runner;
 pub mod runtime;
 pub mod saga;
+pub mod storage;
 pub mod telemetry;
 pub mod validation;
 
@@ -80,4 +82,5 @@ pub use feature_store::FeatureStore;
 pub use jobs::JobQueue;
 pub use registry::HookRegistry;
 pub use runner::HookRunner;
+pub use storage::Storage;
 pub use validation::{ValidationRunStore, ValidationService};

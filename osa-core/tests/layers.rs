@@ -71,11 +71,14 @@ fn the_checker_sees_cycles_and_only_code() {
     )
     .unwrap();
     fs::write(src.join("c.rs"), "pub struct X;\n").unwrap();
+    // Every item of a group counts, also one that ends right at its comma.
+    fs::write(src.join("d.rs"), "use crate::{c, a::One,Thing};\n").unwrap();
     let graph = module_graph(src);
     let edges = |from: &str| graph[from].keys().cloned().collect::<Vec<_>>();
     assert_eq!(edges("a"), ["b"]);
     assert_eq!(edges("b"), ["a"]);
     assert!(edges("c").is_empty());
+    assert_eq!(edges("d"), ["a", "b", "c"]);
     let components = strongly_connected(&graph);
     assert!(components.contains(&vec!["a".to_string(), "b".to_string()]));
 }
@@ -189,6 +192,10 @@ fn crate_paths(code: &str) -> Vec<String> {
                     '{' => depth += 1,
                     '}' => depth -= 1,
                     ',' if depth == 1 => {
+                        // An item that ends right at its comma (`crate::{a, b}`).
+                        if !item.is_empty() {
+                            names.push(std::mem::take(&mut item));
+                        }
                         at_item_start = true;
                         continue;
                     }

@@ -67,7 +67,7 @@ pub use error::{ApiError, not_found};
 pub use extract::{BearerTokens, Caller, PrincipalResolver};
 pub use openapi::ErrorBody;
 pub use state::{
-    ApiState, ApiStorage, DEFAULT_MAX_STREAMS, DEFAULT_PRESIGNED_UPLOAD_TTL, DEFAULT_UPLOAD_PREFIX,
+    ApiState, DEFAULT_MAX_STREAMS, DEFAULT_PRESIGNED_UPLOAD_TTL, DEFAULT_UPLOAD_PREFIX,
 };
 /// The OpenAPI document type [`router_parts`] returns (utoipa's).
 pub use utoipa::openapi::OpenApi;

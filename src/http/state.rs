@@ -8,12 +8,9 @@ use axum::http::StatusCode;
 use osa_core::auth::{Authenticator, Principal};
 
 use super::extract::{BearerTokens, PrincipalResolver};
-use osa_core::convention::ConventionStore;
-use osa_core::deploy::{Deployer, DeploymentLog};
-use osa_core::feature_store::FeatureStore;
-use osa_core::registry::HookRegistry;
+use osa_core::deploy::Deployer;
 use osa_core::saga::Engine;
-use osa_core::{Error, ErrorKind};
+use osa_core::{Error, ErrorKind, Storage};
 
 use super::error::{ApiError, ApiResult};
 use super::sse::StreamTicket;
@@ -27,16 +24,13 @@ pub const DEFAULT_PRESIGNED_UPLOAD_TTL: Duration = Duration::from_secs(15 * 60);
 /// Event streams open at once, by default.
 pub const DEFAULT_MAX_STREAMS: usize = 256;
 
-/// The reads the API needs besides the engine and the deployer.
-pub trait ApiStorage: HookRegistry + ConventionStore + FeatureStore + DeploymentLog {}
-impl<T: HookRegistry + ConventionStore + FeatureStore + DeploymentLog> ApiStorage for T {}
-
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub(super) engine: Engine,
     pub(super) deployer: Deployer,
-    pub(super) storage: Arc<dyn ApiStorage>,
+    /// The storage the handlers read besides the engine and the deployer.
+    pub(super) storage: Arc<dyn Storage>,
     /// Who a request comes from.
     pub(super) resolver: Arc<dyn PrincipalResolver>,
     /// Normalised: no leading `/`, ends with one `/`.
@@ -64,7 +58,7 @@ impl std::fmt::Debug for ApiState {
 
 impl ApiState {
     /// State over any storage backend.
-    pub fn new<S: ApiStorage + 'static>(
+    pub fn new<S: Storage>(
         engine: Engine,
         deployer: Deployer,
         storage: Arc<S>,

@@ -25,7 +25,8 @@ use crate::jobs::{ClaimedJob, JobLease};
 use crate::policy::{StepExecution, execute_with_policy_after};
 use crate::runner::RunJob;
 use crate::validation::{
-    Applied, FeatureChunks, RunProgress, RunStatus, StagedFeatures, StepProgress, Verdict,
+    Applied, FeatureChunks, RunProgress, RunStatus, StagedFeatures, StepProgress,
+    ValidationRunStore, Verdict,
 };
 
 /// Feature rows staged ahead of a finalize, as the backend holds them.
@@ -140,7 +141,6 @@ impl InPlay {
         while self.buffer.len() < n && self.next < self.end {
             let page = engine
                 .storage()
-                .runs()
                 .record_page(self.run, self.next, self.page)
                 .await?
                 .ok_or_else(|| Error::not_found("validation run", self.run))?;
@@ -255,7 +255,6 @@ impl Engine {
             };
             let ended = self
                 .storage()
-                .runs()
                 .run_status(run)
                 .await?
                 .is_some_and(|status| status.is_terminal());
@@ -299,7 +298,6 @@ impl Engine {
             Some(known) if known.run.id == run => Some(known),
             _ => self
                 .storage()
-                .runs()
                 .run_progress(run)
                 .await?
                 .ok_or_else(|| Error::not_found("validation run", run))
@@ -318,7 +316,7 @@ impl Engine {
             let changed = self.runs_ended().notified();
             let mut changed = std::pin::pin!(changed);
             changed.as_mut().enable();
-            match self.storage().runs().run_status(run).await {
+            match self.storage().run_status(run).await {
                 Ok(Some(status)) if status.is_terminal() => return Ok(()),
                 Ok(None) => return Ok(()),
                 Err(e) if !e.is_transient() => return Err(e),
@@ -338,7 +336,7 @@ impl Engine {
         status: RunStatus,
         reason: &str,
     ) -> Result<bool> {
-        let ended = self.storage().runs().end_run(run, status, reason).await?;
+        let ended = self.storage().end_run(run, status, reason).await?;
         if ended {
             tracing::warn!(run = %run, status = ?status, reason, "run ended");
         }
@@ -353,7 +351,6 @@ impl Engine {
         match lease {
             Some(lease) => {
                 self.storage()
-                    .queue()
                     .heartbeat(lease, Duration::from_secs(60))
                     .await
             }
@@ -363,7 +360,7 @@ impl Engine {
 
     async fn ack(&self, lease: Option<&JobLease>) -> Result<()> {
         if let Some(lease) = lease {
-            self.storage().queue().complete(lease).await?;
+            self.storage().complete(lease).await?;
         }
         Ok(())
     }
@@ -398,7 +395,7 @@ impl Engine {
         let status = known.is_some().then(|| {
             let engine = self.clone();
             AbortOnDrop(tokio::spawn(async move {
-                engine.storage().runs().run_status(run_id).await
+                engine.storage().run_status(run_id).await
             }))
         });
         let view = match self.progress(run_id, known).await? {
@@ -464,14 +461,14 @@ impl Engine {
             && in_play > 0
             && batches == 1
             && self.config().stage_features
-            && self.storage().runs().feature_staging().is_some())
+            && self.storage().feature_staging().is_some())
         .then(|| {
             let engine = self.clone();
             let steps = view.steps[..step as usize].to_vec();
             let records = current.positions.clone();
             AbortOnDrop(tokio::spawn(async move {
                 let batches = engine.feature_batches(run_id, &steps, &records).await?;
-                match engine.storage().runs().feature_staging() {
+                match engine.storage().feature_staging() {
                     Some(staging) => staging.stage_features(batches).await,
                     None => Ok(None),
                 }
@@ -739,11 +736,11 @@ impl Engine {
         let stored_rows = rows.upload(self.blobs(), &commit.outputs_key).await?;
 
         let StepCommit { plan, after, .. } = commit;
-        let next = match (hand_off, storage.runs().step_hand_off()) {
+        let next = match (hand_off, storage.step_hand_off()) {
             (Some(lease_for), Some(hand_off)) => {
                 hand_off.apply_step_claiming_next(&plan, lease_for).await?
             }
-            _ => (storage.runs().apply_step(&plan).await?, None),
+            _ => (storage.apply_step(&plan).await?, None),
         };
         if next.0 == Applied::Applied {
             let counts = plan.hook_run.counts;
@@ -820,7 +817,7 @@ impl Engine {
             self.ack(lease).await?;
             return Ok(Handled::Done);
         };
-        let runs = self.storage().runs();
+        let runs: &dyn ValidationRunStore = self.storage();
         let mut accepted = InPlay::new(run_id, view.run.record_count, self.batch_size());
         let applied = match staged {
             // Staged only when every record fits one batch: the plan lists them all.

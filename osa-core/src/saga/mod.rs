@@ -45,50 +45,23 @@ pub use worker::{Worker, WorkerConfig};
 
 use crate::blob::{BlobKeys, Blobs, Streamed};
 use crate::contract::{BatchLimits, OutputLimits};
-use crate::convention::ConventionStore;
 use crate::feature::FeatureSpec;
 use crate::hook::HookRelease;
 use crate::id::{FileName, HookName, RecordId, ReleaseId, ValidationRunId};
-use crate::jobs::{Backoff, JobQueue, NewJob};
+use crate::jobs::{Backoff, NewJob};
 use crate::policy::FailurePolicy;
-use crate::registry::HookRegistry;
 use crate::runner::HookRunner;
+use crate::storage::Storage;
 use crate::validation::{
     FileSource, InputRecord, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress,
-    StepRelease, SubmitPlan, SubmitValidation, ValidationRun, ValidationRunStore,
-    ValidationRunView, ValidationService,
+    StepRelease, SubmitPlan, SubmitValidation, ValidationRun, ValidationRunView, ValidationService,
 };
-use crate::{Error, FeatureStore, Result};
+use crate::{Error, Result};
 
 /// Job kind of a step.
 pub const STEP_JOB: &str = "validation.step";
 /// Job kind of the finalize.
 pub const FINALIZE_JOB: &str = "validation.finalize";
-
-/// Storage the engine needs; a backend type usually implements all of it.
-pub trait SagaStorage:
-    HookRegistry
-    + FeatureStore
-    + JobQueue
-    + ValidationRunStore
-    + ConventionStore
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> SagaStorage for T where
-    T: HookRegistry
-        + FeatureStore
-        + JobQueue
-        + ValidationRunStore
-        + ConventionStore
-        + Send
-        + Sync
-        + 'static
-{
-}
 
 /// Tunables of the engine.
 #[derive(Debug, Clone)]
@@ -177,7 +150,7 @@ pub struct Engine {
 }
 
 struct Inner {
-    storage: Arc<dyn SagaStorageDyn>,
+    storage: Arc<dyn Storage>,
     runner: Arc<dyn HookRunner>,
     blobs: Blobs,
     config: EngineConfig,
@@ -270,33 +243,6 @@ impl RunCache {
     }
 }
 
-/// Object-safe view of [`SagaStorage`] (trait upcasting keeps each port usable).
-pub(crate) trait SagaStorageDyn: Send + Sync {
-    fn registry(&self) -> &dyn HookRegistry;
-    fn features(&self) -> &dyn FeatureStore;
-    fn queue(&self) -> &dyn JobQueue;
-    fn runs(&self) -> &dyn ValidationRunStore;
-    fn conventions(&self) -> &dyn ConventionStore;
-}
-
-impl<T: SagaStorage> SagaStorageDyn for T {
-    fn registry(&self) -> &dyn HookRegistry {
-        self
-    }
-    fn features(&self) -> &dyn FeatureStore {
-        self
-    }
-    fn queue(&self) -> &dyn JobQueue {
-        self
-    }
-    fn runs(&self) -> &dyn ValidationRunStore {
-        self
-    }
-    fn conventions(&self) -> &dyn ConventionStore {
-        self
-    }
-}
-
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
@@ -328,8 +274,9 @@ pub(crate) fn job_at(
 }
 
 impl Engine {
-    /// An engine over `storage`, running hooks with `runner`, keeping blobs in `blobs`.
-    pub fn new<S: SagaStorage>(
+    /// An engine over `storage` (any type implementing every storage port), running
+    /// hooks with `runner`, keeping blobs in `blobs`.
+    pub fn new<S: Storage>(
         storage: Arc<S>,
         runner: Arc<dyn HookRunner>,
         blobs: Blobs,
@@ -373,7 +320,6 @@ impl Engine {
         }
         let release = self
             .storage()
-            .registry()
             .get_release_by_id(id)
             .await?
             .ok_or_else(|| Error::not_found("release", id))?;
@@ -563,7 +509,6 @@ impl Engine {
         }
         let spec = self
             .storage()
-            .registry()
             .get_hook(hook)
             .await?
             .ok_or_else(|| Error::not_found("hook", hook))?
@@ -587,7 +532,7 @@ impl Engine {
         &self.inner.config
     }
 
-    pub(crate) fn storage(&self) -> &dyn SagaStorageDyn {
+    pub(crate) fn storage(&self) -> &dyn Storage {
         self.inner.storage.as_ref()
     }
 
@@ -599,7 +544,6 @@ impl Engine {
     pub async fn hook_log(&self, run: crate::id::HookRunId) -> Result<bytes::Bytes> {
         let run = self
             .storage()
-            .registry()
             .get_run(run)
             .await?
             .ok_or_else(|| Error::not_found("hook run", run))?;
@@ -618,7 +562,6 @@ impl Engine {
         row_id: i64,
     ) -> Result<crate::feature_store::Provenance> {
         self.storage()
-            .features()
             .provenance(hook, row_id)
             .await?
             .ok_or_else(|| Error::not_found("feature row", format!("{hook}/{row_id}")))
@@ -672,13 +615,12 @@ impl ValidationService for Engine {
         self.check_submission(&request)?;
         let storage = self.storage();
         let convention = storage
-            .conventions()
             .get_convention(&request.convention)
             .await?
             .ok_or_else(|| Error::not_found("convention", &request.convention))?;
         // The snapshot: every step of this run uses these releases, whatever happens
         // to the live pointers afterwards.
-        let releases = storage.registry().resolve_live(&convention.hooks).await?;
+        let releases = storage.resolve_live(&convention.hooks).await?;
         let run_id = ValidationRunId::new_random();
         let blobs = &self.inner.blobs;
         let mut written = Vec::new();
@@ -751,7 +693,7 @@ impl ValidationService for Engine {
                 .then(|| job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)),
             events,
         };
-        storage.runs().create_run(&plan).await?;
+        storage.create_run(&plan).await?;
         tracing::info!(
             run = %run_id,
             convention = %convention.slug,
@@ -774,7 +716,6 @@ impl ValidationService for Engine {
 
     async fn get(&self, run: ValidationRunId) -> Result<ValidationRunView> {
         self.storage()
-            .runs()
             .run_view(run)
             .await?
             .ok_or_else(|| Error::not_found("validation run", run))
@@ -798,7 +739,7 @@ impl ValidationService for Engine {
                     if done {
                         return None;
                     }
-                    match engine.storage().runs().run_events(run, after).await {
+                    match engine.storage().run_events(run, after).await {
                         Ok(events) if events.is_empty() => tokio::time::sleep(poll).await,
                         Ok(events) => buffered = events,
                         Err(e) => return Some((Err(e), (engine, after, buffered, true))),
@@ -812,7 +753,6 @@ impl ValidationService for Engine {
     async fn cancel(&self, run: ValidationRunId) -> Result<bool> {
         let ended = self
             .storage()
-            .runs()
             .end_run(run, RunStatus::Cancelled, "cancelled")
             .await?;
         if ended {

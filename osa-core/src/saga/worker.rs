@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::handlers::{HandOver, Handled, StepDelivery};
 use super::{AbortOnDrop, Engine, FINALIZE_JOB, JobPayload, STEP_JOB};
-use crate::jobs::{ClaimedJob, FailOutcome};
+use crate::jobs::{ClaimedJob, FailOutcome, JobQueue};
 use crate::validation::RunStatus;
 use crate::{Error, Result};
 
@@ -118,7 +118,6 @@ impl Worker {
                 let jobs = self
                     .engine
                     .storage()
-                    .queue()
                     .claim(&[STEP_JOB, FINALIZE_JOB], free as u32, self.config.lease)
                     .await;
                 match jobs {
@@ -145,7 +144,7 @@ impl Worker {
                 continue;
             }
             let has_room = in_flight.len() < self.config.concurrency;
-            let queue = self.engine.storage().queue();
+            let queue: &dyn JobQueue = self.engine.storage();
             tokio::select! {
                 _ = &mut shutdown => break,
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
@@ -185,7 +184,6 @@ impl Worker {
         self.run(finished).await?;
         self.engine
             .storage()
-            .runs()
             .run_status(run)
             .await?
             .ok_or_else(|| Error::not_found("validation run", run))
@@ -208,7 +206,7 @@ impl Worker {
         hand_off: bool,
         known: Option<HandOver>,
     ) -> Option<(ClaimedJob, Box<HandOver>)> {
-        let queue = self.engine.storage().queue();
+        let queue: &dyn JobQueue = self.engine.storage();
         let Ok(payload) = serde_json::from_value::<JobPayload>(job.payload.clone()) else {
             tracing::error!(kind = %job.kind, payload = %job.payload, "malformed job payload");
             let _ = queue
@@ -235,7 +233,7 @@ impl Worker {
         hand_off: bool,
         known: Option<HandOver>,
     ) -> Option<(ClaimedJob, Box<HandOver>)> {
-        let queue = self.engine.storage().queue();
+        let queue: &dyn JobQueue = self.engine.storage();
         if job.attempt > job.max_attempts {
             // A job whose lease keeps expiring (its worker crashes) still runs out.
             self.give_up(
@@ -253,7 +251,7 @@ impl Worker {
             let lease = job.lease.clone();
             let (every, extend) = (self.config.heartbeat, self.config.lease);
             AbortOnDrop(tokio::spawn(async move {
-                keep_lease(|| engine.storage().queue().heartbeat(&lease, extend), every).await
+                keep_lease(|| engine.storage().heartbeat(&lease, extend), every).await
             }))
         };
         let result = match job.kind.as_str() {
@@ -350,7 +348,7 @@ impl Worker {
             reason = why,
             "job out of attempts; the run fails"
         );
-        let queue = self.engine.storage().queue();
+        let queue: &dyn JobQueue = self.engine.storage();
         let outcome = queue.fail(&job.lease, why, Utc::now()).await;
         if let Ok(FailOutcome::Dead) = outcome {
             crate::telemetry::job_dead(&job.kind);

@@ -159,10 +159,17 @@ pub fn conformance_spec() -> FeatureSpec {
 /// Generates one `#[tokio::test]` per conformance case. `$env` is an expression
 /// (it may `.await`) giving a value whose `harness()` returns the [`Harness`] of the
 /// runner under test; it is evaluated afresh in every test.
+///
+/// The rule `@cases` holds the one list of the cases, which both these tests and
+/// [`run_all`] expand.
 #[macro_export]
 macro_rules! runner_conformance {
     ($env:expr) => {
-        $crate::runner_conformance!(@cases $env;
+        $crate::runner_conformance!(@cases [@tests $env]);
+    };
+    // The list of the cases, handed to the rule in brackets.
+    (@cases [$($rule:tt)*]) => {
+        $crate::runner_conformance!($($rule)*;
             passes,
             contract_environment,
             per_record_outcomes,
@@ -180,7 +187,7 @@ macro_rules! runner_conformance {
             no_network,
         );
     };
-    (@cases $env:expr; $($case:ident),* $(,)?) => {
+    (@tests $env:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
@@ -191,37 +198,20 @@ macro_rules! runner_conformance {
             }
         )*
     };
+    // Runs every case on the harness `$h`, pushing each failure onto `$failures`.
+    (@run_all $h:ident, $failures:ident; $($case:ident),* $(,)?) => {
+        $(
+            if let Err(e) = $crate::testing::runner::$case($h).await {
+                $failures.push(format!("{}: {e}", stringify!($case)));
+            }
+        )*
+    };
 }
 
 /// Runs every case and reports all failures together.
 pub async fn run_all(h: &Harness<'_>) -> Result<(), String> {
-    let mut failures = Vec::new();
-    macro_rules! cases {
-        ($($case:ident),* $(,)?) => {
-            $(
-                if let Err(e) = $case(h).await {
-                    failures.push(format!("{}: {e}", stringify!($case)));
-                }
-            )*
-        };
-    }
-    cases!(
-        passes,
-        contract_environment,
-        per_record_outcomes,
-        progress_rejection,
-        nonzero_exit,
-        timeout_kills_everything,
-        background_children_are_killed,
-        cancellation_kills_everything,
-        oom_then_success,
-        oom_exhausted,
-        oversized_output_refused,
-        log_is_captured_and_capped,
-        files_visible_read_only,
-        writes_outside_out_fail,
-        no_network,
-    );
+    let mut failures: Vec<String> = Vec::new();
+    crate::runner_conformance!(@cases [@run_all h, failures]);
     if failures.is_empty() {
         Ok(())
     } else {
