@@ -9,13 +9,13 @@
 //!
 //! Every run is measured in a process of its own (this bench's executable started
 //! again with `OSA_RUN_MEMORY_CHILD=<backend>/<records>`), so each peak (`VmHWM` of
-//! `/proc/self/status`) belongs to one run alone. That process builds the submission
-//! (`records` records of `{"i": n}` metadata, no files), submits it through
-//! `Engine::submit` and runs it to the end with a `Worker` of `WorkerConfig::default()`
-//! and a local blob directory. Reported: the resident memory
-//! before the submission is built (the process's floor: runtime, pools, code), the
-//! peak over the whole run, the run's time from submit to end, and records/s over that
-//! time. The hooks run as child processes (Python), so their own memory is not in the
+//! `/proc/self/status`) belongs to one run alone. That process submits `records`
+//! records of `{"i": n}` metadata, no files, through `Engine::submit_stream` (made as
+//! the submit takes them) and runs the run to the end with a `Worker` of
+//! `WorkerConfig::default()` and a local blob directory. Reported: the resident memory
+//! before the submission (the process's floor: runtime, pools, code), the peak over
+//! the whole run, the run's time from submit to end, and records/s over that time.
+//! The hooks run as child processes (Python), so their own memory is not in the
 //! figure. Sizes default to 100,000 and 1,000,000; `OSA_RUN_MEMORY_SIZES=10000,100000`
 //! chooses others.
 
@@ -30,7 +30,7 @@ use osa::deploy::Deployer;
 use osa::id::RecordId;
 use osa::runner::ProcessRunner;
 use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
-use osa::validation::{InputRecord, RunStatus, SubmitValidation, ValidationService};
+use osa::validation::{InputRecord, RunStatus};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
 
@@ -82,21 +82,17 @@ async fn run_once<S: Storage>(storage: Arc<S>, dir: &std::path::Path, records: u
         .slug;
     let worker = Worker::new(engine.clone(), WorkerConfig::default());
     let floor_kib = status_kib("VmRSS");
-    let input: Vec<InputRecord> = (0..records)
-        .map(|i| InputRecord {
+    // The records are made as the submit takes them, as a reader of a JSON-lines file
+    // or an upstream source would hand them over.
+    let input = futures::stream::iter((0..records).map(|i| {
+        Ok(InputRecord {
             id: RecordId::new(format!("r{i}")).unwrap(),
             metadata: json!({"i": i}),
             files: vec![],
         })
-        .collect();
+    }));
     let start = Instant::now();
-    let run = engine
-        .submit(SubmitValidation {
-            convention: slug,
-            records: input,
-        })
-        .await
-        .unwrap();
+    let run = engine.submit_stream(slug, input).await.unwrap();
     let status = worker.run_until_finished(run).await.unwrap();
     let seconds = start.elapsed().as_secs_f64();
     assert_eq!(status, RunStatus::Completed, "the run completes");

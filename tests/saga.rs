@@ -163,6 +163,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     rejected_records_skip_later_hooks,
+    a_streamed_submission_stores_records_as_they_come,
     a_step_feeds_its_hook_batches_of_at_most_max_records,
     zero_hooks_complete_at_once,
     failing_hook_fails_the_run_with_a_readable_log,
@@ -480,6 +481,86 @@ async fn rejected_records_skip_later_hooks<S: Storage + Clone>(archive: Archive<
     );
 }
 
+/// `Engine::submit_stream` takes records one at a time: a stream that ends normally is
+/// a run like any other; one that fails half way, or brings a bad record, leaves no
+/// run and none of the files stored so far; a repeated id is refused by the storage.
+async fn a_streamed_submission_stores_records_as_they_come<S: Storage + Clone>(
+    archive: Archive<S>,
+) {
+    let slug = archive
+        .deploy("Streamed", &[("only", archive.hook_config("only"))])
+        .await;
+    let file = archive.path("notes.txt");
+    std::fs::write(&file, "notes").expect("file");
+    let record = |id: &str, files: Vec<InputFile>| InputRecord {
+        id: RecordId::new(id).expect("id"),
+        metadata: json!({"title": id}),
+        files,
+    };
+    let records = vec![
+        record("s-1", vec![local_input("notes.txt", file.clone())]),
+        record("s-22", vec![]),
+        record("s-333", vec![]),
+    ];
+    let run = archive
+        .engine
+        .submit_stream(
+            slug.clone(),
+            futures::stream::iter(records.clone().into_iter().map(Ok)),
+        )
+        .await
+        .expect("submit");
+    assert_eq!(archive.finish(run).await, RunStatus::Completed);
+    let view = archive.engine.get(run).await.expect("view");
+    let ids: Vec<&str> = view.verdicts.iter().map(|v| v.record_id.as_str()).collect();
+    assert_eq!(ids, ["s-1", "s-22", "s-333"]);
+    assert!(view.verdicts.iter().all(|v| v.verdict == Verdict::Accepted));
+    assert_eq!(archive.rows_of("only", run).await.len(), 3);
+
+    let blob_files = || walk(&archive.path("blobs")).len();
+    let before = blob_files();
+    let failing = futures::stream::iter([
+        Ok(records[0].clone()),
+        Ok(records[1].clone()),
+        Err(osa::Error::invalid("source", "the upstream went away")),
+    ]);
+    let error = archive
+        .engine
+        .submit_stream(slug.clone(), failing)
+        .await
+        .expect_err("a failing stream");
+    assert!(
+        error.to_string().contains("the upstream went away"),
+        "{error}"
+    );
+    assert_eq!(blob_files(), before, "the files stored so far are deleted");
+
+    let mut bad = records[1].clone();
+    bad.metadata = json!(["not", "an", "object"]);
+    let error = archive
+        .engine
+        .submit_stream(
+            slug.clone(),
+            futures::stream::iter([Ok(records[0].clone()), Ok(bad)]),
+        )
+        .await
+        .expect_err("a bad record");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert!(error.to_string().contains("records[1].metadata"), "{error}");
+    assert_eq!(blob_files(), before);
+
+    let error = archive
+        .engine
+        .submit_stream(
+            slug,
+            futures::stream::iter([Ok(records[1].clone()), Ok(records[1].clone())]),
+        )
+        .await
+        .expect_err("a repeated id");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert!(error.to_string().contains("s-22"), "{error}");
+}
+
 /// With `batch_limits.max_records` below the records in play, a step runs its hook
 /// over consecutive batches of at most that many and commits once: the verdicts, rows
 /// and counts are those of one batch, and the hook run's input digest is that of the
@@ -663,15 +744,20 @@ async fn work_dir_is_left_clean<S: Storage + Clone>(archive: Archive<S>) {
         std::fs::write(work.join(name).join("records.jsonl"), "{}").expect("file");
     }
     std::fs::create_dir_all(work.join(".trash").join("aside")).expect("trash");
-    // A blob a dead process was writing.
-    std::fs::write(work.join(".spool").join("left-over"), "{}\n").expect("spool file");
+    // Copies of blobs being downloaded when their process died: a stale one, and one
+    // that may still be in progress.
+    let stale = std::fs::File::create(work.join(".spool").join("copy-stale")).expect("copy");
+    stale
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600))
+        .expect("mtime");
+    std::fs::write(work.join(".spool").join("copy-fresh"), "{}\n").expect("copy");
 
     let removed = archive.engine.sweep_work_dir().await.expect("sweep");
     assert_eq!(
         removed, 4,
-        "two of the ended run, one in the trash, one spool file"
+        "two of the ended run, one in the trash, one stale copy"
     );
-    assert!(listing(&work.join(".spool")).is_empty());
+    assert_eq!(listing(&work.join(".spool")), ["copy-fresh"]);
     let mut kept = vec![
         ".spool".to_string(),
         ".trash".to_string(),

@@ -286,6 +286,14 @@ pub struct FinalizePlan {
     pub events: Vec<RunEventKind>,
 }
 
+/// Record ids a submit stores after those of its plan, pulled one chunk at a time
+/// inside its transaction (see [`ValidationRunStore::create_run_streaming`]).
+#[async_trait]
+pub trait RecordChunks: Send {
+    /// The next chunk of ids, in submit order, or `None` after the last.
+    async fn next_chunk(&mut self) -> Result<Option<Vec<RecordId>>>;
+}
+
 /// Feature batches a finalize writes after those of its plan, pulled one chunk at a
 /// time inside its transaction, so that a run's rows never need to be in memory at
 /// once (see [`ValidationRunStore::apply_finalize_streaming`]).
@@ -528,6 +536,29 @@ pub trait ValidationRunStore: Send + Sync {
     /// Creates a run, its list of records (all pending), the first job and events; an
     /// invalid-input error when a record id appears twice.
     async fn create_run(&self, plan: &SubmitPlan) -> Result<()>;
+
+    /// [`create_run`](Self::create_run) of `plan` with the record ids of `more` after
+    /// the plan's, in the same one transaction: what a large submission uses. The
+    /// run's `record_count` counts them all; when it does not, or an id appears twice
+    /// anywhere, or a chunk fails, nothing is written. The default collects every
+    /// chunk first; backends override it to store each chunk as it comes.
+    async fn create_run_streaming(
+        &self,
+        plan: &SubmitPlan,
+        more: &mut dyn RecordChunks,
+    ) -> Result<()> {
+        let mut plan = plan.clone();
+        while let Some(chunk) = more.next_chunk().await? {
+            plan.records.extend(chunk);
+        }
+        if plan.records.len() != plan.run.record_count as usize {
+            return Err(crate::Error::invalid(
+                "records",
+                "the record count does not match the records",
+            ));
+        }
+        self.create_run(&plan).await
+    }
 
     /// Commits one step.
     async fn apply_step(&self, plan: &StepPlan) -> Result<Applied>;

@@ -68,6 +68,13 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
     /// verdict)`.
     const RECORD_PAGE: &'static str;
 
+    /// Appends the ids of the text list `$2` to the record list of run `$1`.
+    const APPEND_RECORDS: &'static str;
+
+    /// A record id that appears more than once in the record list of run `$1` (no row
+    /// when none does).
+    const REPEATED_RECORD: &'static str;
+
     /// How many records of run `$1` are still in play (no verdict yet), and whether
     /// any record errored (one row).
     const IN_PLAY: &'static str;

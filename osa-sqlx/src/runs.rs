@@ -14,9 +14,9 @@ use osa_core::hook::OutcomeCounts;
 use osa_core::id::{ConventionSlug, HookRunId, RecordId, ValidationRunId};
 use osa_core::jobs::{ClaimedJob, JobLease};
 use osa_core::validation::{
-    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEvent, RunEventKind, RunProgress,
-    RunStatus, StagedReplace, StepPlan, StepProgress, StepRelease, SubmitPlan, ValidationRun,
-    ValidationRunView, Verdict,
+    Applied, FeatureChunks, FinalizePlan, RecordChunks, RecordVerdict, RunEvent, RunEventKind,
+    RunProgress, RunStatus, StagedReplace, StepPlan, StepProgress, StepRelease, SubmitPlan,
+    ValidationRun, ValidationRunView, Verdict,
 };
 use osa_core::{Error, Result};
 use serde::Serialize;
@@ -501,14 +501,23 @@ where
         Ok(())
     }
 
-    pub(crate) async fn create_run(backend: &B, plan: &SubmitPlan) -> Result<()> {
+    pub(crate) async fn create_run(
+        backend: &B,
+        plan: &SubmitPlan,
+        more: Option<&mut dyn RecordChunks>,
+    ) -> Result<()> {
         let run = &plan.run;
-        let mut seen = std::collections::HashSet::with_capacity(plan.records.len());
-        if let Some(twice) = plan.records.iter().find(|id| !seen.insert(*id)) {
-            return Err(Error::invalid(
+        let twice = |id: &dyn std::fmt::Display| {
+            Error::invalid(
                 "records",
-                format!("record `{twice}` appears twice in the submission"),
-            ));
+                format!("record `{id}` appears twice in the submission"),
+            )
+        };
+        if more.is_none() {
+            let mut seen = std::collections::HashSet::with_capacity(plan.records.len());
+            if let Some(id) = plan.records.iter().find(|id| !seen.insert(*id)) {
+                return Err(twice(id));
+            }
         }
         let mut tx = backend.begin().await?;
         sqlx::query(
@@ -546,6 +555,37 @@ where
             .execute(&mut *tx)
             .await
             .map_err(db("recording submitted records"))?;
+        if let Some(more) = more {
+            // The rest a chunk at a time, appended to the list; repeats are looked for
+            // once every id is in.
+            let mut count = plan.records.len();
+            while let Some(chunk) = more.next_chunk().await? {
+                count += chunk.len();
+                sqlx::query(B::APPEND_RECORDS)
+                    .bind(run.id.0)
+                    .bind(B::text_list(chunk.iter().map(|r| r.to_string()).collect()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("recording submitted records"))?;
+            }
+            if count != run.record_count as usize {
+                return Err(Error::invalid(
+                    "records",
+                    format!(
+                        "the run counts {} records, the submission has {count}",
+                        run.record_count
+                    ),
+                ));
+            }
+            let repeated: Option<String> = sqlx::query_scalar(B::REPEATED_RECORD)
+                .bind(run.id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("checking submitted records"))?;
+            if let Some(id) = repeated {
+                return Err(twice(&id));
+            }
+        }
         Self::insert_events(&mut tx, run.id, plan.events.len() as i64, &plan.events).await?;
         if let Some(job) = &plan.first_job {
             Jobs::<B>::enqueue_in(&mut tx, job).await?;

@@ -232,8 +232,8 @@ fn batch_dir_run(name: &str) -> Option<ValidationRunId> {
 
 impl Engine {
     /// Removes what earlier processes left in the work dir: the contents of the trash
-    /// (directories moved aside but not yet deleted when their process exited), spool
-    /// files, and
+    /// (directories moved aside but not yet deleted when their process exited), blob
+    /// copies a dead process left in the spool directory, and
     /// batch directories of runs that have ended (a worker killed in the middle of a
     /// step whose run was then finished elsewhere). Directories of runs still in
     /// progress are left to the step that re-executes them, and those of runs this
@@ -265,9 +265,22 @@ impl Engine {
         if let Ok(entries) = std::fs::read_dir(&trash) {
             doomed.extend(entries.flatten().map(|entry| entry.path()));
         }
-        // Spool files: blobs being written or read when a process died.
+        // Downloaded copies of blobs left by a process that died while downloading
+        // (a copy is unlinked once open, and other spool files have no name); a day
+        // old, so that no download in progress is taken.
         if let Ok(entries) = std::fs::read_dir(root.join(super::SPOOL_DIR)) {
-            doomed.extend(entries.flatten().map(|entry| entry.path()));
+            let day_ago = std::time::SystemTime::now() - Duration::from_secs(24 * 3600);
+            doomed.extend(entries.flatten().filter_map(|entry| {
+                let stale = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified < day_ago);
+                let copy = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|name| name.starts_with(super::spool::COPY_PREFIX));
+                (stale && copy).then(|| entry.path())
+            }));
         }
         tokio::task::spawn_blocking(move || {
             doomed
@@ -478,7 +491,7 @@ impl Engine {
         // One batch: the digest of its `records.jsonl`; several: of their concatenation.
         let mut input_sha256 = (batches > 1).then(sha2::Sha256::default);
         let mut execution: Option<StepExecution> = None;
-        let mut rows = PassedRows::new(self.scratch_path()?, per_batch)?;
+        let mut rows = PassedRows::new(&self.spool_dir()?, per_batch)?;
         let mut done = 0;
         let output_limits = self.config().output_limits;
         let execution = loop {
@@ -1075,10 +1088,10 @@ pub(crate) struct PassedRows {
 }
 
 impl PassedRows {
-    /// Rows spooled at `path`, keeping the first `keep` passed records.
-    fn new(path: PathBuf, keep: usize) -> Result<Self> {
+    /// Rows spooled in `dir`, keeping the first `keep` passed records.
+    fn new(dir: &std::path::Path, keep: usize) -> Result<Self> {
         Ok(PassedRows {
-            writer: LinesWriter::create(path)?,
+            writer: LinesWriter::create(dir)?,
             passed: 0,
             first: Vec::new(),
             keep,

@@ -27,7 +27,7 @@ mod handlers;
 mod plan;
 mod spool;
 
-use spool::{InputsReader, LinesSource, LinesWriter, RowsReader};
+use spool::{InputsReader, LinesSource, LinesWriter, RowsReader, SubmittedIds};
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -47,7 +47,7 @@ use crate::blob::{BlobKeys, Blobs, Streamed};
 use crate::contract::{BatchLimits, OutputLimits};
 use crate::feature::FeatureSpec;
 use crate::hook::HookRelease;
-use crate::id::{FileName, HookName, RecordId, ReleaseId, ValidationRunId};
+use crate::id::{ConventionSlug, FileName, HookName, RecordId, ReleaseId, ValidationRunId};
 use crate::jobs::{Backoff, NewJob};
 use crate::policy::FailurePolicy;
 use crate::runner::HookRunner;
@@ -172,6 +172,9 @@ struct Inner {
 /// Where temporary files of the engine (blobs being written or read) live, under the
 /// work dir.
 pub(crate) const SPOOL_DIR: &str = ".spool";
+
+/// Record ids a submit hands to the storage at a time.
+const ID_CHUNK: usize = 100_000;
 
 /// A spawned task that is aborted when its handle is dropped (it never outlives the
 /// future that started it).
@@ -342,37 +345,38 @@ impl Engine {
         let cached = self.run_cache().get(run).and_then(|c| c.inputs.clone());
         let source = match cached {
             Some(bytes) => LinesSource::from_bytes(bytes, key.to_string()),
-            None => LinesSource::open(&self.inner.blobs, &key, self.scratch_path()?).await?,
+            None => LinesSource::open(&self.inner.blobs, &key, &self.spool_dir()?).await?,
         };
         InputsReader::new(source)
     }
 
-    /// A fresh path for a temporary file under the work dir (removed by its user; a
-    /// worker's start clears what a dead process left).
-    pub(crate) fn scratch_path(&self) -> Result<PathBuf> {
+    /// The directory of the engine's temporary files, under the work dir (created if
+    /// absent).
+    pub(crate) fn spool_dir(&self) -> Result<PathBuf> {
         let dir = self.inner.config.work_dir.join(SPOOL_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| Error::Unavailable {
             what: "work directory",
             detail: format!("creating {}: {e}", dir.display()),
             source: Some(Box::new(e)),
         })?;
-        Ok(dir.join(uuid::Uuid::new_v4().simple().to_string()))
+        Ok(dir)
     }
 
-    /// Stores the files of `records` under the run's keys (local files read within the
-    /// size limit, store objects copied and measured on the copy) and writes each
-    /// record, with its files' keys, as a line of `stored`; `written` lists every key
-    /// stored, also when an error stops it half way.
-    async fn store_record_files(
+    /// Stores the files of `record`, at submit position `position`, under the run's
+    /// keys (local files read within the size limit, store objects copied and measured
+    /// on the copy) and writes the record, with its files' keys, as a line of `stored`;
+    /// `written` lists every key stored, also when an error stops it half way.
+    async fn store_record(
         &self,
         run_id: ValidationRunId,
-        records: &[InputRecord],
+        position: usize,
+        record: &InputRecord,
         written: &mut Vec<object_store::path::Path>,
         stored: &mut LinesWriter,
     ) -> Result<()> {
         let blobs = &self.inner.blobs;
         let limit = self.inner.config.batch_limits.max_file_bytes;
-        for (position, record) in records.iter().enumerate() {
+        {
             let mut files = Vec::with_capacity(record.files.len());
             for file in &record.files {
                 let key = BlobKeys::run_file(run_id, position, &file.name);
@@ -428,7 +432,7 @@ impl Engine {
 
     /// Keeps the progress a submit committed (with its inputs) for the run's first
     /// step.
-    fn remember_submitted(&self, plan: &SubmitPlan) {
+    fn remember_submitted(&self, plan: &SubmitPlan, records: u32) {
         let mut cache = self.run_cache();
         let Some(cached) = cache.get(plan.run.id) else {
             return;
@@ -442,7 +446,7 @@ impl Engine {
         cached.submitted = Some(RunProgress {
             run: plan.run.clone(),
             steps,
-            in_play: plan.records.len() as u32,
+            in_play: records,
             any_errored: false,
         });
     }
@@ -480,7 +484,7 @@ impl Engine {
                             "step {step} of run {run}: `{outputs_ref}` is not an outputs key of this step"
                         ))
                     })?;
-                LinesSource::open(&self.inner.blobs, &key, self.scratch_path()?).await?
+                LinesSource::open(&self.inner.blobs, &key, &self.spool_dir()?).await?
             }
         };
         RowsReader::new(source)
@@ -568,18 +572,15 @@ impl Engine {
     }
 
     /// Checks a submission before anything is stored.
+    /// The checks of a whole submission that need every record at once (how many,
+    /// repeated ids), with the index of the offending record; the stream path leaves
+    /// repeats to the storage.
     fn check_submission(&self, request: &SubmitValidation) -> Result<()> {
         if request.records.is_empty() {
             return Err(Error::invalid("records", "submit at least one record"));
         }
         if request.records.len() > self.inner.config.max_records {
-            return Err(Error::invalid(
-                "records",
-                format!(
-                    "at most {} records per submission",
-                    self.inner.config.max_records
-                ),
-            ));
+            return Err(self.too_many_records());
         }
         let mut ids = HashSet::new();
         for (i, record) in request.records.iter().enumerate() {
@@ -589,35 +590,69 @@ impl Engine {
                     format!("{:?} appears twice", record.id.as_str()),
                 ));
             }
-            if !record.metadata.is_object() {
+        }
+        Ok(())
+    }
+
+    fn too_many_records(&self) -> Error {
+        Error::invalid(
+            "records",
+            format!(
+                "at most {} records per submission",
+                self.inner.config.max_records
+            ),
+        )
+    }
+
+    /// The checks of one record, the `i`-th of its submission.
+    fn check_record(i: usize, record: &InputRecord) -> Result<()> {
+        if !record.metadata.is_object() {
+            return Err(Error::invalid(
+                format!("records[{i}].metadata"),
+                "must be a JSON object",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (j, file) in record.files.iter().enumerate() {
+            if !names.insert(&file.name) {
                 return Err(Error::invalid(
-                    format!("records[{i}].metadata"),
-                    "must be a JSON object",
+                    format!("records[{i}].files[{j}].name"),
+                    format!("`{}` appears twice", file.name),
                 ));
-            }
-            let mut names = HashSet::new();
-            for (j, file) in record.files.iter().enumerate() {
-                if !names.insert(&file.name) {
-                    return Err(Error::invalid(
-                        format!("records[{i}].files[{j}].name"),
-                        format!("`{}` appears twice", file.name),
-                    ));
-                }
             }
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl ValidationService for Engine {
-    async fn submit(&self, request: SubmitValidation) -> Result<ValidationRunId> {
-        self.check_submission(&request)?;
+    /// Validates records against a convention's hooks, as [`ValidationService::submit`]
+    /// does, taking them one at a time from `records`: each is checked, its files
+    /// stored and the record written to the run's inputs as it comes, so the memory a
+    /// submission takes does not grow with its records (for submissions larger than
+    /// one would hold in memory: JSON lines read from a file, an upstream source). The
+    /// first error of the stream, or of a record, ends the submission and nothing of
+    /// it stays: no run, and none of the files stored so far. A record id that appears
+    /// twice is refused by the storage, when the run is created.
+    pub async fn submit_stream(
+        &self,
+        convention: ConventionSlug,
+        records: impl futures::Stream<Item = Result<InputRecord>> + Send,
+    ) -> Result<ValidationRunId> {
+        let records = std::pin::pin!(records);
+        self.submit_records(convention, records).await
+    }
+
+    async fn submit_records(
+        &self,
+        convention_slug: ConventionSlug,
+        mut records: std::pin::Pin<&mut (dyn futures::Stream<Item = Result<InputRecord>> + Send)>,
+    ) -> Result<ValidationRunId> {
+        use futures::StreamExt as _;
+
         let storage = self.storage();
         let convention = storage
-            .get_convention(&request.convention)
+            .get_convention(&convention_slug)
             .await?
-            .ok_or_else(|| Error::not_found("convention", &request.convention))?;
+            .ok_or_else(|| Error::not_found("convention", &convention_slug))?;
         // The snapshot: every step of this run uses these releases, whatever happens
         // to the live pointers afterwards.
         let releases = storage.resolve_live(&convention.hooks).await?;
@@ -625,15 +660,29 @@ impl ValidationService for Engine {
         let blobs = &self.inner.blobs;
         let mut written = Vec::new();
         let inputs_ref = BlobKeys::run_inputs(run_id);
-        let mut stored = LinesWriter::create(self.scratch_path()?)?;
-        let inputs = match self
-            .store_record_files(run_id, &request.records, &mut written, &mut stored)
-            .await
-        {
-            Ok(()) => stored.upload(blobs, &inputs_ref).await,
-            Err(error) => Err(error),
-        };
-        let inputs = match inputs {
+        let spool = self.spool_dir()?;
+        let mut stored = LinesWriter::create(&spool)?;
+        let mut ids = SubmittedIds::new(&spool, ID_CHUNK);
+        let read: Result<Option<Bytes>> = async {
+            let mut count = 0usize;
+            while let Some(record) = records.next().await {
+                let record = record?;
+                if count >= self.inner.config.max_records {
+                    return Err(self.too_many_records());
+                }
+                Self::check_record(count, &record)?;
+                self.store_record(run_id, count, &record, &mut written, &mut stored)
+                    .await?;
+                ids.push(record.id)?;
+                count += 1;
+            }
+            if count == 0 {
+                return Err(Error::invalid("records", "submit at least one record"));
+            }
+            stored.upload(blobs, &inputs_ref).await
+        }
+        .await;
+        let inputs = match read {
             Ok(inputs) => inputs,
             Err(error) => {
                 // Nothing refers to the files stored so far: they go too.
@@ -643,7 +692,6 @@ impl ValidationService for Engine {
                 return Err(error);
             }
         };
-
         let now = Utc::now();
         let steps: Vec<StepRelease> = releases
             .iter()
@@ -655,7 +703,7 @@ impl ValidationService for Engine {
                 version: release.version,
             })
             .collect();
-        let record_count = request.records.len() as u32;
+        let record_count = ids.count();
         // Zero hooks: every record is accepted in the submit's own transaction (there
         // are no features to publish), so no run is ever left without a job.
         let no_hooks = steps.is_empty();
@@ -687,13 +735,16 @@ impl ValidationService for Engine {
         };
         let plan = SubmitPlan {
             run,
-            records: request.records.iter().map(|r| r.id.clone()).collect(),
+            records: ids.take_first(),
             inputs_ref: inputs_ref.to_string(),
             first_job: (!no_hooks)
                 .then(|| job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)),
             events,
         };
-        storage.create_run(&plan).await?;
+        match ids.rest()? {
+            None => storage.create_run(&plan).await?,
+            Some(mut rest) => storage.create_run_streaming(&plan, &mut rest).await?,
+        }
         tracing::info!(
             run = %run_id,
             convention = %convention.slug,
@@ -708,10 +759,19 @@ impl ValidationService for Engine {
             if let Some(inputs) = inputs {
                 self.remember_inputs(run_id, inputs);
             }
-            self.remember_submitted(&plan);
+            self.remember_submitted(&plan, record_count);
             self.inner.jobs_enqueued.notify_waiters();
         }
         Ok(run_id)
+    }
+}
+
+#[async_trait]
+impl ValidationService for Engine {
+    async fn submit(&self, request: SubmitValidation) -> Result<ValidationRunId> {
+        self.check_submission(&request)?;
+        let records = futures::stream::iter(request.records.into_iter().map(Ok));
+        self.submit_stream(request.convention, records).await
     }
 
     async fn get(&self, run: ValidationRunId) -> Result<ValidationRunView> {

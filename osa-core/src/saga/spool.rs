@@ -10,7 +10,7 @@
 //! as before.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::StoredRecord;
 use crate::blob::{Blobs, Streamed};
 use crate::id::RecordId;
+use crate::validation::RecordChunks;
 use crate::{Error, Result};
+
+/// The name prefix of a blob's downloaded copy, unlinked once open: a file with it is
+/// left only by a process that died during the download.
+pub(crate) const COPY_PREFIX: &str = "copy-";
 
 /// Blobs up to this size are read into memory (and may be cached) rather than read
 /// from a file.
@@ -37,97 +42,74 @@ pub(crate) struct RowsLine {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-/// Writes JSON lines to a local file, then streams the file to a blob.
+/// Writes JSON lines to a local file (unnamed from the start: a process that dies
+/// leaves nothing behind), then streams the file to a blob.
 pub(crate) struct LinesWriter {
-    path: PathBuf,
-    /// Taken by the upload.
-    out: Option<BufWriter<std::fs::File>>,
+    dir: PathBuf,
+    out: BufWriter<std::fs::File>,
 }
 
 impl LinesWriter {
-    /// A writer to a new file at `path` (its directory must exist).
-    pub(crate) fn create(path: PathBuf) -> Result<Self> {
-        let file = std::fs::File::create(&path).map_err(|e| spool_error("creating", &path, e))?;
+    /// A writer to a new, unnamed file in `dir` (which must exist).
+    pub(crate) fn create(dir: &Path) -> Result<Self> {
+        let file =
+            tempfile::tempfile_in(dir).map_err(|e| spool_error("creating a file in", dir, e))?;
         Ok(LinesWriter {
-            path,
-            out: Some(BufWriter::with_capacity(1 << 16, file)),
+            dir: dir.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 16, file),
         })
     }
 
     /// Appends `value` as one line.
     pub(crate) fn push<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        let out = self
-            .out
-            .as_mut()
-            .expect("a writer is written before its upload");
-        serde_json::to_writer(&mut *out, value)
-            .map_err(|e| spool_error("writing", &self.path, e.into()))?;
-        out.write_all(b"\n")
-            .map_err(|e| spool_error("writing", &self.path, e))
+        serde_json::to_writer(&mut self.out, value)
+            .map_err(|e| spool_error("writing a file in", &self.dir, e.into()))?;
+        self.out
+            .write_all(b"\n")
+            .map_err(|e| spool_error("writing a file in", &self.dir, e))
     }
 
-    /// Streams the file to `key` and removes it. Returns the blob's bytes when they
-    /// are at most [`IN_MEMORY_BYTES`] (for a cache), else `None`.
+    /// Streams the file to `key`. Returns the blob's bytes when they are at most
+    /// [`IN_MEMORY_BYTES`] (for a cache), else `None`.
     pub(crate) async fn upload(
-        mut self,
+        self,
         blobs: &Blobs,
         key: &object_store::path::Path,
     ) -> Result<Option<Bytes>> {
-        let path = self.path.clone();
-        let out = self.out.take().expect("uploaded once");
-        let file = out
+        let dir = self.dir;
+        let mut file = self
+            .out
             .into_inner()
-            .map_err(|e| spool_error("writing", &path, e.into_error()))?;
-        file.sync_data().ok();
-        drop(file);
-        let size = std::fs::metadata(&path)
-            .map_err(|e| spool_error("reading", &path, e))?
-            .len();
-        let small = if size <= IN_MEMORY_BYTES {
-            let bytes =
-                Bytes::from(std::fs::read(&path).map_err(|e| spool_error("reading", &path, e))?);
+            .map_err(|e| spool_error("writing a file in", &dir, e.into_error()))?;
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| spool_error("reading a file in", &dir, e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| spool_error("reading a file in", &dir, e))?;
+        if size <= IN_MEMORY_BYTES {
+            let mut bytes = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut bytes)
+                .map_err(|e| spool_error("reading a file in", &dir, e))?;
+            let bytes = Bytes::from(bytes);
             blobs.put(key, bytes.clone()).await?;
-            Some(bytes)
-        } else {
-            let reader = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| spool_error("reading", &path, e))?;
-            match blobs.put_stream(key, reader, u64::MAX - 1).await? {
-                Streamed::Stored { .. } => None,
-                Streamed::TooLarge { read } => {
-                    return Err(Error::internal(format!(
-                        "a spool of {read} bytes is over u64"
-                    )));
-                }
-            }
-        };
-        Ok(small)
-    }
-}
-
-impl Drop for LinesWriter {
-    fn drop(&mut self) {
-        // Only an upload keeps the file's content; a dropped writer leaves nothing.
-        let _ = std::fs::remove_file(&self.path);
+            return Ok(Some(bytes));
+        }
+        let reader = tokio::fs::File::from_std(file);
+        match blobs.put_stream(key, reader, u64::MAX - 1).await? {
+            Streamed::Stored { .. } => Ok(None),
+            Streamed::TooLarge { read } => Err(Error::internal(format!(
+                "a spool of {read} bytes is over u64"
+            ))),
+        }
     }
 }
 
 /// A JSON-lines blob opened for reading: from memory, the store's own file, or a
-/// downloaded copy that is removed when the reader is dropped.
+/// downloaded copy (unlinked as soon as it is open).
 pub(crate) struct LinesSource {
     reader: Box<dyn BufRead + Send>,
-    /// The downloaded copy, if any.
-    copy: Option<PathBuf>,
     /// What the blob is, for errors.
     what: String,
-}
-
-impl Drop for LinesSource {
-    fn drop(&mut self) {
-        if let Some(copy) = &self.copy {
-            let _ = std::fs::remove_file(copy);
-        }
-    }
 }
 
 impl LinesSource {
@@ -135,17 +117,16 @@ impl LinesSource {
     pub(crate) fn from_bytes(bytes: Bytes, what: impl Into<String>) -> Self {
         LinesSource {
             reader: Box::new(std::io::Cursor::new(bytes)),
-            copy: None,
             what: what.into(),
         }
     }
 
-    /// Opens the blob at `key`; a copy, when one is needed, goes to `scratch` (a file
-    /// path that must not exist).
+    /// Opens the blob at `key`; a copy, when one is needed, is downloaded into `dir`
+    /// and unlinked as soon as it is open.
     pub(crate) async fn open(
         blobs: &Blobs,
         key: &object_store::path::Path,
-        scratch: PathBuf,
+        dir: &Path,
     ) -> Result<Self> {
         let what = key.to_string();
         if let Some(path) = blobs.local_file(key) {
@@ -155,19 +136,19 @@ impl LinesSource {
             })?;
             return Ok(LinesSource {
                 reader: Box::new(BufReader::with_capacity(1 << 16, file)),
-                copy: None,
                 what,
             });
         }
         if blobs.size(key).await? <= IN_MEMORY_BYTES {
             return Ok(Self::from_bytes(blobs.get(key).await?, what));
         }
-        blobs.get_to_file(key, &scratch).await?;
-        let file =
-            std::fs::File::open(&scratch).map_err(|e| spool_error("reading", &scratch, e))?;
+        let copy = dir.join(format!("{COPY_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let downloaded = blobs.get_to_file(key, &copy).await;
+        let file = downloaded
+            .and_then(|_| std::fs::File::open(&copy).map_err(|e| spool_error("reading", &copy, e)));
+        let _ = std::fs::remove_file(&copy);
         Ok(LinesSource {
-            reader: Box::new(BufReader::with_capacity(1 << 16, file)),
-            copy: Some(scratch),
+            reader: Box::new(BufReader::with_capacity(1 << 16, file?)),
             what,
         })
     }
@@ -382,6 +363,109 @@ impl RowsReader {
     }
 }
 
+/// The record ids of a submission as they come: the first `chunk` in memory, the rest
+/// spooled to an unnamed local file and read back a chunk at a time for the storage
+/// (see [`RecordChunks`]).
+pub(crate) struct SubmittedIds {
+    first: Vec<RecordId>,
+    chunk: usize,
+    dir: PathBuf,
+    spool: Option<BufWriter<std::fs::File>>,
+    count: u32,
+}
+
+impl SubmittedIds {
+    /// Ids kept `chunk` at a time, spilling to an unnamed file in `dir`.
+    pub(crate) fn new(dir: &Path, chunk: usize) -> Self {
+        SubmittedIds {
+            first: Vec::new(),
+            chunk: chunk.max(1),
+            dir: dir.to_path_buf(),
+            spool: None,
+            count: 0,
+        }
+    }
+
+    /// Adds the next id.
+    pub(crate) fn push(&mut self, id: RecordId) -> Result<()> {
+        self.count += 1;
+        if self.first.len() < self.chunk && self.spool.is_none() {
+            self.first.push(id);
+            return Ok(());
+        }
+        let spool = match &mut self.spool {
+            Some(spool) => spool,
+            None => {
+                let file = tempfile::tempfile_in(&self.dir)
+                    .map_err(|e| spool_error("creating a file in", &self.dir, e))?;
+                self.spool.insert(BufWriter::with_capacity(1 << 16, file))
+            }
+        };
+        serde_json::to_writer(&mut *spool, &id)
+            .map_err(|e| spool_error("writing a file in", &self.dir, e.into()))?;
+        spool
+            .write_all(b"\n")
+            .map_err(|e| spool_error("writing a file in", &self.dir, e))
+    }
+
+    /// How many ids were added.
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The ids kept in memory (the first ones).
+    pub(crate) fn take_first(&mut self) -> Vec<RecordId> {
+        std::mem::take(&mut self.first)
+    }
+
+    /// The spooled ids after the first ones, `None` when every id was kept in memory.
+    pub(crate) fn rest(&mut self) -> Result<Option<SpooledIds>> {
+        let Some(spool) = self.spool.take() else {
+            return Ok(None);
+        };
+        let mut file = spool
+            .into_inner()
+            .map_err(|e| spool_error("writing a file in", &self.dir, e.into_error()))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| spool_error("reading a file in", &self.dir, e))?;
+        Ok(Some(SpooledIds {
+            lines: BufReader::with_capacity(1 << 16, file),
+            chunk: self.chunk,
+            dir: self.dir.clone(),
+            line: String::new(),
+        }))
+    }
+}
+
+/// Spooled record ids, read back a chunk at a time.
+pub(crate) struct SpooledIds {
+    lines: BufReader<std::fs::File>,
+    chunk: usize,
+    dir: PathBuf,
+    line: String,
+}
+
+#[async_trait::async_trait]
+impl RecordChunks for SpooledIds {
+    async fn next_chunk(&mut self) -> Result<Option<Vec<RecordId>>> {
+        let mut ids = Vec::new();
+        while ids.len() < self.chunk {
+            self.line.clear();
+            let n = self
+                .lines
+                .read_line(&mut self.line)
+                .map_err(|e| spool_error("reading a file in", &self.dir, e))?;
+            if n == 0 {
+                break;
+            }
+            ids.push(serde_json::from_str(&self.line).map_err(|e| {
+                Error::internal(format!("the spooled record ids are corrupt: {e}"))
+            })?);
+        }
+        Ok((!ids.is_empty()).then_some(ids))
+    }
+}
+
 fn spool_error(action: &'static str, path: &Path, e: std::io::Error) -> Error {
     Error::Unavailable {
         what: "work directory",
@@ -414,12 +498,11 @@ mod tests {
         lines: &[serde_json::Value],
     ) -> object_store::path::Path {
         let key = object_store::path::Path::from(key);
-        let mut writer = LinesWriter::create(dir.join("spool")).unwrap();
+        let mut writer = LinesWriter::create(dir).unwrap();
         for line in lines {
             writer.push(line).unwrap();
         }
         writer.upload(blobs, &key).await.unwrap();
-        assert!(!dir.join("spool").exists(), "the spool file is removed");
         key
     }
 
@@ -436,9 +519,7 @@ mod tests {
         let legacy = object_store::path::Path::from("inputs.json");
         blobs.put_json(&legacy, &records).await.unwrap();
         for key in [jsonl, legacy] {
-            let source = LinesSource::open(&blobs, &key, dir.path().join("copy"))
-                .await
-                .unwrap();
+            let source = LinesSource::open(&blobs, &key, dir.path()).await.unwrap();
             let mut reader = InputsReader::new(source).unwrap();
             assert_eq!(reader.record_at(1, &id("b")).unwrap(), records[1]);
             assert_eq!(reader.record_at(3, &id("d")).unwrap(), records[3]);
@@ -485,9 +566,7 @@ mod tests {
             .await
             .unwrap();
         for key in [jsonl, legacy] {
-            let source = LinesSource::open(&blobs, &key, dir.path().join("copy"))
-                .await
-                .unwrap();
+            let source = LinesSource::open(&blobs, &key, dir.path()).await.unwrap();
             let mut reader = RowsReader::new(source).unwrap();
             assert_eq!(reader.rows_at(0, &id("a")).unwrap(), [[json!(1)]]);
             assert!(reader.rows_at(1, &id("b")).unwrap().is_empty(), "no rows");
@@ -505,7 +584,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path().join("blobs")).unwrap();
         let key = object_store::path::Path::from("big.jsonl");
-        let mut writer = LinesWriter::create(dir.path().join("spool")).unwrap();
+        let mut writer = LinesWriter::create(dir.path()).unwrap();
         let filler = "x".repeat(1000);
         let count = (IN_MEMORY_BYTES / 1000 + 10) as u32;
         for p in 0..count {
@@ -518,9 +597,7 @@ mod tests {
             None,
             "too big to cache"
         );
-        let source = LinesSource::open(&blobs, &key, dir.path().join("copy"))
-            .await
-            .unwrap();
+        let source = LinesSource::open(&blobs, &key, dir.path()).await.unwrap();
         let mut reader = RowsReader::new(source).unwrap();
         let last = count - 1;
         assert_eq!(
@@ -532,11 +609,39 @@ mod tests {
         );
 
         let small = object_store::path::Path::from("small.jsonl");
-        let mut writer = LinesWriter::create(dir.path().join("spool")).unwrap();
+        let mut writer = LinesWriter::create(dir.path()).unwrap();
         writer
             .push(&json!({"p": 0, "id": "a", "rows": []}))
             .unwrap();
         let bytes = writer.upload(&blobs, &small).await.unwrap().expect("small");
         assert_eq!(bytes, blobs.get(&small).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn submitted_ids_spill_past_the_first_chunk_and_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = SubmittedIds::new(dir.path(), 2);
+        for n in 0..5 {
+            ids.push(id(&format!("r{n}"))).unwrap();
+        }
+        assert_eq!(ids.count(), 5);
+        assert_eq!(ids.take_first(), [id("r0"), id("r1")]);
+        let mut rest = ids.rest().unwrap().expect("spilled");
+        assert_eq!(
+            rest.next_chunk().await.unwrap(),
+            Some(vec![id("r2"), id("r3")])
+        );
+        assert_eq!(rest.next_chunk().await.unwrap(), Some(vec![id("r4")]));
+        assert_eq!(rest.next_chunk().await.unwrap(), None);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no named file"
+        );
+
+        let mut few = SubmittedIds::new(dir.path(), 2);
+        few.push(id("a")).unwrap();
+        assert!(few.rest().unwrap().is_none(), "nothing spilled");
+        assert_eq!(few.take_first(), [id("a")]);
     }
 }

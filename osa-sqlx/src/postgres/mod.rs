@@ -435,6 +435,13 @@ impl crate::backend::SqlBackend for PgBackend {
          LEFT JOIN validation_records v ON v.run_id = $1 AND v.record_id = t.id \
          WHERE r.run_id = $1 ORDER BY t.ord";
 
+    const APPEND_RECORDS: &'static str =
+        "UPDATE validation_run_records SET record_ids = record_ids || $2 WHERE run_id = $1";
+
+    const REPEATED_RECORD: &'static str = "SELECT t.id FROM validation_run_records r \
+         CROSS JOIN LATERAL unnest(r.record_ids) AS t(id) \
+         WHERE r.run_id = $1 GROUP BY t.id HAVING count(*) > 1 LIMIT 1";
+
     const IN_PLAY: &'static str = "SELECT \
          (SELECT count(*) \
           FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) AS t(id) \

@@ -10,8 +10,8 @@ use osa_core::feature_store::FeatureBatch;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FeatureChunks, FeatureStaging, FinalizePlan, RecordVerdict, RunEvent, RunProgress,
-    RunStatus, StagedFeatures, StagedReplace, StepHandOff, StepPlan, SubmitPlan,
+    Applied, FeatureChunks, FeatureStaging, FinalizePlan, RecordChunks, RecordVerdict, RunEvent,
+    RunProgress, RunStatus, StagedFeatures, StagedReplace, StepHandOff, StepPlan, SubmitPlan,
     ValidationRunStore, ValidationRunView,
 };
 use sqlx::Postgres;
@@ -24,7 +24,15 @@ type Staging = crate::Staging<Postgres>;
 #[async_trait]
 impl ValidationRunStore for PgBackend {
     async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
-        Runs::create_run(self, plan).await
+        Runs::create_run(self, plan, None).await
+    }
+
+    async fn create_run_streaming(
+        &self,
+        plan: &SubmitPlan,
+        more: &mut dyn RecordChunks,
+    ) -> Result<()> {
+        Runs::create_run(self, plan, Some(more)).await
     }
 
     async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {

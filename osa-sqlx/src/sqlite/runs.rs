@@ -11,8 +11,8 @@ use osa_core::Result;
 use osa_core::id::ValidationRunId;
 use osa_core::jobs::ClaimedJob;
 use osa_core::validation::{
-    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEvent, RunProgress, RunStatus,
-    StepHandOff, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
+    Applied, FeatureChunks, FinalizePlan, RecordChunks, RecordVerdict, RunEvent, RunProgress,
+    RunStatus, StepHandOff, StepPlan, SubmitPlan, ValidationRunStore, ValidationRunView,
 };
 
 use super::SqliteBackend;
@@ -22,7 +22,15 @@ type Runs = crate::runs::Runs<SqliteBackend>;
 #[async_trait]
 impl ValidationRunStore for SqliteBackend {
     async fn create_run(&self, plan: &SubmitPlan) -> Result<()> {
-        Runs::create_run(self, plan).await
+        Runs::create_run(self, plan, None).await
+    }
+
+    async fn create_run_streaming(
+        &self,
+        plan: &SubmitPlan,
+        more: &mut dyn RecordChunks,
+    ) -> Result<()> {
+        Runs::create_run(self, plan, Some(more)).await
     }
 
     async fn apply_step(&self, plan: &StepPlan) -> Result<Applied> {

@@ -25,8 +25,9 @@ use crate::hook::{HookIdentity, HookRunStatus, OutcomeCounts};
 use crate::id::{ConventionSlug, HookRunId, RecordId, ReleaseId, ValidationRunId};
 use crate::jobs::NewJob;
 use crate::validation::{
-    Applied, FeatureChunks, FinalizePlan, RecordVerdict, RunEventKind, RunProgress, RunStatus,
-    StagedReplace, StepPlan, StepRelease, StepStatus, SubmitPlan, ValidationRun, Verdict,
+    Applied, FeatureChunks, FinalizePlan, RecordChunks, RecordVerdict, RunEventKind, RunProgress,
+    RunStatus, StagedReplace, StepPlan, StepRelease, StepStatus, SubmitPlan, ValidationRun,
+    Verdict,
 };
 use crate::{ErrorKind, FeatureStore, HookRegistry, JobQueue, ValidationRunStore};
 
@@ -75,6 +76,7 @@ macro_rules! __storage_runs_checks {
             step_hands_its_next_job_to_the_committer if step_hand_off,
             finalize_publishes_features_once,
             streamed_finalize_writes_every_chunk_or_nothing,
+            streamed_submit_stores_every_chunk_in_order,
             concurrent_finalizes_keep_one_set,
             concurrent_staged_finalizes_keep_one_set if feature_staging,
             staged_features_publish_like_a_plain_finalize if feature_staging,
@@ -620,6 +622,105 @@ async fn concurrent_finalizes<
 }
 
 /// A completing finalize plan of `run` publishing `features` for `accepted`.
+/// Record ids handed over in chunks, as given.
+struct GivenIds(std::collections::VecDeque<Vec<RecordId>>);
+
+#[async_trait::async_trait]
+impl RecordChunks for GivenIds {
+    async fn next_chunk(&mut self) -> crate::Result<Option<Vec<RecordId>>> {
+        Ok(self.0.pop_front())
+    }
+}
+
+/// `create_run_streaming` stores the plan's records and every chunk after them in
+/// submit order, in one transaction; an id repeated across chunks, or a record count
+/// that does not match, writes nothing.
+pub async fn streamed_submit_stores_every_chunk_in_order<
+    S: HookRegistry + FeatureStore + ValidationRunStore,
+>(
+    store: S,
+) {
+    let identity = scored_identity("chunked");
+    // A run to copy the plan from: one hook, three records.
+    let template = submitted_run(&store, &[&identity], &[record("t")]).await;
+    let plan = |records: &[&str], count: u32| SubmitPlan {
+        run: ValidationRun {
+            id: ValidationRunId::new_random(),
+            record_count: count,
+            ..template.clone()
+        },
+        records: records.iter().map(|r| record(r)).collect(),
+        inputs_ref: "runs/chunked/inputs.jsonl".into(),
+        first_job: None,
+        events: vec![RunEventKind::Submitted {
+            records: count,
+            steps: 1,
+        }],
+    };
+    let chunks = |chunks: &[&[&str]]| {
+        GivenIds(
+            chunks
+                .iter()
+                .map(|c| c.iter().map(|r| record(r)).collect())
+                .collect(),
+        )
+    };
+
+    let whole = plan(&["a", "b"], 5);
+    store
+        .create_run_streaming(&whole, &mut chunks(&[&["c", "d"], &["e"]]))
+        .await
+        .expect("create");
+    let view = store
+        .run_view(whole.run.id)
+        .await
+        .expect("view")
+        .expect("exists");
+    let ids: Vec<&str> = view.verdicts.iter().map(|v| v.record_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    let progress = store
+        .run_progress(whole.run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(in_play_of(&store, whole.run.id, &progress).await.len(), 5);
+
+    for (name, bad, more) in [
+        (
+            "repeated across chunks",
+            plan(&["a", "b"], 4),
+            chunks(&[&["c"], &["a"]]),
+        ),
+        (
+            "repeated in a chunk",
+            plan(&["a"], 3),
+            chunks(&[&["b", "b"]]),
+        ),
+        (
+            "more records than counted",
+            plan(&["a"], 2),
+            chunks(&[&["b", "c"]]),
+        ),
+        (
+            "fewer records than counted",
+            plan(&["a"], 3),
+            chunks(&[&["b"]]),
+        ),
+    ] {
+        let mut more = more;
+        let error = store
+            .create_run_streaming(&bad, &mut more)
+            .await
+            .expect_err(name);
+        assert_eq!(error.kind(), ErrorKind::Invalid, "{name}: {error}");
+        assert_eq!(
+            store.run_status(bad.run.id).await.expect("status"),
+            None,
+            "{name}: nothing written"
+        );
+    }
+}
+
 /// The chunks of a streamed finalize, as given; `fail_at`: the call (from 1) that
 /// fails instead.
 struct GivenChunks {
