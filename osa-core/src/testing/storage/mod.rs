@@ -49,13 +49,13 @@ pub mod runs;
 /// dropper); it may name items of the calling file. A backend that offers every
 /// capability of `ValidationRunStore` writes
 ///
-/// ```ignore
+/// ```text
 /// osa_core::storage_conformance!(fresh());
 /// ```
 ///
 /// and one that does not names what it lacks (`step_hand_off`, `feature_staging`):
 ///
-/// ```ignore
+/// ```text
 /// osa_core::storage_conformance!(fresh(), without: [feature_staging]);
 /// ```
 ///
