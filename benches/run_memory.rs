@@ -17,7 +17,8 @@
 //! the whole run, the run's time from submit to end, and records/s over that time.
 //! The hooks run as child processes (Python), so their own memory is not in the
 //! figure. Sizes default to 100,000 and 1,000,000; `OSA_RUN_MEMORY_SIZES=10000,100000`
-//! chooses others.
+//! chooses others, and `OSA_RUN_MEMORY_BATCH=n` sets `batch_limits.max_records` (how
+//! many records a hook gets at once; default 100,000).
 
 mod common;
 
@@ -61,6 +62,9 @@ async fn run_once<S: Storage>(storage: Arc<S>, dir: &std::path::Path, records: u
     let blobs = Blobs::local(dir.join("blobs")).unwrap();
     let mut config = EngineConfig::new(dir.join("work"));
     config.max_records = records;
+    if let Ok(batch) = std::env::var("OSA_RUN_MEMORY_BATCH") {
+        config.batch_limits.max_records = batch.parse().expect("a batch size");
+    }
     let engine = Engine::new(
         storage.clone(),
         Arc::new(ProcessRunner::new()),
@@ -183,6 +187,9 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     println!("load average: {}", common::load_average());
+    if let Ok(batch) = std::env::var("OSA_RUN_MEMORY_BATCH") {
+        println!("batch_limits.max_records: {batch}");
+    }
     println!(
         "| backend  | records   | floor (MiB) | peak RSS (MiB) | above floor (MiB) | run (s) | records/s |"
     );

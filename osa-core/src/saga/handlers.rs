@@ -75,6 +75,8 @@ pub(crate) struct HandOver {
     pub staged: Option<Staged>,
     /// For a step: its batch, prepared while the previous step committed.
     pub prepared: Option<PreparedStep>,
+    /// For a finalize: the records it accepts, when the last step knew them all.
+    pub accepted: Option<Vec<Positioned>>,
 }
 
 /// What [`Engine::commit_step`] needs besides the plan: the driver's own state.
@@ -104,6 +106,9 @@ pub(crate) struct PreparedStep {
     work: WorkDir,
     /// The batch's records with their submit positions.
     positions: Vec<Positioned>,
+    /// Whether these are all the records in play (known when the step before
+    /// prepared it from its own outcome).
+    complete: bool,
     records: Vec<BatchRecord>,
     batch: PreparedBatch,
 }
@@ -133,6 +138,18 @@ impl InPlay {
             end: record_count,
             page: u32::try_from(page).unwrap_or(u32::MAX).max(1),
             buffer: Default::default(),
+        }
+    }
+
+    /// A run's records in play known already (handed over by the commit that left
+    /// them): nothing is read.
+    fn known(run: ValidationRunId, records: Vec<Positioned>) -> Self {
+        InPlay {
+            run,
+            next: 0,
+            end: 0,
+            page: 1,
+            buffer: records.into(),
         }
     }
 
@@ -397,10 +414,14 @@ impl Engine {
         } = delivery;
         // The first delivery of a run's first step starts from the progress its submit
         // committed, when the run was submitted through this engine.
+        let handed_progress = known.as_ref().is_some_and(|k| k.run.id == run_id);
+        let mut submitted_in_play = None;
         let known = known.or_else(|| {
-            (attempt == 1 && step == 0)
+            let (progress, in_play) = (attempt == 1 && step == 0)
                 .then(|| self.take_submitted(run_id))
-                .flatten()
+                .flatten()?;
+            submitted_in_play = in_play;
+            Some(progress)
         });
         // Progress this process committed is used as it is; whether the run has ended
         // since (a cancel from elsewhere) is read while the batch is prepared, so a run
@@ -434,7 +455,17 @@ impl Engine {
         let in_play = view.in_play as usize;
         let per_batch = self.batch_size();
         let batches = in_play.div_ceil(per_batch).max(1);
-        let mut cursor = InPlay::new(run_id, view.run.record_count, per_batch);
+        // A batch the step before prepared from its own outcome, holding every record
+        // in play of the progress it committed, needs no read.
+        let handed = prepared.as_ref().is_some_and(|p| {
+            p.run == run_id && p.step == step && p.complete && p.positions.len() == in_play
+        }) && handed_progress;
+        let mut cursor = match (&prepared, handed, submitted_in_play) {
+            (Some(p), true, _) => InPlay::known(run_id, p.positions.clone()),
+            // The records of a submit made here, which kept them.
+            (_, _, Some(records)) if records.len() == in_play => InPlay::known(run_id, records),
+            _ => InPlay::new(run_id, view.run.record_count, per_batch),
+        };
         let first = cursor.next_batch(self, per_batch).await?;
         let mut inputs = None;
         // `work` removes the batch directory when the step ends, however it ends.
@@ -735,17 +766,24 @@ impl Engine {
                 let engine = self.clone();
                 // The next step's records in play are this one's passed records.
                 let next_in_play = rows.first().to_vec();
+                let complete = rows.complete();
                 let release_id = commit.after.run.steps[next as usize].release_id;
                 Some(AbortOnDrop(tokio::spawn(async move {
                     let release = engine.release(release_id).await?;
                     let mut inputs = engine.inputs(run_id).await?;
-                    engine
+                    let mut prepared = engine
                         .prepare_step(run_id, next, next_in_play, &mut inputs, &release)
-                        .await
+                        .await?;
+                    prepared.complete = complete;
+                    Ok::<_, Error>(prepared)
                 })))
             }
             _ => None,
         };
+        // The finalize's accepted records, when this step's passed records are all
+        // known.
+        let accepted =
+            (commit.next == Next::Finalize && rows.complete()).then(|| rows.first().to_vec());
         let stored_rows = rows.upload(self.blobs(), &commit.outputs_key).await?;
 
         let StepCommit { plan, after, .. } = commit;
@@ -780,6 +818,7 @@ impl Engine {
         }
         match next {
             (_, Some(job)) => {
+                let finalize_next = job.kind == FINALIZE_JOB;
                 let staged = match staging {
                     Some(staging) if job.kind == FINALIZE_JOB => match staging.join().await {
                         Ok(Ok(staged)) => staged,
@@ -805,6 +844,7 @@ impl Engine {
                         progress: after,
                         staged,
                         prepared,
+                        accepted: accepted.filter(|_| finalize_next),
                     }),
                 ))
             }
@@ -825,13 +865,21 @@ impl Engine {
         lease: Option<&JobLease>,
         known: Option<RunProgress>,
         staged: Option<Staged>,
+        accepted: Option<Vec<Positioned>>,
     ) -> Result<Handled> {
+        let handed = known.as_ref().is_some_and(|k| k.run.id == run_id);
         let Some(view) = self.progress(run_id, known).await? else {
             self.ack(lease).await?;
             return Ok(Handled::Done);
         };
         let runs: &dyn ValidationRunStore = self.storage();
-        let mut accepted = InPlay::new(run_id, view.run.record_count, self.batch_size());
+        // Handed over by the last step's commit, which knew them all: nothing is read.
+        let mut accepted = match accepted {
+            Some(records) if handed && records.len() == view.in_play as usize => {
+                InPlay::known(run_id, records)
+            }
+            _ => InPlay::new(run_id, view.run.record_count, self.batch_size()),
+        };
         let applied = match staged {
             // Staged only when every record fits one batch: the plan lists them all.
             Some(staged) => {
@@ -946,6 +994,7 @@ impl Engine {
             execution_id,
             work,
             positions: in_play,
+            complete: false,
             records,
             batch,
         })
@@ -1085,6 +1134,8 @@ pub(crate) struct PassedRows {
     passed: u32,
     first: Vec<Positioned>,
     keep: usize,
+    /// The lines written, while there are at most [`super::CACHED_RECORDS`].
+    lines: Option<Vec<RowsLine>>,
 }
 
 impl PassedRows {
@@ -1095,6 +1146,7 @@ impl PassedRows {
             passed: 0,
             first: Vec::new(),
             keep,
+            lines: Some(Vec::new()),
         })
     }
 
@@ -1105,7 +1157,13 @@ impl PassedRows {
             self.writer.push(&line)?;
             self.passed += 1;
             if self.first.len() < self.keep {
-                self.first.push((line.p, line.id));
+                self.first.push((line.p, line.id.clone()));
+            }
+            if self.passed as usize > super::CACHED_RECORDS {
+                self.lines = None;
+            }
+            if let Some(lines) = &mut self.lines {
+                lines.push(line);
             }
         }
         Ok(())
@@ -1121,13 +1179,19 @@ impl PassedRows {
         &self.first
     }
 
-    /// Stores the rows at `key`; returns the blob when small enough to keep.
+    /// Whether [`first`](Self::first) is every record that passed.
+    fn complete(&self) -> bool {
+        self.first.len() == self.passed as usize
+    }
+
+    /// Stores the rows at `key`; returns them when few enough to keep in memory.
     async fn upload(
         self,
         blobs: &crate::blob::Blobs,
         key: &object_store::path::Path,
-    ) -> Result<Option<bytes::Bytes>> {
-        self.writer.upload(blobs, key).await
+    ) -> Result<Option<Vec<RowsLine>>> {
+        self.writer.upload(blobs, key).await?;
+        Ok(self.lines)
     }
 }
 

@@ -27,7 +27,7 @@ mod handlers;
 mod plan;
 mod spool;
 
-use spool::{InputsReader, LinesSource, LinesWriter, RowsReader, SubmittedIds};
+use spool::{InputsReader, LinesSource, LinesWriter, RowsLine, RowsReader, SubmittedIds};
 mod worker;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -36,7 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::Utc;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
@@ -194,9 +193,10 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs whose data is kept in memory at most (the most recently used); only blobs of
-/// at most [`spool::IN_MEMORY_BYTES`] are kept.
+/// Runs whose data is kept in memory at most (the most recently used).
 const CACHED_RUNS: usize = 4;
+/// Runs with more records (steps with more passed records) always read their blobs.
+pub(crate) const CACHED_RECORDS: usize = 10_000;
 
 /// The inputs and step rows blobs of a few recent runs, and the progress of runs just
 /// submitted. The blobs stay the source of truth (another process may run a run's next
@@ -212,13 +212,16 @@ struct RunCache {
 
 #[derive(Default)]
 struct CachedRun {
-    /// The inputs blob, when small (see [`spool::IN_MEMORY_BYTES`]).
-    inputs: Option<Bytes>,
+    /// The stored inputs, parsed, of a run of at most [`CACHED_RECORDS`] records.
+    inputs: Option<Arc<Vec<StoredRecord>>>,
     /// The progress a submit through this engine committed, until its first step
     /// takes it.
     submitted: Option<RunProgress>,
-    /// The rows blobs of steps this process committed, when small.
-    outputs: BTreeMap<u32, Bytes>,
+    /// The records in play of that progress, when the submit kept them.
+    submitted_in_play: Option<Vec<handlers::Positioned>>,
+    /// The rows, parsed, of steps this process committed with at most
+    /// [`CACHED_RECORDS`] passed records.
+    outputs: BTreeMap<u32, Arc<Vec<RowsLine>>>,
 }
 
 impl RunCache {
@@ -343,11 +346,12 @@ impl Engine {
     pub(crate) async fn inputs(&self, run: ValidationRunId) -> Result<InputsReader> {
         let key = BlobKeys::run_inputs(run);
         let cached = self.run_cache().get(run).and_then(|c| c.inputs.clone());
-        let source = match cached {
-            Some(bytes) => LinesSource::from_bytes(bytes, key.to_string()),
-            None => LinesSource::open(&self.inner.blobs, &key, &self.spool_dir()?).await?,
-        };
-        InputsReader::new(source)
+        match cached {
+            Some(records) => Ok(InputsReader::cached(records)),
+            None => InputsReader::new(
+                LinesSource::open(&self.inner.blobs, &key, &self.spool_dir()?).await?,
+            ),
+        }
     }
 
     /// The directory of the engine's temporary files, under the work dir (created if
@@ -373,7 +377,7 @@ impl Engine {
         record: &InputRecord,
         written: &mut Vec<object_store::path::Path>,
         stored: &mut LinesWriter,
-    ) -> Result<()> {
+    ) -> Result<Vec<StoredFile>> {
         let blobs = &self.inner.blobs;
         let limit = self.inner.config.batch_limits.max_file_bytes;
         {
@@ -426,13 +430,18 @@ impl Engine {
                 metadata: &record.metadata,
                 files: &files,
             })?;
+            Ok(files)
         }
-        Ok(())
     }
 
     /// Keeps the progress a submit committed (with its inputs) for the run's first
     /// step.
-    fn remember_submitted(&self, plan: &SubmitPlan, records: u32) {
+    fn remember_submitted(
+        &self,
+        plan: &SubmitPlan,
+        records: u32,
+        in_play: Option<Vec<handlers::Positioned>>,
+    ) {
         let mut cache = self.run_cache();
         let Some(cached) = cache.get(plan.run.id) else {
             return;
@@ -449,15 +458,23 @@ impl Engine {
             in_play: records,
             any_errored: false,
         });
+        cached.submitted_in_play = in_play;
     }
 
-    /// The progress a submit through this engine committed, once.
-    pub(crate) fn take_submitted(&self, run: ValidationRunId) -> Option<RunProgress> {
-        self.run_cache().get(run)?.submitted.take()
+    /// The progress a submit through this engine committed, once, with its records
+    /// when it kept them.
+    pub(crate) fn take_submitted(
+        &self,
+        run: ValidationRunId,
+    ) -> Option<(RunProgress, Option<Vec<handlers::Positioned>>)> {
+        let mut cache = self.run_cache();
+        let cached = cache.get(run)?;
+        let progress = cached.submitted.take()?;
+        Some((progress, cached.submitted_in_play.take()))
     }
 
-    fn remember_inputs(&self, run: ValidationRunId, inputs: Bytes) {
-        self.run_cache().entry(run).inputs = Some(inputs);
+    fn remember_inputs(&self, run: ValidationRunId, inputs: Vec<StoredRecord>) {
+        self.run_cache().entry(run).inputs = Some(Arc::new(inputs));
     }
 
     /// The rows a committed step stored at `outputs_ref` (the key its step row
@@ -474,7 +491,7 @@ impl Engine {
             .get(run)
             .and_then(|c| c.outputs.get(&step).cloned());
         let source = match cached {
-            Some(bytes) => LinesSource::from_bytes(bytes, outputs_ref),
+            Some(lines) => return Ok(RowsReader::cached(lines)),
             None => {
                 let key = object_store::path::Path::parse(outputs_ref)
                     .ok()
@@ -490,9 +507,12 @@ impl Engine {
         RowsReader::new(source)
     }
 
-    /// Keeps the rows blob of a step this process committed.
-    pub(crate) fn remember_step_rows(&self, run: ValidationRunId, step: u32, rows: Bytes) {
-        self.run_cache().entry(run).outputs.insert(step, rows);
+    /// Keeps the rows of a step this process committed.
+    pub(crate) fn remember_step_rows(&self, run: ValidationRunId, step: u32, rows: Vec<RowsLine>) {
+        self.run_cache()
+            .entry(run)
+            .outputs
+            .insert(step, Arc::new(rows));
     }
 
     /// Drops what is kept of a finished run.
@@ -663,7 +683,10 @@ impl Engine {
         let spool = self.spool_dir()?;
         let mut stored = LinesWriter::create(&spool)?;
         let mut ids = SubmittedIds::new(&spool, ID_CHUNK);
-        let read: Result<Option<Bytes>> = async {
+        // A small run's inputs, and its records in play, stay in memory for its first
+        // step.
+        let mut kept: Option<Vec<StoredRecord>> = Some(Vec::new());
+        let read: Result<()> = async {
             let mut count = 0usize;
             while let Some(record) = records.next().await {
                 let record = record?;
@@ -671,19 +694,30 @@ impl Engine {
                     return Err(self.too_many_records());
                 }
                 Self::check_record(count, &record)?;
-                self.store_record(run_id, count, &record, &mut written, &mut stored)
+                let files = self
+                    .store_record(run_id, count, &record, &mut written, &mut stored)
                     .await?;
+                if count >= CACHED_RECORDS {
+                    kept = None;
+                }
+                if let Some(kept) = &mut kept {
+                    kept.push(StoredRecord {
+                        id: record.id.clone(),
+                        metadata: record.metadata,
+                        files,
+                    });
+                }
                 ids.push(record.id)?;
                 count += 1;
             }
             if count == 0 {
                 return Err(Error::invalid("records", "submit at least one record"));
             }
-            stored.upload(blobs, &inputs_ref).await
+            stored.upload(blobs, &inputs_ref).await.map(drop)
         }
         .await;
-        let inputs = match read {
-            Ok(inputs) => inputs,
+        match read {
+            Ok(()) => {}
             Err(error) => {
                 // Nothing refers to the files stored so far: they go too.
                 for key in &written {
@@ -691,7 +725,7 @@ impl Engine {
                 }
                 return Err(error);
             }
-        };
+        }
         let now = Utc::now();
         let steps: Vec<StepRelease> = releases
             .iter()
@@ -756,10 +790,13 @@ impl Engine {
         if no_hooks {
             self.runs_ended().notify_waiters();
         } else {
-            if let Some(inputs) = inputs {
-                self.remember_inputs(run_id, inputs);
+            let in_play = kept
+                .as_ref()
+                .map(|records| (0u32..).zip(records.iter().map(|r| r.id.clone())).collect());
+            if let Some(kept) = kept {
+                self.remember_inputs(run_id, kept);
             }
-            self.remember_submitted(&plan, record_count);
+            self.remember_submitted(&plan, record_count, in_play);
             self.inner.jobs_enqueued.notify_waiters();
         }
         Ok(run_id)

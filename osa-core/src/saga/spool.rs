@@ -10,7 +10,7 @@
 //! as before.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -42,34 +42,56 @@ pub(crate) struct RowsLine {
     pub rows: Vec<Vec<serde_json::Value>>,
 }
 
-/// Writes JSON lines to a local file (unnamed from the start: a process that dies
-/// leaves nothing behind), then streams the file to a blob.
+/// Writes JSON lines in memory up to [`IN_MEMORY_BYTES`] and past that to a local
+/// file (unnamed from the start: a process that dies leaves nothing behind), then
+/// stores them as a blob.
 pub(crate) struct LinesWriter {
     dir: PathBuf,
-    out: BufWriter<std::fs::File>,
+    out: Sink,
+}
+
+enum Sink {
+    Memory(Vec<u8>),
+    File(BufWriter<std::fs::File>),
 }
 
 impl LinesWriter {
-    /// A writer to a new, unnamed file in `dir` (which must exist).
+    /// A writer that spills, if it must, to a new, unnamed file in `dir` (which must
+    /// exist).
     pub(crate) fn create(dir: &Path) -> Result<Self> {
-        let file =
-            tempfile::tempfile_in(dir).map_err(|e| spool_error("creating a file in", dir, e))?;
         Ok(LinesWriter {
             dir: dir.to_path_buf(),
-            out: BufWriter::with_capacity(1 << 16, file),
+            out: Sink::Memory(Vec::new()),
         })
     }
 
     /// Appends `value` as one line.
     pub(crate) fn push<T: Serialize>(&mut self, value: &T) -> Result<()> {
-        serde_json::to_writer(&mut self.out, value)
-            .map_err(|e| spool_error("writing a file in", &self.dir, e.into()))?;
-        self.out
-            .write_all(b"\n")
-            .map_err(|e| spool_error("writing a file in", &self.dir, e))
+        let dir = &self.dir;
+        let written = match &mut self.out {
+            Sink::Memory(buffer) => {
+                serde_json::to_writer(&mut *buffer, value)
+                    .map_err(|e| Error::internal(format!("serialising a spool line: {e}")))?;
+                buffer.push(b'\n');
+                if buffer.len() as u64 <= IN_MEMORY_BYTES {
+                    return Ok(());
+                }
+                let file = tempfile::tempfile_in(dir)
+                    .map_err(|e| spool_error("creating a file in", dir, e))?;
+                let mut file = BufWriter::with_capacity(1 << 16, file);
+                file.write_all(buffer)
+                    .map_err(|e| spool_error("writing a file in", dir, e))?;
+                self.out = Sink::File(file);
+                return Ok(());
+            }
+            Sink::File(file) => serde_json::to_writer(&mut *file, value)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n")),
+        };
+        written.map_err(|e| spool_error("writing a file in", dir, e))
     }
 
-    /// Streams the file to `key`. Returns the blob's bytes when they are at most
+    /// Stores the lines at `key`. Returns the blob's bytes when they are at most
     /// [`IN_MEMORY_BYTES`] (for a cache), else `None`.
     pub(crate) async fn upload(
         self,
@@ -77,23 +99,19 @@ impl LinesWriter {
         key: &object_store::path::Path,
     ) -> Result<Option<Bytes>> {
         let dir = self.dir;
-        let mut file = self
-            .out
+        let file = match self.out {
+            Sink::Memory(buffer) => {
+                let bytes = Bytes::from(buffer);
+                blobs.put(key, bytes.clone()).await?;
+                return Ok(Some(bytes));
+            }
+            Sink::File(file) => file,
+        };
+        let mut file = file
             .into_inner()
             .map_err(|e| spool_error("writing a file in", &dir, e.into_error()))?;
-        let size = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| spool_error("reading a file in", &dir, e))?;
         file.seek(SeekFrom::Start(0))
             .map_err(|e| spool_error("reading a file in", &dir, e))?;
-        if size <= IN_MEMORY_BYTES {
-            let mut bytes = Vec::with_capacity(size as usize);
-            file.read_to_end(&mut bytes)
-                .map_err(|e| spool_error("reading a file in", &dir, e))?;
-            let bytes = Bytes::from(bytes);
-            blobs.put(key, bytes.clone()).await?;
-            return Ok(Some(bytes));
-        }
         let reader = tokio::fs::File::from_std(file);
         match blobs.put_stream(key, reader, u64::MAX - 1).await? {
             Streamed::Stored { .. } => Ok(None),
@@ -217,11 +235,22 @@ pub(crate) struct InputsReader {
 
 enum Inputs {
     Lines(LinesSource),
+    /// Kept in memory by this process: indexed by position.
+    Cached(std::sync::Arc<Vec<StoredRecord>>),
     /// The earlier format: every record at once.
     Whole(std::vec::IntoIter<StoredRecord>),
 }
 
 impl InputsReader {
+    /// Reads inputs this process keeps in memory.
+    pub(crate) fn cached(records: std::sync::Arc<Vec<StoredRecord>>) -> Self {
+        InputsReader {
+            source: Inputs::Cached(records),
+            next: 0,
+            line: String::new(),
+        }
+    }
+
     /// Reads `source`.
     pub(crate) fn new(mut source: LinesSource) -> Result<Self> {
         let source = if source.starts_with(b'[')? {
@@ -246,6 +275,21 @@ impl InputsReader {
                 self.next
             )));
         }
+        if let Inputs::Cached(records) = &self.source {
+            let record = records.get(position as usize).ok_or_else(|| {
+                Error::internal(format!(
+                    "record {id} (position {position}) is missing from the stored inputs"
+                ))
+            })?;
+            if record.id != *id {
+                return Err(Error::internal(format!(
+                    "the stored input at position {position} is {}, not {id}",
+                    record.id
+                )));
+            }
+            self.next = position + 1;
+            return Ok(record.clone());
+        }
         loop {
             // Lines before the one asked for are skipped unparsed.
             if let Inputs::Lines(source) = &mut self.source
@@ -262,6 +306,7 @@ impl InputsReader {
             let record = match &mut self.source {
                 Inputs::Lines(source) => source.next_line::<StoredRecord>(&mut self.line)?,
                 Inputs::Whole(records) => records.next(),
+                Inputs::Cached(_) => unreachable!("served above"),
             };
             let Some(record) = record else {
                 return Err(Error::internal(format!(
@@ -294,6 +339,8 @@ pub(crate) struct RowsReader {
 
 enum Rows {
     Lines(LinesSource),
+    /// Kept in memory by this process, in position order; the next index to look at.
+    Cached(std::sync::Arc<Vec<RowsLine>>, usize),
     /// The earlier format: every record's rows at once, by id.
     Whole(BTreeMap<RecordId, Vec<Vec<serde_json::Value>>>),
 }
@@ -326,6 +373,15 @@ impl RowsReader {
         })
     }
 
+    /// Reads rows this process keeps in memory.
+    pub(crate) fn cached(lines: std::sync::Arc<Vec<RowsLine>>) -> Self {
+        RowsReader {
+            source: Rows::Cached(lines, 0),
+            ahead: None,
+            line: String::new(),
+        }
+    }
+
     /// The rows of the record at `position` (`id`), empty when it has none; positions
     /// must be asked for in increasing order.
     pub(crate) fn rows_at(
@@ -335,6 +391,19 @@ impl RowsReader {
     ) -> Result<Vec<Vec<serde_json::Value>>> {
         let source = match &mut self.source {
             Rows::Whole(rows) => return Ok(rows.remove(id).unwrap_or_default()),
+            Rows::Cached(lines, next) => {
+                while lines.get(*next).is_some_and(|line| line.p < position) {
+                    *next += 1;
+                }
+                return match lines.get(*next) {
+                    Some(line) if line.p == position && line.id == *id => Ok(line.rows.clone()),
+                    Some(line) if line.p == position => Err(Error::internal(format!(
+                        "the stored rows at position {position} are {}'s, not {id}'s",
+                        line.id
+                    ))),
+                    _ => Ok(Vec::new()),
+                };
+            }
             Rows::Lines(source) => source,
         };
         loop {
@@ -643,5 +712,33 @@ mod tests {
         few.push(id("a")).unwrap();
         assert!(few.rest().unwrap().is_none(), "nothing spilled");
         assert_eq!(few.take_first(), [id("a")]);
+    }
+
+    #[test]
+    fn cached_readers_read_like_the_blobs() {
+        let records: Vec<StoredRecord> = ["a", "b", "c"].map(stored).into();
+        let mut inputs = InputsReader::cached(std::sync::Arc::new(records.clone()));
+        assert_eq!(inputs.record_at(1, &id("b")).unwrap(), records[1]);
+        assert!(
+            inputs
+                .record_at(2, &id("z"))
+                .unwrap_err()
+                .to_string()
+                .contains("is c, not z")
+        );
+        assert!(inputs.record_at(3, &id("d")).is_err(), "past the end");
+
+        let line = |p, s: &str, n| RowsLine {
+            p,
+            id: id(s),
+            rows: vec![vec![json!(n)]],
+        };
+        let mut rows =
+            RowsReader::cached(std::sync::Arc::new(vec![line(0, "a", 1), line(2, "c", 3)]));
+        assert_eq!(rows.rows_at(0, &id("a")).unwrap(), [[json!(1)]]);
+        assert!(rows.rows_at(1, &id("b")).unwrap().is_empty());
+        assert!(rows.rows_at(2, &id("x")).is_err(), "another record's rows");
+        assert_eq!(rows.rows_at(2, &id("c")).unwrap(), [[json!(3)]]);
+        assert!(rows.rows_at(5, &id("f")).unwrap().is_empty());
     }
 }

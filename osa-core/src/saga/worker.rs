@@ -275,9 +275,11 @@ impl Worker {
                     .await
             }
             FINALIZE_JOB => {
-                let (known, staged) = known.map_or((None, None), |k| (Some(k.progress), k.staged));
+                let (known, staged, accepted) = known.map_or((None, None, None), |k| {
+                    (Some(k.progress), k.staged, k.accepted)
+                });
                 self.engine
-                    .finalize(payload.run, Some(&job.lease), known, staged)
+                    .finalize(payload.run, Some(&job.lease), known, staged, accepted)
                     .await
             }
             other => Err(Error::internal(format!("unknown job kind {other}"))),
