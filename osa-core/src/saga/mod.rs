@@ -713,7 +713,7 @@ impl Engine {
             if count == 0 {
                 return Err(Error::invalid("records", "submit at least one record"));
             }
-            stored.upload(blobs, &inputs_ref).await.map(drop)
+            stored.upload(blobs, &inputs_ref).await
         }
         .await;
         match read {

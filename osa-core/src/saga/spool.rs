@@ -91,20 +91,17 @@ impl LinesWriter {
         written.map_err(|e| spool_error("writing a file in", dir, e))
     }
 
-    /// Stores the lines at `key`. Returns the blob's bytes when they are at most
-    /// [`IN_MEMORY_BYTES`] (for a cache), else `None`.
-    pub(crate) async fn upload(
-        self,
-        blobs: &Blobs,
-        key: &object_store::path::Path,
-    ) -> Result<Option<Bytes>> {
+    /// Whether the lines went past [`IN_MEMORY_BYTES`] to a file.
+    #[cfg(test)]
+    fn on_file(&self) -> bool {
+        matches!(self.out, Sink::File(_))
+    }
+
+    /// Stores the lines at `key`.
+    pub(crate) async fn upload(self, blobs: &Blobs, key: &object_store::path::Path) -> Result<()> {
         let dir = self.dir;
         let file = match self.out {
-            Sink::Memory(buffer) => {
-                let bytes = Bytes::from(buffer);
-                blobs.put(key, bytes.clone()).await?;
-                return Ok(Some(bytes));
-            }
+            Sink::Memory(buffer) => return blobs.put(key, Bytes::from(buffer)).await,
             Sink::File(file) => file,
         };
         let mut file = file
@@ -114,7 +111,7 @@ impl LinesWriter {
             .map_err(|e| spool_error("reading a file in", &dir, e))?;
         let reader = tokio::fs::File::from_std(file);
         match blobs.put_stream(key, reader, u64::MAX - 1).await? {
-            Streamed::Stored { .. } => Ok(None),
+            Streamed::Stored { .. } => Ok(()),
             Streamed::TooLarge { read } => Err(Error::internal(format!(
                 "a spool of {read} bytes is over u64"
             ))),
@@ -649,7 +646,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn large_blobs_stream_and_small_ones_come_back_for_a_cache() {
+    async fn large_spools_go_through_a_file_and_small_ones_stay_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = Blobs::local(dir.path().join("blobs")).unwrap();
         let key = object_store::path::Path::from("big.jsonl");
@@ -661,11 +658,8 @@ mod tests {
                 .push(&json!({"p": p, "id": format!("r{p}"), "rows": [[filler]]}))
                 .unwrap();
         }
-        assert_eq!(
-            writer.upload(&blobs, &key).await.unwrap(),
-            None,
-            "too big to cache"
-        );
+        assert!(writer.on_file(), "past the limit, lines go to a file");
+        writer.upload(&blobs, &key).await.unwrap();
         let source = LinesSource::open(&blobs, &key, dir.path()).await.unwrap();
         let mut reader = RowsReader::new(source).unwrap();
         let last = count - 1;
@@ -682,8 +676,10 @@ mod tests {
         writer
             .push(&json!({"p": 0, "id": "a", "rows": []}))
             .unwrap();
-        let bytes = writer.upload(&blobs, &small).await.unwrap().expect("small");
-        assert_eq!(bytes, blobs.get(&small).await.unwrap());
+        assert!(!writer.on_file(), "a few lines stay in memory");
+        writer.upload(&blobs, &small).await.unwrap();
+        let line = String::from_utf8(blobs.get(&small).await.unwrap().to_vec()).unwrap();
+        assert_eq!(line, "{\"id\":\"a\",\"p\":0,\"rows\":[]}\n");
     }
 
     #[tokio::test]
