@@ -880,19 +880,17 @@ impl Engine {
             }
             _ => InPlay::new(run_id, view.run.record_count, self.batch_size()),
         };
+        let mut plan = plan_finalize(view.clone(), Vec::new(), lease.cloned());
         let applied = match staged {
             // Staged only when every record fits one batch: the plan lists them all.
             Some(staged) => {
                 let records = accepted.rest(self).await?;
-                let features = self.feature_batches(run_id, &view.steps, &records).await?;
-                staged
-                    .finalize(&plan_finalize(view.clone(), features, lease.cloned()))
-                    .await?
+                plan.features = self.feature_batches(run_id, &view.steps, &records).await?;
+                staged.finalize(&plan).await?
             }
             // The accepted records' rows are read and written a batch at a time, in the
             // finalize's transaction.
             None => {
-                let plan = plan_finalize(view.clone(), Vec::new(), lease.cloned());
                 let mut chunks = FinalizeChunks {
                     engine: self,
                     run: run_id,
@@ -903,7 +901,6 @@ impl Engine {
                 runs.apply_finalize_streaming(&plan, &mut chunks).await?
             }
         };
-        let plan = plan_finalize(view, Vec::new(), None);
         if applied == Applied::Applied {
             tracing::info!(status = ?plan.status, accepted = plan.accepted, "run finished");
             crate::telemetry::run_finished(&crate::telemetry::label(&plan.status));
