@@ -65,11 +65,9 @@ pub(crate) trait SqlBackend: Send + Sync + 'static {
 
     /// The records of run `$1` at submit positions `$2` (0-based, included) to `$3`
     /// (excluded), in order, each with its settled verdict or NULL: `(record_id,
-    /// verdict)`.
+    /// verdict)`. Reads only the record chunks (`validation_run_record_chunks`) the
+    /// page overlaps.
     const RECORD_PAGE: &'static str;
-
-    /// Appends the ids of the text list `$2` to the record list of run `$1`.
-    const APPEND_RECORDS: &'static str;
 
     /// A record id that appears more than once in the record list of run `$1` (no row
     /// when none does).

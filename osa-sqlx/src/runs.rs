@@ -47,6 +47,11 @@ pub(crate) fn parse_enum<T: DeserializeOwned>(what: &'static str, name: &str) ->
 }
 
 /// Statuses a run can no longer leave, as an SQL list.
+/// Most record ids in one row of `validation_run_record_chunks`: a page of records
+/// reads (SQLite: parses) only the chunks it overlaps. The migration that introduced
+/// chunks split earlier lists at the same size.
+const RECORD_CHUNK: usize = 10_000;
+
 pub(crate) const TERMINAL: &str = "('completed', 'rejected', 'failed', 'cancelled')";
 
 #[derive(Debug, sqlx::FromRow)]
@@ -247,7 +252,6 @@ where
     (String, Json<Verdict>): Fetch<DB>,
     (String, Option<Json<Verdict>>): Fetch<DB>,
     (i64, DateTime<Utc>, Json<RunEventKind>): Fetch<DB>,
-    (Option<B::IdList>, Option<bool>): Fetch<DB>,
 {
     /// Appends events with gap-free sequence numbers (the run row is locked).
     async fn append_events(
@@ -501,6 +505,33 @@ where
         Ok(())
     }
 
+    /// Stores `ids` as the record chunks of `run` starting at submit position
+    /// `*next`, which it advances.
+    async fn insert_record_chunks(
+        conn: &mut DB::Connection,
+        run: ValidationRunId,
+        next: &mut usize,
+        ids: &[RecordId],
+    ) -> Result<()> {
+        for chunk in ids.chunks(RECORD_CHUNK) {
+            let start = i32::try_from(*next)
+                .map_err(|_| Error::invalid("records", format!("{next} records are too many")))?;
+            sqlx::query(
+                "INSERT INTO validation_run_record_chunks (run_id, start_pos, id_count, record_ids) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(run.0)
+            .bind(start)
+            .bind(chunk.len() as i32)
+            .bind(B::text_list(chunk.iter().map(|r| r.to_string()).collect()))
+            .execute(&mut *conn)
+            .await
+            .map_err(db("recording submitted records"))?;
+            *next += chunk.len();
+        }
+        Ok(())
+    }
+
     pub(crate) async fn create_run(
         backend: &B,
         plan: &SubmitPlan,
@@ -545,28 +576,15 @@ where
             }
             _ => db("creating a validation run")(e),
         })?;
-        // The record ids, in submit order, as one row; verdicts are added only as
-        // hooks settle them.
-        sqlx::query("INSERT INTO validation_run_records (run_id, record_ids) VALUES ($1, $2)")
-            .bind(run.id.0)
-            .bind(B::text_list(
-                plan.records.iter().map(|r| r.to_string()).collect(),
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(db("recording submitted records"))?;
+        // The record ids, in submit order, in chunks of at most `RECORD_CHUNK` ids;
+        // verdicts are added only as hooks settle them.
+        let mut count = 0;
+        Self::insert_record_chunks(&mut tx, run.id, &mut count, &plan.records).await?;
         if let Some(more) = more {
-            // The rest a chunk at a time, appended to the list; repeats are looked for
+            // The rest as it comes, appended chunk after chunk; repeats are looked for
             // once every id is in.
-            let mut count = plan.records.len();
             while let Some(chunk) = more.next_chunk().await? {
-                count += chunk.len();
-                sqlx::query(B::APPEND_RECORDS)
-                    .bind(run.id.0)
-                    .bind(B::text_list(chunk.iter().map(|r| r.to_string()).collect()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("recording submitted records"))?;
+                Self::insert_record_chunks(&mut tx, run.id, &mut count, &chunk).await?;
             }
             if count != run.record_count as usize {
                 return Err(Error::invalid(
@@ -677,14 +695,15 @@ where
         };
         let steps = Self::step_rows(&mut tx, run).await?;
         let record_ids = sqlx::query_scalar::<_, B::IdList>(
-            "SELECT record_ids FROM validation_run_records WHERE run_id = $1",
+            "SELECT record_ids FROM validation_run_record_chunks WHERE run_id = $1 ORDER BY start_pos",
         )
         .bind(run.0)
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(db("reading a run's records"))?
-        .map(B::id_list)
-        .unwrap_or_default();
+        .into_iter()
+        .flat_map(B::id_list)
+        .collect();
         let settled = sqlx::query_as::<_, (String, Json<Verdict>)>(
             "SELECT record_id, verdict FROM validation_records WHERE run_id = $1",
         )

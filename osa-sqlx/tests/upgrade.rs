@@ -102,6 +102,100 @@ macro_rules! upgrade_and_check {
     }};
 }
 
+/// A running run of `LONG_RUN` records written with the second schema (its record ids in
+/// one row) and one errored verdict at position 10,000.
+const LONG_RUN: usize = 25_001;
+const LONG_RUN_ROW: &str = "INSERT INTO validation_runs (id, convention, status, current_step, steps, \
+     record_count, inputs_ref, created_at, updated_at) VALUES \
+     ($1, 'legacy-runs', 'running', 0, '[]', $2, 'runs/3/inputs', $3, $3)";
+
+fn long_ids() -> Vec<String> {
+    (0..LONG_RUN).map(|i| format!("r{i:05}")).collect()
+}
+
+/// After the upgrade the long run's list reads the same, a page at a time across the
+/// chunk boundaries the migration made (10,000 ids per chunk).
+async fn check_long_run<S: ValidationRunStore>(store: &S, run: ValidationRunId) {
+    let view = store.run_view(run).await.expect("view").expect("exists");
+    let listed: Vec<String> = view
+        .verdicts
+        .iter()
+        .map(|r| r.record_id.to_string())
+        .collect();
+    assert_eq!(listed, long_ids());
+    for (from, limit) in [(0, 3), (9_998, 4), (19_999, 2), (24_999, 10), (25_001, 5)] {
+        let page = store
+            .record_page(run, from, limit)
+            .await
+            .expect("page")
+            .expect("exists");
+        let end = (from + limit).min(LONG_RUN as u32) as usize;
+        assert_eq!(
+            page[..],
+            view.verdicts[from as usize..end],
+            "page at {from}"
+        );
+    }
+    assert!(matches!(
+        view.verdicts[10_000].verdict,
+        Verdict::Errored { .. }
+    ));
+    assert_eq!(view.verdicts[9_999].verdict, Verdict::Pending);
+    let progress = store
+        .run_progress(run)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress.in_play as usize, LONG_RUN - 1);
+}
+
+/// Applies the first two migrations to `$pool`, writes the long run with its ids bound
+/// as `$ids`, upgrades `$backend` and checks the chunks and what it reads.
+macro_rules! upgrade_list_and_check {
+    ($backend:expr, $pool:expr, $migrations:literal, $ids:expr) => {{
+        use sqlx::types::Json;
+        let mut two = sqlx::migrate::Migrator::new(std::path::Path::new($migrations))
+            .await
+            .expect("migrations");
+        two.migrations.to_mut().truncate(2);
+        two.run($pool).await.expect("second schema");
+        let run = ValidationRunId::new_random();
+        sqlx::query(LONG_RUN_ROW)
+            .bind(run.0)
+            .bind(LONG_RUN as i32)
+            .bind(chrono::Utc::now())
+            .execute($pool)
+            .await
+            .expect("long run");
+        sqlx::query("INSERT INTO validation_run_records (run_id, record_ids) VALUES ($1, $2)")
+            .bind(run.0)
+            .bind($ids)
+            .execute($pool)
+            .await
+            .expect("record list");
+        sqlx::query(
+            "INSERT INTO validation_records (run_id, record_id, verdict) VALUES ($1, $2, $3)",
+        )
+        .bind(run.0)
+        .bind("r10000")
+        .bind(Json(verdicts()[3].clone()))
+        .execute($pool)
+        .await
+        .expect("verdict");
+        $backend.migrate().await.expect("upgrade");
+        let counts: Vec<(i32, i32)> = sqlx::query_as(
+            "SELECT start_pos, id_count FROM validation_run_record_chunks \
+             WHERE run_id = $1 ORDER BY start_pos",
+        )
+        .bind(run.0)
+        .fetch_all($pool)
+        .await
+        .expect("chunks");
+        assert_eq!(counts, [(0, 10_000), (10_000, 10_000), (20_000, 5_001)]);
+        check_long_run(&$backend, run).await;
+    }};
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_runs_survive_the_upgrade() {
@@ -112,9 +206,24 @@ async fn sqlite_runs_survive_the_upgrade() {
     upgrade_and_check!(backend, backend.write_pool(), "migrations/sqlite");
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn postgres_runs_survive_the_upgrade() {
+async fn sqlite_record_lists_are_split_into_chunks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = osa_sqlx::SqliteBackend::open(dir.path().join("osa.db"))
+        .await
+        .expect("open");
+    upgrade_list_and_check!(
+        backend,
+        backend.write_pool(),
+        "migrations/sqlite",
+        Json(long_ids())
+    );
+}
+
+/// A backend on fresh, empty schemas of the test database.
+#[cfg(feature = "postgres")]
+async fn fresh_postgres() -> osa_sqlx::PgBackend {
     use osa_sqlx::{PgBackend, PgConfig};
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
@@ -131,6 +240,21 @@ async fn postgres_runs_survive_the_upgrade() {
         .execute(backend.pool())
         .await
         .expect("schema");
+    backend
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_runs_survive_the_upgrade() {
+    let backend = fresh_postgres().await;
     upgrade_and_check!(backend, backend.pool(), "migrations/postgres");
+    backend.drop_schemas().await.expect("drop");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_record_lists_are_split_into_chunks() {
+    let backend = fresh_postgres().await;
+    upgrade_list_and_check!(backend, backend.pool(), "migrations/postgres", long_ids());
     backend.drop_schemas().await.expect("drop");
 }

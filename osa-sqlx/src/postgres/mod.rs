@@ -430,22 +430,24 @@ impl crate::backend::SqlBackend for PgBackend {
          SELECT $2, j.key, j.value FROM jsonb_each($1) j";
 
     const RECORD_PAGE: &'static str = "SELECT t.id, v.verdict \
-         FROM validation_run_records r \
-         CROSS JOIN LATERAL unnest(r.record_ids[($2 + 1):$3]) WITH ORDINALITY AS t(id, ord) \
+         FROM validation_run_record_chunks c \
+         CROSS JOIN LATERAL unnest(c.record_ids) WITH ORDINALITY AS t(id, ord) \
          LEFT JOIN validation_records v ON v.run_id = $1 AND v.record_id = t.id \
-         WHERE r.run_id = $1 ORDER BY t.ord";
+         WHERE c.run_id = $1 \
+         AND c.start_pos >= (SELECT max(start_pos) FROM validation_run_record_chunks \
+                             WHERE run_id = $1 AND start_pos <= $2) \
+         AND c.start_pos < $3 \
+         AND c.start_pos + t.ord - 1 >= $2 AND c.start_pos + t.ord - 1 < $3 \
+         ORDER BY c.start_pos, t.ord";
 
-    const APPEND_RECORDS: &'static str =
-        "UPDATE validation_run_records SET record_ids = record_ids || $2 WHERE run_id = $1";
-
-    const REPEATED_RECORD: &'static str = "SELECT t.id FROM validation_run_records r \
-         CROSS JOIN LATERAL unnest(r.record_ids) AS t(id) \
-         WHERE r.run_id = $1 GROUP BY t.id HAVING count(*) > 1 LIMIT 1";
+    const REPEATED_RECORD: &'static str = "SELECT t.id FROM validation_run_record_chunks c \
+         CROSS JOIN LATERAL unnest(c.record_ids) AS t(id) \
+         WHERE c.run_id = $1 GROUP BY t.id HAVING count(*) > 1 LIMIT 1";
 
     const IN_PLAY: &'static str = "SELECT \
          (SELECT count(*) \
-          FROM validation_run_records r CROSS JOIN LATERAL unnest(r.record_ids) AS t(id) \
-          WHERE r.run_id = $1 \
+          FROM validation_run_record_chunks c CROSS JOIN LATERAL unnest(c.record_ids) AS t(id) \
+          WHERE c.run_id = $1 \
           AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = t.id)), \
          EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.verdict->>'verdict' = 'errored')";
 

@@ -140,25 +140,23 @@ impl crate::backend::SqlBackend for SqliteBackend {
          SELECT $2, j.key, j.value FROM json_each($1) j";
 
     const RECORD_PAGE: &'static str = "SELECT j.value, v.verdict \
-         FROM validation_run_records r, json_each(r.record_ids) j \
+         FROM validation_run_record_chunks c, json_each(c.record_ids) j \
          LEFT JOIN validation_records v ON v.run_id = $1 AND v.record_id = j.value \
-         WHERE r.run_id = $1 AND j.key >= $2 AND j.key < $3 ORDER BY j.key";
+         WHERE c.run_id = $1 \
+         AND c.start_pos >= (SELECT max(start_pos) FROM validation_run_record_chunks \
+                             WHERE run_id = $1 AND start_pos <= $2) \
+         AND c.start_pos < $3 \
+         AND c.start_pos + j.key >= $2 AND c.start_pos + j.key < $3 \
+         ORDER BY c.start_pos, j.key";
 
-    /// Two minified arrays joined as text: the first without its `]`, the second
-    /// without its `[`.
-    const APPEND_RECORDS: &'static str = "UPDATE validation_run_records SET record_ids = \
-         CASE WHEN json_array_length($2) = 0 THEN record_ids \
-              WHEN json_array_length(record_ids) = 0 THEN json($2) \
-              ELSE substr(json(record_ids), 1, length(json(record_ids)) - 1) || ',' || substr(json($2), 2) END \
-         WHERE run_id = $1";
-
-    const REPEATED_RECORD: &'static str = "SELECT j.value FROM validation_run_records r, \
-         json_each(r.record_ids) j WHERE r.run_id = $1 GROUP BY j.value HAVING count(*) > 1 LIMIT 1";
+    const REPEATED_RECORD: &'static str = "SELECT j.value \
+         FROM validation_run_record_chunks c, json_each(c.record_ids) j \
+         WHERE c.run_id = $1 GROUP BY j.value HAVING count(*) > 1 LIMIT 1";
 
     const IN_PLAY: &'static str = "SELECT \
          (SELECT count(*) \
-          FROM validation_run_records r, json_each(r.record_ids) j \
-          WHERE r.run_id = $1 \
+          FROM validation_run_record_chunks c, json_each(c.record_ids) j \
+          WHERE c.run_id = $1 \
           AND NOT EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 AND v.record_id = j.value)), \
          EXISTS (SELECT 1 FROM validation_records v WHERE v.run_id = $1 \
                  AND json_extract(v.verdict, '$.verdict') = 'errored')";

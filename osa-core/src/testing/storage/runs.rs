@@ -685,6 +685,63 @@ pub async fn streamed_submit_stores_every_chunk_in_order<
         .expect("exists");
     assert_eq!(in_play_of(&store, whole.run.id, &progress).await.len(), 5);
 
+    // A long run, in chunks of uneven sizes: every page reads the same as the full
+    // list, across wherever the backend splits it, and past its end.
+    let long: Vec<String> = (0..25_003).map(|i| format!("r{i:05}")).collect();
+    let names: Vec<&str> = long.iter().map(String::as_str).collect();
+    let big = plan(&names[..7_001], 25_003);
+    store
+        .create_run_streaming(
+            &big,
+            &mut chunks(&[&names[7_001..16_001], &names[16_001..]]),
+        )
+        .await
+        .expect("create a long run");
+    let view = store
+        .run_view(big.run.id)
+        .await
+        .expect("view")
+        .expect("exists");
+    let ids: Vec<&str> = view.verdicts.iter().map(|v| v.record_id.as_str()).collect();
+    assert_eq!(ids, names);
+    for (from, limit) in [
+        (0, 3),
+        (7_000, 2),
+        (9_999, 3),
+        (16_000, 5),
+        (24_990, 100),
+        (25_003, 4),
+    ] {
+        let page = store
+            .record_page(big.run.id, from, limit)
+            .await
+            .expect("page")
+            .expect("exists");
+        let end = (from + limit).min(25_003) as usize;
+        assert_eq!(
+            page[..],
+            view.verdicts[from as usize..end],
+            "page at {from}"
+        );
+    }
+    let progress = store
+        .run_progress(big.run.id)
+        .await
+        .expect("progress")
+        .expect("exists");
+    assert_eq!(progress.in_play, 25_003);
+    let mut repeated = long.clone();
+    repeated[20_000] = "r00003".into();
+    let names: Vec<&str> = repeated.iter().map(String::as_str).collect();
+    let error = store
+        .create_run_streaming(
+            &plan(&names[..7_001], 25_003),
+            &mut chunks(&[&names[7_001..16_001], &names[16_001..]]),
+        )
+        .await
+        .expect_err("an id repeated far apart");
+    assert_eq!(error.kind(), ErrorKind::Invalid, "{error}");
+
     for (name, bad, more) in [
         (
             "repeated across chunks",
