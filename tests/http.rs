@@ -224,12 +224,164 @@ async fn every_documented_route_is_served() {
         }
     }
     // Every route of the API, each documented once.
-    assert_eq!(operations, 25, "{:#}", doc["paths"]);
+    assert_eq!(operations, 26, "{:#}", doc["paths"]);
     let unknown = api.get("/nowhere", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.json()["code"], "not_found");
     assert_eq!(api.get("/health", None).await.json()["status"], "ok");
     assert!(doc["components"]["schemas"]["DeployConvention"].is_object());
+}
+
+/// `GET /validations/{id}` lists the run with the verdicts of its first `limit`
+/// records and the cursor of the rest; `GET /validations/{id}/records` pages through
+/// them; bad queries are 422 naming the parameter, an unknown run 404.
+#[tokio::test]
+async fn validation_verdicts_are_read_a_page_at_a_time() {
+    let api = api().await;
+    api.deployed_by_admin(convention("bad-")).await;
+    let submitter = machine("validations:write");
+    let reader = machine("runs:read");
+    let ids = ["ok-1", "bad-1", "ok-22", "ok-333", "bad-22"];
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "metadata": {"n": 1}}))
+        .collect();
+    let submitted = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(json!({"convention": "http-tests", "records": records})),
+        )
+        .await;
+    assert_eq!(
+        submitted.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        submitted.text()
+    );
+    let run: osa::id::ValidationRunId = submitted.json()["id"].as_str().unwrap().parse().unwrap();
+    let view = api
+        .archive
+        .wait(run, |_| Ok(()), std::future::pending())
+        .await
+        .unwrap();
+    let full = serde_json::to_value(&view).unwrap();
+    let verdicts = full["verdicts"].as_array().unwrap().clone();
+    assert_eq!(verdicts.len(), 5);
+
+    // A run within the default limit: today's fields, every verdict, no next.
+    let whole = api.get(&format!("/validations/{run}"), Some(&reader)).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.text());
+    let whole = whole.json();
+    assert_eq!(whole["run"], full["run"]);
+    assert_eq!(whole["steps"], full["steps"]);
+    assert_eq!(whole["verdicts"], full["verdicts"]);
+    assert_eq!(whole["next"], Value::Null);
+    assert_eq!(
+        whole["counts"],
+        json!({"pending": 0, "accepted": 3, "rejected": 2, "errored": 0})
+    );
+    let first = api
+        .get(&format!("/validations/{run}?limit=2"), Some(&reader))
+        .await
+        .json();
+    assert_eq!(first["verdicts"], json!(verdicts[..2]));
+    assert_eq!(first["next"], 2);
+    assert_eq!(first["counts"], whole["counts"]);
+
+    // Pages of 2 from the first record: [0, 1], [2, 3], [4].
+    let mut from = json!(0);
+    let mut pages = Vec::new();
+    while let Some(at) = from.as_u64() {
+        let page = api
+            .get(
+                &format!("/validations/{run}/records?from={at}&limit=2"),
+                Some(&reader),
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+        let page = page.json();
+        from = page["next"].clone();
+        pages.push((at, page));
+        assert!(pages.len() <= 3, "{pages:?}");
+    }
+    let shape: Vec<(u64, usize, Value)> = pages
+        .iter()
+        .map(|(at, p)| {
+            (
+                *at,
+                p["records"].as_array().unwrap().len(),
+                p["next"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [(0, 2, json!(2)), (2, 2, json!(4)), (4, 1, Value::Null)]
+    );
+    let paged: Vec<Value> = pages
+        .iter()
+        .flat_map(|(_, p)| p["records"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(paged, verdicts);
+    assert_eq!(paged[1]["record_id"], "bad-1");
+    assert_eq!(paged[1]["verdict"]["verdict"], "rejected");
+    // Without a query: from the first record, 1,000 at most.
+    let all = api
+        .get(&format!("/validations/{run}/records"), Some(&reader))
+        .await
+        .json();
+    assert_eq!(all, json!({"records": verdicts, "next": null}));
+
+    // Bad queries name the parameter.
+    for (path, field) in [
+        (format!("/validations/{run}?limit=0"), "limit"),
+        (format!("/validations/{run}?limit=10001"), "limit"),
+        (format!("/validations/{run}?limit=many"), "query"),
+        (format!("/validations/{run}?from=2"), "query"),
+        (format!("/validations/{run}/records?limit=0"), "limit"),
+        (format!("/validations/{run}/records?limit=10001"), "limit"),
+        (format!("/validations/{run}/records?from=-1"), "query"),
+        (format!("/validations/{run}/records?after=2"), "query"),
+    ] {
+        let reply = api.get(&path, Some(&reader)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+        assert_eq!(reply.json()["field"], field, "{path}: {}", reply.text());
+    }
+    let ok = api
+        .get(
+            &format!("/validations/{run}/records?limit=10000"),
+            Some(&reader),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+
+    // An unknown run is 404; the pages need runs:read.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for path in [
+        format!("/validations/{unknown}"),
+        format!("/validations/{unknown}/records?from=0&limit=2"),
+    ] {
+        let reply = api.get(&path, Some(&reader)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(reply.json()["code"], "not_found", "{path}");
+    }
+    assert_eq!(
+        api.get(&format!("/validations/{run}/records"), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.get(
+            &format!("/validations/{run}/records"),
+            Some(&machine("validations:write"))
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 #[tokio::test]
@@ -1372,6 +1524,24 @@ async fn openapi_refs_resolve() {
     let features = names("/features/{hook}", "get");
     for name in ["record_id", "run_id", "after", "limit", "format", "filters"] {
         assert!(features.iter().any(|n| n == name), "{name}: {features:?}");
+    }
+    let run = names("/validations/{id}", "get");
+    assert_eq!(run, ["limit"]);
+    let records = names("/validations/{id}/records", "get");
+    assert_eq!(records, ["from", "limit"]);
+    let ok = |path: &str| {
+        doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].clone()
+    };
+    assert_eq!(
+        ok("/validations/{id}"),
+        "#/components/schemas/ValidationRunSummary"
+    );
+    assert_eq!(
+        ok("/validations/{id}/records"),
+        "#/components/schemas/RecordPage"
+    );
+    for name in ["ValidationRunSummary", "RecordPage", "VerdictCounts"] {
+        assert!(schemas.contains_key(name), "{name}");
     }
     let deployments = names("/deployments", "get");
     for name in ["target", "status", "since", "until", "before", "limit"] {

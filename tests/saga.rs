@@ -22,8 +22,8 @@ use osa::runner::{Execution, HookRunner, ProcessRunner, RunFailure, RunJob};
 use osa::saga::{Engine, EngineConfig, FINALIZE_JOB, STEP_JOB, Worker, WorkerConfig};
 use osa::testing::runner::process_ended;
 use osa::validation::{
-    FileSource, InputFile, InputRecord, RunEventKind, RunStatus, StepStatus, SubmitValidation,
-    ValidationService, Verdict,
+    FileSource, InputFile, InputRecord, MAX_RECORD_PAGE, RecordVerdict, RunEventKind, RunStatus,
+    StepStatus, SubmitValidation, ValidationService, Verdict, VerdictCounts,
 };
 use osa::{ErrorKind, Storage};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
@@ -163,6 +163,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     rejected_records_skip_later_hooks,
+    a_run_is_read_a_page_at_a_time,
     a_streamed_submission_stores_records_as_they_come,
     a_step_feeds_its_hook_batches_of_at_most_max_records,
     zero_hooks_complete_at_once,
@@ -681,6 +682,129 @@ async fn zero_hooks_complete_at_once<S: Storage + Clone>(archive: Archive<S>) {
     );
     assert_eq!(archive.finish(run).await, RunStatus::Completed);
     assert!(archive.no_jobs_left().await);
+}
+
+/// A run's verdicts read a page at a time: pages of `limit` records in submit order
+/// with the cursor of the next, together the full view's verdicts; the summary's
+/// counts per verdict, before and after the run; bad limits and unknown runs refused.
+async fn a_run_is_read_a_page_at_a_time<S: Storage + Clone>(archive: Archive<S>) {
+    let mut first = archive.hook_config("first");
+    first["reject_prefix"] = json!("bad-");
+    let mut second = archive.hook_config("second");
+    second["error_prefix"] = json!("err-");
+    let slug = archive
+        .deploy("Paged", &[("first", first), ("second", second)])
+        .await;
+    let ids = ["ok-1", "bad-1", "err-1", "ok-22", "ok-333"];
+    let run = archive.submit(&slug, &ids).await;
+    let record_ids = |records: &[RecordVerdict]| -> Vec<String> {
+        records.iter().map(|r| r.record_id.to_string()).collect()
+    };
+
+    // Before any step: every record pending.
+    let pending = archive.engine.summary(run, 2).await.expect("summary");
+    assert_eq!(pending.run.status, RunStatus::Pending);
+    assert_eq!(pending.run.record_count, 5);
+    assert_eq!(pending.steps.len(), 2);
+    assert_eq!(
+        (
+            pending.counts.pending,
+            pending.counts.accepted,
+            pending.counts.rejected,
+            pending.counts.errored
+        ),
+        (5, 0, 0, 0)
+    );
+    assert_eq!(record_ids(&pending.verdicts), ["ok-1", "bad-1"]);
+    assert!(
+        pending
+            .verdicts
+            .iter()
+            .all(|v| v.verdict == Verdict::Pending)
+    );
+    assert_eq!(pending.next, Some(2));
+
+    assert_eq!(archive.finish(run).await, RunStatus::Completed);
+    let view = archive.engine.get(run).await.expect("view");
+
+    // Pages of 2: [0, 1], [2, 3], [4], each with the cursor of the next.
+    let mut pages = Vec::new();
+    let mut from = Some(0);
+    while let Some(at) = from {
+        let page = archive.engine.records(run, at, 2).await.expect("page");
+        from = page.next;
+        pages.push((at, record_ids(&page.records), page.next, page.records));
+        assert!(pages.len() <= 3, "more pages than records: {pages:?}");
+    }
+    let shape: Vec<_> = pages
+        .iter()
+        .map(|(at, ids, next, _)| (*at, ids.clone(), *next))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (0, vec!["ok-1".to_string(), "bad-1".into()], Some(2)),
+            (2, vec!["err-1".to_string(), "ok-22".into()], Some(4)),
+            (4, vec!["ok-333".to_string()], None),
+        ]
+    );
+    let paged: Vec<RecordVerdict> = pages.into_iter().flat_map(|p| p.3).collect();
+    assert_eq!(paged, view.verdicts);
+    assert_eq!(paged[0].verdict, Verdict::Accepted);
+    assert!(matches!(
+        paged[1].verdict,
+        Verdict::Rejected { step: 0, .. }
+    ));
+    assert!(matches!(paged[2].verdict, Verdict::Errored { step: 1, .. }));
+
+    // A page that ends at the last record has no next; past the end, nothing.
+    let last = archive.engine.records(run, 3, 2).await.expect("page");
+    assert_eq!(record_ids(&last.records), ["ok-22", "ok-333"]);
+    assert_eq!(last.next, None);
+    for from in [5, 6, u32::MAX] {
+        let past = archive.engine.records(run, from, 2).await.expect("page");
+        assert!(past.records.is_empty(), "{from}: {past:?}");
+        assert_eq!(past.next, None);
+    }
+
+    // The summary: counts that agree with the full view, the first page, its cursor.
+    let summary = archive.engine.summary(run, 2).await.expect("summary");
+    assert_eq!(summary.run, view.run);
+    assert_eq!(summary.steps, view.steps);
+    assert_eq!(summary.counts, VerdictCounts::of_verdicts(&view.verdicts));
+    assert_eq!(
+        (
+            summary.counts.pending,
+            summary.counts.accepted,
+            summary.counts.rejected,
+            summary.counts.errored
+        ),
+        (0, 3, 1, 1)
+    );
+    assert_eq!(summary.verdicts, view.verdicts[..2]);
+    assert_eq!(summary.next, Some(2));
+    // A limit as large as the run lists it all: the full view with its counts.
+    for limit in [5, MAX_RECORD_PAGE] {
+        let whole = archive.engine.summary(run, limit).await.expect("summary");
+        assert_eq!(whole.verdicts, view.verdicts, "limit {limit}");
+        assert_eq!(whole.next, None, "limit {limit}");
+    }
+
+    // Limits outside 1..=MAX_RECORD_PAGE name `limit`; an unknown run is not found.
+    for limit in [0, MAX_RECORD_PAGE + 1, u32::MAX] {
+        let e = archive.engine.records(run, 0, limit).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{limit}: {e}");
+        assert_eq!(e.field(), Some("limit"), "{limit}: {e}");
+        let e = archive.engine.summary(run, limit).await.unwrap_err();
+        assert_eq!(e.field(), Some("limit"), "{limit}: {e}");
+    }
+    let unknown = ValidationRunId::new_random();
+    for e in [
+        archive.engine.records(unknown, 0, 2).await.unwrap_err(),
+        archive.engine.summary(unknown, 2).await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
 }
 
 /// A finished run leaves nothing in the work dir but the trash and an empty spool

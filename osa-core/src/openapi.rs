@@ -211,6 +211,8 @@ openapi_schemas!(
     crate::validation::RunEvent,
     crate::validation::RunStatus,
     crate::validation::ValidationRunView,
+    crate::validation::ValidationRunSummary,
+    crate::validation::RecordPage,
 );
 
 #[cfg(test)]

@@ -386,7 +386,11 @@ pub struct RunEvent {
     pub kind: RunEventKind,
 }
 
-/// A run with its steps and verdicts, as readable at any moment.
+/// A run with its steps and every verdict, as readable at any moment (one snapshot).
+///
+/// It holds one verdict per record of the run, however many that is: a view of a
+/// large run is read a page at a time instead, with [`ValidationService::summary`]
+/// and [`ValidationService::records`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ValidationRunView {
     /// The run.
@@ -395,6 +399,98 @@ pub struct ValidationRunView {
     pub steps: Vec<StepProgress>,
     /// Per-record verdicts, in submit order.
     pub verdicts: Vec<RecordVerdict>,
+}
+
+/// The most verdicts one page of a run's records holds
+/// ([`ValidationService::records`], [`ValidationService::summary`]).
+pub const MAX_RECORD_PAGE: u32 = 10_000;
+
+/// How many records of a run have each verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct VerdictCounts {
+    /// Records still being validated.
+    pub pending: u32,
+    /// Records that passed every hook (only once the run is `completed`).
+    pub accepted: u32,
+    /// Records rejected by a hook.
+    pub rejected: u32,
+    /// Records that errored in a hook.
+    pub errored: u32,
+}
+
+impl VerdictCounts {
+    /// Every record counted.
+    pub fn total(&self) -> u32 {
+        self.pending + self.accepted + self.rejected + self.errored
+    }
+
+    /// The counts of a run's verdicts from its progress: the rejected and errored
+    /// records its committed steps counted, and the records in play, which are
+    /// accepted once the run is `completed` and pending before (as a view lists them).
+    pub fn of_progress(progress: &RunProgress) -> Self {
+        let (rejected, errored) = progress.steps.iter().fold((0u32, 0u32), |(r, e), step| {
+            (
+                r.saturating_add(step.counts.rejected),
+                e.saturating_add(step.counts.errored),
+            )
+        });
+        let unsettled = progress.in_play;
+        let completed = progress.run.status == RunStatus::Completed;
+        VerdictCounts {
+            pending: if completed { 0 } else { unsettled },
+            accepted: if completed { unsettled } else { 0 },
+            rejected,
+            errored,
+        }
+    }
+
+    /// The counts of a list of verdicts.
+    pub fn of_verdicts<'a>(verdicts: impl IntoIterator<Item = &'a RecordVerdict>) -> Self {
+        let mut counts = VerdictCounts::default();
+        for v in verdicts {
+            match v.verdict {
+                Verdict::Pending => counts.pending += 1,
+                Verdict::Accepted => counts.accepted += 1,
+                Verdict::Rejected { .. } => counts.rejected += 1,
+                Verdict::Errored { .. } => counts.errored += 1,
+            }
+        }
+        counts
+    }
+}
+
+/// One page of a run's verdicts, in submit order ([`ValidationService::records`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct RecordPage {
+    /// The records of the page with their verdicts.
+    pub records: Vec<RecordVerdict>,
+    /// The submit position of the next page's first record (`from` of the next
+    /// request); `None` after the run's last record.
+    pub next: Option<u32>,
+}
+
+/// A run, its steps, how many records have each verdict, and the first page of its
+/// verdicts ([`ValidationService::summary`]): a bounded [`ValidationRunView`].
+///
+/// For a run of at most the page's limit of records, `verdicts` lists them all and
+/// `next` is `None`: it is the full view with its counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[non_exhaustive]
+pub struct ValidationRunSummary {
+    /// The run.
+    pub run: ValidationRun,
+    /// Per-step progress, in order.
+    pub steps: Vec<StepProgress>,
+    /// How many of the run's records have each verdict.
+    pub counts: VerdictCounts,
+    /// The verdicts of the run's first records, in submit order.
+    pub verdicts: Vec<RecordVerdict>,
+    /// The submit position of the first record not in `verdicts` (`from` of
+    /// [`ValidationService::records`] for the next page); `None` when `verdicts`
+    /// lists every record.
+    pub next: Option<u32>,
 }
 
 /// What the saga needs to advance a run: the run, its steps, and only the records
@@ -660,8 +756,29 @@ pub trait ValidationService: Send + Sync {
     /// Creates a run; zero hooks → completed at once.
     async fn submit(&self, request: SubmitValidation) -> Result<ValidationRunId>;
 
-    /// The run's progress. Unknown run → NotFound.
+    /// The run's progress with the verdict of every record, in one snapshot. Unknown
+    /// run → NotFound.
+    ///
+    /// It loads every verdict of the run, as many as the run has records (up to a
+    /// million): to read a run of any size in bounded memory, use
+    /// [`summary`](Self::summary) and [`records`](Self::records).
     async fn get(&self, run: ValidationRunId) -> Result<ValidationRunView>;
+
+    /// The run, its steps, its counts per verdict and the verdicts of its first
+    /// `limit` records; `next` is where [`records`](Self::records) goes on. Unknown run
+    /// → NotFound; a `limit` of 0 or above [`MAX_RECORD_PAGE`] → Invalid (`limit`).
+    ///
+    /// The run with its steps and counts is read in one snapshot, the page right
+    /// after it: while the run advances, the page may already show what the next
+    /// step settled. Once the run is terminal, both agree.
+    async fn summary(&self, run: ValidationRunId, limit: u32) -> Result<ValidationRunSummary>;
+
+    /// The verdicts of the run's records at submit positions `from` to
+    /// `from + limit - 1`, in submit order (fewer at the end of the run, none past
+    /// it); `next` is `from` of the following page, `None` after the last record.
+    /// Unknown run → NotFound; a `limit` of 0 or above [`MAX_RECORD_PAGE`] → Invalid
+    /// (`limit`).
+    async fn records(&self, run: ValidationRunId, from: u32, limit: u32) -> Result<RecordPage>;
 
     /// Persisted events, then live ones until the run ends.
     async fn events(&self, run: ValidationRunId) -> Result<BoxStream<'static, Result<RunEvent>>>;

@@ -271,11 +271,33 @@ impl Archive {
         to_json(&result.map_err(|e| engine_error(py, &e))?)
     }
 
-    /// The run's status, per-step progress and per-record verdicts (JSON).
+    /// The run's status, per-step progress and the verdict of every record (JSON),
+    /// however many records the run has; [`summary`](Self::summary) and
+    /// [`records`](Self::records) read a page at a time.
     fn run(&self, py: Python<'_>, run_id: &str) -> PyResult<String> {
         let run = arg("run_id", run_id, str::parse::<ValidationRunId>)?;
         let view = self.block(py, async |a| a.engine().get(run).await)?;
         to_json(&view)
+    }
+
+    /// The run's status, per-step progress, counts per verdict and the verdicts of its
+    /// first `limit` records (JSON `{run, steps, counts, verdicts, next}`; `next` is
+    /// the `from` of [`records`](Self::records) for the rest, `null` when none).
+    #[pyo3(signature = (run_id, limit = 1000))]
+    fn summary(&self, py: Python<'_>, run_id: &str, limit: u32) -> PyResult<String> {
+        let run = arg("run_id", run_id, str::parse::<ValidationRunId>)?;
+        let summary = self.block(py, async |a| a.engine().summary(run, limit).await)?;
+        to_json(&summary)
+    }
+
+    /// The verdicts of the run's records at submit positions `from_` to
+    /// `from_ + limit - 1` (JSON `{records, next}`; `next` is the `from_` of the
+    /// following page, `null` after the last record).
+    #[pyo3(signature = (run_id, from_ = 0, limit = 1000))]
+    fn records(&self, py: Python<'_>, run_id: &str, from_: u32, limit: u32) -> PyResult<String> {
+        let run = arg("run_id", run_id, str::parse::<ValidationRunId>)?;
+        let page = self.block(py, async |a| a.engine().records(run, from_, limit).await)?;
+        to_json(&page)
     }
 
     /// Cancels a run; `False` when it had already ended.

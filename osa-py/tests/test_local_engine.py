@@ -30,6 +30,7 @@ from osa.local import (
     LocalRecord,
     NotFoundError,
     RunEvent,
+    VerdictCounts,
     find_convention,
     local_payload,
 )
@@ -158,6 +159,66 @@ def test_deploy_validate_features_and_provenance(structures, records, tmp_path):
     assert [r.version for r in again.releases] == [1, 1]
     assert again.deployment["payload_sha256"] == deployed.deployment["payload_sha256"]
     assert again.deployment["id"] != deployed.deployment["id"]
+
+
+def test_a_run_is_read_a_page_at_a_time(structures, records, tmp_path):
+    archive = LocalArchive(tmp_path / "archive")
+    slug = archive.deploy_convention(structures).slug
+    more = [{**records[0], "id": "good-2"}, {**records[1], "id": "coarse-2"}]
+    ids = ["good", "coarse", "no-cif", "good-2", "coarse-2"]
+    run_id = archive.submit(slug, [*records, *more])
+
+    # Before any step: every record pending.
+    pending = archive.summary(run_id, limit=2)
+    assert (pending.status, pending.record_count, pending.finished) == ("pending", 5, False)
+    assert pending.counts == VerdictCounts(pending=5, accepted=0, rejected=0, errored=0)
+    assert [(v.record_id, v.verdict) for v in pending.verdicts] == [
+        ("good", "pending"),
+        ("coarse", "pending"),
+    ]
+    assert pending.next == 2
+
+    result = archive.wait(run_id)
+    assert result.status == "completed"
+    assert [v.record_id for v in result.verdicts] == ids
+
+    # Pages of 2: [0, 1], [2, 3], [4], each with the cursor of the next.
+    pages = []
+    start: int | None = 0
+    while start is not None:
+        page = archive.records(run_id, from_=start, limit=2)
+        pages.append(([v.record_id for v in page.records], page.next))
+        start = page.next
+        assert len(pages) <= 3, pages
+    assert pages == [(ids[0:2], 2), (ids[2:4], 4), (ids[4:], None)]
+    assert list(archive.iter_records(run_id, page_size=2)) == result.verdicts
+    assert list(archive.iter_records(run_id)) == result.verdicts
+    assert archive.records(run_id, from_=5).records == []
+    assert archive.records(run_id, from_=3, limit=2).next is None
+
+    summary = archive.summary(run_id, limit=2)
+    assert (summary.id, summary.status, summary.finished) == (run_id, "completed", True)
+    assert summary.steps == result.steps
+    assert summary.counts == VerdictCounts(pending=0, accepted=2, rejected=3, errored=0)
+    assert summary.counts.total == summary.record_count == 5
+    assert summary.verdicts == result.verdicts[:2]
+    assert summary.next == 2
+    whole = archive.summary(run_id)
+    assert (whole.verdicts, whole.next) == (result.verdicts, None)
+
+    for limit in (0, 10_001):
+        with pytest.raises(InvalidRequestError, match="limit") as bad:
+            archive.records(run_id, limit=limit)
+        assert bad.value.kind == "invalid"
+        with pytest.raises(InvalidRequestError, match="limit"):
+            archive.summary(run_id, limit=limit)
+    unknown = "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(NotFoundError):
+        archive.records(unknown)
+    with pytest.raises(NotFoundError):
+        archive.summary(unknown)
+    with pytest.raises(InvalidRequestError, match="run_id"):
+        archive.records("not-a-uuid")
 
 
 def test_the_archive_is_durable_across_reopening(structures, records, tmp_path):

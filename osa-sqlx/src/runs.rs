@@ -725,6 +725,12 @@ where
         let Some(row) = Self::run_row(&mut tx, run).await? else {
             return Ok(None);
         };
+        // No record sits at or past the run's count: nothing to read (and no
+        // position the queries' 32-bit arithmetic would overflow on).
+        if i64::from(from) >= i64::from(row.record_count) || limit == 0 {
+            tx.commit().await.map_err(db("reading a validation run"))?;
+            return Ok(Some(Vec::new()));
+        }
         let start = i32::try_from(from).unwrap_or(i32::MAX);
         let end = start.saturating_add(i32::try_from(limit).unwrap_or(i32::MAX));
         let records = sqlx::query_as::<_, (String, Option<Json<Verdict>>)>(B::RECORD_PAGE)

@@ -2,7 +2,8 @@
 //! prefix), read, cancel, and their event streams.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
@@ -11,10 +12,11 @@ use osa_core::Error;
 use osa_core::deploy::parse_payload;
 use osa_core::id::{ConventionSlug, ValidationRunId};
 use osa_core::validation::{
-    FileSource, InputRecord, RunStatus, SubmitValidation, ValidationRunView, ValidationService,
+    FileSource, InputRecord, RecordPage, RunStatus, SubmitValidation, ValidationRunSummary,
+    ValidationService,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -27,6 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(submit_validation))
         .routes(routes!(get_validation))
+        .routes(routes!(validation_records))
         .routes(routes!(cancel_validation))
         .routes(routes!(validation_events))
 }
@@ -173,22 +176,80 @@ async fn submit_validation(
     Ok((StatusCode::ACCEPTED, Json(Submitted { id: run })))
 }
 
-/// A run's status, steps and verdicts.
+/// Verdicts a run's read lists when its query does not say (at most
+/// [`MAX_RECORD_PAGE`](osa_core::validation::MAX_RECORD_PAGE)).
+const DEFAULT_RECORD_PAGE: u32 = 1000;
+
+/// Query of `GET /validations/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ValidationQuery {
+    /// How many verdicts (of the first records) to list; `next` says where the rest
+    /// begins.
+    #[param(minimum = 1, maximum = 10000, default = 1000)]
+    limit: Option<u32>,
+}
+
+/// Query of `GET /validations/{id}/records`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct RecordsQuery {
+    /// Submit position of the page's first record (`next` of the previous page).
+    #[param(minimum = 0, default = 0)]
+    from: Option<u32>,
+    /// Page size.
+    #[param(minimum = 1, maximum = 10000, default = 1000)]
+    limit: Option<u32>,
+}
+
+/// A run's status, steps, counts per verdict and the verdicts of its first records
+/// (`limit`, 1,000 by default); `next` is the `from` of the rest
+/// (`GET /validations/{id}/records`), `null` when every verdict is listed.
 #[utoipa::path(
     get,
     path = "/validations/{id}",
     tag = "validations",
-    params(("id" = ValidationRunId, Path, description = "The run")),
+    params(("id" = ValidationRunId, Path, description = "The run"), ValidationQuery),
     security(("bearer" = ["runs:read"])),
-    responses((status = 200, body = ValidationRunView))
+    responses((status = 200, body = ValidationRunSummary))
 )]
 async fn get_validation(
     State(state): State<ApiState>,
     _: Authorized<RunsRead>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<ValidationRunView>> {
+    query: Result<Query<ValidationQuery>, QueryRejection>,
+) -> ApiResult<Json<ValidationRunSummary>> {
     let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
-    Ok(Json(state.engine.get(id).await?))
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    // The engine refuses a limit outside 1..=MAX_RECORD_PAGE (422 naming `limit`).
+    let limit = q.limit.unwrap_or(DEFAULT_RECORD_PAGE);
+    Ok(Json(state.engine.summary(id, limit).await?))
+}
+
+/// A page of a run's verdicts: the records at submit positions `from` to
+/// `from + limit - 1`, in submit order; `next` is the `from` of the following page,
+/// `null` after the last record.
+#[utoipa::path(
+    get,
+    path = "/validations/{id}/records",
+    tag = "validations",
+    params(("id" = ValidationRunId, Path, description = "The run"), RecordsQuery),
+    security(("bearer" = ["runs:read"])),
+    responses((status = 200, body = RecordPage))
+)]
+async fn validation_records(
+    State(state): State<ApiState>,
+    _: Authorized<RunsRead>,
+    ApiPath(id): ApiPath<String>,
+    query: Result<Query<RecordsQuery>, QueryRejection>,
+) -> ApiResult<Json<RecordPage>> {
+    let id = path_param("id", &id, str::parse::<ValidationRunId>)?;
+    let Query(q) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
+    let limit = q.limit.unwrap_or(DEFAULT_RECORD_PAGE);
+    let page = state.engine.records(id, q.from.unwrap_or(0), limit).await?;
+    Ok(Json(page))
 }
 
 /// Cancel a run: a hook running for it is stopped; `cancelled` is false when it had
@@ -210,8 +271,12 @@ async fn cancel_validation(
     let cancelled = state.engine.cancel(id).await?;
     let status = match cancelled {
         true => RunStatus::Cancelled,
-        // It had ended already: say how.
-        false => state.engine.get(id).await?.run.status,
+        // It had ended already: say how (its status alone, not its verdicts).
+        false => state
+            .storage
+            .run_status(id)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", id))?,
     };
     Ok(Json(Cancelled {
         id,

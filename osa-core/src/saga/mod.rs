@@ -52,8 +52,9 @@ use crate::policy::FailurePolicy;
 use crate::runner::HookRunner;
 use crate::storage::Storage;
 use crate::validation::{
-    FileSource, InputRecord, RunEvent, RunEventKind, RunProgress, RunStatus, StepProgress,
-    StepRelease, SubmitPlan, SubmitValidation, ValidationRun, ValidationRunView, ValidationService,
+    FileSource, InputRecord, MAX_RECORD_PAGE, RecordPage, RunEvent, RunEventKind, RunProgress,
+    RunStatus, StepProgress, StepRelease, SubmitPlan, SubmitValidation, ValidationRun,
+    ValidationRunSummary, ValidationRunView, ValidationService, VerdictCounts,
 };
 use crate::{Error, Result};
 
@@ -818,8 +819,46 @@ impl ValidationService for Engine {
             .ok_or_else(|| Error::not_found("validation run", run))
     }
 
+    async fn summary(&self, run: ValidationRunId, limit: u32) -> Result<ValidationRunSummary> {
+        check_page_limit(limit)?;
+        let progress = self
+            .storage()
+            .run_progress(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))?;
+        let counts = VerdictCounts::of_progress(&progress);
+        let page = self.records(run, 0, limit).await?;
+        Ok(ValidationRunSummary {
+            run: progress.run,
+            steps: progress.steps,
+            counts,
+            verdicts: page.records,
+            next: page.next,
+        })
+    }
+
+    async fn records(&self, run: ValidationRunId, from: u32, limit: u32) -> Result<RecordPage> {
+        check_page_limit(limit)?;
+        // One record more than asked says whether another page follows (a run's
+        // records are fixed at submit), without reading the run's record count.
+        let mut records = self
+            .storage()
+            .record_page(run, from, limit + 1)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))?;
+        let next = (records.len() > limit as usize).then(|| {
+            records.truncate(limit as usize);
+            from.saturating_add(limit)
+        });
+        Ok(RecordPage { records, next })
+    }
+
     async fn events(&self, run: ValidationRunId) -> Result<BoxStream<'static, Result<RunEvent>>> {
-        self.get(run).await?;
+        // Only whether the run exists (its status row), not its verdicts.
+        self.storage()
+            .run_status(run)
+            .await?
+            .ok_or_else(|| Error::not_found("validation run", run))?;
         let engine = self.clone();
         let poll = self.inner.config.event_poll;
         // Replay persisted events, then tail them by polling the store (the source of
@@ -859,6 +898,17 @@ impl ValidationService for Engine {
         self.inner.runs_ended.notify_waiters();
         Ok(ended)
     }
+}
+
+/// A page size is 1 to [`MAX_RECORD_PAGE`] records.
+fn check_page_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_RECORD_PAGE {
+        return Err(Error::invalid(
+            "limit",
+            format!("must be 1..={MAX_RECORD_PAGE}, not {limit}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The error of a record file over the size limit.

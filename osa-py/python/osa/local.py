@@ -58,12 +58,15 @@ __all__ = [
     "LocalRecord",
     "NotFoundError",
     "Provenance",
+    "RecordPage",
     "RecordVerdict",
     "Release",
     "RunEvent",
     "RunResult",
+    "RunSummary",
     "StepResult",
     "UnavailableError",
+    "VerdictCounts",
     "check_hooks_reachable",
     "process_release",
 ]
@@ -144,6 +147,19 @@ class StepResult:
     errored: int
     hook_run_id: str | None
 
+    @classmethod
+    def _from(cls, s: Mapping[str, Any]) -> StepResult:
+        return cls(
+            index=s["release"]["index"],
+            hook=s["release"]["hook"],
+            version=s["release"]["version"],
+            status=s["status"],
+            passed=s["counts"]["passed"],
+            rejected=s["counts"]["rejected"],
+            errored=s["counts"]["errored"],
+            hook_run_id=s.get("hook_run_id"),
+        )
+
 
 @dataclass(frozen=True)
 class RecordVerdict:
@@ -159,6 +175,56 @@ class RecordVerdict:
     def accepted(self) -> bool:
         """Whether the record passed every hook."""
         return self.verdict == "accepted"
+
+    @classmethod
+    def _from(cls, v: Mapping[str, Any]) -> RecordVerdict:
+        verdict = v["verdict"]
+        return cls(
+            record_id=v["record_id"],
+            verdict=verdict["verdict"],
+            hook=verdict.get("hook"),
+            step=verdict.get("step"),
+            reason=verdict.get("reason", verdict.get("error")),
+        )
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """A page of a run's verdicts, in submit order.
+
+    Pass `next` as `from_` for the next page; it is `None` after the run's last record.
+    """
+
+    records: list[RecordVerdict]
+    next: int | None
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> RecordPage:
+        return cls(records=[RecordVerdict._from(v) for v in d["records"]], next=d["next"])
+
+
+@dataclass(frozen=True)
+class VerdictCounts:
+    """How many records of a run have each verdict."""
+
+    pending: int
+    accepted: int
+    rejected: int
+    errored: int
+
+    @property
+    def total(self) -> int:
+        """Every record counted."""
+        return self.pending + self.accepted + self.rejected + self.errored
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> VerdictCounts:
+        return cls(
+            pending=d["pending"],
+            accepted=d["accepted"],
+            rejected=d["rejected"],
+            errored=d["errored"],
+        )
 
 
 @dataclass(frozen=True)
@@ -200,29 +266,6 @@ class RunResult:
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> RunResult:
         run = d["run"]
-        steps = [
-            StepResult(
-                index=s["release"]["index"],
-                hook=s["release"]["hook"],
-                version=s["release"]["version"],
-                status=s["status"],
-                passed=s["counts"]["passed"],
-                rejected=s["counts"]["rejected"],
-                errored=s["counts"]["errored"],
-                hook_run_id=s.get("hook_run_id"),
-            )
-            for s in d["steps"]
-        ]
-        verdicts = [
-            RecordVerdict(
-                record_id=v["record_id"],
-                verdict=v["verdict"]["verdict"],
-                hook=v["verdict"].get("hook"),
-                step=v["verdict"].get("step"),
-                reason=v["verdict"].get("reason", v["verdict"].get("error")),
-            )
-            for v in d["verdicts"]
-        ]
         return cls(
             id=run["id"],
             convention=run["convention"],
@@ -230,8 +273,53 @@ class RunResult:
             current_step=run["current_step"],
             record_count=run["record_count"],
             failure=run.get("failure"),
-            steps=steps,
-            verdicts=verdicts,
+            steps=[StepResult._from(s) for s in d["steps"]],
+            verdicts=[RecordVerdict._from(v) for v in d["verdicts"]],
+            created_at=datetime.fromisoformat(run["created_at"]),
+            updated_at=datetime.fromisoformat(run["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A validation run as stored, bounded: status, steps, counts and first verdicts.
+
+    `verdicts` lists the run's first records; `next` is where `LocalArchive.records`
+    goes on (its `from_`), `None` when `verdicts` lists every record.
+    """
+
+    id: str
+    convention: str
+    status: str
+    current_step: int
+    record_count: int
+    failure: str | None
+    steps: list[StepResult]
+    counts: VerdictCounts
+    verdicts: list[RecordVerdict]
+    next: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run reached a terminal status."""
+        return self.status in ("completed", "rejected", "failed", "cancelled")
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> RunSummary:
+        run = d["run"]
+        return cls(
+            id=run["id"],
+            convention=run["convention"],
+            status=run["status"],
+            current_step=run["current_step"],
+            record_count=run["record_count"],
+            failure=run.get("failure"),
+            steps=[StepResult._from(s) for s in d["steps"]],
+            counts=VerdictCounts._from(d["counts"]),
+            verdicts=[RecordVerdict._from(v) for v in d["verdicts"]],
+            next=d["next"],
             created_at=datetime.fromisoformat(run["created_at"]),
             updated_at=datetime.fromisoformat(run["updated_at"]),
         )
@@ -696,8 +784,35 @@ class LocalArchive:
         return await self.wait_async(run_id, on_event=on_event, timeout=timeout)
 
     def run(self, run_id: str) -> RunResult:
-        """A run as stored now (status, steps, verdicts)."""
+        """A run as stored now (status, steps, verdicts).
+
+        It holds the verdict of every record of the run, however many: `summary` and
+        `records` (or `iter_records`) read a large run a page at a time.
+        """
         return RunResult._from(json.loads(self._native.run(run_id)))
+
+    def summary(self, run_id: str, *, limit: int = 1000) -> RunSummary:
+        """A run as stored now, bounded: status, steps, counts and first verdicts.
+
+        `verdicts` holds the verdicts of the run's first `limit` records (1 to 10,000).
+        """
+        return RunSummary._from(json.loads(self._native.summary(run_id, limit)))
+
+    def records(self, run_id: str, *, from_: int = 0, limit: int = 1000) -> RecordPage:
+        """A page of a run's verdicts, in submit order.
+
+        The records at submit positions `from_` to `from_ + limit - 1` (`limit` 1 to
+        10,000); fewer at the end of the run, none past it.
+        """
+        return RecordPage._from(json.loads(self._native.records(run_id, from_, limit)))
+
+    def iter_records(self, run_id: str, *, page_size: int = 1000) -> Iterator[RecordVerdict]:
+        """The verdict of every record of a run, in submit order, page by page."""
+        start: int | None = 0
+        while start is not None:
+            page = self.records(run_id, from_=start, limit=page_size)
+            yield from page.records
+            start = page.next
 
     def cancel(self, run_id: str) -> bool:
         """Cancels a run; `False` when it had already ended."""

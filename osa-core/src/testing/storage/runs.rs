@@ -56,6 +56,16 @@ async fn in_play_of<S: ValidationRunStore>(
                 .map(|v| v.record_id),
         );
     }
+    // Past the last record a page is empty, however far out it starts or however
+    // many records it asks for.
+    for (at, limit) in [(from, u32::MAX), (i32::MAX as u32, 7), (u32::MAX, u32::MAX)] {
+        let page = store
+            .record_page(run, at, limit)
+            .await
+            .unwrap_or_else(|e| panic!("a page at {at} of {limit}: {e}"))
+            .expect("the run exists");
+        assert!(page.is_empty(), "a page at {at} of {limit}: {page:?}");
+    }
     assert_eq!(
         in_play.len() as u32,
         progress.in_play,
