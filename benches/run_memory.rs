@@ -18,7 +18,8 @@
 //! The hooks run as child processes (Python), so their own memory is not in the
 //! figure. Sizes default to 100,000 and 1,000,000; `OSA_RUN_MEMORY_SIZES=10000,100000`
 //! chooses others, and `OSA_RUN_MEMORY_BATCH=n` sets `batch_limits.max_records` (how
-//! many records a hook gets at once; default 100,000).
+//! many records a hook gets at once; default 25,000). The executable allocates with
+//! mimalloc, as osa-server and the wheel do.
 
 mod common;
 
@@ -34,6 +35,10 @@ use osa::saga::{Engine, EngineConfig, Worker, WorkerConfig};
 use osa::validation::{InputRecord, RunStatus};
 use osa_sqlx::{PgBackend, PgConfig, SqliteBackend};
 use serde_json::json;
+
+/// The allocator of the osa-server program, so the peaks are what it would show.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The environment variable that makes this executable measure one run.
 const CHILD: &str = "OSA_RUN_MEMORY_CHILD";

@@ -22,6 +22,11 @@ pub mod writer;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+/// The module's own allocations (the engine's, not Python's objects) go through
+/// mimalloc, as in osa-server: glibc's per-thread arenas keep what a long run freed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The directory name of a record's files under `$OSA_FILES` (same mapping as runners).
 #[pyfunction]
 fn record_dir_name(record_id: &str) -> String {

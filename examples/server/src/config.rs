@@ -74,6 +74,9 @@ pub struct LimitsSection {
     pub max_file_bytes: u64,
     /// Most records in one submission.
     pub max_records: usize,
+    /// Most records a hook gets at once: a step over more records runs its hook over
+    /// several batches, one after the other.
+    pub batch_records: usize,
 }
 
 impl Default for LimitsSection {
@@ -82,6 +85,7 @@ impl Default for LimitsSection {
         LimitsSection {
             max_file_bytes: engine.batch_limits.max_file_bytes,
             max_records: engine.max_records,
+            batch_records: engine.batch_limits.max_records,
         }
     }
 }

@@ -107,6 +107,12 @@ impl Settings {
         if config.limits.max_records == 0 {
             return Err(ConfigError::new("limits.max_records", "must be at least 1"));
         }
+        if config.limits.batch_records == 0 {
+            return Err(ConfigError::new(
+                "limits.batch_records",
+                "must be at least 1",
+            ));
+        }
         if config.worker.concurrency == 0 {
             return Err(ConfigError::new("worker.concurrency", "must be at least 1"));
         }
@@ -583,7 +589,7 @@ impl Node {
         let runtime_types = runners.runtime_types();
         let mut engine_config = EngineConfig::new(&settings.work_dir);
         engine_config.batch_limits.max_file_bytes = config.limits.max_file_bytes;
-        engine_config.batch_limits.max_records = config.limits.max_records;
+        engine_config.batch_limits.max_records = config.limits.batch_records;
         engine_config.max_records = config.limits.max_records;
         let engine = backend.engine(Arc::new(runners), blobs.clone(), engine_config);
         let deployer = backend.deployer(blobs);

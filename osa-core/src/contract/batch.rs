@@ -37,8 +37,12 @@ pub struct BatchFile {
 pub struct BatchLimits {
     /// Largest record file accepted (default 1 GiB).
     pub max_file_bytes: u64,
-    /// Most records in one batch (default 100,000): a validation step with more records
-    /// in play runs its hook over several batches, one after the other.
+    /// Most records in one batch (default 25,000): a validation step with more records
+    /// in play runs its hook over several batches, one after the other. The engine
+    /// holds one batch's records and outcomes at a time, about 4 KiB per record of
+    /// small metadata, so this bounds a step's memory; a larger batch starts the hook
+    /// fewer times (about 10 % more records/s at 100,000 for hooks that start in
+    /// tens of milliseconds).
     pub max_records: usize,
 }
 
@@ -46,7 +50,7 @@ impl Default for BatchLimits {
     fn default() -> Self {
         BatchLimits {
             max_file_bytes: 1 << 30,
-            max_records: 100_000,
+            max_records: 25_000,
         }
     }
 }
