@@ -274,13 +274,13 @@ async fn main() {
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let table = format!("\"{SCHEMA}_features\".\"wide\"");
     let (run_id, validation_run_id): (uuid::Uuid, Option<uuid::Uuid>) = sqlx::query_as(&format!(
-        "SELECT run_id, validation_run_id FROM {table} LIMIT 1"
+        "SELECT _run_id, _validation_run_id FROM {table} LIMIT 1"
     ))
     .fetch_one(&pool)
     .await
     .unwrap();
     let select = format!(
-        "SELECT id, record_id, run_id, row_index, n, label, score, ok FROM {table} ORDER BY id"
+        "SELECT _id, _record_id, _run_id, _row_index, n, label, score, ok FROM {table} ORDER BY _id"
     );
 
     println!(
@@ -301,7 +301,7 @@ async fn main() {
             .unwrap();
         if have < size {
             sqlx::query(&format!(
-                "INSERT INTO {table} (record_id, validation_run_id, run_id, row_index, n, label, score, ok) \
+                "INSERT INTO {table} (_record_id, _validation_run_id, _run_id, _row_index, n, label, score, ok) \
                  SELECT 'gen-' || g, $1, $2, 0, g, 'label-gen-' || g, g * 0.5, g % 2 = 0 \
                  FROM generate_series($3::bigint, $4::bigint) g"
             ))

@@ -229,7 +229,7 @@ async fn multi_row_insert(pg: &PgBackend, table: &str, batch: &FeatureBatch) {
     let created_at = Utc::now();
     for chunk in batch.rows.chunks(1000) {
         let mut sql = format!(
-            "INSERT INTO {table} (record_id, run_id, row_index, created_at, {DATA_COLUMNS}) VALUES "
+            "INSERT INTO {table} (_record_id, _run_id, _row_index, _created_at, {DATA_COLUMNS}) VALUES "
         );
         for i in 0..chunk.len() {
             let p = i * 10;
@@ -304,7 +304,7 @@ fn feature_inserts(c: &mut Criterion) {
                     let mut conn = pg.pool().acquire().await.unwrap();
                     let mut copy = conn
                         .copy_in_raw(&format!(
-                            "COPY {table} (record_id, validation_run_id, run_id, row_index, created_at, {DATA_COLUMNS}) FROM STDIN"
+                            "COPY {table} (_record_id, _validation_run_id, _run_id, _row_index, _created_at, {DATA_COLUMNS}) FROM STDIN"
                         ))
                         .await
                         .unwrap();
@@ -399,7 +399,7 @@ fn feature_inserts(c: &mut Criterion) {
                     let mut tx = sqlite.write_pool().begin().await.unwrap();
                     let created_at = Utc::now();
                     let sql = format!(
-                        "INSERT INTO {sqlite_table} (record_id, run_id, row_index, created_at, {DATA_COLUMNS}) \
+                        "INSERT INTO {sqlite_table} (_record_id, _run_id, _row_index, _created_at, {DATA_COLUMNS}) \
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     );
                     for row in &sqlite_batch.rows {

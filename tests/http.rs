@@ -846,7 +846,7 @@ async fn validations_features_and_provenance() {
     let csv = api.get("/features/scorer?format=csv", None).await;
     assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
     let lines: Vec<String> = csv.text().lines().map(str::to_string).collect();
-    assert_eq!(lines[0], "id,record_id,run_id,row_index,hook,score");
+    assert_eq!(lines[0], "_id,_record_id,_run_id,_row_index,hook,score");
     assert!(
         lines[1].ends_with(",scorer,4.0") || lines[1].ends_with(",scorer,4"),
         "{}",

@@ -16,14 +16,16 @@ use uuid::Uuid;
 /// (`/features/runs`) or tables of the archive.
 pub const RESERVED_NAMES: [&str; 3] = ["records", "datasets", "runs"];
 
-/// System columns of every feature table; user columns may not shadow them.
+/// System columns of every feature table. They start with an underscore, which no
+/// [`ColumnName`] can, so every data column name (`id`, `record_id`, `run_id`,
+/// `created_at` included) is free for hooks.
 pub const SYSTEM_COLUMNS: [&str; 6] = [
-    "id",
-    "record_id",
-    "validation_run_id",
-    "run_id",
-    "row_index",
-    "created_at",
+    "_id",
+    "_record_id",
+    "_validation_run_id",
+    "_run_id",
+    "_row_index",
+    "_created_at",
 ];
 
 pub use crate::error::IdentifierError;
@@ -199,24 +201,12 @@ string_identifier!(
 );
 
 string_identifier!(
-    /// A feature column: `^[a-z][a-z0-9_]{0,62}$`, never one of [`SYSTEM_COLUMNS`].
+    /// A feature column: `^[a-z][a-z0-9_]{0,62}$`. The leading letter keeps it out of
+    /// the [`SYSTEM_COLUMNS`]' namespace.
     ColumnName,
     "column name",
     "^[a-z][a-z0-9_]{0,62}$",
-    |v| {
-        check_lower_ident(ColumnName::WHAT, v, 1, 63, '_')?;
-        if SYSTEM_COLUMNS.contains(&v) {
-            return Err(IdentifierError::new(
-                ColumnName::WHAT,
-                v,
-                format!(
-                    "`{v}` is a system column of feature tables (system columns: {})",
-                    SYSTEM_COLUMNS.join(", ")
-                ),
-            ));
-        }
-        Ok(())
-    }
+    |v| check_lower_ident(ColumnName::WHAT, v, 1, 63, '_')
 );
 
 string_identifier!(
@@ -515,10 +505,20 @@ mod tests {
     }
 
     #[test]
-    fn system_columns_are_refused() {
+    fn system_columns_cannot_be_data_columns_and_their_old_names_can() {
         for name in SYSTEM_COLUMNS {
             let err = ColumnName::new(name).unwrap_err();
-            assert!(err.rule().contains("system column"), "{err}");
+            assert!(err.rule().contains("^[a-z]"), "{name}: {err}");
+        }
+        for name in [
+            "id",
+            "record_id",
+            "validation_run_id",
+            "run_id",
+            "row_index",
+            "created_at",
+        ] {
+            assert_eq!(ColumnName::new(name).expect(name).as_str(), name);
         }
         assert!(ColumnName::new("record").is_ok());
         // SQL keywords are fine: every identifier is quoted.

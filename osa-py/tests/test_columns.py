@@ -161,9 +161,8 @@ def test_model_columns_in_order_with_computed_and_excluded_fields():
     ("name", "reason"),
     [
         ("Score", "starting with a letter"),
-        ("run_id", "system column"),
-        ("created_at", "system column"),
-        ("id", "system column"),
+        ("_run_id", "starting with a letter"),
+        ("_id", "starting with a letter"),
         ("a" * 64, "1–63 characters"),
         ("déjà", "1–63 characters"),
         ("x-y", "1–63 characters"),
@@ -174,6 +173,13 @@ def test_hostile_column_names_raise_value_error(name, reason):
     fields = [{"name": name, "type": "int"}]
     with pytest.raises(ValueError, match=reason):
         _native.columns_for_fields(json.dumps(fields))
+
+
+@pytest.mark.parametrize("name", ["id", "record_id", "run_id", "created_at", "row_index"])
+def test_names_of_system_fields_are_data_columns(name):
+    fields = [{"name": name, "type": "str"}]
+    columns = json.loads(_native.columns_for_fields(json.dumps(fields)))
+    assert [c["name"] for c in columns] == [name]
 
 
 def test_hostile_field_name_in_a_model():

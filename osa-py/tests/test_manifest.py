@@ -215,18 +215,27 @@ def test_unregistered_hook_function_is_an_error():
         build_manifest(_convention(hooks=[plain]))
 
 
-def test_hostile_output_column_is_a_deploy_error():
+def test_output_fields_named_like_system_fields_are_columns():
     from pydantic import BaseModel
 
     class Out(BaseModel):
+        id: int
+        record_id: str
         run_id: str
+        created_at: str
 
     @hook
     def shadow(record: Record[CellLine]) -> Out:
-        return Out(run_id="x")
+        return Out(id=1, record_id="r", run_id="x", created_at="now")
 
-    with pytest.raises(DeployError, match="system column"):
-        build_manifest(_convention(hooks=[shadow]))
+    manifest = build_manifest(_convention(hooks=[shadow]))
+    hooks = manifest["hooks"]
+    assert [c["name"] for c in hooks[0]["feature"]["columns"]] == [
+        "id",
+        "record_id",
+        "run_id",
+        "created_at",
+    ]
 
 
 def test_cli_manifest_without_conventions(monkeypatch, capsys):

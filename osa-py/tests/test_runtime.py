@@ -434,9 +434,9 @@ def test_writer_rejects_bad_contracts(tmp_path):
         _native.OutputWriter(tmp_path, "[]", "several")
     with pytest.raises(ValueError, match="invalid columns"):
         _native.OutputWriter(tmp_path, '[{"name": "Bad", "json_type": "string", "required": true}]')
-    with pytest.raises(ValueError, match="system column"):
+    with pytest.raises(ValueError, match="invalid columns"):
         _native.OutputWriter(
-            tmp_path, '[{"name": "run_id", "json_type": "string", "required": true}]'
+            tmp_path, '[{"name": "_run_id", "json_type": "string", "required": true}]'
         )
 
 

@@ -20,9 +20,31 @@ pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// System columns selected before the data columns, in this order.
+/// System columns selected before the data columns, in this order. They start with an
+/// underscore, which no data column (`ColumnName`) can.
 pub(crate) const SYSTEM_SELECT: &str =
-    "id, record_id, validation_run_id, run_id, row_index, created_at";
+    "_id, _record_id, _validation_run_id, _run_id, _row_index, _created_at";
+
+/// The system columns' names before they moved to the underscore namespace, in the
+/// order of [`SYSTEM_SELECT`]. Tables made with them are renamed at migration.
+const LEGACY_SYSTEM_COLUMNS: [&str; 6] = [
+    "id",
+    "record_id",
+    "validation_run_id",
+    "run_id",
+    "row_index",
+    "created_at",
+];
+
+/// Statements moving the system columns of a feature table made before the
+/// underscore namespace (`table` qualified and quoted) to their names now; indexes and
+/// constraints follow the columns.
+pub(crate) fn rename_legacy_system_columns(table: &str) -> Vec<String> {
+    LEGACY_SYSTEM_COLUMNS
+        .iter()
+        .map(|old| format!("ALTER TABLE {table} RENAME COLUMN {old} TO _{old}"))
+        .collect()
+}
 
 /// How one backend spells feature tables.
 #[derive(Debug, Clone)]
@@ -104,12 +126,12 @@ impl Dialect {
             ),
         };
         let mut columns = vec![
-            format!("id {id}"),
-            "record_id TEXT NOT NULL".to_string(),
-            format!("validation_run_id {uuid}"),
-            format!("run_id {uuid} NOT NULL REFERENCES {runs} (id)"),
-            "row_index INTEGER NOT NULL".to_string(),
-            format!("created_at {ts} NOT NULL DEFAULT {now}"),
+            format!("_id {id}"),
+            "_record_id TEXT NOT NULL".to_string(),
+            format!("_validation_run_id {uuid}"),
+            format!("_run_id {uuid} NOT NULL REFERENCES {runs} (id)"),
+            "_row_index INTEGER NOT NULL".to_string(),
+            format!("_created_at {ts} NOT NULL DEFAULT {now}"),
         ];
         columns.extend(spec.columns().iter().map(|c| self.column_type(c)));
         let index_name = |suffix: &str| match self {
@@ -122,11 +144,11 @@ impl Dialect {
                 columns.join(",\n    ")
             ),
             format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {table} (record_id)",
+                "CREATE INDEX IF NOT EXISTS {} ON {table} (_record_id)",
                 index_name("record_id_idx")
             ),
             format!(
-                "CREATE INDEX IF NOT EXISTS {} ON {table} (run_id)",
+                "CREATE INDEX IF NOT EXISTS {} ON {table} (_run_id)",
                 index_name("run_id_idx")
             ),
         ]
@@ -170,15 +192,15 @@ pub(crate) fn query_conditions<A: FeatureArgs>(
     let mut conditions = vec!["TRUE".to_string()];
     if let Some(record) = &query.record_id {
         args.push_text(record.as_str())?;
-        conditions.push(format!("record_id = {}", args.placeholder()));
+        conditions.push(format!("_record_id = {}", args.placeholder()));
     }
     if let Some(run) = query.run_id {
         args.push_uuid(run.0)?;
-        conditions.push(format!("run_id = {}", args.placeholder()));
+        conditions.push(format!("_run_id = {}", args.placeholder()));
     }
     if let Some(after) = query.after {
         args.push_i64(after)?;
-        conditions.push(format!("id > {}", args.placeholder()));
+        conditions.push(format!("_id > {}", args.placeholder()));
     }
     for filter in &query.filters {
         let (column, op, value) = match filter {
@@ -240,7 +262,7 @@ mod tests {
             "\"day\" DATE",
             "\"ref\" UUID",
             "\"tags\" JSONB",
-            "run_id UUID NOT NULL REFERENCES \"osa\".hook_runs (id)",
+            "_run_id UUID NOT NULL REFERENCES \"osa\".hook_runs (id)",
         ] {
             assert!(ddl.contains(expected), "missing {expected} in\n{ddl}");
         }

@@ -224,7 +224,7 @@ where
                 .find(|s| s.hook == target.hook && s.run_id == target.run_id)
             else {
                 sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE record_id {}",
+                    "DELETE FROM {table} WHERE _record_id {}",
                     B::in_text_list("$1")
                 ))
                 .bind(B::text_list(records))
@@ -234,7 +234,7 @@ where
                 continue;
             };
             sqlx::query(&format!(
-                "DELETE FROM {table} WHERE record_id {} AND run_id <> $2",
+                "DELETE FROM {table} WHERE _record_id {} AND _run_id <> $2",
                 B::in_text_list("$1")
             ))
             .bind(B::text_list(records))
@@ -251,7 +251,7 @@ where
                 .collect();
             if !dropped.is_empty() {
                 sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE run_id = $2 AND record_id {}",
+                    "DELETE FROM {table} WHERE _run_id = $2 AND _record_id {}",
                     B::in_text_list("$1")
                 ))
                 .bind(B::text_list(dropped))
@@ -465,7 +465,7 @@ where
     ) -> Result<Vec<FeatureRow>> {
         let data = Dialect::data_columns(spec);
         let sql = format!(
-            "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY id{}",
+            "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY _id{}",
             if data.is_empty() { "" } else { ", " },
             data.join(", "),
             self.dialect().table(hook),
@@ -490,7 +490,7 @@ where
         use futures::StreamExt;
         let data = Dialect::data_columns(spec);
         let sql = format!(
-            "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY id",
+            "SELECT {SYSTEM_SELECT}{}{} FROM {} WHERE {condition} ORDER BY _id",
             if data.is_empty() { "" } else { ", " },
             data.join(", "),
             self.dialect().table(hook),
@@ -627,18 +627,18 @@ where
         .map_err(get_err)?;
         values.push(value.unwrap_or(FeatureValue::Null));
     }
-    let row_index: i32 = row.try_get("row_index").map_err(get_err)?;
+    let row_index: i32 = row.try_get("_row_index").map_err(get_err)?;
     Ok(FeatureRow {
-        id: row.try_get("id").map_err(get_err)?,
-        record_id: RecordId::new(row.try_get::<String, _>("record_id").map_err(get_err)?)
+        id: row.try_get("_id").map_err(get_err)?,
+        record_id: RecordId::new(row.try_get::<String, _>("_record_id").map_err(get_err)?)
             .map_err(|e| corrupt("record id", e))?,
         validation_run_id: row
-            .try_get::<Option<Uuid>, _>("validation_run_id")
+            .try_get::<Option<Uuid>, _>("_validation_run_id")
             .map_err(get_err)?
             .map(ValidationRunId),
-        run_id: HookRunId(row.try_get("run_id").map_err(get_err)?),
+        run_id: HookRunId(row.try_get("_run_id").map_err(get_err)?),
         row_index: u32::try_from(row_index).map_err(|e| corrupt("row index", e))?,
-        created_at: row.try_get("created_at").map_err(get_err)?,
+        created_at: row.try_get("_created_at").map_err(get_err)?,
         values,
     })
 }

@@ -137,7 +137,7 @@ pub(crate) async fn record_features<B: TableAccess + Sync>(
         let spec = backend.contract(&hook).await?;
         let mut args = B::Args::default();
         args.push_text(record.as_str())?;
-        let condition = format!("record_id = {}", args.placeholder());
+        let condition = format!("_record_id = {}", args.placeholder());
         let rows = backend
             .select_rows(&hook, &spec, &condition, args, None)
             .await?;
@@ -157,7 +157,7 @@ pub(crate) async fn provenance<B: TableAccess + Sync>(
     let spec = backend.contract(hook).await?;
     let mut args = B::Args::default();
     args.push_i64(row_id)?;
-    let condition = format!("id = {}", args.placeholder());
+    let condition = format!("_id = {}", args.placeholder());
     let Some(row) = backend
         .select_rows(hook, &spec, &condition, args, Some(1))
         .await?

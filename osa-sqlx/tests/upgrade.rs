@@ -196,6 +196,40 @@ macro_rules! upgrade_list_and_check {
     }};
 }
 
+/// Renames the six system columns of `$table` back to the names an earlier version
+/// gave them, on `$pool`.
+macro_rules! make_legacy {
+    ($pool:expr, $table:expr) => {{
+        for column in [
+            "id",
+            "record_id",
+            "validation_run_id",
+            "run_id",
+            "row_index",
+            "created_at",
+        ] {
+            sqlx::query(&format!(
+                "ALTER TABLE {} RENAME COLUMN _{column} TO {column}",
+                $table
+            ))
+            .execute($pool)
+            .await
+            .expect("legacy column");
+        }
+    }};
+}
+
+/// A feature table made with the earlier system column names (`id`, `record_id`, ...)
+/// is renamed by the upgrade and reads the same; upgrading again changes nothing.
+async fn check_legacy_table<S: osa_core::FeatureStore>(
+    store: &S,
+    hook: &osa_core::id::HookName,
+    before: &[osa_core::feature_store::FeatureRow],
+) {
+    use osa_core::testing::storage::features::read_all;
+    assert_eq!(read_all(store, hook).await, before);
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_runs_survive_the_upgrade() {
@@ -204,6 +238,23 @@ async fn sqlite_runs_survive_the_upgrade() {
         .await
         .expect("open");
     upgrade_and_check!(backend, backend.write_pool(), "migrations/sqlite");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_feature_tables_get_the_system_column_names() {
+    use osa_core::testing::storage::features::seed_rows;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = osa_sqlx::SqliteBackend::open(dir.path().join("osa.db"))
+        .await
+        .expect("open");
+    backend.migrate().await.expect("schema");
+    let (hook, before) = seed_rows(&backend).await;
+    make_legacy!(backend.write_pool(), format!("\"osa_feature__{hook}\""));
+    backend.migrate().await.expect("upgrade");
+    check_legacy_table(&backend, &hook, &before).await;
+    backend.migrate().await.expect("again");
+    check_legacy_table(&backend, &hook, &before).await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -248,6 +299,22 @@ async fn fresh_postgres() -> osa_sqlx::PgBackend {
 async fn postgres_runs_survive_the_upgrade() {
     let backend = fresh_postgres().await;
     upgrade_and_check!(backend, backend.pool(), "migrations/postgres");
+    backend.drop_schemas().await.expect("drop");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_feature_tables_get_the_system_column_names() {
+    use osa_core::testing::storage::features::seed_rows;
+    let backend = fresh_postgres().await;
+    backend.migrate().await.expect("schema");
+    let (hook, before) = seed_rows(&backend).await;
+    let table = format!("\"{}\".\"{hook}\"", backend.config().features_schema);
+    make_legacy!(backend.pool(), table);
+    backend.migrate().await.expect("upgrade");
+    check_legacy_table(&backend, &hook, &before).await;
+    backend.migrate().await.expect("again");
+    check_legacy_table(&backend, &hook, &before).await;
     backend.drop_schemas().await.expect("drop");
 }
 

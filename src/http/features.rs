@@ -308,7 +308,8 @@ fn features_csv(
 
 /// The header line of [`features_csv`], with its line break.
 pub(super) fn csv_header(columns: &[ColumnDef]) -> String {
-    let mut out = String::from("id,record_id,run_id,row_index");
+    // The system fields under their column names: no data column starts with `_`.
+    let mut out = String::from("_id,_record_id,_run_id,_row_index");
     for c in columns {
         out.push(',');
         push_cell(&mut out, c.name.as_str());

@@ -676,8 +676,18 @@ mod tests {
             serde_json::from_value::<FeatureSpec>(json!({"kind": "graph", "cardinality": "one"}));
         assert!(bad_kind.is_err());
         let system = serde_json::from_value::<FeatureSpec>(json!({
+            "cardinality": "one", "columns": [{"name": "_run_id", "json_type": "string", "required": true}]
+        }));
+        assert!(system.unwrap_err().to_string().contains("column name"));
+        // The names the system columns had before they moved are data columns.
+        let named = serde_json::from_value::<FeatureSpec>(json!({
             "cardinality": "one", "columns": [{"name": "run_id", "json_type": "string", "required": true}]
         }));
-        assert!(system.unwrap_err().to_string().contains("system column"));
+        assert_eq!(
+            named.expect("run_id is a data column").columns()[0]
+                .name
+                .as_str(),
+            "run_id"
+        );
     }
 }

@@ -72,7 +72,8 @@ def generate_columns(model: type[BaseModel]) -> list[dict[str, Any]]:
 
     Raises:
         ValueError: a field name the engine refuses as a column (uppercase, too long,
-            a system column such as `run_id`...), naming the field and the rule.
+            not starting with a letter...), naming the field and the rule. Names such
+            as `id`, `record_id` or `run_id` are data columns like any other.
     """
     result: list[dict[str, Any]] = json.loads(
         _native.columns_for_fields(json.dumps(describe_model(model)))

@@ -64,7 +64,8 @@ def generate_columns(model: type[BaseModel]) -> list[ColumnDef]:
 
     Raises:
         ValueError: a field name the engine refuses as a column (uppercase, too long,
-            a system column such as `run_id`...), naming the field and the rule.
+            not starting with a letter...), naming the field and the rule. Names such
+            as `id`, `record_id` or `run_id` are data columns like any other.
     """
     return [ColumnDef.model_validate(c) for c in _columns.generate_columns(model)]
 
@@ -138,7 +139,7 @@ def _hook_entry(conv: _registry.ConventionInfo, fn: Any) -> dict[str, Any]:
         raise DeployError(
             f'convention "{conv.title}", hook {info.name}: {e}',
             hint="Rename the field: columns are 1-63 characters of [a-z0-9_] starting "
-            "with a letter, and never a system column.",
+            "with a letter.",
         ) from e
     return {
         "name": info.name,

@@ -125,7 +125,7 @@ pub(crate) async fn insert_rows(
 ) -> Result<u64> {
     let data_columns = Dialect::data_columns(spec);
     let statement = format!(
-        "COPY {table} (record_id, validation_run_id, run_id, row_index, created_at{}{}) FROM STDIN (FORMAT binary)",
+        "COPY {table} (_record_id, _validation_run_id, _run_id, _row_index, _created_at{}{}) FROM STDIN (FORMAT binary)",
         if data_columns.is_empty() { "" } else { ", " },
         data_columns.join(", ")
     );

@@ -344,7 +344,45 @@ impl PgBackend {
         sqlx::migrate!("migrations/postgres")
             .run(&self.pool)
             .await
-            .map_err(migrate)
+            .map_err(migrate)?;
+        self.rename_legacy_system_columns().await
+    }
+
+    /// Feature tables made before the system columns moved to the underscore
+    /// namespace get them renamed, all in one transaction that holds an advisory lock
+    /// (two servers migrating at once rename each table once). A table that has
+    /// `_record_id` is done, whatever data columns it has (`record_id` may be one).
+    async fn rename_legacy_system_columns(&self) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(db("renaming system columns"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('osa.feature_system_columns'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(db("renaming system columns"))?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT c.table_name::text FROM information_schema.columns c \
+             WHERE c.table_schema = $1 AND c.column_name = 'record_id' \
+             AND NOT EXISTS (SELECT 1 FROM information_schema.columns d \
+                             WHERE d.table_schema = c.table_schema \
+                             AND d.table_name = c.table_name AND d.column_name = '_record_id')",
+        )
+        .bind(&self.config.features_schema)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("listing feature tables"))?;
+        for table in tables {
+            let table = format!("{}.{}", quote(&self.config.features_schema), quote(&table));
+            for statement in crate::feature_sql::rename_legacy_system_columns(&table) {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("renaming system columns"))?;
+            }
+        }
+        tx.commit().await.map_err(db("renaming system columns"))
     }
 
     /// Drops both schemas and everything in them (tests and benchmarks).

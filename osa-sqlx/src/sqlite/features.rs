@@ -59,7 +59,7 @@ pub(crate) async fn insert_rows(
     let per_row = 5 + data_columns.len();
     let rows_per_statement = (MAX_PARAMS / per_row).clamp(1, 500);
     let column_list = format!(
-        "record_id, validation_run_id, run_id, row_index, created_at{}{}",
+        "_record_id, _validation_run_id, _run_id, _row_index, _created_at{}{}",
         if data_columns.is_empty() { "" } else { ", " },
         data_columns.join(", ")
     );

@@ -78,7 +78,34 @@ impl SqliteBackend {
         sqlx::migrate!("migrations/sqlite")
             .run(&self.writer)
             .await
-            .map_err(migrate)
+            .map_err(migrate)?;
+        self.rename_legacy_system_columns().await
+    }
+
+    /// Feature tables made before the system columns moved to the underscore
+    /// namespace get them renamed, in one write transaction. A table that has
+    /// `_record_id` is done, whatever data columns it has (`record_id` may be one).
+    async fn rename_legacy_system_columns(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT m.name FROM sqlite_master m \
+             WHERE m.type = 'table' AND substr(m.name, 1, 13) = 'osa_feature__' \
+             AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = 'record_id') \
+             AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name = '_record_id')",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("listing feature tables"))?;
+        for table in tables {
+            let table = crate::feature_sql::quote(&table);
+            for statement in crate::feature_sql::rename_legacy_system_columns(&table) {
+                sqlx::query(&statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("renaming system columns"))?;
+            }
+        }
+        tx.commit().await.map_err(db("renaming system columns"))
     }
 
     /// The pool that serialises writes (for tests and benchmarks that compare against

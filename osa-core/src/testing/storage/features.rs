@@ -30,6 +30,7 @@ macro_rules! __storage_features_checks {
             bad_row_rolls_back_the_whole_insert,
             every_type_round_trips,
             pages_and_filters,
+            data_columns_may_be_named_like_system_fields,
             streamed_rows_equal_the_pages,
             provenance_chain,
         );
@@ -59,7 +60,7 @@ pub async fn ensure_table_is_idempotent_and_guards_the_contract<S: HookRegistry 
         ErrorKind::Conflict
     );
     // Identifiers that could break out of quoting or shadow system columns cannot be built.
-    assert!(ColumnName::new("run_id").is_err());
+    assert!(ColumnName::new("_run_id").is_err());
     assert!(ColumnName::new("a\"; drop table hooks; --").is_err());
     assert!(HookName::new("x\"; drop table hooks; --").is_err());
     assert!(
@@ -395,6 +396,95 @@ pub async fn streamed_rows_equal_the_pages<S: HookRegistry + FeatureStore>(store
 }
 
 /// Keyset pages cover every row once, in id order; filters combine with AND.
+/// Data columns named `id`, `record_id`, `run_id`, `validation_run_id`, `row_index`
+/// and `created_at` are ordinary columns: stored, read and filtered on apart from the
+/// row's system fields of the same names.
+pub async fn data_columns_may_be_named_like_system_fields<S: HookRegistry + FeatureStore>(
+    store: S,
+) {
+    use crate::feature::{Cardinality, JsonType};
+    let names = [
+        "id",
+        "record_id",
+        "run_id",
+        "validation_run_id",
+        "row_index",
+        "created_at",
+    ];
+    let identity = crate::hook::HookIdentity {
+        name: name("shadows"),
+        feature: FeatureSpec::table(
+            Cardinality::One,
+            names
+                .iter()
+                .map(|n| crate::testing::fixtures::column(n, JsonType::String, None, true))
+                .collect(),
+        )
+        .expect("distinct columns"),
+    };
+    let run = hook_with_run(&store, &identity).await;
+    let records = [record("a"), record("b")];
+    let rows = records
+        .iter()
+        .map(|r| NewFeatureRow {
+            record_id: r.clone(),
+            row_index: 0,
+            values: names
+                .iter()
+                .map(|n| FeatureValue::Text(format!("{n} of {r}")))
+                .collect(),
+        })
+        .collect();
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: records.to_vec(),
+            rows,
+        })
+        .await
+        .expect("insert");
+    let by_system = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                record_id: Some(record("b")),
+                limit: 10,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("rows of b");
+    assert_eq!(by_system.rows.len(), 1);
+    let row = &by_system.rows[0];
+    assert_eq!(row.record_id, record("b"));
+    assert_eq!(row.run_id, run);
+    assert_eq!(
+        row.values,
+        names
+            .iter()
+            .map(|n| FeatureValue::Text(format!("{n} of b")))
+            .collect::<Vec<_>>()
+    );
+    let by_data = store
+        .rows(
+            &identity.name,
+            &FeatureQuery {
+                filters: vec![ColumnFilter::Eq(
+                    ColumnName::new("record_id").expect("column"),
+                    FeatureValue::Text("record_id of a".into()),
+                )],
+                limit: 10,
+                ..FeatureQuery::default()
+            },
+        )
+        .await
+        .expect("rows by the data column");
+    assert_eq!(by_data.rows.len(), 1);
+    assert_eq!(by_data.rows[0].record_id, record("a"));
+}
+
 pub async fn pages_and_filters<S: HookRegistry + FeatureStore>(store: S) {
     let identity = scored_identity("pockets");
     let run = hook_with_run(&store, &identity).await;
@@ -527,4 +617,34 @@ pub async fn provenance_chain<S: HookRegistry + FeatureStore>(store: S) {
             .expect("missing"),
         None
     );
+}
+
+/// Rows for upgrade tests: registers a hook `seeded` with a run, writes three rows for
+/// two records and returns the hook's name with the rows as read back. A test then
+/// rewrites the table underneath as an earlier version made it, upgrades, and
+/// compares with [`read_all`].
+pub async fn seed_rows<S: HookRegistry + FeatureStore>(store: &S) -> (HookName, Vec<FeatureRow>) {
+    let identity = scored_identity("seeded");
+    let run = hook_with_run(store, &identity).await;
+    let (a, b) = (record("a"), record("b"));
+    let mut rows = scored_rows(&a, &[0.25, 0.5]);
+    rows.extend(scored_rows(&b, &[0.75]));
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: Some(ValidationRunId::new_random()),
+            records: vec![a, b],
+            rows,
+        })
+        .await
+        .expect("insert");
+    let stored = read_all(store, &identity.name).await;
+    assert_eq!(stored.len(), 3);
+    (identity.name, stored)
+}
+
+/// Every row of `hook`, in row-id order.
+pub async fn read_all<S: FeatureStore>(store: &S, hook: &HookName) -> Vec<FeatureRow> {
+    all_rows(store, hook).await
 }
