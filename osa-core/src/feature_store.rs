@@ -41,7 +41,7 @@ impl FeatureBatch {
     /// record is listed. The error names the row (0-based position in the batch), the
     /// record and the column.
     pub fn check(&self, spec: &FeatureSpec) -> Result<()> {
-        let columns = spec.columns();
+        let columns = spec.stored_columns();
         let listed: std::collections::HashSet<&RecordId> = self.records.iter().collect();
         for (index, row) in self.rows.iter().enumerate() {
             let field = || format!("rows[{index}]");

@@ -341,7 +341,7 @@ impl Archive {
                 .await?;
             Ok((hook, page))
         })?;
-        to_json(&page.to_keyed_json(hook.identity.feature.columns()))
+        to_json(&page.to_keyed_json(hook.identity.feature.stored_columns()))
     }
 
     /// The provenance chain of one feature row (JSON `{hook, row, run, release}`).

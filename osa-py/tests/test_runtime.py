@@ -181,6 +181,15 @@ def test_async_hook_with_cardinality_one(tmp_path):
     }
 
 
+def test_a_hook_without_columns_passes_its_rows_through(tmp_path):
+    env = make_batch(tmp_path, ['{"id": "a", "metadata": {"label": "x"}}'])
+    result = run_hook_process(env, "loose_rows")
+    assert result.returncode == 0, result.stderr
+    assert outcomes(tmp_path / "out") == {
+        "a": ("features", [{"label": "x", "Any Key": [1, None], "record_id": "a"}]),
+    }
+
+
 def test_exit_code_1_when_input_is_missing(tmp_path):
     env = {"OSA_IN": str(tmp_path / "nowhere"), "OSA_OUT": str(tmp_path / "out")}
     result = run_hook_process(env)

@@ -106,6 +106,24 @@ impl Dialect {
         }
     }
 
+    /// Adds the JSON column of an open spec (a hook with no declared columns) to a
+    /// table made before open rows were kept (Postgres: a no-op when it exists).
+    pub(crate) fn add_open_row_column(&self, hook: &HookName, spec: &FeatureSpec) -> String {
+        let if_not_exists = match self {
+            Dialect::Postgres { .. } => "IF NOT EXISTS ",
+            Dialect::Sqlite => "",
+        };
+        let column = spec
+            .stored_columns()
+            .first()
+            .map(|c| self.column_type(c))
+            .unwrap_or_default();
+        format!(
+            "ALTER TABLE {} ADD COLUMN {if_not_exists}{column}",
+            self.table(hook)
+        )
+    }
+
     /// Statements creating the table and its indexes (idempotent).
     pub(crate) fn create_table(&self, hook: &HookName, spec: &FeatureSpec) -> Vec<String> {
         let table = self.table(hook);
@@ -133,7 +151,7 @@ impl Dialect {
             "_row_index INTEGER NOT NULL".to_string(),
             format!("_created_at {ts} NOT NULL DEFAULT {now}"),
         ];
-        columns.extend(spec.columns().iter().map(|c| self.column_type(c)));
+        columns.extend(spec.stored_columns().iter().map(|c| self.column_type(c)));
         let index_name = |suffix: &str| match self {
             Dialect::Postgres { .. } => quote(&format!("{hook}_{suffix}")),
             Dialect::Sqlite => quote(&format!("osa_feature__{hook}_{suffix}")),
@@ -156,7 +174,7 @@ impl Dialect {
 
     /// `"a", "b", ...` for the data columns.
     pub(crate) fn data_columns(spec: &FeatureSpec) -> Vec<String> {
-        spec.columns()
+        spec.stored_columns()
             .iter()
             .map(|c| quote(c.name.as_str()))
             .collect()
@@ -211,7 +229,7 @@ pub(crate) fn query_conditions<A: FeatureArgs>(
             ColumnFilter::IsNotNull(c) => (c, "IS NOT NULL", None),
         };
         let def = spec
-            .columns()
+            .stored_columns()
             .iter()
             .find(|d| &d.name == column)
             .ok_or_else(|| Error::invalid("filter", format!("unknown column `{column}`")))?;

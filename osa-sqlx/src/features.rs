@@ -595,8 +595,8 @@ where
     Json<serde_json::Value>: Column<DB>,
 {
     let get_err = |e: sqlx::Error| corrupt("feature row", e);
-    let mut values = Vec::with_capacity(spec.columns().len());
-    for (i, column) in spec.columns().iter().enumerate() {
+    let mut values = Vec::with_capacity(spec.stored_columns().len());
+    for (i, column) in spec.stored_columns().iter().enumerate() {
         let index = 6 + i;
         let value = match column.value_type() {
             ValueType::Text => row

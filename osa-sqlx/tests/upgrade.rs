@@ -219,6 +219,37 @@ macro_rules! make_legacy {
     }};
 }
 
+/// A table of a hook without columns, made before open rows were kept (no `row`
+/// column), gets the column at upgrade and then stores a row whole.
+async fn check_open_table<S: osa_core::FeatureStore>(
+    store: &S,
+    hook: &osa_core::id::HookName,
+    run: osa_core::id::HookRunId,
+) {
+    use osa_core::feature::FeatureValue;
+    use osa_core::feature_store::{FeatureBatch, NewFeatureRow};
+    use osa_core::testing::storage::features::read_all;
+    let record = RecordId::new("r").unwrap();
+    let object = json!({"any": ["thing", 1]});
+    store
+        .replace_rows(&FeatureBatch {
+            hook: hook.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: vec![record.clone()],
+            rows: vec![NewFeatureRow {
+                record_id: record,
+                row_index: 0,
+                values: vec![FeatureValue::Json(object.clone())],
+            }],
+        })
+        .await
+        .expect("a whole row");
+    let rows = read_all(store, hook).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].values, [FeatureValue::Json(object)]);
+}
+
 /// A feature table made with the earlier system column names (`id`, `record_id`, ...)
 /// is renamed by the upgrade and reads the same; upgrading again changes nothing.
 async fn check_legacy_table<S: osa_core::FeatureStore>(
@@ -251,10 +282,18 @@ async fn sqlite_feature_tables_get_the_system_column_names() {
     backend.migrate().await.expect("schema");
     let (hook, before) = seed_rows(&backend).await;
     make_legacy!(backend.write_pool(), format!("\"osa_feature__{hook}\""));
+    let (open, run) = osa_core::testing::storage::features::seed_open_table(&backend).await;
+    sqlx::query(&format!(
+        "ALTER TABLE \"osa_feature__{open}\" DROP COLUMN \"row\""
+    ))
+    .execute(backend.write_pool())
+    .await
+    .expect("an open table as made before");
     backend.migrate().await.expect("upgrade");
     check_legacy_table(&backend, &hook, &before).await;
     backend.migrate().await.expect("again");
     check_legacy_table(&backend, &hook, &before).await;
+    check_open_table(&backend, &open, run).await;
 }
 
 #[cfg(feature = "sqlite")]
@@ -311,10 +350,19 @@ async fn postgres_feature_tables_get_the_system_column_names() {
     let (hook, before) = seed_rows(&backend).await;
     let table = format!("\"{}\".\"{hook}\"", backend.config().features_schema);
     make_legacy!(backend.pool(), table);
+    let (open, run) = osa_core::testing::storage::features::seed_open_table(&backend).await;
+    let schema = &backend.config().features_schema;
+    sqlx::query(&format!(
+        "ALTER TABLE \"{schema}\".\"{open}\" DROP COLUMN \"row\""
+    ))
+    .execute(backend.pool())
+    .await
+    .expect("an open table as made before");
     backend.migrate().await.expect("upgrade");
     check_legacy_table(&backend, &hook, &before).await;
     backend.migrate().await.expect("again");
     check_legacy_table(&backend, &hook, &before).await;
+    check_open_table(&backend, &open, run).await;
     backend.drop_schemas().await.expect("drop");
 }
 

@@ -200,7 +200,7 @@ pub(super) async fn feature_request(
         ));
     }
     let hook = known_hook(state, "hook", hook).await?;
-    let columns = hook.identity.feature.columns().to_vec();
+    let columns = hook.identity.feature.stored_columns().to_vec();
     let mut query = FeatureQuery {
         limit: 100,
         ..FeatureQuery::default()
@@ -381,7 +381,7 @@ async fn provenance(
     let row: i64 = path_param("row", &row, str::parse)?;
     let p = state.engine.provenance(&hook.identity.name, row).await?;
     Ok(Json(ProvenanceView {
-        row: p.row.keyed(hook.identity.feature.columns()),
+        row: p.row.keyed(hook.identity.feature.stored_columns()),
         hook: p.hook,
         run: p.run.into(),
         release: p.release,

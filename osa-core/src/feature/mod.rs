@@ -15,6 +15,10 @@ use uuid::Uuid;
 
 use crate::id::ColumnName;
 
+/// The one data column of a feature table whose hook declared no columns: each row,
+/// whole, as a JSON object.
+pub const OPEN_ROW_COLUMN: &str = "row";
+
 /// The JSON type of a column, as the Python SDK declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -242,15 +246,46 @@ impl FeatureSpec {
         }
     }
 
+    /// Whether the hook declared no columns (a Python hook returning `dict`): its rows
+    /// are kept whole, as one JSON object in the column [`OPEN_ROW_COLUMN`].
+    pub fn is_open(&self) -> bool {
+        self.columns().is_empty()
+    }
+
+    /// The data columns as stored and read: the declared ones, or for an
+    /// [open](Self::is_open) spec the one optional JSON column [`OPEN_ROW_COLUMN`]
+    /// holding each row whole.
+    pub fn stored_columns(&self) -> &[ColumnDef] {
+        static OPEN: std::sync::LazyLock<[ColumnDef; 1]> = std::sync::LazyLock::new(|| {
+            [ColumnDef {
+                name: ColumnName::new(OPEN_ROW_COLUMN).expect("a valid column name"),
+                json_type: JsonType::Object,
+                format: None,
+                required: false,
+                description: Some("the row as the hook returned it".into()),
+                unit: None,
+            }]
+        });
+        if self.is_open() {
+            &OPEN[..]
+        } else {
+            self.columns()
+        }
+    }
+
     /// Validates one row object against the columns and returns its values in column
-    /// order.
+    /// order ([`stored_columns`](Self::stored_columns)).
     ///
     /// Unknown keys, wrong types and missing required values are errors naming the
     /// column and the offending value. Absent optional columns become [`FeatureValue::Null`].
+    /// An [open](Self::is_open) spec takes any object, whole.
     pub fn coerce_row(
         &self,
         row: &serde_json::Map<String, Value>,
     ) -> Result<Vec<FeatureValue>, RowError> {
+        if self.is_open() {
+            return Ok(vec![FeatureValue::Json(Value::Object(row.clone()))]);
+        }
         let columns = self.columns();
         if let Some(unknown) = row
             .keys()
@@ -271,7 +306,7 @@ impl FeatureSpec {
     /// stores them): value *i* belongs to column *i*; a missing trailing value counts
     /// as absent, and values beyond the last column are ignored.
     pub fn coerce_values(&self, values: &[Value]) -> Result<Vec<FeatureValue>, RowError> {
-        self.columns()
+        self.stored_columns()
             .iter()
             .enumerate()
             .map(|(i, col)| coerce_cell(col, values.get(i)))
@@ -652,6 +687,31 @@ mod tests {
         assert!(matches!(err, RowError::MissingRequired { .. }));
         let values = spec().coerce_row(&row(json!({"score": 2}))).unwrap();
         assert_eq!(values[1], FeatureValue::Null);
+    }
+
+    #[test]
+    fn a_spec_without_columns_keeps_rows_whole() {
+        let open = FeatureSpec::table(Cardinality::Many, vec![]).unwrap();
+        assert!(open.is_open() && !spec().is_open());
+        let stored = open.stored_columns();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].name.as_str(), OPEN_ROW_COLUMN);
+        assert_eq!(stored[0].value_type(), ValueType::Json);
+        assert_eq!(spec().stored_columns(), spec().columns());
+        let whole = json!({"Any Key": [1, {"x": null}], "id": "kept", "n": 1.5});
+        assert_eq!(
+            open.coerce_row(&row(whole.clone())).unwrap(),
+            [FeatureValue::Json(whole.clone())]
+        );
+        // As a step stores the values (in column order): the object is the one value.
+        assert_eq!(
+            open.coerce_values(std::slice::from_ref(&whole)).unwrap(),
+            [FeatureValue::Json(whole)]
+        );
+        assert!(
+            open.coerce_values(&[json!(3)]).is_err(),
+            "a row is an object"
+        );
     }
 
     #[test]

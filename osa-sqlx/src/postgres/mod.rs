@@ -345,7 +345,33 @@ impl PgBackend {
             .run(&self.pool)
             .await
             .map_err(migrate)?;
-        self.rename_legacy_system_columns().await
+        self.rename_legacy_system_columns().await?;
+        self.add_open_row_columns().await
+    }
+
+    /// Tables of hooks that declared no columns, made before their rows were kept
+    /// whole, get the JSON column that holds them.
+    async fn add_open_row_columns(&self) -> Result<()> {
+        // Only tables without the column: altering takes a lock worth not taking at
+        // every start.
+        let specs: Vec<(String, sqlx::types::Json<FeatureSpec>)> = sqlx::query_as(
+            "SELECT f.hook, f.feature FROM feature_tables f \
+             WHERE NOT EXISTS (SELECT 1 FROM information_schema.columns c \
+                               WHERE c.table_schema = $1 AND c.table_name = f.hook \
+                               AND c.column_name = 'row')",
+        )
+        .bind(&self.config.features_schema)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing feature tables"))?;
+        for (hook, spec) in specs.into_iter().filter(|(_, s)| s.is_open()) {
+            let hook = HookName::new(hook).map_err(|e| crate::error::corrupt("hook name", e))?;
+            sqlx::query(&self.dialect.add_open_row_column(&hook, &spec))
+                .execute(&self.pool)
+                .await
+                .map_err(db("adding the row column"))?;
+        }
+        Ok(())
     }
 
     /// Feature tables made before the system columns moved to the underscore

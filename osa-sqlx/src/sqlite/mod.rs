@@ -79,7 +79,30 @@ impl SqliteBackend {
             .run(&self.writer)
             .await
             .map_err(migrate)?;
-        self.rename_legacy_system_columns().await
+        self.rename_legacy_system_columns().await?;
+        self.add_open_row_columns().await
+    }
+
+    /// Tables of hooks that declared no columns, made before their rows were kept
+    /// whole, get the JSON column that holds them (one write transaction).
+    async fn add_open_row_columns(&self) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let specs: Vec<(String, sqlx::types::Json<FeatureSpec>)> = sqlx::query_as(
+            "SELECT f.hook, f.feature FROM feature_tables f \
+             WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('osa_feature__' || f.hook) p \
+                               WHERE p.name = 'row')",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db("listing feature tables"))?;
+        for (hook, spec) in specs.into_iter().filter(|(_, s)| s.is_open()) {
+            let hook = HookName::new(hook).map_err(|e| crate::error::corrupt("hook name", e))?;
+            sqlx::query(&Dialect::Sqlite.add_open_row_column(&hook, &spec))
+                .execute(&mut *tx)
+                .await
+                .map_err(db("adding the row column"))?;
+        }
+        tx.commit().await.map_err(db("adding the row column"))
     }
 
     /// Feature tables made before the system columns moved to the underscore

@@ -31,6 +31,7 @@ macro_rules! __storage_features_checks {
             every_type_round_trips,
             pages_and_filters,
             data_columns_may_be_named_like_system_fields,
+            open_rows_are_kept_whole,
             streamed_rows_equal_the_pages,
             provenance_chain,
         );
@@ -485,6 +486,53 @@ pub async fn data_columns_may_be_named_like_system_fields<S: HookRegistry + Feat
     assert_eq!(by_data.rows[0].record_id, record("a"));
 }
 
+/// A hook that declared no columns (a Python hook returning `dict`) has its rows
+/// stored whole, as JSON objects of any keys, and read back equal.
+pub async fn open_rows_are_kept_whole<S: HookRegistry + FeatureStore>(store: S) {
+    let identity = crate::hook::HookIdentity {
+        name: name("loose"),
+        feature: FeatureSpec::table(Cardinality::Many, vec![]).expect("no columns"),
+    };
+    let run = hook_with_run(&store, &identity).await;
+    let objects = [
+        json!({"id": 1, "Mixed Case": true, "nested": {"a": [1, 2.5, null]}}),
+        json!({}),
+    ];
+    let r = record("r");
+    let rows = objects
+        .iter()
+        .enumerate()
+        .map(|(i, object)| NewFeatureRow {
+            record_id: r.clone(),
+            row_index: i as u32,
+            values: identity
+                .feature
+                .coerce_row(object.as_object().expect("an object"))
+                .expect("any object"),
+        })
+        .collect();
+    store
+        .replace_rows(&FeatureBatch {
+            hook: identity.name.clone(),
+            run_id: run,
+            validation_run_id: None,
+            records: vec![r],
+            rows,
+        })
+        .await
+        .expect("insert");
+    let stored: Vec<FeatureValue> = all_rows(&store, &identity.name)
+        .await
+        .into_iter()
+        .flat_map(|row| row.values)
+        .collect();
+    assert_eq!(
+        stored,
+        objects.map(FeatureValue::Json),
+        "one value per row, the object as written"
+    );
+}
+
 pub async fn pages_and_filters<S: HookRegistry + FeatureStore>(store: S) {
     let identity = scored_identity("pockets");
     let run = hook_with_run(&store, &identity).await;
@@ -647,4 +695,15 @@ pub async fn seed_rows<S: HookRegistry + FeatureStore>(store: &S) -> (HookName, 
 /// Every row of `hook`, in row-id order.
 pub async fn read_all<S: FeatureStore>(store: &S, hook: &HookName) -> Vec<FeatureRow> {
     all_rows(store, hook).await
+}
+
+/// For upgrade tests: registers a hook `loose` that declared no columns, with a run
+/// and its (empty) table; returns the hook and the run.
+pub async fn seed_open_table<S: HookRegistry + FeatureStore>(store: &S) -> (HookName, HookRunId) {
+    let identity = crate::hook::HookIdentity {
+        name: name("loose"),
+        feature: FeatureSpec::table(Cardinality::One, vec![]).expect("no columns"),
+    };
+    let run = hook_with_run(store, &identity).await;
+    (identity.name, run)
 }

@@ -100,4 +100,10 @@ async def async_verdict(record: Record[Sample]) -> Verdict | None:
     return Verdict(ok=record.metadata.mode == "pass", note=record.metadata.label)
 
 
-HOOKS = [typed_rows, async_verdict]
+@hook
+def loose_rows(record: Record[Sample]) -> dict:
+    """No declared columns: the row goes out as returned, any keys."""
+    return {"label": record.metadata.label, "Any Key": [1, None], "record_id": record.id}
+
+
+HOOKS = [typed_rows, async_verdict, loose_rows]
