@@ -161,6 +161,41 @@ def test_deploy_validate_features_and_provenance(structures, records, tmp_path):
     assert again.deployment["id"] != deployed.deployment["id"]
 
 
+def test_rows_without_columns_or_with_system_names_are_stored(sample_installed, tmp_path):
+    import osa_sample.runtime_hooks as runtime_hooks
+
+    importlib.reload(runtime_hooks)
+    convention(
+        title="Loose Rows",
+        description="Rows of any shape",
+        version="1.0.0",
+        schema=runtime_hooks.Sample,
+        files={"accepted_types": [".txt"], "max_count": 1, "max_file_size": 1024},
+        hooks=[runtime_hooks.loose_rows, runtime_hooks.named_rows],
+        purpose="Keep what a hook returns as it is.",
+        examples=[Example(question="q?", query="loose_rows", interpretation="i")],
+        example_questions=["What came back?", "Which keys were there?"],
+    )
+    archive = LocalArchive(tmp_path / "archive")
+    deployed = archive.deploy_convention(find_convention("Loose Rows"))
+    result = archive.validate(deployed.slug, [{"id": "r-1", "metadata": {"label": "x"}}])
+    assert result.status == "completed", result
+    page = archive.features("loose_rows")
+    assert [c["name"] for c in page.columns] == ["row"]
+    (row,) = page.rows
+    assert row.record_id == "r-1"
+    assert row.values == {"row": {"label": "x", "Any Key": [1, None], "record_id": "r-1"}}
+    (named,) = archive.features("named_rows").rows
+    assert named.record_id == "r-1"
+    assert named.run_id == result.steps[1].hook_run_id
+    assert named.values == {
+        "id": 7,
+        "record_id": "not r-1",
+        "run_id": "mine",
+        "created_at": "today",
+    }
+
+
 def test_a_run_is_read_a_page_at_a_time(structures, records, tmp_path):
     archive = LocalArchive(tmp_path / "archive")
     slug = archive.deploy_convention(structures).slug

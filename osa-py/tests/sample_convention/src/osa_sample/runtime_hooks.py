@@ -106,4 +106,18 @@ def loose_rows(record: Record[Sample]) -> dict:
     return {"label": record.metadata.label, "Any Key": [1, None], "record_id": record.id}
 
 
-HOOKS = [typed_rows, async_verdict, loose_rows]
+class Named(BaseModel):
+    """Fields named like the engine's own columns of a feature table."""
+
+    id: int
+    record_id: str
+    run_id: str
+    created_at: str
+
+
+@hook
+def named_rows(record: Record[Sample]) -> Named:
+    return Named(id=7, record_id=f"not {record.id}", run_id="mine", created_at="today")
+
+
+HOOKS = [typed_rows, async_verdict, loose_rows, named_rows]
