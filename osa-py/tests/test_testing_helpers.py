@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pydantic
@@ -20,7 +24,7 @@ from osa import (
     convention,
     hook,
 )
-from osa.testing import TestError, run_ingester, run_test
+from osa.testing import IngesterResult, TestError, run_ingester, run_test
 
 
 class Reading(MetadataSchema):
@@ -120,6 +124,75 @@ def test_run_ingester_instantiates_like_the_published_helper(tmp_path):
     # An invalid config raises pydantic's error, as instantiating RuntimeConfig does.
     with pytest.raises(pydantic.ValidationError, match="scale"):
         run_ingester(Sensor, config={"scale": "lots"}, files_dir=tmp_path)
+
+
+class Counter:
+    """No `name`, no RuntimeConfig; records what `pull` was called with."""
+
+    calls: ClassVar[list[dict[str, Any]]] = []
+
+    async def pull(self, **kwargs: Any) -> AsyncIterator[IngesterRecord]:
+        Counter.calls.append({k: v for k, v in kwargs.items() if k != "ctx"})
+        ctx = kwargs["ctx"]
+        for i in range(3):
+            ref = await ctx.add_bytes(f"c{i}", "n.txt", data=str(i).encode())
+            yield IngesterRecord(source_id=f"c{i}", metadata={"i": i}, files=[ref])
+
+
+def test_run_ingester_at_the_published_path_and_signature():
+    from osa.testing import harness
+
+    assert harness.run_ingester is run_ingester
+    assert harness.IngesterResult is IngesterResult
+    params = inspect.signature(harness.run_ingester).parameters
+    assert list(params) == ["ingester_cls", "limit", "config", "since", "session", "files_dir"]
+    assert params["ingester_cls"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    assert all(params[p].kind is inspect.Parameter.KEYWORD_ONLY for p in list(params)[1:])
+    assert all(params[p].default is None for p in list(params)[1:])
+
+
+def test_run_ingester_passes_its_arguments_to_pull_and_keeps_a_temporary_files_dir():
+    Counter.calls.clear()
+    since = datetime(2024, 1, 2, tzinfo=UTC)
+    result = run_ingester(ingester_cls=Counter, limit=2, since=since, session={"cursor": 7})
+    assert Counter.calls == [{"since": since, "limit": 2, "offset": 0, "session": {"cursor": 7}}]
+    # The class's __name__ when it has no `name`; every record yielded is kept (this
+    # ingester ignores `limit`).
+    assert result.ingester_name == "Counter"
+    assert [r.source_id for r in result.records] == ["c0", "c1", "c2"]
+    assert isinstance(result.files_dir, Path)
+    assert result.files_dir.is_dir()
+    assert (result.files_dir / "c2" / "n.txt").read_text() == "2"
+    assert result.records[0].files[0].name == "n.txt"
+    shutil.rmtree(result.files_dir)
+
+
+def test_run_ingester_keeps_oversized_records_and_creates_files_dir(tmp_path):
+    class Big:
+        name = "big"
+        max_file_mb = 0.000001  # every file is over it: run_ingester does not filter
+
+        async def pull(self, *, ctx: IngesterContext, **_: Any) -> AsyncIterator[IngesterRecord]:
+            ref = await ctx.add_bytes("b", "big.bin", data=b"y" * 100)
+            yield IngesterRecord(source_id="b", metadata={}, files=[ref])
+
+    target = tmp_path / "not" / "yet"
+    result = run_ingester(Big, files_dir=str(target))
+    assert result.files_dir == target
+    assert [r.source_id for r in result.records] == ["b"]
+    assert (target / "b" / "big.bin").stat().st_size == 100
+
+
+def test_run_ingester_propagates_a_pull_error(tmp_path):
+    class Broken:
+        name = "broken"
+
+        async def pull(self, **_: Any) -> AsyncIterator[IngesterRecord]:
+            yield IngesterRecord(source_id="ok", metadata={}, files=[])
+            raise ConnectionError("upstream down")
+
+    with pytest.raises(ConnectionError, match="upstream down"):
+        run_ingester(Broken, files_dir=tmp_path)
 
 
 def test_run_test_runs_hooks_in_order_and_skips_after_a_rejection():

@@ -1,4 +1,8 @@
-"""Convention manifests (the deploy payload without releases) and the docs gate."""
+"""Convention manifests, the docs gate and the legacy introspection manifest.
+
+`build_manifest`/`manifest_document` give the deploy payload without releases (`osa
+manifest`); `generate_manifest`/`Manifest` the legacy introspection manifest (`osa meta`).
+"""
 
 from __future__ import annotations
 
@@ -19,10 +23,14 @@ __all__ = [
     "MANIFEST_VERSION",
     "MIN_TRIGGER_QUESTIONS",
     "ColumnDef",
+    "ConventionManifest",
+    "HookManifestEntry",
+    "Manifest",
     "build_manifest",
     "check_docs",
     "docs_gaps",
     "generate_columns",
+    "generate_manifest",
     "manifest_document",
 ]
 
@@ -68,6 +76,97 @@ def generate_columns(model: type[BaseModel]) -> list[ColumnDef]:
             as `id`, `record_id` or `run_id` are data columns like any other.
     """
     return [ColumnDef.model_validate(c) for c in _columns.generate_columns(model)]
+
+
+class HookManifestEntry(BaseModel):
+    """One hook in the legacy introspection manifest (display only, not deployable)."""
+
+    name: str
+    #: The `__name__` of the `T` in the hook's `Record[T]`.
+    record_schema: str
+    cardinality: str
+    columns: list[ColumnDef]
+    runner: str = "oci"
+
+
+class ConventionManifest(BaseModel):
+    """One convention in the legacy introspection manifest.
+
+    Not the deploy body (that is `build_manifest`'s dict): `file_requirements` is the
+    `convention(files=...)` dict as given, and hooks are only named.
+    """
+
+    title: str
+    description: str
+    version: str
+    #: The `__name__` of the convention's schema class.
+    record_schema: str
+    file_requirements: dict[str, Any]
+    #: The `__name__` of every function in `convention(hooks=...)`, registered or not.
+    hook_names: list[str]
+    ingester_name: str | None = None
+
+
+class Manifest(BaseModel):
+    """The legacy introspection manifest printed by `osa meta`."""
+
+    hooks: list[HookManifestEntry]
+    conventions: list[ConventionManifest] = []
+    #: `{schema class name: model_json_schema()}` of the hooks' record schemas
+    #: (`{}` for a `Record[T]` whose `T` is not a pydantic model).
+    schemas: dict[str, dict[str, Any]]
+
+
+def _type_name(tp: Any) -> str:
+    return str(getattr(tp, "__name__", tp))
+
+
+def _json_schema(tp: Any) -> dict[str, Any]:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp.model_json_schema()
+    return {}
+
+
+def generate_manifest() -> Manifest:
+    """The legacy introspection manifest of everything registered in this process.
+
+    One `HookManifestEntry` per registered hook and one `ConventionManifest` per
+    convention, in registration order, and the JSON schemas of the hooks' record
+    schemas (keyed by class name, in hook order). No entry point is loaded and no
+    rule (docs gate, engine checks) is applied; `manifest_document` is the deploy
+    manifest.
+
+    Raises:
+        ValueError: a hook's output model has a field the engine cannot store as a
+            column (as `generate_columns`).
+    """
+    hooks = [
+        HookManifestEntry(
+            name=info.name,
+            record_schema=_type_name(info.schema_type),
+            cardinality=info.cardinality,
+            columns=[ColumnDef.model_validate(c) for c in info.columns()],
+        )
+        for info in _registry.hooks()
+    ]
+    conventions = [
+        ConventionManifest(
+            title=conv.title,
+            description=conv.description,
+            version=conv.version,
+            record_schema=_type_name(conv.schema),
+            file_requirements=conv.file_requirements,
+            hook_names=[_type_name(fn) for fn in conv.hooks],
+            ingester_name=conv.ingester.name if conv.ingester is not None else None,
+        )
+        for conv in _registry.conventions()
+    ]
+    schemas = {
+        _type_name(info.schema_type): _json_schema(info.schema_type)
+        for info in _registry.hooks()
+        if info.schema_type is not None
+    }
+    return Manifest(hooks=hooks, conventions=conventions, schemas=schemas)
 
 
 def docs_gaps(conv: _registry.ConventionInfo) -> list[str]:

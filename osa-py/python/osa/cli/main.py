@@ -1,8 +1,8 @@
 """`osa`: the command line of the SDK.
 
-Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`, and the
-helpers of shell hooks `osa emit DATA`, `osa progress [...]`, `osa reject REASON`. Data
-goes to stdout, messages to stderr.
+Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`, the
+helpers of shell hooks `osa emit DATA`, `osa progress [...]`, `osa reject REASON`, and
+`osa meta` (the legacy introspection manifest). Data goes to stdout, messages to stderr.
 Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
 """
 

@@ -5,8 +5,7 @@ and `run_test` (both together). The whole convention through the real engine is
 `osa test` (or `osa.local.LocalArchive`).
 """
 
-from osa.testing.harness import run_hook
-from osa.testing.ingest import IngesterResult, run_ingester
+from osa.testing.harness import IngesterResult, run_hook, run_ingester
 from osa.testing.runner import HookOutcome, RecordResult, TestError, TestResult, run_test
 
 __all__ = [

@@ -9,8 +9,7 @@ from osa import _registry
 from osa.authoring.validator import Reject
 from osa.errors import OsaError
 from osa.runtime.entrypoint import record_dir
-from osa.testing.harness import run_hook
-from osa.testing.ingest import run_ingester
+from osa.testing.harness import run_hook, run_ingester
 
 HookStatus = Literal["passed", "rejected", "error", "skipped"]
 
