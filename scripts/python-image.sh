@@ -13,8 +13,9 @@
 #     apt-get when missing). It is imported (`podman import`) as
 #     localhost/osa-python-base:bookworm, skipped when the image's label
 #     osa.python-base.sha256 already matches the tarball;
-#  3. the wheel: `maturin build --release` of osa-py into target/wheels, as
-#     scripts/python-tests.sh builds it (cargo makes it a no-op when nothing changed),
+#  3. the wheel: `maturin build --release` of osa-py into target/wheels (for this
+#     machine's glibc; scripts/python-tests.sh builds the manylinux2014 one, and
+#     scripts/test.sh hands that one over through OSA_PY_WHEEL),
 #     with the maturin of target/py-venv ($OSA_PY_VENV) when there is one, else of a
 #     venv of its own ($STATE/maturin-venv). OSA_PY_WHEEL=/path/to/osa_py-….whl uses
 #     that wheel instead;
