@@ -508,7 +508,10 @@ mod tests {
     fn system_columns_cannot_be_data_columns_and_their_old_names_can() {
         for name in SYSTEM_COLUMNS {
             let err = ColumnName::new(name).unwrap_err();
-            assert!(err.rule().contains("starting with a letter"), "{name}: {err}");
+            assert!(
+                err.rule().contains("starting with a letter"),
+                "{name}: {err}"
+            );
         }
         for name in [
             "id",

@@ -25,24 +25,17 @@ pub(crate) fn quote(ident: &str) -> String {
 pub(crate) const SYSTEM_SELECT: &str =
     "_id, _record_id, _validation_run_id, _run_id, _row_index, _created_at";
 
-/// The system columns' names before they moved to the underscore namespace, in the
-/// order of [`SYSTEM_SELECT`]. Tables made with them are renamed at migration.
-const LEGACY_SYSTEM_COLUMNS: [&str; 6] = [
-    "id",
-    "record_id",
-    "validation_run_id",
-    "run_id",
-    "row_index",
-    "created_at",
-];
-
 /// Statements moving the system columns of a feature table made before the
-/// underscore namespace (`table` qualified and quoted) to their names now; indexes and
+/// underscore namespace (`table` qualified and quoted) to their names now (each of
+/// `osa_core::id::SYSTEM_COLUMNS` was its name without the underscore); indexes and
 /// constraints follow the columns.
 pub(crate) fn rename_legacy_system_columns(table: &str) -> Vec<String> {
-    LEGACY_SYSTEM_COLUMNS
+    osa_core::id::SYSTEM_COLUMNS
         .iter()
-        .map(|old| format!("ALTER TABLE {table} RENAME COLUMN {old} TO _{old}"))
+        .map(|now| {
+            let old = now.trim_start_matches('_');
+            format!("ALTER TABLE {table} RENAME COLUMN {old} TO {now}")
+        })
         .collect()
 }
 
