@@ -118,7 +118,7 @@ fn bad_values_name_their_path() {
         ("/hooks/0/name", json!("Bad-Name"), "hooks[0].name"),
         (
             "/hooks/1/feature/columns/0/name",
-            json!("run_id"),
+            json!("_id"),
             "hooks[1].feature.columns[0].name",
         ),
         (
