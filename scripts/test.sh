@@ -28,6 +28,18 @@ run_cargo_tests() {
     [ "$status" -eq 0 ] || die "cargo test ($name) failed"
 }
 
+# Adds the counts of pytest logs to the total, printing each log's summary line.
+add_pytest_counts() {
+    local log counts
+    for log in "$@"; do
+        counts=$(awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
+                      END { print p + 0, f + 0 }' "$log")
+        PASSED=$((PASSED + ${counts% *}))
+        FAILED=$((FAILED + ${counts#* }))
+        echo "$(basename "$log" .log): $(grep -E '[0-9]+ passed' "$log" | tail -n1)"
+    done
+}
+
 # A run builds once from a clean tree: incremental state would only cost disk.
 export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 
@@ -87,12 +99,14 @@ export OSA_PY_VENV=${OSA_PY_VENV:-"$ROOT/target/py-venv"}
 step "python package (wheel, ruff, mypy, pytest)"
 rm -f "$LOG_DIR"/pytest*.log
 OSA_TEST_LOG_DIR="$LOG_DIR" scripts/python-tests.sh
-for log in "$LOG_DIR"/pytest*.log; do
-    counts=$(awk '/ passed/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed/) p += $(i-1); if ($(i) ~ /^failed/) f += $(i-1) } }
-                  END { print p + 0, f + 0 }' "$log")
-    PASSED=$((PASSED + ${counts% *}))
-    FAILED=$((FAILED + ${counts#* }))
-done
+add_pytest_counts "$LOG_DIR"/pytest*.log
+
+step "the published SDK's own test suite, on OSA's wheel"
+# osa-py 0.9.0's tests/ from its sdist (fetched, never committed) on 3.11 and 3.13; the
+# gaps OSA has not closed are listed with their reasons in osa-py/tests/published/.
+rm -f "$LOG_DIR"/published-sdk-*.log
+OSA_TEST_LOG_DIR="$LOG_DIR" scripts/published-sdk-tests.sh
+add_pytest_counts "$LOG_DIR"/published-sdk-*.log
 
 step "python hook image (podman, no registry)"
 # OSA's wheel and the example convention package in a local image, for the end-to-end
