@@ -197,7 +197,7 @@ def setup(args: argparse.Namespace, work: Path) -> tuple[Side, Side]:
 
     log(f"osa venv: {wheel.name}")
     python = make_venv(python313, osa.venv)
-    pip(python, "pydantic>=2")
+    pip(python, "pydantic>=2", "httpx>=0.27")
     pip(python, "--force-reinstall", "--no-deps", str(wheel))
 
     log(f"published venv: pip install {args.published_spec}")

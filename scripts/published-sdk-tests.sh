@@ -44,7 +44,10 @@ if [ ! -f "$SDIST" ]; then
 fi
 rm -rf "$STATE/suite"
 mkdir -p "$STATE/suite"
-tar -xzf "$SDIST" -C "$STATE/suite" --strip-components=1 "osa_py-$SDK_VERSION/tests"
+# The suite runs from the package root, as upstream does: `osa deploy`'s tests build
+# images "of the current project", which is the package's pyproject.toml.
+tar -xzf "$SDIST" -C "$STATE/suite" --strip-components=1 "osa_py-$SDK_VERSION/tests" \
+    "osa_py-$SDK_VERSION/pyproject.toml"
 echo "tests from $(basename "$SDIST"): $(find "$STATE/suite/tests" -name 'test_*.py' | wc -l) files"
 
 run_suite() {

@@ -21,7 +21,7 @@ EXAMPLE="$ROOT/examples/pdb-pockets"
 LOG_DIR=${OSA_TEST_LOG_DIR:-"$ROOT/target/test-logs"}
 # ziglang: the linker maturin uses for a manylinux2014 wheel that installs on any
 # glibc >= 2.17 machine.
-TOOLS=(maturin ziglang pytest "pydantic>=2" ruff mypy hatchling)
+TOOLS=(maturin ziglang pytest "pydantic>=2" "httpx>=0.27" ruff mypy hatchling)
 # The published SDK the example package is also tested on (Python >= 3.13).
 PUBLISHED_SDK="osa-py==0.9.0"
 
@@ -116,7 +116,7 @@ shopt -u nullglob
 if [ "${#PY313[@]}" -gt 0 ]; then
     VENV313="${VENV}-3.13"
     step "pytest under ${PY313[-1]}"
-    make_venv "${PY313[-1]}" "$VENV313" pytest "pydantic>=2" hatchling
+    make_venv "${PY313[-1]}" "$VENV313" pytest "pydantic>=2" "httpx>=0.27" hatchling
     install_packages "$VENV313"
     run_pytest "$VENV313" "$ROOT/osa-py" "$LOG_DIR/pytest-3.13.log" tests -q \
         --deselect tests/test_runtime.py::test_memory_stays_flat_for_100k_records \

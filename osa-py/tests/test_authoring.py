@@ -275,7 +275,7 @@ def test_convention_keyword_only_required_and_registered():
     assert conv.file_requirements is files
     assert conv.hooks == [check]
     assert conv.example_questions == []
-    assert conv.ingester is None
+    assert conv.ingester_info is None
 
 
 def test_ingester_registration():
@@ -302,7 +302,7 @@ def test_ingester_registration():
     (info,) = _registry.ingesters()
     assert (info.name, info.max_file_mb) == ("puller", 50)
     assert info.limits == Limits(timeout_seconds=3600)
-    assert _registry.conventions()[0].ingester is info
+    assert _registry.conventions()[0].ingester_info is info
 
 
 def test_ingester_models():

@@ -10,7 +10,8 @@ from conftest import run, script
 from osa import Example, Field, Limits, Record, Schema, _registry, convention, hook
 from osa.cli.main import main as cli_main
 from osa.errors import DeployError
-from osa.manifest import build_manifest, check_docs, docs_gaps, manifest_document
+from osa.manifest import check_docs, docs_gaps
+from osa.payload import build_manifest, manifest_body, manifest_document
 
 FILES = {"accepted_types": [".csv"], "max_count": 3, "max_file_size": 1_048_576}
 
@@ -100,7 +101,7 @@ def test_manifest_body_shape():
         when_not_to_use="for tissues",
     )
     conv.hooks.append(growth)
-    body = build_manifest(conv)
+    body = manifest_body(conv)
     assert body == {
         "title": "Cell Lines",
         "description": "Cultured cell lines",
@@ -175,7 +176,7 @@ def test_manifest_with_an_ingester():
             batch_size: int = 100
 
     conv = _convention(ingester=Puller)
-    assert build_manifest(conv)["ingester"] == {
+    assert manifest_body(conv)["ingester"] == {
         "name": "pdb-rcsb",
         "config": {"email": "", "batch_size": 100},
         "limits": {"timeout_seconds": 3600, "memory": "512m", "cpu": "0.5"},
@@ -228,7 +229,7 @@ def test_output_fields_named_like_system_fields_are_columns():
     def shadow(record: Record[CellLine]) -> Out:
         return Out(id=1, record_id="r", run_id="x", created_at="now")
 
-    manifest = build_manifest(_convention(hooks=[shadow]))
+    manifest = manifest_body(_convention(hooks=[shadow]))
     hooks = manifest["hooks"]
     assert [c["name"] for c in hooks[0]["feature"]["columns"]] == [
         "id",

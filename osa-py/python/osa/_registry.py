@@ -22,9 +22,12 @@ Cardinality = Literal["one", "many"]
 class HookInfo:
     """What `@hook` learned about a hook function.
 
+    The fields and their order are those of the published SDK's `HookInfo`.
+
     Attributes:
         fn: the function (called with the `Record` as its one positional argument).
         name: the hook name (the function's `__name__`).
+        hook_type: always `"hook"`.
         schema_type: the `T` of its `Record[T]` parameter.
         return_type: the raw return annotation (`None` when absent).
         output_type: the feature row type (`M` for `-> M`, `-> list[M]`, `-> M | None`).
@@ -32,19 +35,18 @@ class HookInfo:
         dependencies: other annotated parameters (informational; never supplied).
         limits: resource limits of one execution.
         record_param: the name of the `Record[T]` parameter.
-        hook_type: always `"hook"`.
     """
 
     fn: Callable[..., Any]
     name: str
+    hook_type: str
     schema_type: Any
-    return_type: Any
-    output_type: Any
-    cardinality: Cardinality
-    dependencies: dict[str, Any]
-    limits: Limits
+    return_type: Any = None
+    output_type: Any = None
+    cardinality: Cardinality = "one"
+    dependencies: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
     record_param: str = "record"
-    hook_type: str = "hook"
     _columns: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def columns(self) -> list[dict[str, Any]]:
@@ -68,9 +70,18 @@ class HookInfo:
 
 @dataclass
 class IngesterInfo:
-    """What `convention(ingester=...)` learned about an ingester class."""
+    """What `convention(ingester=...)` learned about an ingester class.
 
-    cls: type
+    Attributes:
+        ingester_cls: the class (instantiated with its `RuntimeConfig`, if any).
+        name: the ingester name (its `name` attribute, else the class name).
+        schedule: when it runs on a schedule, if it does.
+        initial_run: its first run after a deploy, if any.
+        limits: resource limits of one run.
+        max_file_mb: the largest file it may store, in MiB.
+    """
+
+    ingester_cls: type
     name: str
     schedule: IngesterSchedule | None = None
     initial_run: InitialRun | None = None
@@ -78,20 +89,26 @@ class IngesterInfo:
     max_file_mb: float | None = None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ConventionInfo:
-    """A registered convention (see `osa.convention`)."""
+    """A registered convention (see `osa.convention`); keyword-only, field names as published.
+
+    Attributes:
+        schema_type: the record metadata schema (a `MetadataSchema` subclass, or any
+            class with `schema_id()` and `to_field_definitions()`).
+        ingester_info: the convention's ingester, if it has one.
+    """
 
     title: str
     description: str
     version: str
-    schema: type[MetadataSchema]
+    schema_type: type[MetadataSchema]
     file_requirements: dict[str, Any]
     hooks: list[Callable[..., Any]]
     purpose: str
     examples: list[Any]
-    ingester: IngesterInfo | None = None
     example_questions: list[str] = field(default_factory=list)
+    ingester_info: IngesterInfo | None = None
     when_not_to_use: str | None = None
     see_also: list[str] | None = None
 
@@ -115,7 +132,7 @@ def register_ingester(cls: type) -> IngesterInfo:
     """Reads an ingester class's attributes and adds it to the registry."""
     limits = getattr(cls, "limits", None)
     info = IngesterInfo(
-        cls=cls,
+        ingester_cls=cls,
         name=getattr(cls, "name", None) or cls.__name__,
         schedule=getattr(cls, "schedule", None),
         initial_run=getattr(cls, "initial_run", None),

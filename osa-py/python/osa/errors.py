@@ -8,15 +8,21 @@ class OsaError(Exception):
 
     Attributes:
         hint: what to do about it, when there is something to say.
+        cause: the detail behind it (a server's answer, a build log's tail), if any.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, cause: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+        self.cause = cause
 
 
 class DeployError(OsaError):
-    """A convention cannot be deployed as declared (docs gate, engine rules)."""
+    """A convention cannot be deployed.
+
+    The docs gate, the engine's rules, authentication, an image build or the server
+    refused it.
+    """
 
 
 class ConventionLoadError(OsaError):

@@ -44,7 +44,8 @@ from osa._native import (
     UnavailableError,
 )
 from osa.errors import DeployError
-from osa.manifest import build_manifest, check_docs, check_engine_rules
+from osa.manifest import check_docs
+from osa.payload import check_engine_rules, manifest_body
 
 __all__ = [
     "ConflictError",
@@ -513,7 +514,7 @@ def local_payload(
     """
     if docs_check:
         check_docs([conv])
-    body = build_manifest(conv)
+    body = manifest_body(conv)
     check_engine_rules(conv, body)
     body.pop("ingester", None)
     by_name = {}

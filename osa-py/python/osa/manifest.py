@@ -1,47 +1,38 @@
-"""Convention manifests, the docs gate and the legacy introspection manifest.
+"""Feature columns, the docs gate and the legacy introspection manifest.
 
-`build_manifest`/`manifest_document` give the deploy payload without releases (`osa
-manifest`); `generate_manifest`/`Manifest` the legacy introspection manifest (`osa meta`).
+`generate_columns` gives a hook output model's feature columns; `check_docs` is the
+docs gate `osa manifest` and `osa deploy` run; `generate_manifest`/`Manifest` is the
+legacy introspection manifest (`osa meta`). The deploy payload itself is built by
+`osa.payload`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
 
-import pydantic
 from pydantic import BaseModel, ConfigDict
 
-from osa import _columns, _native, _registry
+from osa import _columns, _registry
 from osa.errors import DeployError
-from osa.types.schema import MetadataSchema
 
 __all__ = [
-    "FILE_REQUIREMENT_KEYS",
-    "MANIFEST_VERSION",
     "MIN_TRIGGER_QUESTIONS",
     "ColumnDef",
     "ConventionManifest",
     "HookManifestEntry",
     "Manifest",
-    "build_manifest",
     "check_docs",
     "docs_gaps",
     "generate_columns",
     "generate_manifest",
-    "manifest_document",
 ]
 
 log = logging.getLogger("osa.manifest")
 
-#: Version of the `osa manifest` document.
-MANIFEST_VERSION = 1
 #: Distinct questions the docs gate asks for.
 MIN_TRIGGER_QUESTIONS = 3
-#: The keys of `convention(files=...)` that reach the payload.
-FILE_REQUIREMENT_KEYS = ("accepted_types", "max_count", "max_file_size", "min_count")
 
 DOCS_HINT = (
     "Documentation is mandatory: give convention(...) a non-blank purpose=, at least one "
@@ -154,10 +145,10 @@ def generate_manifest() -> Manifest:
             title=conv.title,
             description=conv.description,
             version=conv.version,
-            record_schema=_type_name(conv.schema),
+            record_schema=_type_name(conv.schema_type),
             file_requirements=conv.file_requirements,
             hook_names=[_type_name(fn) for fn in conv.hooks],
-            ingester_name=conv.ingester.name if conv.ingester is not None else None,
+            ingester_name=conv.ingester_info.name if conv.ingester_info is not None else None,
         )
         for conv in _registry.conventions()
     ]
@@ -202,150 +193,3 @@ def check_docs(conventions: Iterable[_registry.ConventionInfo]) -> None:
                 f"documentation:\n{lines}",
                 hint=DOCS_HINT,
             )
-
-
-def _file_requirements(conv: _registry.ConventionInfo) -> dict[str, Any]:
-    files = conv.file_requirements
-    unknown = sorted(str(k) for k in files if k not in FILE_REQUIREMENT_KEYS)
-    if unknown:
-        log.warning(
-            'convention "%s": files keys %s are not used and were dropped (known: %s)',
-            conv.title,
-            ", ".join(unknown),
-            ", ".join(FILE_REQUIREMENT_KEYS),
-        )
-    out = {k: files[k] for k in FILE_REQUIREMENT_KEYS if files.get(k) is not None}
-    out.setdefault("min_count", 0)
-    return out
-
-
-def _hook_info(conv: _registry.ConventionInfo, fn: Any) -> _registry.HookInfo:
-    info = _registry.find_hook(fn) or _registry.find_hook_by_name(getattr(fn, "__name__", ""))
-    if info is None:
-        raise DeployError(
-            f'convention "{conv.title}" lists {getattr(fn, "__name__", fn)!r}, which is not '
-            "a registered hook",
-            hint="Decorate the function with @hook.",
-        )
-    return info
-
-
-def _hook_entry(conv: _registry.ConventionInfo, fn: Any) -> dict[str, Any]:
-    info = _hook_info(conv, fn)
-    try:
-        feature = info.feature()
-    except ValueError as e:
-        raise DeployError(
-            f'convention "{conv.title}", hook {info.name}: {e}',
-            hint="Rename the field: columns are 1-63 characters of [a-z0-9_] starting "
-            "with a letter.",
-        ) from e
-    return {
-        "name": info.name,
-        "config": {},
-        "limits": info.limits.model_dump(mode="json"),
-        "feature": feature,
-    }
-
-
-def _ingester_entry(conv: _registry.ConventionInfo) -> dict[str, Any] | None:
-    ing = conv.ingester
-    if ing is None:
-        return None
-    entry: dict[str, Any] = {"name": ing.name}
-    runtime_config = getattr(ing.cls, "RuntimeConfig", None)
-    if isinstance(runtime_config, type) and issubclass(runtime_config, BaseModel):
-        try:
-            entry["config"] = runtime_config().model_dump(mode="json")
-        except pydantic.ValidationError as e:
-            raise DeployError(
-                f'convention "{conv.title}", ingester {ing.name}: RuntimeConfig() fails '
-                f"without arguments: {e}",
-                hint="Give every RuntimeConfig field a default.",
-            ) from e
-    entry["limits"] = ing.limits.model_dump(mode="json")
-    if ing.schedule is not None:
-        entry["schedule"] = ing.schedule.model_dump(mode="json", exclude_none=True)
-    if ing.initial_run is not None:
-        entry["initial_run"] = ing.initial_run.model_dump(mode="json", exclude_none=True)
-    return entry
-
-
-def build_manifest(conv: _registry.ConventionInfo) -> dict[str, Any]:
-    """The deploy payload of one convention, without releases.
-
-    Raises:
-        DeployError: a listed hook is not registered, an output field cannot be a
-            column, or an ingester's `RuntimeConfig` has no defaults.
-    """
-    schema = conv.schema
-    if not (isinstance(schema, type) and issubclass(schema, MetadataSchema)):
-        raise DeployError(
-            f'convention "{conv.title}": schema must be a MetadataSchema subclass, got {schema!r}'
-        )
-    body: dict[str, Any] = {
-        "title": conv.title,
-        "description": conv.description,
-        "schema": {
-            "id": schema.schema_id(),
-            "version": conv.version,
-            "fields": [
-                f.model_dump(mode="json", exclude_none=True) for f in schema.to_field_definitions()
-            ],
-        },
-        "file_requirements": _file_requirements(conv),
-        "hooks": [_hook_entry(conv, fn) for fn in conv.hooks],
-    }
-    ingester = _ingester_entry(conv)
-    if ingester is not None:
-        body["ingester"] = ingester
-    docs: dict[str, Any] = {
-        "purpose": conv.purpose,
-        "example_questions": list(conv.example_questions),
-        "examples": [e.model_dump(mode="json") for e in conv.examples],
-    }
-    if conv.when_not_to_use is not None:
-        docs["when_not_to_use"] = conv.when_not_to_use
-    if conv.see_also is not None:
-        docs["see_also"] = list(conv.see_also)
-    body["docs"] = docs
-    return body
-
-
-def check_engine_rules(conv: _registry.ConventionInfo, body: dict[str, Any]) -> None:
-    """Checks a manifest body with the engine's deploy payload parser.
-
-    Raises:
-        DeployError: naming the offending path (`file_requirements: missing field
-            max_file_size`, `hooks[0].name: ...`).
-    """
-    try:
-        _native.check_convention_payload(json.dumps(body))
-    except ValueError as e:
-        raise DeployError(
-            f'convention "{conv.title}" would be refused by the engine: {e}',
-            hint="Fix the convention(...) call or the hook named in the message.",
-        ) from e
-
-
-def manifest_document(
-    conventions: Iterable[_registry.ConventionInfo] | None = None,
-    *,
-    docs_check: bool = True,
-    engine_check: bool = True,
-) -> dict[str, Any]:
-    """`{"manifest_version": 1, "conventions": [...]}` for the given (or all) conventions.
-
-    Raises:
-        DeployError: the docs gate or the engine's rules refuse a convention.
-    """
-    convs = list(_registry.conventions() if conventions is None else conventions)
-    if docs_check:
-        check_docs(convs)
-    bodies = []
-    for conv in convs:
-        body = build_manifest(conv)
-        if engine_check:
-            check_engine_rules(conv, body)
-        bodies.append(body)
-    return {"manifest_version": MANIFEST_VERSION, "conventions": bodies}

@@ -61,6 +61,7 @@ def _introspect(
     return _registry.HookInfo(
         fn=fn,
         name=name,
+        hook_type="hook",
         schema_type=schema_type,
         return_type=return_type,
         output_type=output_type,

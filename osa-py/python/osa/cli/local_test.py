@@ -87,14 +87,14 @@ def records_from_ingester(
     """Pulls records with the convention's ingester, in this process."""
     from osa.testing import run_ingester
 
-    if conv.ingester is None:
+    if conv.ingester_info is None:
         raise TestCommandError(
             f'convention "{conv.title}" has no ingester and no --records were given',
             hint="Pass --records FILE.jsonl (and --files DIR for their files).",
         )
     # One record by default, as the published `osa test` does.
     result = run_ingester(
-        conv.ingester.cls, limit=1 if limit is None else limit, files_dir=files_dir
+        conv.ingester_info.ingester_cls, limit=1 if limit is None else limit, files_dir=files_dir
     )
     return [
         {

@@ -1,9 +1,10 @@
 """`osa`: the command line of the SDK.
 
-Commands: `osa manifest [--skip-docs-check] [--process]`, `osa test [...]`, the
-helpers of shell hooks `osa emit DATA`, `osa progress [...]`, `osa reject REASON`, and
-`osa meta` (the legacy introspection manifest). Data goes to stdout, messages to stderr.
-Exit codes: 0 success, 1 failure (message on stderr), 2 usage error.
+Commands: `osa deploy`, `osa link`, `osa login`, `osa logout`, `osa manifest`,
+`osa test`, the helpers of shell hooks `osa emit DATA`, `osa progress [...]`,
+`osa reject REASON`, and `osa meta` (the legacy introspection manifest). Data goes to
+stdout, messages to stderr (plain when stderr is not a terminal or `NO_COLOR`/`CI` is
+set). Exit codes: 0 success, 1 failure (cause and hint on stderr), 2 usage error.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from osa._discovery import load_conventions
 from osa._native import EngineError
 from osa.cli.local_test import add_test_command
 from osa.cli.runtime_commands import add_runtime_commands
+from osa.cli.server_commands import add_server_commands
+from osa.cli.ui import UI
 from osa.errors import OsaError
-from osa.manifest import MANIFEST_VERSION, manifest_document
+from osa.payload import MANIFEST_VERSION, manifest_document
 
 
 def _fail(error: OsaError) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
+    UI.create().error(str(error), cause=error.cause, hint=error.hint)
     return 1
 
 
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     manifest.set_defaults(handler=_manifest)
     add_test_command(commands)
+    add_server_commands(commands)
     add_runtime_commands(commands)
     return parser
 

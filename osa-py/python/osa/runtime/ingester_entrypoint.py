@@ -145,7 +145,7 @@ async def pull_to_files(
         except IngesterInputError as e:
             log.warning("ignoring the previous session: %s", e)
     since, limit, offset = _env_since(), _env_int("OSA_LIMIT", None), _env_int("OSA_OFFSET", 0)
-    ingester = instantiate(info.cls, config)
+    ingester = instantiate(info.ingester_cls, config)
     files_dir.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     ctx = IngesterContext(files_dir, output_dir)

@@ -69,10 +69,10 @@ def run_test(
     Raises:
         TestError: the convention has no ingester.
     """
-    ingester = convention_info.ingester
+    ingester = convention_info.ingester_info
     if ingester is None:
         raise TestError(f'convention "{convention_info.title}" has no ingester')
-    pulled = run_ingester(ingester.cls, limit=limit, config=config)
+    pulled = run_ingester(ingester.ingester_cls, limit=limit, config=config)
     results = []
     for record in pulled.records:
         outcomes: list[HookOutcome] = []
