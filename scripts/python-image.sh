@@ -50,7 +50,8 @@
 #                                         the pinned reference the OCI runner resolves
 #                                         (the image id does not resolve in that form)
 #       OSA_PYTHON_IMAGE_ID, OSA_PYTHON_HOOKS (names of the registered hooks),
-#       OSA_PYTHON_WHEEL, CONTAINERS_CONF
+#       OSA_PYTHON_WHEEL, OSA_PYTHON_BASE (the pinned base image, for builds such as
+#       `osa deploy`'s), CONTAINERS_CONF
 #
 # Usage: scripts/python-image.sh [PACKAGE_DIR ...]
 #   e.g. scripts/python-image.sh examples/pdb-pockets
@@ -385,6 +386,7 @@ OSA_PYTHON_IMAGE_DIGEST=$DIGEST
 OSA_PYTHON_IMAGE_ID=sha256:${ID#sha256:}
 OSA_PYTHON_HOOKS="$HOOK_LIST"
 OSA_PYTHON_WHEEL=$WHEEL
+OSA_PYTHON_BASE=$BASE_IMAGE@$BASE_DIGEST
 CONTAINERS_CONF=$CONF
 EOF
 mv "$ENV_FILE.tmp" "$ENV_FILE"

@@ -10,7 +10,9 @@
 //! - the outcome writer that validates rows like the engine ([`writer::OutputWriter`]);
 //! - the check of a convention manifest against the deploy payload ([`payload`]);
 //! - the local engine ([`engine::Archive`]): a SQLite archive with process-run hooks,
-//!   driven from Python with the GIL released.
+//!   driven from Python with the GIL released;
+//! - the OSA server itself ([`server_main`]): `osa-server` shipped in the wheel, what
+//!   `osa start` runs.
 
 pub mod columns;
 mod convert;
@@ -76,6 +78,14 @@ fn check_convention_payload(body_json: &str) -> PyResult<()> {
     payload::check_convention(body_json).map_err(PyValueError::new_err)
 }
 
+/// Runs the OSA server program (`osa-server`) with `args` (the program name first);
+/// returns its exit code. The GIL is released for the whole run, which lasts until
+/// the server stops (SIGTERM or SIGINT for `serve` and `worker`).
+#[pyfunction]
+fn server_main(py: Python<'_>, args: Vec<String>) -> u8 {
+    py.detach(|| osa_server::main_with_args(args))
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -87,6 +97,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(columns_for_fields, m)?)?;
     m.add_function(wrap_pyfunction!(convention_slug, m)?)?;
     m.add_function(wrap_pyfunction!(check_convention_payload, m)?)?;
+    m.add_function(wrap_pyfunction!(server_main, m)?)?;
     m.add_class::<records::InputRecord>()?;
     m.add_class::<records::RecordReader>()?;
     m.add_class::<writer::OutputWriter>()?;

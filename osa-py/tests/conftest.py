@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +62,47 @@ def sample_installed() -> None:
         "install osa-py/tests/sample_convention into the test venv "
         "(scripts/python-tests.sh does it)"
     )
+
+
+#: A small CIF file: the sample convention accepts records that carry one.
+CIF = "data_demo\n_cell.length_a 10\n" + "ATOM x\n" * 200
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> list[dict[str, Any]]:
+    """Three records of the sample convention: one accepted, two rejected."""
+    good = tmp_path / "files" / "good"
+    good.mkdir(parents=True)
+    (good / "model.cif").write_text(CIF)
+    no_cif = tmp_path / "files" / "no-cif"
+    no_cif.mkdir()
+    (no_cif / "model.pdb").write_text("ATOM\n")
+
+    def meta(pdb_id: str, resolution: float) -> dict:
+        return {
+            "pdb_id": pdb_id,
+            "title": f"structure {pdb_id}",
+            "resolution": resolution,
+            "deposition_date": "2024-01-02",
+            "molecular_weight": 40.5,
+            "chain_count": 2,
+        }
+
+    return [
+        {"id": "good", "metadata": meta("1AAA", 1.9), "files": good},
+        {"id": "coarse", "metadata": meta("2BBB", 4.8), "files": good},
+        {"id": "no-cif", "metadata": meta("3CCC", 2.0), "files": no_cif},
+    ]
+
+
+def write_records(records: list[dict[str, Any]], directory: Path) -> tuple[Path, Path]:
+    """`records` as `osa test --records FILE --files DIR` takes them: the JSON-lines
+    file and the directory of each record's files (by record id)."""
+    jsonl = directory / "records.jsonl"
+    lines = [json.dumps({"id": r["id"], "metadata": r["metadata"]}) for r in records]
+    jsonl.write_text("\n".join(lines) + "\n")
+    files = directory / "by-id"
+    files.mkdir(exist_ok=True)
+    for r in records:
+        (files / r["id"]).symlink_to(r["files"], target_is_directory=True)
+    return jsonl, files

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run, script
+from conftest import CIF, run, script, write_records
 from osa import Example, Record, _registry, convention
 from osa import hook as osa_hook
 from osa.cli.local_test import records_from_file
@@ -36,7 +36,6 @@ from osa.local import (
 )
 
 TITLE = "Protein Structures"
-CIF = "data_demo\n_cell.length_a 10\n" + "ATOM x\n" * 200
 
 
 @pytest.fixture
@@ -46,32 +45,6 @@ def structures(sample_installed):
 
     importlib.reload(osa_sample.convention)
     return find_convention(TITLE)
-
-
-@pytest.fixture
-def records(tmp_path) -> list[dict]:
-    good = tmp_path / "files" / "good"
-    good.mkdir(parents=True)
-    (good / "model.cif").write_text(CIF)
-    no_cif = tmp_path / "files" / "no-cif"
-    no_cif.mkdir()
-    (no_cif / "model.pdb").write_text("ATOM\n")
-
-    def meta(pdb_id: str, resolution: float) -> dict:
-        return {
-            "pdb_id": pdb_id,
-            "title": f"structure {pdb_id}",
-            "resolution": resolution,
-            "deposition_date": "2024-01-02",
-            "molecular_weight": 40.5,
-            "chain_count": 2,
-        }
-
-    return [
-        {"id": "good", "metadata": meta("1AAA", 1.9), "files": good},
-        {"id": "coarse", "metadata": meta("2BBB", 4.8), "files": good},
-        {"id": "no-cif", "metadata": meta("3CCC", 2.0), "files": no_cif},
-    ]
 
 
 def test_a_relative_archive_runs_its_hooks(structures, records, tmp_path, monkeypatch):
@@ -408,12 +381,7 @@ def test_a_crashing_hook_fails_the_run_with_a_readable_log(structures, tmp_path)
 
 
 def test_osa_test_runs_the_convention_end_to_end(sample_installed, records, tmp_path):
-    lines = [json.dumps({"id": r["id"], "metadata": r["metadata"]}) for r in records]
-    (tmp_path / "records.jsonl").write_text("\n".join(lines) + "\n")
-    files = tmp_path / "by-id"
-    for r in records:
-        (files / r["id"]).parent.mkdir(parents=True, exist_ok=True)
-        (files / r["id"]).symlink_to(r["files"], target_is_directory=True)
+    jsonl, files = write_records(records, tmp_path)
     archive = tmp_path / "kept"
     args = [
         script("osa"),
@@ -421,7 +389,7 @@ def test_osa_test_runs_the_convention_end_to_end(sample_installed, records, tmp_
         "--convention",
         TITLE,
         "--records",
-        str(tmp_path / "records.jsonl"),
+        str(jsonl),
         "--files",
         str(files),
         "--archive",

@@ -16,87 +16,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Process, Served, get, post, put_bytes};
+use common::python::{podman_and_image, upload_samples, venv};
+use common::{Process, Served, get, post};
 use osa::id::Digest;
 use serde_json::{Value, json};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-const SAMPLES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/pdb-pockets/src/pdb_pockets/samples"
-);
 const SECRET: &str = "0123456789abcdef0123456789abcdef-end-to-end";
-
-/// `KEY=value` lines of a file a setup script wrote.
-fn env_file(path: &Path) -> Option<BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-            .collect(),
-    )
-}
-
-fn script(name: &str, args: &[&str]) {
-    let status = Command::new("bash")
-        .arg(Path::new(ROOT).join("scripts").join(name))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
-    assert!(status.success(), "scripts/{name} failed");
-}
-
-/// The Python hook image (pinned reference) and the podman socket.
-fn podman_and_image() -> (String, PathBuf) {
-    let oci = Path::new(ROOT).join("target/oci");
-    let socket = oci.join("podman.sock");
-    if std::os::unix::net::UnixStream::connect(&socket).is_err() {
-        script("podman-setup.sh", &[]);
-    }
-    let image_env = oci.join("python-image.env");
-    if env_file(&image_env).is_none() {
-        script("python-image.sh", &["examples/pdb-pockets"]);
-    }
-    let vars = env_file(&image_env).expect("scripts/python-image.sh wrote python-image.env");
-    let pinned = format!(
-        "{}@{}",
-        vars["OSA_PYTHON_IMAGE"], vars["OSA_PYTHON_IMAGE_DIGEST"]
-    );
-    (pinned, socket)
-}
-
-/// The venv's `osa` and `osa-run-hook` (absolute).
-fn venv() -> (PathBuf, PathBuf) {
-    let venv = std::env::var_os("OSA_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/py-venv"));
-    let venv = if venv.is_absolute() {
-        venv
-    } else {
-        Path::new(ROOT).join(venv)
-    };
-    let bin = venv.join("bin");
-    for script in ["osa", "osa-run-hook"] {
-        assert!(
-            bin.join(script).is_file(),
-            "{} is missing: build the venv with scripts/python-tests.sh or set OSA_PY_VENV",
-            bin.join(script).display()
-        );
-    }
-    (
-        bin.join("osa"),
-        bin.join("osa-run-hook")
-            .canonicalize()
-            .expect("osa-run-hook"),
-    )
-}
 
 /// The example's deploy body from `osa manifest`: check_structure as an OCI release of
 /// `image`, detect_pockets (and the ingester) as process releases.
@@ -140,43 +69,6 @@ fn deploy_body(osa: &Path, run_hook: &Path, image: &str) -> Value {
         "source_ref": "examples/pdb-pockets",
     });
     body
-}
-
-/// Uploads each sample record's files over HTTP; the submission's records.
-fn upload_samples(served: &Served, token: &str) -> Vec<Value> {
-    let samples = Path::new(SAMPLES);
-    let text = std::fs::read_to_string(samples.join("in/records.jsonl")).expect("samples");
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let sample: Value = serde_json::from_str(line).expect("record");
-            let id = sample["id"].as_str().expect("id").to_string();
-            let dir = samples
-                .join("files")
-                .join(osa::contract::record_dir_name(&id));
-            let mut names: Vec<_> = std::fs::read_dir(&dir)
-                .expect("files")
-                .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
-                .collect();
-            names.sort();
-            let files: Vec<Value> = names
-                .iter()
-                .map(|name| {
-                    let bytes = std::fs::read(dir.join(name)).expect("read");
-                    let up = put_bytes(
-                        &served.url(&format!("/uploads/{name}")),
-                        Some(token),
-                        &bytes,
-                        false,
-                    );
-                    assert_eq!(up.status, 201, "{:?}", up.body);
-                    assert_eq!(up.body["sha256"], json!(Digest::of_bytes(&bytes)));
-                    json!({"name": name, "source": {"source": "object", "key": up.body["key"]}})
-                })
-                .collect();
-            json!({"id": id, "metadata": sample["metadata"], "files": files})
-        })
-        .collect()
 }
 
 #[test]

@@ -7,8 +7,9 @@ shipped in the published `osa-py` sdist. It reads `known-gaps.txt` next to it:
     absent  tests/test_login.py      # reason
     xfail   tests/test_x.py::TestY   # reason
 
-An `exclude` line names a test file, class or test that uses private modules or fields
-of the published package (its renderer, process helpers, registry records): not run.
+An `exclude` line names a test file, class or test of private modules of the published
+package (its renderer, process helpers) or of a design OSA replaces (its Docker Compose
+`osa start`): not run.
 An `absent` line names a test file of a public command OSA has not built yet (it
 cannot be imported): not collected, and counted as a gap. An `xfail` line names a
 test, class or file of public behaviour OSA does not match yet; the mark is strict, so
@@ -75,7 +76,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Reports how much of the suite is listed."""
     terminalreporter.write_line(
-        f"published suite: {len(ENTRIES['exclude'])} exclusions (private modules or fields), "
+        f"published suite: {len(ENTRIES['exclude'])} exclusions "
+        "(private modules, replaced designs), "
         f"{len(ENTRIES['absent'])} files of commands not built, "
         f"{len(ENTRIES['xfail'])} known gaps (xfail) listed in {GAPS.name}"
     )

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod python;
+
 pub const BINARY: &str = env!("CARGO_BIN_EXE_osa-server");
 /// The saga's test hook (standard-library Python, behaviour set by its config).
 pub const HOOK: &str = concat!(

@@ -552,6 +552,13 @@ def _used_hooks(conventions: list[_registry.ConventionInfo]) -> list[_registry.H
     return list(seen.values())
 
 
+def _schema_label(schema_id: Any) -> str:
+    """`id@version` of a `ConventionCreated.schema_id` (an object, or already a string)."""
+    if isinstance(schema_id, dict):
+        return f"{schema_id.get('id', '?')}@{schema_id.get('version', '?')}"
+    return str(schema_id) if schema_id is not None else "?"
+
+
 def _post_convention(
     server: str, token: str | None, conv: _registry.ConventionInfo, body: dict[str, Any], ui: UI
 ) -> dict[str, Any]:
@@ -576,8 +583,8 @@ def _post_convention(
         result = resp.json()
         if not isinstance(result, dict):
             raise DeployError(f"{server} answered the deploy of '{conv.title}' with {result!r}")
-        task.done(detail=str(result.get("schema_id", "")))
-    slug = result.get("slug")
+        slug = result.get("slug")
+        task.done(detail=f"{_schema_label(result.get('schema_id'))}, slug {slug}")
     if conv.ingester_info is not None and slug:
         ui.detail(f"osa ingestion start --convention {slug}")
     return result

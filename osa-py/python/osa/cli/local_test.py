@@ -5,6 +5,8 @@ durable saga (SQLite + the process runner), then reports each record's verdict, 
 feature rows and the provenance of one row. Records come from `--records FILE`
 (JSON lines `{"id", "metadata"}`; `source_id` is accepted for `id`) with their files
 under `--files DIR/<record>/`, or else from the convention's ingester (`--limit`).
+With `--server`, the records are validated by a running server instead, where the
+convention is deployed (`osa deploy`; `osa start` runs one here).
 """
 
 from __future__ import annotations
@@ -192,6 +194,15 @@ def run_test_command(args: argparse.Namespace) -> int:
         if not records:
             _say("0 record(s): nothing to validate")
             return 1
+        if args.server is not None:
+            from osa.cli.remote_test import print_json, validate_on_server
+
+            outcome = validate_on_server(
+                conv, records, server=args.server, token=args.token, timeout=args.timeout
+            )
+            if args.json:
+                print_json(outcome)
+            return 0 if outcome["status"] == "completed" else 1
         archive = LocalArchive(root)
         _say(f'osa test: "{conv.title}" on a local archive ({root})')
         deployed = archive.deploy_convention(conv, docs_check=not args.skip_docs_check)
@@ -250,6 +261,15 @@ def add_test_command(commands: Any) -> None:
     test.add_argument("--timeout", type=float, default=None, help="give up after N seconds")
     test.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     test.add_argument("--skip-docs-check", action="store_true", help="do not run the docs gate")
+    test.add_argument(
+        "--server",
+        nargs="?",
+        const="",
+        metavar="URL",
+        help="validate on a running server instead (where the convention is deployed; "
+        "without URL: OSA_SERVER or the linked one)",
+    )
+    test.add_argument("--token", help="with --server: bearer token (default: OSA_TOKEN, login)")
     test.set_defaults(handler=run_test_command)
 
 

@@ -1,6 +1,7 @@
 """`osa`: the command line of the SDK.
 
-Commands: `osa deploy`, `osa link`, `osa login`, `osa logout`, `osa manifest`,
+Commands: `osa deploy`, `osa link`, `osa login`, `osa logout`, `osa init`,
+`osa start`, `osa stop`, `osa status`, `osa logs`, `osa manifest`,
 `osa test`, the helpers of shell hooks `osa emit DATA`, `osa progress [...]`,
 `osa reject REASON`, and `osa meta` (the legacy introspection manifest). Data goes to
 stdout, messages to stderr (plain when stderr is not a terminal or `NO_COLOR`/`CI` is
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from osa import __version__, _registry
 from osa._discovery import load_conventions
 from osa._native import EngineError
+from osa.cli.instance_commands import add_instance_commands
 from osa.cli.local_test import add_test_command
 from osa.cli.runtime_commands import add_runtime_commands
 from osa.cli.server_commands import add_server_commands
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     manifest.set_defaults(handler=_manifest)
     add_test_command(commands)
     add_server_commands(commands)
+    add_instance_commands(commands)
     add_runtime_commands(commands)
     return parser
 
