@@ -11,7 +11,7 @@
 //! - the check of a convention manifest against the deploy payload ([`payload`]);
 //! - the local engine ([`engine::Archive`]): a SQLite archive with process-run hooks,
 //!   driven from Python with the GIL released;
-//! - the OSA server itself ([`server_main`]): `osa-server` shipped in the wheel, what
+//! - the OSA server itself (`server_main`): `osa-server` shipped in the wheel, what
 //!   `osa start` runs.
 
 pub mod columns;
