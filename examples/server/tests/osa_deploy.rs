@@ -107,7 +107,7 @@ fn osa_deploy_builds_the_images_and_the_oci_runner_validates_with_them() {
         "✓ Checking authentication (author",
         "✓ Building hook check_structure (sha256:",
         "✓ Building hook detect_pockets (sha256:",
-        "✓ Building ingester pdb-rcsb (sha256:",
+        "✓ Building ingester pdb_mirror (sha256:",
         "✓ Registering PDB Ligand Pockets (pdb-structure@1.0.0, slug pdb-ligand-pockets)",
         "osa ingestion start --convention pdb-ligand-pockets",
     ] {
@@ -137,7 +137,7 @@ fn osa_deploy_builds_the_images_and_the_oci_runner_validates_with_them() {
     }
     let entrypoint = inspect(
         &vars,
-        "osa-hooks-ingesters/pdb-rcsb:latest",
+        "osa-hooks-ingesters/pdb_mirror:latest",
         "{{json .Config.Entrypoint}}",
     )
     .expect("the ingester image was built");

@@ -600,8 +600,9 @@ def deploy(
     ui: UI | None = None,
     *,
     process: bool = False,
+    conventions: list[_registry.ConventionInfo] | None = None,
 ) -> dict[str, Any]:
-    """Deploys every registered convention to `server`.
+    """Deploys `conventions` (default: every registered one) to `server`.
 
     Returns the server's answer (`ConventionCreated`: slug, schema_id, hooks...), or
     `{"conventions": [...]}` when there are several conventions.
@@ -614,7 +615,8 @@ def deploy(
     out = UI.create() if ui is None else ui
     project = Path.cwd() if project_dir is None else Path(project_dir)
     base = server.rstrip("/")
-    conventions = _registry.conventions()
+    if conventions is None:
+        conventions = _registry.conventions()
     if not conventions:
         raise RuntimeError(
             "No conventions registered: install the project (`pip install -e .`) so its "

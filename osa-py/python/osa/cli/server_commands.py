@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from osa import _registry
-from osa._discovery import load_conventions
+from osa._discovery import load_conventions, project_conventions
 from osa.cli.credentials import resolve_token_with_source
 from osa.cli.deploy import deploy
 from osa.cli.link import resolve_server, resolve_server_with_source, write_link
@@ -45,9 +45,13 @@ def _deploy(args: argparse.Namespace) -> int:
             hint="Install the project (`pip install -e .`) so its `osa.conventions` entry "
             "point is found.",
         )
+    # In a project directory, its own conventions; elsewhere, every installed one.
+    project = Path.cwd()
+    mine = project_conventions(project)
     deploy(
         server,
-        project_dir=Path.cwd(),
+        project_dir=project,
+        conventions=mine,
         token=token,
         registry=args.registry,
         skip_build=args.skip_build,
