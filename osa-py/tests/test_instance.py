@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from conftest import run, script, write_records
 from osa.cli.instance import InstanceError, init_project, instance_status
+from osa.cli.server_commands import dashboard_url
 
 
 def free_port() -> int:
@@ -155,6 +157,13 @@ def test_start_deploy_test_stop_with_only_the_wheel(
     assert f'osa test: "Protein Structures" on {url}' in test.stderr
     assert "3 record(s): 1 accepted, 2 rejected" in test.stderr
 
+    page = run([osa, "dashboard", "--no-browser"], env=env, cwd=directory)
+    assert page.returncode == 0, page.stderr
+    assert page.stdout.strip() == f"{url}/dashboard"
+    with urllib.request.urlopen(page.stdout.strip(), timeout=10) as resp:
+        assert resp.status == 200
+        assert '<meta name="osa-api" content="/api/v1">' in resp.read().decode()
+
     logs = run([osa, "logs", "--tail", "50"], env=env, cwd=directory)
     assert logs.returncode == 0
     assert f"serving  {url}/api/v1" in logs.stdout
@@ -193,3 +202,8 @@ def test_status_of_a_project_with_no_server(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "server   stopped" in proc.stdout
+
+
+def test_the_dashboard_url_carries_the_token_in_its_fragment() -> None:
+    assert dashboard_url("http://h:1", None) == "http://h:1/dashboard"
+    assert dashboard_url("http://h:1", "a.b/c+d") == "http://h:1/dashboard#token=a.b%2Fc%2Bd"

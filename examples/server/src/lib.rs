@@ -18,6 +18,7 @@
 //! `osa start` runs), so both are the same server.
 
 mod config;
+mod dashboard;
 mod node;
 mod ops;
 
@@ -258,6 +259,7 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
     let local = listener.local_addr()?;
     let prefix = node.settings.config.server.api_prefix.trim_end_matches('/');
     println!("serving  http://{local}{prefix} (OpenAPI at {prefix}/openapi.json)");
+    println!("page     http://{local}/dashboard");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker_task = with_worker.then(|| {
@@ -273,6 +275,7 @@ async fn serve(settings: Settings, with_worker: bool) -> Result<(), Failure> {
     });
     let app = osa::http::router_at(prefix, state.clone())
         .merge(ops::routes(metrics, node.backend.clone()))
+        .merge(dashboard::routes(prefix))
         .fallback(osa::http::not_found);
     let app = ops::layered(app, &node.settings.config.server)?;
     axum::serve(listener, app)

@@ -1,4 +1,4 @@
-"""The commands that talk to an OSA server: `deploy`, `link`, `login`, `logout`.
+"""The commands that talk to a server: `deploy`, `link`, `login`, `logout`, `dashboard`.
 
 The server is `--server`, else `OSA_SERVER`, else the project's `.osa/config.json`
 (`osa.cli.link`); the token is `--token`, else `OSA_TOKEN`, else the stored login
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
+import webbrowser
 from pathlib import Path
 
 from osa import _registry
@@ -76,13 +78,32 @@ def _login(args: argparse.Namespace) -> int:
     return 0 if login(server, ui=_ui(args), open_browser=not args.no_browser) else 1
 
 
+def dashboard_url(server: str, token: str | None) -> str:
+    """The server's web page, with `token` in the fragment (never sent to the server)."""
+    url = f"{server}/dashboard"
+    return f"{url}#token={urllib.parse.quote(token, safe='')}" if token else url
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    ui = _ui(args)
+    server = resolve_server(args.server)
+    token, _ = resolve_token_with_source(server, flag=args.token)
+    if args.no_browser:
+        print(dashboard_url(server, None))
+        return 0
+    ui.info(f"Opening {server}/dashboard" + (" (with the stored token)" if token else ""))
+    if not webbrowser.open(dashboard_url(server, token)):
+        ui.warning(f"no browser could be opened here: visit {server}/dashboard")
+    return 0
+
+
 def _logout(args: argparse.Namespace) -> int:
     logout(resolve_server(args.server), ui=_ui(args))
     return 0
 
 
 def add_server_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds `deploy`, `link`, `login` and `logout` to the `osa` parser."""
+    """Adds `deploy`, `link`, `login`, `logout` and `dashboard` to the `osa` parser."""
     deploy_cmd = commands.add_parser(
         "deploy",
         help="build the project's hook images and register its conventions on a server",
@@ -130,3 +151,15 @@ def add_server_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     logout_cmd = commands.add_parser("logout", help="forget the stored login of a server")
     logout_cmd.add_argument("--server", help="server URL (default: OSA_SERVER, .osa/config.json)")
     logout_cmd.set_defaults(handler=_logout)
+
+    dashboard_cmd = commands.add_parser(
+        "dashboard", help="open the server's web page (conventions, hooks, deployments)"
+    )
+    dashboard_cmd.add_argument(
+        "--server", help="server URL (default: OSA_SERVER, .osa/config.json)"
+    )
+    dashboard_cmd.add_argument("--token", help="bearer token (default: OSA_TOKEN, stored login)")
+    dashboard_cmd.add_argument(
+        "--no-browser", action="store_true", help="print the page's URL instead of opening it"
+    )
+    dashboard_cmd.set_defaults(handler=_dashboard)
