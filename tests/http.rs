@@ -1167,6 +1167,22 @@ async fn unknown_fields_in_records_are_refused() {
         )
         .await;
     assert_eq!(fine.status, StatusCode::ACCEPTED, "{}", fine.text());
+
+    // Two ids that map to one files directory: 422 naming both.
+    let sharing = api
+        .call(
+            Method::POST,
+            "/validations",
+            Some(&submitter),
+            Some(json!({"convention": "http-tests", "records": [
+                {"id": "d:1", "metadata": {}, "files": []},
+                {"id": "d_1", "metadata": {}, "files": []}]})),
+        )
+        .await;
+    let error = assert_json_error(&sharing, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(error["field"], "records[1].id");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(r#""d:1" and "d_1""#), "{message}");
 }
 
 fn assert_json_error(reply: &Reply, status: StatusCode, code: &str) -> Value {

@@ -553,13 +553,36 @@ async fn a_streamed_submission_stores_records_as_they_come<S: Storage + Clone>(
     let error = archive
         .engine
         .submit_stream(
-            slug,
+            slug.clone(),
             futures::stream::iter([Ok(records[1].clone()), Ok(records[1].clone())]),
         )
         .await
         .expect_err("a repeated id");
     assert_eq!(error.kind(), ErrorKind::Invalid);
     assert!(error.to_string().contains("s-22"), "{error}");
+    assert_eq!(blob_files(), before, "a run the storage refused leaves no inputs");
+
+    // `d:1` and `d_1` would share the files directory `d_1`: refused, naming both,
+    // and nothing stays (the first one's file included).
+    let error = archive
+        .engine
+        .submit_stream(
+            slug,
+            futures::stream::iter([
+                Ok(record("d:1", vec![local_input("notes.txt", file.clone())])),
+                Ok(record("d_1", vec![])),
+            ]),
+        )
+        .await
+        .expect_err("ids sharing a files directory");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert_eq!(error.field(), Some("records[1].id"));
+    let message = error.to_string();
+    assert!(
+        message.contains(r#""d:1" and "d_1" map to the same files directory `d_1`"#),
+        "{message}"
+    );
+    assert_eq!(blob_files(), before);
 }
 
 /// With `batch_limits.max_records` below the records in play, a step runs its hook

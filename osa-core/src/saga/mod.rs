@@ -689,12 +689,33 @@ impl Engine {
         let mut kept: Option<Vec<StoredRecord>> = Some(Vec::new());
         let read: Result<()> = async {
             let mut count = 0usize;
+            // Hooks find a record's files under its directory name: two ids of one
+            // submission with the same name would share one directory.
+            let mut dirs: HashMap<String, RecordId> = HashMap::new();
             while let Some(record) = records.next().await {
                 let record = record?;
                 if count >= self.inner.config.max_records {
                     return Err(self.too_many_records());
                 }
                 Self::check_record(count, &record)?;
+                let dir = crate::id::record_dir_name(record.id.as_str());
+                match dirs.get(&dir) {
+                    Some(other) if *other != record.id => {
+                        return Err(Error::invalid(
+                            format!("records[{count}].id"),
+                            format!(
+                                "{:?} and {:?} map to the same files directory `{dir}`; \
+                                 rename one of them",
+                                other.as_str(),
+                                record.id.as_str()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        dirs.insert(dir, record.id.clone());
+                    }
+                }
                 let files = self
                     .store_record(run_id, count, &record, &mut written, &mut stored)
                     .await?;
@@ -776,9 +797,25 @@ impl Engine {
                 .then(|| job(STEP_JOB, run_id, 0, self.inner.config.max_attempts)),
             events,
         };
-        match ids.rest()? {
-            None => storage.create_run(&plan).await?,
-            Some(mut rest) => storage.create_run_streaming(&plan, &mut rest).await?,
+        let created = match ids.rest() {
+            Ok(None) => storage.create_run(&plan).await,
+            Ok(Some(mut rest)) => storage.create_run_streaming(&plan, &mut rest).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = created {
+            // Refused (a repeated id): nothing refers to the files and inputs stored
+            // for it. After any other failure the run may exist (a commit whose answer
+            // was lost), so what it needs stays.
+            if matches!(
+                error.kind(),
+                crate::ErrorKind::Invalid | crate::ErrorKind::Conflict
+            ) {
+                for key in &written {
+                    let _ = blobs.delete(key).await;
+                }
+                let _ = blobs.delete(&inputs_ref).await;
+            }
+            return Err(error);
         }
         tracing::info!(
             run = %run_id,
