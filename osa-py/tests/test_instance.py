@@ -104,7 +104,10 @@ def test_start_deploy_test_stop_with_only_the_wheel(
     pid = int((directory / ".osa" / "server.pid").read_text())
     assert (directory / ".data" / "osa-archive" / "archive.db").is_file()
     # The dev token is stored for the server's URL, and the project is linked to it.
-    creds = json.loads((Path(env["HOME"]) / ".config/osa/credentials.json").read_text())
+    stored = Path(env["HOME"]) / ".config/osa/credentials.json"
+    assert stored.stat().st_mode & 0o077 == 0
+    assert stored.parent.stat().st_mode & 0o077 == 0
+    creds = json.loads(stored.read_text())
     assert creds[url]["refresh_token"] == "dev-no-refresh"
     assert json.loads((directory / ".osa" / "config.json").read_text()) == {"server": url}
 

@@ -1,10 +1,11 @@
 """Stored logins: `~/.config/osa/credentials.json`, one entry per server.
 
 The file is a JSON object keyed by server URL (trailing slashes removed), each value
-`{"access_token", "refresh_token"}`; it is written with mode 0600 and replaced
-atomically. A token is resolved as: `--token`, then `OSA_TOKEN`, then the stored login
-(refreshed first through `POST /api/v1/auth/refresh` when the server offers it, the
-stored access token otherwise).
+`{"access_token", "refresh_token"}`; it is written with mode 0600 (a directory it
+creates, 0700) and replaced atomically. A token is resolved as: `--token`, then
+`OSA_TOKEN`, then the stored login (refreshed first through
+`POST /api/v1/auth/refresh` when the server offers it, the stored access token
+otherwise).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _store(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # A directory made here is the owner's alone, as the file is.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)
     try:
         os.fchmod(fd, 0o600)
