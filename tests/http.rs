@@ -394,7 +394,7 @@ async fn deploys_need_a_scope_and_are_audited() {
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.headers[header::WWW_AUTHENTICATE], "Bearer");
-    assert_eq!(anonymous.json()["code"], "unauthenticated");
+    assert_eq!(anonymous.json()["code"], "missing_token");
 
     let forged = api
         .call(
@@ -405,6 +405,7 @@ async fn deploys_need_a_scope_and_are_audited() {
         )
         .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(forged.json()["code"], "invalid_token");
 
     let curator = api.auth.issue("carol", &[Role::Curator], 60).unwrap();
     let denied = api
@@ -416,7 +417,7 @@ async fn deploys_need_a_scope_and_are_audited() {
         )
         .await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
-    assert_eq!(denied.json()["code"], "forbidden");
+    assert_eq!(denied.json()["code"], "access_denied");
 
     let hooks_only = machine("hooks:write");
     let denied = api
@@ -570,6 +571,7 @@ async fn releases_and_live_pointer() {
         .await;
     assert_eq!(new.status, StatusCode::CREATED, "{}", new.text());
     assert_eq!(new.json()["release"]["version"], 2);
+    assert_eq!(new.json()["version"], 2);
     let same = api
         .call(
             Method::POST,
@@ -593,12 +595,10 @@ async fn releases_and_live_pointer() {
     assert_eq!(back.json()["current"]["version"], 1);
     assert_eq!(back.json()["previous"]["version"], 2);
     let hooks_list = api.get("/hooks", None).await.json();
-    assert_eq!(hooks_list[0]["live"]["version"], 1);
+    assert_eq!(hooks_list["items"][0]["live_release"]["version"], 1);
 
     assert_eq!(
-        api.get("/hooks/scorer/releases", None)
-            .await
-            .json()
+        api.get("/hooks/scorer/releases", None).await.json()["releases"]
             .as_array()
             .unwrap()
             .len(),
@@ -633,6 +633,372 @@ async fn releases_and_live_pointer() {
     );
 }
 
+/// The deployed convention with a second hook, `aligner`, declared after `scorer`
+/// (so that the order by name differs from the order of declaration); OCI releases.
+fn two_hook_convention() -> Value {
+    let mut body = oci_convention("bad-");
+    let mut aligner = body["hooks"][0].clone();
+    aligner["name"] = json!("aligner");
+    aligner["config"]["name"] = json!("aligner");
+    aligner["release"]["digest"] = json!(Digest::of_bytes(b"aligner v1"));
+    aligner["release"]["source_ref"] = json!("git:aligner");
+    body["hooks"].as_array_mut().unwrap().push(aligner);
+    body
+}
+
+/// The field names of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts that `value` has at least `fields` (extra fields are allowed).
+fn assert_has_fields(value: &Value, fields: &[&str]) {
+    let have = keys(value);
+    for field in fields {
+        assert!(have.iter().any(|h| h == field), "no `{field}` in {value}");
+    }
+}
+
+/// `GET /hooks` is the published server's `HookList`: `{items: [{name, feature,
+/// live_release: {version, digest, source_ref, built_at} | null}]}`, ordered by name.
+#[tokio::test]
+async fn the_hook_list_has_the_published_shape() {
+    use osa::HookRegistry;
+    let api = api().await;
+    api.deployed_by_admin(two_hook_convention()).await;
+    // A hook without any release yet.
+    let draft: osa::hook::HookIdentity = serde_json::from_value(json!({
+        "name": "draft",
+        "feature": {"kind": "table", "cardinality": "one", "columns": [
+            {"name": "score", "json_type": "number", "required": true}]}
+    }))
+    .unwrap();
+    api.archive.storage().upsert_identity(&draft).await.unwrap();
+
+    let list = api.get("/hooks", None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let list = list.json();
+    assert!(list.is_object(), "{list}");
+    let items = list["items"].as_array().expect("items");
+    let names: Vec<&str> = items.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["aligner", "draft", "scorer"]);
+    for item in items {
+        assert_has_fields(item, &["name", "feature", "live_release"]);
+        assert_eq!(item["feature"]["cardinality"], "one", "{item}");
+        assert!(item["feature"]["columns"].is_array(), "{item}");
+    }
+    assert_eq!(items[1]["live_release"], Value::Null);
+    let scorer = &items[2]["live_release"];
+    assert_has_fields(scorer, &["version", "digest", "source_ref", "built_at"]);
+    assert_eq!(scorer["version"], 1);
+    assert_eq!(scorer["digest"], json!(Digest::of_bytes(b"bad-")));
+    assert_eq!(scorer["source_ref"], "git:http");
+    let built_at = scorer["built_at"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(built_at).unwrap_or_else(|e| panic!("{built_at}: {e}"));
+    assert_eq!(items[0]["live_release"]["source_ref"], "git:aligner");
+    // The live release of the list is the one the release list calls live.
+    let releases = api.get("/hooks/scorer/releases", None).await.json();
+    assert_eq!(releases["releases"][0]["built_at"], scorer["built_at"]);
+
+    // A hook without releases: an empty list, no live version.
+    let empty = api.get("/hooks/draft/releases", None).await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.text());
+    assert_eq!(
+        empty.json(),
+        json!({"hook_name": "draft", "live_version": null, "releases": []})
+    );
+}
+
+/// `GET /hooks/{name}/releases` is the published `ReleaseList` (version descending);
+/// `POST /hooks/{name}/releases` answers `ReleaseCreated` (201 new and live, 200 for
+/// a known digest, `live` saying whether the pointer is on it); `PUT
+/// /hooks/{name}/live` answers `{hook_name, live_version, live_release_id}`.
+#[tokio::test]
+async fn release_routes_have_the_published_shapes() {
+    let api = api().await;
+    api.deployed_by_admin(oci_convention("bad-")).await;
+    let hooks = machine("hooks:write");
+    let body = |n: u32| {
+        json!({"image": format!("registry.example.org/osa/scorer:{n}"),
+               "digest": Digest::of_bytes(format!("v{n}").as_bytes()),
+               "source_ref": format!("git:v{n}")})
+    };
+    let post = |n: u32| {
+        api.call(
+            Method::POST,
+            "/hooks/scorer/releases",
+            Some(&hooks),
+            Some(body(n)),
+        )
+    };
+
+    // A fresh mint: 201, the published fields, live.
+    let minted = post(2).await;
+    assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.text());
+    let minted = minted.json();
+    assert_has_fields(
+        &minted,
+        &[
+            "hook_name",
+            "version",
+            "id",
+            "digest",
+            "source_ref",
+            "built_at",
+            "live",
+        ],
+    );
+    assert_eq!(minted["hook_name"], "scorer");
+    assert_eq!(minted["version"], 2);
+    assert_eq!(minted["digest"], json!(Digest::of_bytes(b"v2")));
+    assert_eq!(minted["source_ref"], "git:v2");
+    assert_eq!(minted["live"], true);
+    assert_eq!(minted["created"], true);
+    let stored = api.get("/hooks/scorer/releases/2", None).await.json();
+    assert_eq!(minted["id"], stored["id"]);
+    assert_eq!(minted["built_at"], stored["built_at"]);
+    let third = post(3).await.json();
+    assert_eq!(
+        (third["version"].clone(), third["live"].clone()),
+        (json!(3), json!(true))
+    );
+
+    // The same digest again: 200, the existing release, still live.
+    let again = post(3).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    let again = again.json();
+    assert_eq!(again["created"], false);
+    assert_eq!(again["live"], true);
+    assert_eq!(again["version"], 3);
+    assert_eq!(again["id"], third["id"]);
+    assert_eq!(again["built_at"], third["built_at"]);
+    // An older digest again: 200, not live (the pointer is on version 3).
+    let older = post(2).await;
+    assert_eq!(older.status, StatusCode::OK, "{}", older.text());
+    let older = older.json();
+    assert_eq!(older["version"], 2);
+    assert_eq!(older["live"], false, "{older}");
+
+    // The list: version descending, with the live version.
+    let list = api.get("/hooks/scorer/releases", None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text());
+    let list = list.json();
+    assert_eq!(list["hook_name"], "scorer");
+    assert_eq!(list["live_version"], 3);
+    let releases = list["releases"].as_array().expect("releases");
+    let versions: Vec<u64> = releases
+        .iter()
+        .map(|r| r["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [3, 2, 1]);
+    for release in releases {
+        assert_has_fields(
+            release,
+            &[
+                "version",
+                "digest",
+                "image",
+                "source_ref",
+                "built_by",
+                "built_at",
+            ],
+        );
+    }
+    let v2 = &releases[1];
+    assert_eq!(v2["image"], "registry.example.org/osa/scorer:2");
+    assert_eq!(v2["digest"], json!(Digest::of_bytes(b"v2")));
+    assert_eq!(v2["source_ref"], "git:v2");
+    assert_eq!(v2["built_by"], "https://ci.example.org#ci-bot");
+    assert_eq!(v2["built_at"], minted["built_at"]);
+    assert_eq!(releases[2]["built_by"], "root");
+    // One release reads the same.
+    assert_eq!(&api.get("/hooks/scorer/releases/2", None).await.json(), v2);
+
+    // Moving the pointer: the published fields beside the releases moved between.
+    let moved = api
+        .call(
+            Method::PUT,
+            "/hooks/scorer/live",
+            Some(&hooks),
+            Some(json!({"version": 2})),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.text());
+    let moved = moved.json();
+    assert_eq!(moved["hook_name"], "scorer");
+    assert_eq!(moved["live_version"], 2);
+    assert_eq!(moved["live_release_id"], minted["id"]);
+    assert_eq!(moved["current"]["version"], 2);
+    assert_eq!(moved["previous"]["version"], 3);
+    assert_eq!(moved["deployment"]["kind"], "live");
+    assert_eq!(
+        api.get("/hooks/scorer/releases", None).await.json()["live_version"],
+        2
+    );
+    // Now version 2's digest is the live one, version 3's is not.
+    assert_eq!(post(2).await.json()["live"], true);
+    assert_eq!(post(3).await.json()["live"], false);
+    let listed = api.get("/hooks", None).await.json();
+    assert_eq!(listed["items"][0]["live_release"]["version"], 2);
+    assert_eq!(listed["items"][0]["live_release"]["id"], minted["id"]);
+
+    let unknown = api.get("/hooks/no_such_hook/releases", None).await;
+    assert_json_error(&unknown, StatusCode::NOT_FOUND, "not_found");
+}
+
+/// A node token of the test authenticator with these claims over the defaults.
+fn node_token_with(claims: Value) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut all = json!({"iss": "osa-test", "sub": "alice", "aud": "authenticated",
+                         "iat": now, "exp": now + 300, "roles": ["admin"]});
+    for (key, value) in claims.as_object().unwrap() {
+        all[key] = value.clone();
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &all,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap()
+}
+
+/// Refused callers get the codes the published CLI keys on, at the top level and
+/// under `detail` (where `osa deploy`'s pre-flight reads them): 401 `missing_token`,
+/// `invalid_token`, `token_expired` with `WWW-Authenticate: Bearer`, 403
+/// `access_denied`. Other errors have no `detail`.
+#[tokio::test]
+async fn refused_callers_get_the_published_codes() {
+    let api = api().await;
+    api.deployed_by_admin(oci_convention("bad-")).await;
+    let refused = |reply: &Reply, status: StatusCode, code: &str| {
+        let body = assert_json_error(reply, status, code);
+        assert_eq!(body["detail"]["code"], code, "{body}");
+        assert_eq!(body["detail"]["message"], body["message"], "{body}");
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(reply.headers[header::WWW_AUTHENTICATE], "Bearer", "{code}");
+        }
+    };
+    let with_header = |path: &str, value: &str| {
+        Request::get(format!("/api/v1{path}"))
+            .header(header::AUTHORIZATION, value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let now = chrono::Utc::now().timestamp();
+    // Far beyond the leeway.
+    let expired_node = node_token_with(json!({"exp": now - 3600, "iat": now - 7200}));
+    let expired_machine = {
+        let claims = json!({"iss": CI, "sub": "ci-bot", "aud": "osa", "exp": now - 3600,
+                            "scope": "hooks:write"});
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_pem(CI_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let other_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": "osa-test", "sub": "alice", "aud": "authenticated",
+                "iat": now, "exp": now + 300, "roles": ["admin"]}),
+        &jsonwebtoken::EncodingKey::from_secret(b"another-secret-of-at-least-32-bytes!"),
+    )
+    .unwrap();
+    let elsewhere = node_token_with(json!({"aud": "another-service"}));
+    // A good one, as a control: the same claims are accepted when they are valid.
+    assert_eq!(
+        api.get("/auth/me", Some(&node_token_with(json!({}))))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    for path in ["/auth/me", "/deployments"] {
+        refused(
+            &api.get(path, None).await,
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+        );
+        refused(
+            &api.send(with_header(path, "Basic YWxpY2U6c2VjcmV0")).await,
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+        );
+        for (what, token) in [
+            ("garbage", "not.a.token"),
+            ("not a JWS", "garbage"),
+            ("another secret", other_secret.as_str()),
+            ("another audience", elsewhere.as_str()),
+        ] {
+            let reply = api.get(path, Some(token)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}: {what}");
+            refused(&reply, StatusCode::UNAUTHORIZED, "invalid_token");
+        }
+        for token in [&expired_node, &expired_machine] {
+            refused(
+                &api.get(path, Some(token)).await,
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+            );
+        }
+    }
+    // Write routes, refused before their body is read.
+    let release = json!({"image": "registry.example.org/osa/scorer:2",
+                         "digest": Digest::of_bytes(b"v2"), "source_ref": "git:v2"});
+    for (method, path) in [
+        (Method::POST, "/hooks/scorer/releases"),
+        (Method::PUT, "/hooks/scorer/live"),
+    ] {
+        let anonymous = api
+            .call(method.clone(), path, None, Some(release.clone()))
+            .await;
+        refused(&anonymous, StatusCode::UNAUTHORIZED, "missing_token");
+        let expired = api
+            .call(
+                method.clone(),
+                path,
+                Some(&expired_machine),
+                Some(release.clone()),
+            )
+            .await;
+        refused(&expired, StatusCode::UNAUTHORIZED, "token_expired");
+        // Known, but without `hooks:write`.
+        let reader = machine("runs:read deployments:read");
+        let denied = api
+            .call(method.clone(), path, Some(&reader), Some(release.clone()))
+            .await;
+        refused(&denied, StatusCode::FORBIDDEN, "access_denied");
+        assert!(!denied.headers.contains_key(header::WWW_AUTHENTICATE));
+    }
+    // A node token without the role a route needs.
+    let curator = api.auth.issue("carol", &[Role::Curator], 60).unwrap();
+    refused(
+        &api.get("/deployments", Some(&curator)).await,
+        StatusCode::FORBIDDEN,
+        "access_denied",
+    );
+    // Nothing was created by the refused calls.
+    assert_eq!(
+        api.get("/hooks/scorer/releases", None).await.json()["releases"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Errors that are not about the caller keep their plain shape.
+    let missing = api.get("/hooks/no_such_hook/releases", None).await.json();
+    assert_eq!(missing["code"], "not_found");
+    assert!(missing.get("detail").is_none(), "{missing}");
+}
+
 #[tokio::test]
 async fn process_releases_need_the_admin_role() {
     let api = api().await;
@@ -649,14 +1015,14 @@ async fn process_releases_need_the_admin_role() {
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text());
     let error = refused.json();
-    assert_eq!(error["code"], "forbidden");
+    assert_eq!(error["code"], "access_denied");
     let message = error["message"].as_str().unwrap();
     assert!(
         message.contains("admin role") && message.contains("`command`"),
         "{message}"
     );
     // Nothing was applied.
-    assert_eq!(api.get("/hooks", None).await.json(), json!([]));
+    assert_eq!(api.get("/hooks", None).await.json(), json!({"items": []}));
     let curator = api.auth.issue("carol", &[Role::Curator], 60).unwrap();
     let mut ingester = oci_convention("bad-");
     ingester["ingester"] = json!({"name": "feed", "release": {"command": ["sh", "-c", "id"],
@@ -1258,7 +1624,7 @@ async fn tokens_are_checked_before_the_body_is_read() {
                 .unwrap(),
         )
         .await;
-    assert_json_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_json_error(&anonymous, StatusCode::UNAUTHORIZED, "missing_token");
     assert_eq!(anonymous.headers[header::WWW_AUTHENTICATE], "Bearer");
     let reader = machine("runs:read");
     let forbidden = api
@@ -1269,7 +1635,7 @@ async fn tokens_are_checked_before_the_body_is_read() {
                 .unwrap(),
         )
         .await;
-    assert_json_error(&forbidden, StatusCode::FORBIDDEN, "forbidden");
+    assert_json_error(&forbidden, StatusCode::FORBIDDEN, "access_denied");
 
     // A body that never ends: refused without waiting for it.
     for path in ["/validations", "/conventions", "/hooks/scorer/releases"] {
@@ -1313,6 +1679,8 @@ async fn the_bearer_scheme_is_case_insensitive() {
             )
             .await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{header_value}");
+        // No bearer token in the header: the same code as no header at all.
+        assert_eq!(reply.json()["code"], "missing_token", "{header_value}");
     }
 }
 
@@ -1559,6 +1927,93 @@ async fn openapi_refs_resolve() {
     for name in ["ValidationRunSummary", "RecordPage", "VerdictCounts"] {
         assert!(schemas.contains_key(name), "{name}");
     }
+    // The hooks' routes name the published server's shapes.
+    assert_eq!(ok("/hooks"), "#/components/schemas/HookList");
+    assert_eq!(
+        ok("/hooks/{name}/releases"),
+        "#/components/schemas/ReleaseList"
+    );
+    assert_eq!(
+        ok("/hooks/{name}/releases/{version}"),
+        "#/components/schemas/ReleaseView"
+    );
+    let answer = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+            ["$ref"]
+            .clone()
+    };
+    for status in ["200", "201"] {
+        assert_eq!(
+            answer("/hooks/{name}/releases", "post", status),
+            "#/components/schemas/ReleaseCreated",
+            "{status}"
+        );
+    }
+    assert_eq!(
+        answer("/hooks/{name}/live", "put", "200"),
+        "#/components/schemas/LiveMoved"
+    );
+    // Each names the published fields.
+    let properties = |name: &str| -> Vec<String> {
+        schemas[name]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name} has no properties"))
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for (name, fields) in [
+        ("HookList", &["items"][..]),
+        ("HookView", &["name", "feature", "live_release"]),
+        (
+            "LiveRelease",
+            &["version", "digest", "source_ref", "built_at"],
+        ),
+        ("ReleaseList", &["hook_name", "live_version", "releases"]),
+        (
+            "ReleaseView",
+            &[
+                "version",
+                "digest",
+                "image",
+                "source_ref",
+                "built_by",
+                "built_at",
+            ],
+        ),
+        (
+            "ReleaseCreated",
+            &[
+                "hook_name",
+                "version",
+                "id",
+                "digest",
+                "source_ref",
+                "built_at",
+                "live",
+            ],
+        ),
+        (
+            "LiveMoved",
+            &["hook_name", "live_version", "live_release_id"],
+        ),
+        ("Error", &["code", "message", "field", "detail"]),
+    ] {
+        let have = properties(name);
+        for field in fields {
+            assert!(have.iter().any(|h| h == field), "{name}.{field}: {have:?}");
+        }
+    }
+    // Fields that are null rather than absent are required.
+    for (name, field) in [
+        ("HookView", "live_release"),
+        ("ReleaseList", "live_version"),
+        ("ReleaseView", "image"),
+        ("ReleaseCreated", "live"),
+    ] {
+        let required = schemas[name]["required"].as_array().unwrap();
+        assert!(required.contains(&json!(field)), "{name}.{field}");
+    }
     let deployments = names("/deployments", "get");
     for name in ["target", "status", "since", "until", "before", "limit"] {
         assert!(
@@ -1637,9 +2092,10 @@ async fn auth_me_describes_the_caller() {
     let api = api().await;
     let anonymous = api.get("/auth/me", None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(anonymous.json()["code"], "unauthenticated");
+    assert_eq!(anonymous.json()["detail"]["code"], "missing_token");
     let garbage = api.get("/auth/me", Some("not-a-token")).await;
     assert_eq!(garbage.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(garbage.json()["detail"]["code"], "invalid_token");
 
     let admin = api.auth.issue("alice", &[Role::Admin], 60).unwrap();
     let me = api.get("/auth/me", Some(&admin)).await;
@@ -1742,7 +2198,7 @@ impl Api {
 
 /// A token is checked when a stream opens; the stream must not outlive it. A stream of
 /// a run that never ends, opened with a token accepted for two more seconds (`exp`
-/// plus the leeway, none here), ends then with an `unauthenticated` error event.
+/// plus the leeway, none here), ends then with a `token_expired` error event.
 #[tokio::test]
 async fn event_streams_end_when_their_token_expires() {
     // No leeway, so the token stops being accepted at its `exp`.
@@ -1769,7 +2225,14 @@ async fn event_streams_end_when_their_token_expires() {
         .last()
         .expect("events");
     assert!(last.contains("event: error"), "{text}");
-    assert!(last.contains("\"code\":\"unauthenticated\""), "{text}");
+    let data: Value = serde_json::from_str(
+        last.lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .expect("the error event has data"),
+    )
+    .unwrap();
+    assert_eq!(data["code"], "token_expired", "{text}");
+    assert_eq!(data["detail"]["code"], "token_expired", "{text}");
 }
 
 /// Open event streams are bounded: one more is answered 503 (JSON), and a place frees

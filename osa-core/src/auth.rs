@@ -23,9 +23,9 @@
 //! and the cached key sets); [`Authenticator::authenticate`] first fetches a key set
 //! that is missing, expired or lacks the token's `kid`.
 //! Expiry, not-before (`nbf`, when present) and audience are always checked, with
-//! [`Authenticator::leeway_s`] of clock skew. Every refusal is
-//! [`Error::Unauthenticated`] with the reason; a missing scope is
-//! [`Error::Forbidden`].
+//! [`Authenticator::leeway_s`] of clock skew. A token whose `exp` has passed is
+//! [`Error::TokenExpired`]; every other refusal is [`Error::Unauthenticated`] with the
+//! reason; a missing scope is [`Error::Forbidden`].
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -929,7 +929,7 @@ impl Authenticator {
             std::slice::from_ref(&self.node.audience),
         );
         let data = jsonwebtoken::decode::<NodeClaims>(token, &self.node.decoding, &validation)
-            .map_err(|e| refused(e.to_string()))?;
+            .map_err(decode_refused)?;
         let claims = data.claims;
         Ok(Principal {
             subject: claims.sub,
@@ -997,7 +997,7 @@ impl Authenticator {
             key,
             &validation,
         )
-        .map_err(|e| refused(e.to_string()))?;
+        .map_err(decode_refused)?;
         let claims = data.claims;
         let sub = claims
             .get("sub")
@@ -1033,6 +1033,19 @@ impl Authenticator {
 fn refused(reason: impl Into<String>) -> Error {
     Error::Unauthenticated {
         reason: reason.into(),
+    }
+}
+
+/// A token the JWT library refused: [`Error::TokenExpired`] when its `exp` (plus the
+/// leeway) has passed, [`Error::Unauthenticated`] for anything else. The library
+/// checks the signature before the claims, so only a genuine token is said to have
+/// expired.
+fn decode_refused(error: jsonwebtoken::errors::Error) -> Error {
+    match error.kind() {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::TokenExpired {
+            reason: "the token has expired (its `exp` has passed); get a fresh one".into(),
+        },
+        _ => refused(error.to_string()),
     }
 }
 
@@ -1264,11 +1277,28 @@ mod tests {
     #[test]
     fn bad_tokens_are_refused_with_a_reason() {
         let auth = auth();
-        // Expired (beyond the leeway).
+        // Expired (beyond the leeway): a case of its own, for machine and node tokens.
         let mut claims = machine_claims();
         claims["exp"] = json!(now() - 3600);
-        let reason = unauthenticated(auth.verify(&machine_token(claims, MACHINE_PRIVATE)));
-        assert!(reason.to_lowercase().contains("expired"), "{reason}");
+        match auth.verify(&machine_token(claims.clone(), MACHINE_PRIVATE)) {
+            Err(Error::TokenExpired { reason }) => assert!(reason.contains("expired"), "{reason}"),
+            other => panic!("expected TokenExpired, got {other:?}"),
+        }
+        let node_claims = json!({"iss": "osa-node", "sub": "alice", "aud": "authenticated",
+                                 "exp": now() - 3600, "iat": now() - 7200, "roles": ["admin"]});
+        let node_token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &node_claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(
+            matches!(auth.verify(&node_token), Err(Error::TokenExpired { .. })),
+            "{:?}",
+            auth.verify(&node_token)
+        );
+        // Expired and signed by another key: not valid, whatever its `exp`.
+        unauthenticated(auth.verify(&machine_token(claims, OTHER_PRIVATE)));
         // Signed by another key.
         unauthenticated(auth.verify(&machine_token(machine_claims(), OTHER_PRIVATE)));
         // Wrong audience.

@@ -35,7 +35,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The lower-case name used in logs and in the HTTP error body's `code`.
+    /// The lower-case name used in logs and in the HTTP error body's `code` (where
+    /// [`Error::code`] refines `unauthenticated` and `forbidden`).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::NotFound => "not_found",
@@ -105,10 +106,29 @@ pub enum Error {
     #[error(transparent)]
     Contract(#[from] ContractError),
 
-    /// No valid credentials were presented.
+    /// Credentials were presented but are not valid: a malformed token, a bad
+    /// signature, an unknown issuer, a wrong audience, a token not yet valid. (A
+    /// missing token is [`Error::MissingCredentials`], an expired one
+    /// [`Error::TokenExpired`].)
     #[error("unauthenticated: {reason}")]
     Unauthenticated {
         /// Why the credentials were refused.
+        reason: String,
+    },
+
+    /// No credentials were presented (no `Authorization` header, or no bearer token
+    /// in it) where they are needed.
+    #[error("unauthenticated: {reason}")]
+    MissingCredentials {
+        /// What was missing and what the request needs.
+        reason: String,
+    },
+
+    /// The token is well-formed and signed, but its `exp` (plus the leeway) has
+    /// passed.
+    #[error("unauthenticated: {reason}")]
+    TokenExpired {
+        /// What expired.
         reason: String,
     },
 
@@ -167,10 +187,30 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Invalid { .. } | Error::Identifier(_) => ErrorKind::Invalid,
             Error::Contract(e) => e.kind(),
-            Error::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            Error::Unauthenticated { .. }
+            | Error::MissingCredentials { .. }
+            | Error::TokenExpired { .. } => ErrorKind::Unauthenticated,
             Error::Forbidden { .. } => ErrorKind::Forbidden,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// The machine-readable code of this error, the HTTP error body's `code`: the
+    /// kind's name ([`ErrorKind::as_str`]), except for refused callers, whose codes
+    /// are those the published server and CLI use: `missing_token`
+    /// ([`Error::MissingCredentials`]), `token_expired` ([`Error::TokenExpired`]),
+    /// `invalid_token` (every other [`ErrorKind::Unauthenticated`]) and
+    /// `access_denied` ([`ErrorKind::Forbidden`]).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::MissingCredentials { .. } => "missing_token",
+            Error::TokenExpired { .. } => "token_expired",
+            _ => match self.kind() {
+                ErrorKind::Unauthenticated => "invalid_token",
+                ErrorKind::Forbidden => "access_denied",
+                kind => kind.as_str(),
+            },
         }
     }
 
@@ -448,5 +488,34 @@ mod tests {
             Error::not_found("hook", "abc").to_string(),
             "hook `abc` not found"
         );
+    }
+
+    #[test]
+    fn refused_callers_have_the_published_codes() {
+        let reason = || "r".to_string();
+        let cases = [
+            (
+                Error::MissingCredentials { reason: reason() },
+                "missing_token",
+            ),
+            (Error::TokenExpired { reason: reason() }, "token_expired"),
+            (Error::Unauthenticated { reason: reason() }, "invalid_token"),
+            (Error::Forbidden { reason: reason() }, "access_denied"),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.code(), code, "{error:?}");
+            assert!(error.to_string().ends_with(": r"), "{error}");
+        }
+        // Their kinds stay what they were.
+        assert_eq!(
+            Error::TokenExpired { reason: reason() }.kind(),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(
+            Error::MissingCredentials { reason: reason() }.kind(),
+            ErrorKind::Unauthenticated
+        );
+        assert_eq!(Error::not_found("hook", "x").code(), "not_found");
+        assert_eq!(Error::invalid("title", "blank").code(), "invalid");
     }
 }

@@ -333,16 +333,18 @@ async fn expired_misaddressed_and_forged_tokens_are_refused() {
 
     let mut expired = claims();
     expired["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
-    let reason = refused(
-        auth.authenticate(&token_with(
+    match auth
+        .authenticate(&token_with(
             Algorithm::RS256,
             Some("rsa-1"),
             &rsa(RSA_1),
             &expired,
         ))
-        .await,
-    );
-    assert!(reason.to_lowercase().contains("expired"), "{reason}");
+        .await
+    {
+        Err(Error::TokenExpired { reason }) => assert!(reason.contains("expired"), "{reason}"),
+        other => panic!("expected TokenExpired, got {other:?}"),
+    }
 
     let mut elsewhere = claims();
     elsewhere["aud"] = json!("another-service");

@@ -1,14 +1,20 @@
 //! Error responses: `{"code", "message", "field"?}` with the status of the error's
 //! kind, and the fallbacks for an unknown route (404) and a wrong method (405).
+//!
+//! Refused callers get the published server's codes ([`Error::code`]): 401
+//! `missing_token`, `invalid_token` or `token_expired` (with `WWW-Authenticate:
+//! Bearer`), 403 `access_denied`; their bodies also carry `detail: {code, message}`,
+//! where the published CLI reads the code.
 
 use axum::Json;
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use osa_core::{Error, ErrorKind};
-use serde_json::json;
+use serde_json::{Value, json};
 
-/// An error response: `{"code", "message", "field"?}`.
+/// An error response: `{"code", "message", "field"?}`, plus `detail: {code,
+/// message}` on 401 and 403.
 ///
 /// Internal and unavailable errors are answered with a generic message; their detail
 /// is logged (`tracing::error!`) and never sent to the caller.
@@ -50,7 +56,7 @@ impl From<Error> for ApiError {
         };
         ApiError {
             status,
-            code: kind.as_str(),
+            code: e.code(),
             message: public_message(&e),
             field: e.field().map(str::to_string),
         }
@@ -73,12 +79,27 @@ impl ApiError {
     }
 }
 
+/// The JSON of an error: `{"code", "message", "field"?}`; for a refused caller (401
+/// or 403, and the `error` event of a stream cut short by its token) also `detail`, a
+/// copy of code and message where the published CLI looks for them.
+pub(super) fn error_json(code: &str, message: &str, field: Option<&str>) -> Value {
+    let mut body = json!({"code": code, "message": message});
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
+    // The codes of refused callers ([`Error::code`]), the codes of every 401 and 403.
+    if matches!(
+        code,
+        "missing_token" | "invalid_token" | "token_expired" | "access_denied"
+    ) {
+        body["detail"] = json!({"code": code, "message": message});
+    }
+    body
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            body["field"] = json!(field);
-        }
+        let body = error_json(self.code, &self.message, self.field.as_deref());
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response

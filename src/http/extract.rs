@@ -121,17 +121,19 @@ impl<S: Send + Sync> FromRequest<S> for Body {
 /// ```
 #[async_trait::async_trait]
 pub trait PrincipalResolver: Send + Sync + 'static {
-    /// The caller of a request: `Ok(None)` for an anonymous request, an
-    /// [`Error::Unauthenticated`] (401) for credentials that are present but not
-    /// valid.
+    /// The caller of a request: `Ok(None)` for an anonymous request (a route that
+    /// needs a caller answers 401 `missing_token`), an [`Error::Unauthenticated`]
+    /// (401 `invalid_token`) for credentials that are present but not valid, an
+    /// [`Error::TokenExpired`] (401 `token_expired`) for expired ones.
     async fn resolve(&self, parts: &Parts) -> osa_core::Result<Option<Principal>>;
 }
 
 /// OSA's own callers: `Authorization: Bearer <JWT>` verified by an
 /// [`Authenticator`] (with [`Authenticator::authenticate`], so a JWKS issuer's new
-/// key is fetched when a token first names it). No header is anonymous; a header that is not `Bearer <token>`,
-/// or a token that does not verify, is refused rather than treated as anonymous. The
-/// scheme is matched case-insensitively.
+/// key is fetched when a token first names it). No header is anonymous; a header
+/// that is not `Bearer <token>` (401 `missing_token`: no bearer token), or a token
+/// that does not verify (401 `invalid_token`, or `token_expired`), is refused rather
+/// than treated as anonymous. The scheme is matched case-insensitively.
 #[derive(Debug, Clone)]
 pub struct BearerTokens {
     auth: Arc<Authenticator>,
@@ -157,7 +159,7 @@ impl PrincipalResolver for BearerTokens {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty())
-            .ok_or_else(|| Error::Unauthenticated {
+            .ok_or_else(|| Error::MissingCredentials {
                 reason: "the Authorization header must be `Bearer <token>`".into(),
             })?;
         // `authenticate` fetches a machine issuer's key set when the token names a
@@ -200,9 +202,9 @@ gates!(
     RunsRead
 );
 
-/// A caller that passed `G`'s scope gate: 401 without a token, 403 without the scope
-/// (or the admin role). It only reads the headers, so a request it refuses never has
-/// its body read.
+/// A caller that passed `G`'s scope gate: 401 `missing_token` without a token, 403
+/// `access_denied` without the scope (or the admin role). It only reads the headers,
+/// so a request it refuses never has its body read.
 pub(super) struct Authorized<G>(pub(super) Principal, pub(super) PhantomData<G>);
 
 impl<G: Gate> FromRequestParts<ApiState> for Authorized<G> {
@@ -211,7 +213,7 @@ impl<G: Gate> FromRequestParts<ApiState> for Authorized<G> {
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> ApiResult<Self> {
         let Caller(principal) = Caller::from_request_parts(parts, state).await?;
         let principal = principal.ok_or_else(|| {
-            ApiError::from(Error::Unauthenticated {
+            ApiError::from(Error::MissingCredentials {
                 reason: format!("this route needs a bearer token with scope {}", G::SCOPE),
             })
         })?;

@@ -64,7 +64,7 @@ pub(super) struct Me {
 )]
 async fn me(Caller(principal): Caller) -> ApiResult<Json<Me>> {
     let principal = principal.ok_or_else(|| {
-        ApiError::from(Error::Unauthenticated {
+        ApiError::from(Error::MissingCredentials {
             reason: "this route needs a bearer token".into(),
         })
     })?;

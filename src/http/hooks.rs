@@ -7,8 +7,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use osa_core::deploy::{Deployment, ReleaseRequest, SetLiveRequest, parse_payload};
+use osa_core::feature::FeatureSpec;
 use osa_core::hook::{Hook, HookRelease, HookRun, HookRunStatus, OutcomeCounts};
 use osa_core::id::{Digest, HookName, HookRunId, ReleaseId};
+use osa_core::runtime::RuntimeConfig;
 use osa_core::{Error, ErrorKind};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -31,10 +33,140 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_hook_log))
 }
 
-/// The answer to `POST /hooks/{name}/releases` (the published `ReleaseCreated` and
-/// the audit row).
+/// `GET /hooks`: every hook, ordered by name (the published server's `HookList`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct HookList {
+    /// The hooks, ordered by name.
+    items: Vec<HookView>,
+}
+
+/// A hook as `GET /hooks` lists it: the published server's fields (`name`, `feature`,
+/// `live_release`) and when it was registered.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct HookView {
+    /// The hook's name (also its feature table's name).
+    name: HookName,
+    /// Its output contract.
+    feature: FeatureSpec,
+    /// The live release, null before the first one.
+    #[schema(required = true)]
+    live_release: Option<LiveRelease>,
+    /// When the hook was first registered.
+    created_at: DateTime<Utc>,
+}
+
+/// The live release of a listed hook (the published server's fields and the id).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct LiveRelease {
+    /// Release id.
+    id: ReleaseId,
+    /// 1, 2, 3… per hook.
+    version: u32,
+    /// The release's content digest.
+    digest: Digest,
+    /// Where the code came from (`git:abc1234`).
+    source_ref: String,
+    /// When it was created.
+    built_at: DateTime<Utc>,
+}
+
+impl From<Hook> for HookView {
+    fn from(hook: Hook) -> Self {
+        HookView {
+            name: hook.identity.name,
+            feature: hook.identity.feature,
+            live_release: hook.live.map(|release| LiveRelease {
+                id: release.id,
+                version: release.version,
+                digest: release.digest().clone(),
+                source_ref: release.source_ref,
+                built_at: release.built_at,
+            }),
+            created_at: hook.created_at,
+        }
+    }
+}
+
+/// `GET /hooks/{name}/releases`: a hook's releases, newest version first, and the
+/// live version (the published server's `ReleaseList`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReleaseList {
+    /// The hook.
+    hook_name: HookName,
+    /// The live release's version, null before the first release.
+    #[schema(required = true)]
+    live_version: Option<u32>,
+    /// Every release, version descending.
+    releases: Vec<ReleaseView>,
+}
+
+/// A release as the API shows it: the stored release (`id`, `hook`, `version`,
+/// `runtime`, `source_ref`, `built_by`, `built_at`) with the published server's
+/// `digest` and `image` beside it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReleaseView {
+    /// Release id.
+    id: ReleaseId,
+    /// The hook it belongs to.
+    hook: HookName,
+    /// 1, 2, 3… per hook, gap-free.
+    version: u32,
+    /// The content digest (also in `runtime`).
+    digest: Digest,
+    /// The OCI image reference; null for a local process release (`runtime.command`).
+    #[schema(required = true)]
+    image: Option<String>,
+    /// How it runs (image or command, digest, config, limits).
+    runtime: RuntimeConfig,
+    /// Where the code came from (`git:abc1234`).
+    source_ref: String,
+    /// The principal that created it.
+    #[schema(required = true)]
+    built_by: Option<String>,
+    /// When it was created.
+    built_at: DateTime<Utc>,
+}
+
+impl From<HookRelease> for ReleaseView {
+    fn from(release: HookRelease) -> Self {
+        let image = match &release.runtime {
+            RuntimeConfig::Oci { image, .. } => Some(image.clone()),
+            _ => None,
+        };
+        ReleaseView {
+            digest: release.digest().clone(),
+            id: release.id,
+            hook: release.hook,
+            version: release.version,
+            image,
+            runtime: release.runtime,
+            source_ref: release.source_ref,
+            built_by: release.built_by,
+            built_at: release.built_at,
+        }
+    }
+}
+
+/// The answer to `POST /hooks/{name}/releases`: the published server's
+/// `ReleaseCreated` fields, the release and the audit row.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ReleaseCreated {
+    /// The hook.
+    hook_name: HookName,
+    /// The release's version.
+    version: u32,
+    /// The release's id.
+    id: ReleaseId,
+    /// The release's content digest.
+    digest: Digest,
+    /// Where the code came from.
+    source_ref: String,
+    /// When the release was created (for an existing digest, when it first was).
+    built_at: DateTime<Utc>,
+    /// Whether this release is the hook's live release now: true for a new version
+    /// (minting one moves the live pointer); for an existing digest, whether the
+    /// pointer is on it (a rollback may have moved it elsewhere).
+    live: bool,
     /// The audited deployment.
     deployment: Deployment,
     /// The new release, or the existing one with the same digest.
@@ -43,12 +175,20 @@ pub(super) struct ReleaseCreated {
     created: bool,
 }
 
-/// The answer to `PUT /hooks/{name}/live`.
+/// The answer to `PUT /hooks/{name}/live`: the published server's fields
+/// (`hook_name`, `live_version`, `live_release_id`), the audit row and both releases.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct LiveMoved {
+    /// The hook.
+    hook_name: HookName,
+    /// The version that is live now.
+    live_version: u32,
+    /// The id of the release that is live now.
+    live_release_id: ReleaseId,
     /// The audited deployment.
     deployment: Deployment,
     /// The release that was live before, if any.
+    #[schema(required = true)]
     previous: Option<HookRelease>,
     /// The release that is live now.
     current: HookRelease,
@@ -91,10 +231,14 @@ impl From<HookRun> for HookRunView {
     }
 }
 
-/// List hooks with their live release.
-#[utoipa::path(get, path = "/hooks", tag = "hooks", responses((status = 200, body = Vec<Hook>)))]
-async fn list_hooks(State(state): State<ApiState>) -> ApiResult<Json<Vec<Hook>>> {
-    Ok(Json(state.storage.list_hooks().await?))
+/// List hooks with their live release, ordered by name.
+#[utoipa::path(get, path = "/hooks", tag = "hooks", responses((status = 200, body = HookList)))]
+async fn list_hooks(State(state): State<ApiState>) -> ApiResult<Json<HookList>> {
+    let mut hooks = state.storage.list_hooks().await?;
+    hooks.sort_by(|a, b| a.identity.name.as_str().cmp(b.identity.name.as_str()));
+    Ok(Json(HookList {
+        items: hooks.into_iter().map(HookView::from).collect(),
+    }))
 }
 
 /// The registered hook named by the path parameter `field`.
@@ -111,22 +255,26 @@ pub(super) async fn known_hook(
         .ok_or_else(|| Error::not_found("hook", &name))?)
 }
 
-/// A hook's releases.
+/// A hook's releases, newest version first, and its live version.
 #[utoipa::path(
     get,
     path = "/hooks/{name}/releases",
     tag = "hooks",
     params(("name" = HookName, Path, description = "The hook")),
-    responses((status = 200, body = Vec<HookRelease>))
+    responses((status = 200, body = ReleaseList))
 )]
 async fn list_releases(
     State(state): State<ApiState>,
     ApiPath(name): ApiPath<String>,
-) -> ApiResult<Json<Vec<HookRelease>>> {
+) -> ApiResult<Json<ReleaseList>> {
     let hook = known_hook(&state, "name", &name).await?;
-    Ok(Json(
-        state.storage.list_releases(&hook.identity.name).await?,
-    ))
+    let mut releases = state.storage.list_releases(&hook.identity.name).await?;
+    releases.sort_by_key(|release| std::cmp::Reverse(release.version));
+    Ok(Json(ReleaseList {
+        live_version: hook.live.map(|live| live.version),
+        hook_name: hook.identity.name,
+        releases: releases.into_iter().map(ReleaseView::from).collect(),
+    }))
 }
 
 /// One release.
@@ -138,16 +286,16 @@ async fn list_releases(
         ("name" = HookName, Path, description = "The hook"),
         ("version" = u32, Path, minimum = 1, description = "The release's version (1, 2, ...)"),
     ),
-    responses((status = 200, body = HookRelease))
+    responses((status = 200, body = ReleaseView))
 )]
 async fn get_release(
     State(state): State<ApiState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
-) -> ApiResult<Json<HookRelease>> {
+) -> ApiResult<Json<ReleaseView>> {
     let name = path_param("name", &name, HookName::new)?;
     let version: u32 = path_param("version", &version, str::parse)?;
     if let Some(release) = state.storage.get_release(&name, version).await? {
-        return Ok(Json(release));
+        return Ok(Json(release.into()));
     }
     // Say which is missing: the hook or only the version.
     known_hook(&state, "name", name.as_str()).await?;
@@ -186,17 +334,32 @@ async fn create_release(
     } else {
         StatusCode::OK
     };
+    let release = outcome.applied.release;
+    // Read after the write: whether the pointer is on this release now.
+    let live = state
+        .storage
+        .get_hook(&name)
+        .await?
+        .and_then(|hook| hook.live)
+        .is_some_and(|live| live.id == release.id);
     Ok((
         status,
         Json(ReleaseCreated {
+            hook_name: release.hook.clone(),
+            version: release.version,
+            id: release.id,
+            digest: release.digest().clone(),
+            source_ref: release.source_ref.clone(),
+            built_at: release.built_at,
+            live,
             deployment: outcome.deployment,
-            release: outcome.applied.release,
+            release,
             created: outcome.applied.created,
         }),
     ))
 }
 
-/// Move the live pointer (rollback or pin).
+/// Move the live pointer (rollback or pin) to the version in the body.
 #[utoipa::path(
     put,
     path = "/hooks/{name}/live",
@@ -218,7 +381,11 @@ async fn set_live(
         .deployer
         .set_live(&name, request.version, &principal.subject)
         .await?;
+    let current = &outcome.applied.current;
     Ok(Json(LiveMoved {
+        hook_name: current.hook.clone(),
+        live_version: current.version,
+        live_release_id: current.id,
         deployment: outcome.deployment,
         previous: outcome.applied.previous,
         current: outcome.applied.current,

@@ -16,6 +16,19 @@
 //! errors carry a generic message; their detail goes to the server log
 //! (`tracing::error!`). Request bodies refuse unknown fields.
 //!
+//! A refused caller gets the published server's codes: 401 `missing_token` (no
+//! `Authorization` header, or no bearer token in it), `token_expired` (the token's
+//! `exp` has passed) or `invalid_token` (anything else wrong with it), 403
+//! `access_denied`; those bodies also carry `detail: {code, message}`, where the
+//! published CLI reads the code ([`osa_core::Error::code`]).
+//!
+//! The hooks' routes answer in the published server's shapes, with OSA's fields
+//! beside them: `GET /hooks` is `{items: [{name, feature, live_release}]}` ordered by
+//! name, `GET /hooks/{name}/releases` is `{hook_name, live_version, releases}` newest
+//! version first, `POST /hooks/{name}/releases` answers the published
+//! `ReleaseCreated` (with `live`), `PUT /hooks/{name}/live` answers `{hook_name,
+//! live_version, live_release_id}`.
+//!
 //! Write routes need a scope (or the admin role); the catalogue, features and
 //! provenance are public; runs, logs and deployments need a read scope. The token is
 //! checked before the request body is read, so an anonymous or unauthorised request
@@ -36,7 +49,7 @@
 //! instead (see [`ApiState::with_presigned_upload_ttl`]).
 //!
 //! Event streams (SSE) end when the token that opened them expires, with a last
-//! `error` event (`unauthenticated`); at most [`DEFAULT_MAX_STREAMS`] are open at once
+//! `error` event (`token_expired`); at most [`DEFAULT_MAX_STREAMS`] are open at once
 //! (see [`ApiState::with_max_streams`]), one more is answered 503.
 //!
 //! The OpenAPI document served at `{prefix}/openapi.json` is generated from the
@@ -65,7 +78,7 @@ mod validations;
 
 pub use error::{ApiError, not_found};
 pub use extract::{BearerTokens, Caller, PrincipalResolver};
-pub use openapi::ErrorBody;
+pub use openapi::{ErrorBody, ErrorDetail};
 pub use state::{
     ApiState, DEFAULT_MAX_STREAMS, DEFAULT_PRESIGNED_UPLOAD_TTL, DEFAULT_UPLOAD_PREFIX,
 };

@@ -24,17 +24,33 @@ use super::state::ApiState;
 /// The security scheme every protected operation names.
 pub(super) const BEARER: &str = "bearer";
 
-/// An error answer: `{"code", "message", "field"?}`.
+/// An error answer: `{"code", "message", "field"?}`; a refused caller's (401, 403)
+/// also has `detail`.
 #[derive(Debug, serde::Serialize, ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorBody {
-    /// The kind of error (`not_found`, `invalid`, `unauthenticated`, ...).
+    /// The kind of error (`not_found`, `conflict`, `invalid`, `unavailable`,
+    /// `internal`, `method_not_allowed`, `too_large`, ...); on 401 `missing_token`,
+    /// `invalid_token` or `token_expired`, on 403 `access_denied`.
     pub code: String,
     /// What went wrong, for a person.
     pub message: String,
     /// Path of the offending input value, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On 401 and 403 only: `code` and `message` again, where the published CLI
+    /// reads them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<ErrorDetail>,
+}
+
+/// The `detail` of a refused caller's error: its code and message.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `missing_token`, `invalid_token`, `token_expired` or `access_denied`.
+    pub code: String,
+    /// What went wrong, for a person.
+    pub message: String,
 }
 
 #[derive(OpenApi)]
@@ -42,6 +58,7 @@ pub struct ErrorBody {
     info(title = "OSA", description = "Hook registry, validations and features of an OSA archive"),
     components(schemas(
         ErrorBody,
+        ErrorDetail,
         osa_core::validation::RunEvent,
         osa_core::deploy::DeploymentEvent
     )),

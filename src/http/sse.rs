@@ -8,9 +8,8 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
 use osa_core::Error;
-use serde_json::json;
 
-use super::error::public_message;
+use super::error::{error_json, public_message};
 
 /// One server-sent event, as the OpenAPI document describes the items of an event
 /// stream: an `event` name (absent for the stream's items; `error` for the last event
@@ -32,12 +31,13 @@ pub(super) struct StreamTicket {
     pub(super) closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
-/// The `error` event of a stream, `{code, message}` (a generic message for faults of
-/// the server, as in error responses).
+/// The `error` event of a stream, `{code, message}` as in error responses (a generic
+/// message for faults of the server; `token_expired` with its `detail` copy when the
+/// token that opened the stream expired).
 fn sse_error(error: &Error) -> Event {
     Event::default()
         .event("error")
-        .data(json!({"code": error.kind().as_str(), "message": public_message(error)}).to_string())
+        .data(error_json(error.code(), &public_message(error), error.field()).to_string())
 }
 
 /// An SSE response of `stream`, ended early when the server closes its streams, or
@@ -75,7 +75,7 @@ where
         // Held until the stream ends or is dropped.
         drop(permit);
         expired.load(std::sync::atomic::Ordering::SeqCst).then(|| {
-            sse_error(&Error::Unauthenticated {
+            sse_error(&Error::TokenExpired {
                 reason: "the token that opened this stream expired; open it again with \
                              a fresh token"
                     .into(),
@@ -100,7 +100,7 @@ where
 mod tests {
     use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};
-    use serde_json::Value;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::http::ApiError;

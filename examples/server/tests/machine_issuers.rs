@@ -122,7 +122,12 @@ fn a_jwks_issuer_s_tokens_are_accepted_and_bad_ones_refused() {
     for token in bad {
         let me = get(&served.url("/auth/me"), Some(&token));
         assert_eq!(me.status, 401, "{:?}", me.body);
+        // Where the published CLI's pre-flight reads the code.
+        assert_eq!(me.body["detail"]["code"], "invalid_token", "{:?}", me.body);
     }
+    let anonymous = get(&served.url("/auth/me"), None);
+    assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
+    assert_eq!(anonymous.body["detail"]["code"], "missing_token");
 }
 
 #[test]

@@ -102,6 +102,8 @@ fn with_no_configuration_it_serves_the_archive_in_the_working_directory() {
     );
     let refused = post(&served.url("/conventions"), &reader, &Value::Null);
     assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(refused.body["code"], "access_denied", "{:?}", refused.body);
+    assert_eq!(refused.body["detail"]["code"], "access_denied");
 
     // SIGTERM stops it cleanly; a restart serves the same archive with the same secret.
     assert!(served.process.terminate().success());
