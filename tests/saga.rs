@@ -560,7 +560,11 @@ async fn a_streamed_submission_stores_records_as_they_come<S: Storage + Clone>(
         .expect_err("a repeated id");
     assert_eq!(error.kind(), ErrorKind::Invalid);
     assert!(error.to_string().contains("s-22"), "{error}");
-    assert_eq!(blob_files(), before, "a run the storage refused leaves no inputs");
+    assert_eq!(
+        blob_files(),
+        before,
+        "a run the storage refused leaves no inputs"
+    );
 
     // `d:1` and `d_1` would share the files directory `d_1`: refused, naming both,
     // and nothing stays (the first one's file included).

@@ -124,6 +124,14 @@ def test_start_deploy_test_stop_with_only_the_wheel(
     assert again.returncode == 1
     assert "already running" in again.stderr
 
+    # A token the server did not sign: refused before anything is built or sent, with
+    # the hint for the server's code.
+    forged = run([osa, "deploy", "--process", "--token", "a.b.c"], env=env, cwd=directory)
+    assert forged.returncode == 1
+    assert "error: Authentication failed (401)" in forged.stderr, forged.stderr
+    assert "signature" in forged.stderr
+    assert "Registering" not in forged.stderr
+
     deploy = run([osa, "deploy", "--process"], env=env, cwd=directory)
     assert deploy.returncode == 0, deploy.stderr
     assert f"Deploying to {url} (from .osa/config.json, auth: stored login)" in deploy.stderr

@@ -53,11 +53,31 @@ pub fn python_image() -> (BTreeMap<String, String>, PathBuf) {
         script("podman-setup.sh", &[]);
     }
     let image_env = oci.join("python-image.env");
-    if env_file(&image_env).is_none_or(|vars| !vars.contains_key("OSA_PYTHON_BASE")) {
+    // Made again when missing, older than this file's keys, or naming images podman no
+    // longer has (another run re-imported the base).
+    let current = env_file(&image_env).is_some_and(|vars| {
+        vars.contains_key("OSA_PYTHON_BASE")
+            && ["OSA_PYTHON_BASE", "OSA_PYTHON_IMAGE_ID"]
+                .iter()
+                .all(|key| podman_has(&vars, &vars[*key]))
+    });
+    if !current {
         script("python-image.sh", &["examples/pdb-pockets"]);
     }
     let vars = env_file(&image_env).expect("scripts/python-image.sh wrote python-image.env");
     (vars, socket)
+}
+
+/// Whether podman has the image `reference`.
+fn podman_has(vars: &BTreeMap<String, String>, reference: &str) -> bool {
+    let mut podman = Command::new("podman");
+    if let Some(conf) = vars.get("CONTAINERS_CONF") {
+        podman.env("CONTAINERS_CONF", conf);
+    }
+    podman
+        .args(["image", "exists", reference])
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// The Python hook image (pinned reference) and the podman socket.
