@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::python::{podman_and_image, upload_samples, venv};
+use common::python::{oci_runner_env, podman_and_image, submitter_token, upload_samples, venv};
 use common::{Process, Served, get, post};
 use osa::id::Digest;
 use serde_json::{Value, json};
@@ -80,13 +80,8 @@ fn an_archive_on_postgres_s3_and_podman_across_processes() {
     let (blobs, endpoint) = common::s3_env(&tag);
     env.extend(blobs);
     let prefix = tag;
+    env.extend(oci_runner_env(&socket));
     env.extend([
-        ("OSA_RUNNERS__OCI__ENABLED", "true".to_string()),
-        (
-            "OSA_RUNNERS__OCI__HOST",
-            format!("unix://{}", socket.display()),
-        ),
-        ("OSA_RUNNERS__OCI__PULL", "never".into()),
         ("OSA_WORKER__LEASE", "3s".into()),
         ("OSA_WORKER__POLL", "50ms".into()),
     ]);
@@ -95,14 +90,7 @@ fn an_archive_on_postgres_s3_and_podman_across_processes() {
     let token = |args: &[&str]| common::mint(dir.path(), &env, args);
     // Process releases need an admin; the depositor's machine needs only scopes.
     let admin = token(&["--subject", "operator", "--role", "admin"]);
-    let client = token(&[
-        "--subject",
-        "ci",
-        "--scope",
-        "validations:write",
-        "--scope",
-        "runs:read",
-    ]);
+    let client = submitter_token(dir.path(), &env);
 
     let slug = common::deploy(&served, &admin, &deploy_body(&osa_cli, &run_hook, &image));
     let records = upload_samples(&served, &client);

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use common::python::{EXAMPLE, python_image, upload_samples, venv};
+use common::python::{
+    EXAMPLE, oci_runner_env, python_image, submitter_token, upload_samples, venv,
+};
 use common::{Served, get, post};
 use serde_json::json;
 
@@ -59,25 +61,14 @@ fn osa_deploy_builds_the_images_and_the_oci_runner_validates_with_them() {
     let (vars, socket) = python_image();
     let (osa_cli, _) = venv();
     let dir = tempfile::tempdir().expect("temp dir");
-    let env = vec![
-        ("OSA_RUNNERS__OCI__ENABLED", "true".to_string()),
-        (
-            "OSA_RUNNERS__OCI__HOST",
-            format!("unix://{}", socket.display()),
-        ),
-        ("OSA_RUNNERS__OCI__PULL", "never".into()),
-    ];
+    let env = oci_runner_env(&socket);
     let served = Served::start(dir.path(), &[], &env);
-    let token = |args: &[&str]| common::mint(dir.path(), &env, args);
-    let author = token(&["--subject", "author", "--scope", "conventions:write"]);
-    let client = token(&[
-        "--subject",
-        "ci",
-        "--scope",
-        "validations:write",
-        "--scope",
-        "runs:read",
-    ]);
+    let author = common::mint(
+        dir.path(),
+        &env,
+        &["--subject", "author", "--scope", "conventions:write"],
+    );
+    let client = submitter_token(dir.path(), &env);
 
     let project = dir.path().join("pdb-pockets");
     copy_package(Path::new(EXAMPLE), &project);

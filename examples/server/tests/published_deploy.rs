@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::python::{EXAMPLE, python_image, upload_samples};
+use common::python::{EXAMPLE, oci_runner_env, python_image, submitter_token, upload_samples};
 use common::{Served, get, post};
 use serde_json::json;
 
@@ -71,25 +71,14 @@ fn the_published_osa_deploy_with_skip_build_deploys_to_osa() {
     let venv = published_venv();
     let digest = &vars["OSA_PYTHON_IMAGE_DIGEST"];
     let dir = tempfile::tempdir().expect("temp dir");
-    let env = vec![
-        ("OSA_RUNNERS__OCI__ENABLED", "true".to_string()),
-        (
-            "OSA_RUNNERS__OCI__HOST",
-            format!("unix://{}", socket.display()),
-        ),
-        ("OSA_RUNNERS__OCI__PULL", "never".into()),
-    ];
+    let env = oci_runner_env(&socket);
     let served = Served::start(dir.path(), &[], &env);
-    let token = |args: &[&str]| common::mint(dir.path(), &env, args);
-    let author = token(&["--subject", "author", "--scope", "conventions:write"]);
-    let client = token(&[
-        "--subject",
-        "ci",
-        "--scope",
-        "validations:write",
-        "--scope",
-        "runs:read",
-    ]);
+    let author = common::mint(
+        dir.path(),
+        &env,
+        &["--subject", "author", "--scope", "conventions:write"],
+    );
+    let client = submitter_token(dir.path(), &env);
 
     let stand_in = registry_stand_in(dir.path(), digest);
     let path = std::env::join_paths(std::iter::once(stand_in).chain(std::env::split_paths(

@@ -68,6 +68,35 @@ pub fn python_image() -> (BTreeMap<String, String>, PathBuf) {
     (vars, socket)
 }
 
+/// The settings that turn the OCI runner on, on podman's API `socket`, running only
+/// images podman has (no pulls).
+pub fn oci_runner_env(socket: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("OSA_RUNNERS__OCI__ENABLED", "true".to_string()),
+        (
+            "OSA_RUNNERS__OCI__HOST",
+            format!("unix://{}", socket.display()),
+        ),
+        ("OSA_RUNNERS__OCI__PULL", "never".into()),
+    ]
+}
+
+/// A depositor's machine token (subject `ci`): it submits validations and reads runs.
+pub fn submitter_token(dir: &Path, env: &[(&str, String)]) -> String {
+    super::mint(
+        dir,
+        env,
+        &[
+            "--subject",
+            "ci",
+            "--scope",
+            "validations:write",
+            "--scope",
+            "runs:read",
+        ],
+    )
+}
+
 /// Whether podman has the image `reference`.
 fn podman_has(vars: &BTreeMap<String, String>, reference: &str) -> bool {
     let mut podman = Command::new("podman");

@@ -505,27 +505,16 @@ def _short_digest(digest: str) -> str:
 def _build_hook_image(
     hook_name: str, project_dir: Path, tag: str, registry: str | None, ui: UI
 ) -> str:
-    """Builds (and pushes) the image of one hook; returns its digest."""
+    """Builds (and pushes) the image of one hook; returns its digest.
+
+    A function of its own: the published suite checks through it that nothing is
+    built before the auth gate.
+    """
     return _build_image(
         name=hook_name,
         kind="hook",
         tag=tag,
         dockerfile=generate_hook_dockerfile(project_dir),
-        project_dir=project_dir,
-        registry=registry,
-        ui=ui,
-    )
-
-
-def _build_ingester_image(
-    ingester_name: str, project_dir: Path, tag: str, registry: str | None, ui: UI
-) -> str:
-    """Builds (and pushes) the image of one ingester; returns its digest."""
-    return _build_image(
-        name=ingester_name,
-        kind="ingester",
-        tag=tag,
-        dockerfile=generate_ingester_dockerfile(project_dir),
         project_dir=project_dir,
         registry=registry,
         ui=ui,
@@ -657,7 +646,15 @@ def deploy(
         if skip_build and use_registry:
             digest = _remote_digest(container_engine(), tag)
         else:
-            digest = _build_ingester_image(ing.name, project, tag, use_registry, out)
+            digest = _build_image(
+                name=ing.name,
+                kind="ingester",
+                tag=tag,
+                dockerfile=generate_ingester_dockerfile(project),
+                project_dir=project,
+                registry=use_registry,
+                ui=out,
+            )
         ingester_releases[ing.name] = ComponentRelease(
             image=tag, digest=digest, source_ref=source_ref
         )
