@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from osa.cli._http import json_object
 from osa.cli.link import normalize_server
 
 __all__ = [
@@ -122,14 +123,11 @@ def refresh_access_token(server: str, *, path: Path | None = None) -> str | None
         return None
     if resp.status_code != 200:
         return None
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    access = body.get("access_token") if isinstance(body, dict) else None
+    body = json_object(resp)
+    access = body.get("access_token") if body is not None else None
     if not isinstance(access, str) or not access:
         return None
-    refresh = body.get("refresh_token")
+    refresh = body.get("refresh_token") if body is not None else None
     write_credentials(
         server,
         access_token=access,

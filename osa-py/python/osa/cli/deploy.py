@@ -40,6 +40,7 @@ from typing import Any
 import httpx
 
 from osa import _registry
+from osa.cli._http import json_object
 from osa.cli.proc import ProcResult, run_streamed
 from osa.cli.ui import UI, Task
 from osa.errors import DeployError
@@ -136,11 +137,8 @@ def _resolve_source_ref(project_dir: Path) -> str:
 
 def _auth_error_code(response: httpx.Response) -> str | None:
     """The auth error code of a 401/403 answer (`detail.code`, else `code`), if any."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
+    body = json_object(response)
+    if body is None:
         return None
     detail = body.get("detail")
     code = detail.get("code") if isinstance(detail, dict) else body.get("code")
@@ -149,11 +147,8 @@ def _auth_error_code(response: httpx.Response) -> str | None:
 
 def _identity_detail(response: Any) -> str | None:
     """`display_name or external_id (roles)` of an `/auth/me` answer, when it has them."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
+    body = json_object(response)
+    if body is None:
         return None
     who = body.get("display_name") or body.get("external_id") or body.get("subject")
     roles = body.get("roles")

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from osa.cli._http import json_object
 from osa.cli.credentials import write_credentials
 from osa.cli.link import normalize_server, write_link
 from osa.cli.ui import UI
@@ -43,11 +44,8 @@ class LoginError(OsaError):
 
 
 def _error_code(resp: httpx.Response) -> str | None:
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
+    body = json_object(resp)
+    if body is None:
         return None
     code = body.get("error")
     if code is None and isinstance(body.get("detail"), dict):

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from osa import _native, _registry
+from osa.cli._http import json_object
 from osa.cli.credentials import resolve_token_with_source
 from osa.cli.link import resolve_server_with_source
 from osa.cli.ui import UI
@@ -39,11 +40,8 @@ class RemoteTestError(OsaError):
 
 def _check(resp: httpx.Response, what: str) -> Any:
     if resp.status_code >= 400:
-        try:
-            body = resp.json()
-            message = body.get("message") if isinstance(body, dict) else None
-        except ValueError:
-            message = None
+        body = json_object(resp)
+        message = body.get("message") if body is not None else None
         raise RemoteTestError(
             f"{what} failed ({resp.status_code}): {message or resp.text[:500]}",
             hint="`osa login` (or `osa start` for a local server) stores a token."
